@@ -1,0 +1,72 @@
+"""Model and training configurations: plain pydantic models the worker builds and stores as JSON."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Variant = Literal[
+    "none", "standard", "vanilla", "gaussian", "dropconnect", "standout", "rdrop", "multisample"
+]
+VARIANTS: tuple[str, ...] = (
+    "none", "standard", "vanilla", "gaussian", "dropconnect", "standout", "rdrop", "multisample"
+)
+Placement = Literal["input", "hidden", "pre_activation", "last_hidden"]
+PLACEMENTS: tuple[str, ...] = ("input", "hidden", "pre_activation", "last_hidden")
+Activation = Literal["relu", "gelu", "tanh"]
+Optimizer = Literal["sgd", "adam", "adamw"]
+
+
+class ModelConfig(BaseModel):
+    """An MLP with one dropout variant at one or more placements.
+
+    `rates[i]` is the dropout rate used at the sites of hidden layer i (after its activation for
+    `hidden`, between its Linear and activation for `pre_activation`; `last_hidden` uses
+    `rates[-1]`). `input_rate` is the rate of the `input` placement (noise on the data).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_dim: int = Field(gt=0)
+    num_classes: int = Field(ge=2)
+    hidden: list[int] = Field(min_length=1, description="width of each hidden layer")
+    activation: Activation = "relu"
+    variant: Variant = "none"
+    placements: list[Placement] = Field(default_factory=lambda: ["hidden"])
+    rates: list[float] = Field(default_factory=list, description="one rate per hidden layer")
+    input_rate: float = 0.0
+    rdrop_alpha: float = Field(default=1.0, ge=0.0)
+    multisample_k: int = Field(default=4, ge=1)
+    standout_alpha: float = 1.0
+    standout_beta: float = 0.0
+
+    @model_validator(mode="after")
+    def _check_rates(self) -> ModelConfig:
+        if self.rates and len(self.rates) != len(self.hidden):
+            raise ValueError(
+                f"rates has {len(self.rates)} entries but there are {len(self.hidden)} hidden "
+                "layers: give one rate per hidden layer"
+            )
+        for p in [*self.rates, self.input_rate]:
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"dropout rate {p} is out of range: use 0 <= p < 1")
+        return self
+
+    def layer_rates(self) -> list[float]:
+        """Rates per hidden layer (zeros when none were given)."""
+        return list(self.rates) if self.rates else [0.0] * len(self.hidden)
+
+
+class TrainConfig(BaseModel):
+    """How one trial trains."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    optimizer: Optimizer = "adam"
+    lr: float = Field(default=1e-3, gt=0.0)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    seed: int = 0

@@ -1,0 +1,9 @@
+"""`studyd` worker commands."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the `studyd` app."""
