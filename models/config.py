@@ -10,7 +10,14 @@ Variant = Literal[
     "none", "standard", "vanilla", "gaussian", "dropconnect", "standout", "rdrop", "multisample"
 ]
 VARIANTS: tuple[str, ...] = (
-    "none", "standard", "vanilla", "gaussian", "dropconnect", "standout", "rdrop", "multisample"
+    "none",
+    "standard",
+    "vanilla",
+    "gaussian",
+    "dropconnect",
+    "standout",
+    "rdrop",
+    "multisample",
 )
 Placement = Literal["input", "hidden", "pre_activation", "last_hidden"]
 PLACEMENTS: tuple[str, ...] = ("input", "hidden", "pre_activation", "last_hidden")

@@ -1,4 +1,4 @@
-"""All runtime configuration in one place (env prefix STUDYD_); passed in, never read deep inside."""
+"""All runtime configuration in one place (env prefix STUDYD_), passed in as values."""
 
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def main() -> None:
     """studyd: automatic hyperparameter studies for dropout."""
