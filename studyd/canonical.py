@@ -1,0 +1,126 @@
+"""Canonical configurations: one form per function trained, so equal runs are found and reused.
+
+Two configs are the same run when they train the same distribution of networks: a rate of 0 is
+no dropout at that site, a variant's own knobs mean nothing to another variant, and the `none`
+variant has no rates, placements or knobs at all. `canonicalize` maps a pair onto one
+representative; `config_key` hashes that representative for dedupe (with the seed: the same run)
+and for grouping replicates (without it: the same configuration).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from models.config import PLACEMENTS, ModelConfig, TrainConfig
+
+# Each variant keeps only its own knobs; every other variant's are reset to the field default.
+VARIANT_PARAMS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "standard": (),
+    "vanilla": (),
+    "gaussian": (),
+    "dropconnect": (),
+    "standout": ("standout_alpha", "standout_beta"),
+    "rdrop": ("rdrop_alpha",),
+    "multisample": ("multisample_k",),
+}
+_ALL_VARIANT_PARAMS = tuple(sorted({p for ps in VARIANT_PARAMS.values() for p in ps}))
+_PER_LAYER = ("hidden", "pre_activation")
+
+
+def _default(model: type[ModelConfig] | type[TrainConfig], field: str) -> Any:
+    return model.model_fields[field].get_default(call_default_factory=True)
+
+
+def _zero(x: float) -> float:
+    # -0.0 and 0.0 are the same rate but hash differently once serialised.
+    return 0.0 if x == 0 else float(x)
+
+
+def _live_placements(cfg: ModelConfig, rates: list[float]) -> list[str]:
+    """Placements that put noise somewhere, in PLACEMENTS order, without repeats."""
+    live = []
+    for placement in PLACEMENTS:
+        if placement not in cfg.placements:
+            continue
+        if placement == "input":
+            used = [cfg.input_rate]
+        elif placement == "last_hidden":
+            used = rates[-1:]
+        else:
+            used = rates
+        if any(p > 0 for p in used):
+            live.append(placement)
+    return live
+
+
+def canonicalize_model(cfg: ModelConfig) -> ModelConfig:
+    """The representative of `cfg`'s class of equal networks.
+
+    Rules: placements are a set (sorted, deduplicated); a placement whose rates are all 0 is
+    removed; rates no remaining placement reads are 0 (`last_hidden` alone reads only the last
+    layer's rate); with no placement left — every p = 0 — the variant is `none`; `none` has the
+    default placements, no rates, input rate 0; knobs of other variants are reset to defaults;
+    Multi-Sample with K = 1 is one mask per step, i.e. `standard`.
+    """
+    rates = [_zero(p) for p in cfg.layer_rates()]
+    live = _live_placements(cfg, rates)
+    variant = cfg.variant
+    if variant == "multisample" and cfg.multisample_k == 1:
+        variant = "standard"
+    if variant == "none" or not live:
+        variant = "none"
+        live = list(_default(ModelConfig, "placements"))
+        rates = []
+        input_rate = 0.0
+    else:
+        if not any(p in live for p in _PER_LAYER):
+            last = rates[-1] if "last_hidden" in live else 0.0
+            rates = [0.0] * (len(rates) - 1) + [last]
+        if not any(p > 0 for p in rates):
+            rates = []
+        input_rate = _zero(cfg.input_rate) if "input" in live else 0.0
+    knobs = {
+        name: (
+            getattr(cfg, name) if name in VARIANT_PARAMS[variant] else _default(ModelConfig, name)
+        )
+        for name in _ALL_VARIANT_PARAMS
+    }
+    return cfg.model_copy(
+        update={
+            "variant": variant,
+            "placements": live,
+            "rates": rates,
+            "input_rate": input_rate,
+            **knobs,
+        }
+    )
+
+
+def canonicalize_train(cfg: TrainConfig) -> TrainConfig:
+    """Momentum only matters to SGD; other optimizers get the default."""
+    if cfg.optimizer == "sgd":
+        return cfg
+    return cfg.model_copy(update={"momentum": _default(TrainConfig, "momentum")})
+
+
+def canonicalize(model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
+    """Both halves of a trial's configuration in canonical form."""
+    return canonicalize_model(model_cfg), canonicalize_train(train_cfg)
+
+
+def config_key(model_cfg: ModelConfig, train_cfg: TrainConfig, *, with_seed: bool = True) -> str:
+    """Stable 16-hex-digit SHA-256 of the canonical pair.
+
+    With the seed it identifies one run (dedupe: reuse a finished trial's result); without it,
+    the configuration whose seed replicates are pooled for the verdict.
+    """
+    model, train = canonicalize(model_cfg, train_cfg)
+    train_dict = train.model_dump(mode="json")
+    if not with_seed:
+        train_dict.pop("seed")
+    payload = {"model": model.model_dump(mode="json"), "train": train_dict}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
