@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from studyd.cli import client, db, serve, worker
+from studyd.cli import client, db, proxy, serve, worker
 
 app = typer.Typer(
     name="studyd",
@@ -28,7 +28,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for module in (db, worker, serve, client):
+for module in (db, worker, serve, proxy, client):
     module.register(app)
 
 if __name__ == "__main__":  # pragma: no cover
