@@ -1,9 +1,369 @@
-"""`studyd` client commands."""
+"""`studyd` client commands: submit, list, status, watch, trials, summary, cancel, report…
+
+Each read command takes `--json` (the API's JSON, nothing else on stdout). Errors are one line on
+stderr and a non-zero exit code (see `ClientError.exit_code`).
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+from studyd.cli import render
+from studyd.client import ClientError, InvalidRequest, StudydClient
+from studyd.settings import Settings
+
+DEFAULT_URL = Settings.model_fields["url"].default
+# Exit codes of `watch` (and `submit --watch`) for a study that ended badly.
+EXIT_FAILED = 1
+EXIT_CANCELLED = 9
+EXIT_USAGE = 2
+
+UrlOpt = Annotated[
+    str,
+    typer.Option(
+        "--url", envvar="STUDYD_URL", help="Base URL of the studyd API.", show_envvar=True
+    ),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="STUDYD_API_TOKEN",
+        help="API token (sent as a Bearer token).",
+        show_envvar=True,
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON and nothing else.")]
+StudyId = Annotated[int, typer.Argument(help="The study's id (see `studyd list`).")]
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    """Print one readable line on stderr; the caller raises the returned Exit."""
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def connect(url: str, token: str | None) -> Iterator[StudydClient]:
+    """A client whose errors become one line on stderr and the error's exit code."""
+    try:
+        with StudydClient(url, token) as api:
+            yield api
+    except ClientError as exc:
+        raise fail(exc.message, exc.exit_code) from None
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def load_spec_file(path: Path) -> dict[str, Any]:
+    """Read a YAML/JSON spec and check it locally with `StudySpec` when that is available."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise fail(f"cannot read spec {path}: {exc.strerror or exc}", EXIT_USAGE) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        raise fail(f"spec {path} is not valid YAML/JSON{line}", InvalidRequest.exit_code) from None
+    if not isinstance(data, dict):
+        raise fail(f"spec {path} must be a mapping of fields", InvalidRequest.exit_code)
+    try:
+        from studyd.spec import SpecError, load_spec
+    except ImportError:  # the server validates anyway; the local check only saves a round trip
+        return data
+    try:
+        load_spec(text)
+    except SpecError as exc:
+        raise fail(f"invalid spec {path}: {exc}", InvalidRequest.exit_code) from None
+    return data
+
+
+def follow(api: StudydClient, study_id: int, *, as_json: bool, interval: float) -> None:
+    """Poll the study until it ends; exit 0 when done, non-zero when failed or cancelled."""
+    if as_json:
+        study = _poll_until_end(api, study_id, interval, lambda s: None)
+        print_json(study)
+    elif out.is_terminal:
+        study = _watch_live(api, study_id, interval)
+    else:
+        last = [""]
+
+        def show(study: dict[str, Any]) -> None:
+            line = f"[{study.get('state')}] {render.progress_line(study)}"
+            if line != last[0]:
+                out.print(line, soft_wrap=True)
+                last[0] = line
+
+        study = _poll_until_end(api, study_id, interval, show)
+    _exit_for_final_state(study, quiet=as_json)
+
+
+def _poll_until_end(
+    api: StudydClient, study_id: int, interval: float, show: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    while True:
+        study = api.study(study_id)
+        show(study)
+        if study.get("state") in ("done", "failed", "cancelled"):
+            return study
+        time.sleep(interval)
+
+
+def _watch_live(api: StudydClient, study_id: int, interval: float) -> dict[str, Any]:
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("· {task.fields[running]} running · best {task.fields[best]}"),
+        TextColumn("· ETA {task.fields[eta]}"),
+        console=out,
+    )
+    task = progress.add_task("", total=None, running=0, best="—", eta="—")
+    with Live(progress, console=out, refresh_per_second=8, transient=False):
+
+        def show(study: dict[str, Any]) -> None:
+            best = render.best_of(study)
+            progress.update(
+                task,
+                description=f"study {study_id} [{study.get('state')}]",
+                total=study.get("target_trials") or None,
+                completed=render.finished_of(study),
+                running=render.running_of(study),
+                best=f"{render.fmt_value(best.get('value'))} (#{best.get('number')})"
+                if best
+                else "—",
+                eta=render.fmt_duration(render.eta_seconds(study)),
+            )
+
+        return _poll_until_end(api, study_id, interval, show)
+
+
+def _exit_for_final_state(study: dict[str, Any], *, quiet: bool) -> None:
+    state = study.get("state")
+    if state == "done":
+        if not quiet:
+            out.print(f"study {study.get('id')} is done: {render.progress_line(study)}")
+        return
+    detail = f": {study['error']}" if study.get("error") else ""
+    raise fail(
+        f"study {study.get('id')} {state}{detail}",
+        EXIT_CANCELLED if state == "cancelled" else EXIT_FAILED,
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `studyd` app."""
+
+    @app.command()
+    def submit(
+        spec: Annotated[Path, typer.Argument(help="Study spec (YAML or JSON).")],
+        priority: Annotated[
+            int | None, typer.Option(help="Higher runs first (default 0).", show_default=False)
+        ] = None,
+        watch: Annotated[
+            bool, typer.Option("--watch", help="Follow the study until it ends.")
+        ] = False,
+        idempotency_key: Annotated[
+            str | None, typer.Option(help="Resubmitting with the same key queues nothing new.")
+        ] = None,
+        interval: Annotated[float, typer.Option(help="Seconds between polls with --watch.")] = 1.0,
+        url: UrlOpt = DEFAULT_URL,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Queue a study from a spec file and print its id."""
+        data = load_spec_file(spec)
+        with connect(url, token) as api:
+            study = api.submit(data, priority=priority, idempotency_key=idempotency_key)
+            if as_json and not watch:
+                print_json(study)
+            elif not as_json:
+                out.print(str(study["id"]))
+                err.print(
+                    f"study {study['id']} ({study.get('name', '')}) {study.get('state', 'queued')}"
+                    f" with {study.get('target_trials', '?')} trials — follow it with "
+                    f"`studyd watch {study['id']}`"
+                )
+            if watch:
+                follow(api, study["id"], as_json=as_json, interval=interval)
+
+    @app.command("list")
+    def list_(
+        state: Annotated[
+            str | None, typer.Option(help="Only studies in this state (queued, running, done…).")
+        ] = None,
+        limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+        offset: Annotated[int, typer.Option(help="Skip this many.")] = 0,
+        url: UrlOpt = DEFAULT_URL,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """List studies, newest first."""
+        with connect(url, token) as api:
+            page = api.list_studies(state=state, limit=limit, offset=offset)
+        if as_json:
+            print_json(page)
+        else:
+            out.print(render.studies_table(page.get("items", []), page.get("total")))
+
+    @app.command()
+    def status(
+        study_id: StudyId,
+        url: UrlOpt = DEFAULT_URL,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Show a study's state, progress, best trial and error."""
+        with connect(url, token) as api:
+            study = api.study(study_id)
+        if as_json:
+            print_json(study)
+        else:
+            out.print(render.study_view(study))
+
+    @app.command()
+    def watch(
+        study_id: StudyId,
+        interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 1.0,
+        url: UrlOpt = DEFAULT_URL,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Follow a study live; exit 0 when done, 1 when failed, 9 when cancelled."""
+        with connect(url, token) as api:
+            follow(api, study_id, as_json=as_json, interval=interval)
+
+    @app.command()
+    def trials(
+        study_id: StudyId,
+        sort: Annotated[
+            str, typer.Option(help="`value` (best first) or `number`.", case_sensitive=False)
+        ] = "value",
+        state: Annotated[
+            str | None, typer.Option(help="Only trials in this state (complete, pruned, …).")
+        ] = None,
+        variant: Annotated[str | None, typer.Option(help="Only trials of this variant.")] = None,
+        limit: Annotated[int, typer.Option(help="At most this many trials.")] = 20,
+        url: UrlOpt = DEFAULT_URL,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Show a study's trials as a table (best first by default)."""
+        if sort not in ("value", "number"):
+            raise fail(f"--sort must be `value` or `number`, not `{sort}`", EXIT_USAGE)
+        with connect(url, token) as api:
+            page = api.trials(study_id, state=state, variant=variant, sort=sort, limit=limit)
+        if as_json:
+            print_json(page)
+        else:
+            out.print(render.trials_table(page.get("items", []), page.get("total")))
+
+    @app.command()
+    def summary(
+        study_id: StudyId,
+        url: UrlOpt = DEFAULT_URL,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Which variant, placement and rate win, importances, best config and test score."""
+        with connect(url, token) as api:
+            data = api.summary(study_id)
+        if as_json:
+            print_json(data)
+        else:
+            out.print(render.summary_view(data))
+
+    @app.command()
+    def cancel(
+        study_id: StudyId,
+        url: UrlOpt = DEFAULT_URL,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Cancel a queued or running study (running trials finish; no new ones start)."""
+        with connect(url, token) as api:
+            study = api.cancel(study_id)
+        if as_json:
+            print_json(study)
+        else:
+            out.print(f"study {study_id} {study.get('state', 'cancelled')}")
+
+    @app.command()
+    def report(
+        study_id: StudyId,
+        out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the report to.")],
+        url: UrlOpt = DEFAULT_URL,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Write a static HTML + PNG report of a study (plots of its trials) to --out."""
+        from studyd.report import write_report
+
+        with connect(url, token) as api:
+            written = write_report(api, study_id, out_dir)
+        if as_json:
+            print_json({"index": str(written.index), "files": [str(p) for p in written.files]})
+        else:
+            out.print(f"report written to {written.index}")
+
+    @app.command()
+    def dashboard(
+        database_url: Annotated[
+            str | None,
+            typer.Option(
+                "--database-url",
+                envvar="STUDYD_DATABASE_URL",
+                help="Run optuna-dashboard on this database (else print the server's /dashboard).",
+                show_envvar=True,
+            ),
+        ] = None,
+        host: Annotated[str, typer.Option(help="Where optuna-dashboard listens.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port of optuna-dashboard.")] = 8080,
+        url: UrlOpt = DEFAULT_URL,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Run optuna-dashboard on the database, or print the server's /dashboard URL."""
+        if not database_url:
+            link = f"{url.rstrip('/')}/dashboard/"
+            if as_json:
+                print_json({"url": link})
+            else:
+                out.print(f"optuna-dashboard is served by the API at {link}")
+            return
+        _run_dashboard(database_url, host, port)
+
+
+def _run_dashboard(database_url: str, host: str, port: int) -> None:
+    from optuna_dashboard import run_server
+
+    try:
+        from storage.optuna_storage import make_optuna_storage
+
+        storage: Any = make_optuna_storage(database_url)
+    except ImportError:
+        storage = database_url
+    err.print(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
+    run_server(storage, host=host, port=port)

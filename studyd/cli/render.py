@@ -1,0 +1,309 @@
+"""How the client commands show API JSON to a person: rich tables and one-line progress."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+JSON = dict[str, Any]
+STATE_STYLE = {
+    "queued": "yellow",
+    "running": "cyan",
+    "done": "green",
+    "failed": "red",
+    "cancelled": "magenta",
+    "COMPLETE": "green",
+    "PRUNED": "yellow",
+    "FAIL": "red",
+    "RUNNING": "cyan",
+    "WAITING": "dim",
+}
+
+
+# -- reading the study JSON ------------------------------------------------------------------
+
+
+def trial_counts(study: JSON) -> dict[str, int]:
+    """Trial counts by Optuna state (`COMPLETE`, `PRUNED`, `RUNNING`, `FAIL`, `WAITING`)."""
+    counts = study.get("trial_counts") or study.get("counts") or study.get("progress") or {}
+    if not isinstance(counts, dict):
+        return {}
+    return {str(k).upper(): int(v) for k, v in counts.items() if isinstance(v, int | float)}
+
+
+def finished_of(study: JSON) -> int:
+    if isinstance(study.get("finished"), int):
+        return study["finished"]
+    counts = trial_counts(study)
+    return counts.get("COMPLETE", 0) + counts.get("PRUNED", 0)
+
+
+def running_of(study: JSON) -> int:
+    counts = trial_counts(study)
+    if "RUNNING" in counts:
+        return counts["RUNNING"]
+    return max(0, int(study.get("claimed", 0)) - finished_of(study))
+
+
+def best_of(study: JSON) -> JSON | None:
+    best = study.get("best_trial", study.get("best"))
+    return best if isinstance(best, dict) else None
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def eta_seconds(study: JSON, now: datetime | None = None) -> float | None:
+    """Remaining time at the study's own pace so far: elapsed / finished × remaining."""
+    finished, target = finished_of(study), int(study.get("target_trials") or 0)
+    started = parse_time(study.get("started_at"))
+    if not started or finished <= 0 or target <= finished:
+        return 0.0 if target and finished >= target else None
+    elapsed = ((now or datetime.now(UTC)) - started).total_seconds()
+    return max(0.0, elapsed / finished * (target - finished))
+
+
+# -- formatting values -----------------------------------------------------------------------
+
+
+def fmt_value(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+            return f"{value:.3g}"
+        return f"{value:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{value:.0f}"
+    if isinstance(value, list):
+        return ", ".join(fmt_value(v, digits) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={fmt_value(v, digits)}" for k, v in value.items())
+    return str(value)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(round(seconds))
+    minutes, sec = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{sec:02d}s"
+    return f"{sec}s"
+
+
+def styled_state(state: Any) -> Text:
+    text = str(state or "—")
+    return Text(text, style=STATE_STYLE.get(text, ""))
+
+
+def progress_line(study: JSON) -> str:
+    """`12/40 finished · 2 running · best 0.9712 (#7) · ETA 1m20s` — one line of progress."""
+    best = best_of(study)
+    best_text = "—"
+    if best:
+        best_text = f"{fmt_value(best.get('value'))} (#{best.get('number')})"
+    return (
+        f"{finished_of(study)}/{study.get('target_trials', '?')} finished · "
+        f"{running_of(study)} running · best {best_text} · "
+        f"ETA {fmt_duration(eta_seconds(study))}"
+    )
+
+
+# -- tables ----------------------------------------------------------------------------------
+
+
+def studies_table(items: list[JSON], total: int | None = None) -> Table:
+    title = f"studies ({len(items)} of {total})" if total is not None else "studies"
+    table = Table(title=title, title_justify="left")
+    for name, justify in [
+        ("id", "right"),
+        ("name", "left"),
+        ("state", "left"),
+        ("finished", "right"),
+        ("priority", "right"),
+        ("best", "right"),
+        ("created", "left"),
+    ]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for study in items:
+        best = best_of(study)
+        table.add_row(
+            str(study.get("id")),
+            str(study.get("name", "")),
+            styled_state(study.get("state")),
+            f"{finished_of(study)}/{study.get('target_trials', '?')}",
+            str(study.get("priority", 0)),
+            fmt_value(best.get("value")) if best else fmt_value(study.get("best_value")),
+            str(study.get("created_at", ""))[:19].replace("T", " "),
+        )
+    return table
+
+
+def key_value_table(rows: list[tuple[str, Any]], title: str | None = None) -> Table:
+    table = Table(show_header=False, title=title, title_justify="left", box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value if isinstance(value, Text) else fmt_value(value))
+    return table
+
+
+def study_view(study: JSON) -> Group:
+    counts = trial_counts(study)
+    best = best_of(study)
+    rows: list[tuple[str, Any]] = [
+        ("study", f"{study.get('id')} · {study.get('name', '')}"),
+        ("state", styled_state(study.get("state"))),
+        ("progress", progress_line(study)),
+        ("trials", ", ".join(f"{k.lower()} {v}" for k, v in counts.items() if v) or "none yet"),
+        ("priority", study.get("priority")),
+        ("created", study.get("created_at")),
+        ("started", study.get("started_at")),
+        ("finished at", study.get("finished_at")),
+    ]
+    if best:
+        rows.append(("best trial", f"#{best.get('number')} value {fmt_value(best.get('value'))}"))
+        if best.get("params"):
+            rows.append(("best params", best.get("params")))
+    if study.get("test_score") is not None:
+        rows.append(("test score", study.get("test_score")))
+    if study.get("error"):
+        rows.append(("error", Text(str(study["error"]), style="red")))
+    return Group(key_value_table([(k, v) for k, v in rows if v not in (None, "")]))
+
+
+def trial_attr(trial: JSON, key: str) -> Any:
+    for source in (trial, trial.get("user_attrs") or {}, trial.get("attrs") or {}):
+        if isinstance(source, dict) and key in source:
+            return source[key]
+    return None
+
+
+def trial_rates(trial: JSON) -> Any:
+    """The dropout rate(s) a trial used, from its params or its stored model config."""
+    params = trial.get("params") or {}
+    rates = [v for k, v in sorted(params.items()) if "rate" in k and "lr" not in k]
+    if rates:
+        return rates[0] if len(rates) == 1 else rates
+    config = trial_attr(trial, "config") or {}
+    return config.get("rates") if isinstance(config, dict) else None
+
+
+def trials_table(items: list[JSON], total: int | None = None) -> Table:
+    title = f"trials ({len(items)} of {total})" if total is not None else "trials"
+    table = Table(title=title, title_justify="left")
+    columns = [
+        "#",
+        "state",
+        "value",
+        "variant",
+        "placement",
+        "rate",
+        "hidden",
+        "gap",
+        "epochs",
+        "s",
+    ]
+    for name in columns:
+        table.add_column(
+            name, justify="left" if name in ("state", "variant", "placement") else "right"
+        )
+    for trial in items:
+        config = trial_attr(trial, "config") or {}
+        curve = trial_attr(trial, "curve") or []
+        table.add_row(
+            str(trial.get("number")),
+            styled_state(trial.get("state")),
+            fmt_value(trial.get("value")),
+            str(trial_attr(trial, "variant") or (trial.get("params") or {}).get("variant", "—")),
+            str(
+                trial_attr(trial, "placement") or (trial.get("params") or {}).get("placement", "—")
+            ),
+            fmt_value(trial_rates(trial), 3),
+            fmt_value(config.get("hidden") if isinstance(config, dict) else None),
+            fmt_value(trial_attr(trial, "gap")),
+            str(len(curve) if isinstance(curve, list) and curve else "—"),
+            fmt_value(trial.get("duration_seconds", trial.get("duration")), 1),
+        )
+    return table
+
+
+# -- summary ---------------------------------------------------------------------------------
+
+# Sections shown first, in this order; anything else the API adds is shown after, generically.
+SUMMARY_ORDER = ["verdict", "variants", "placements", "rates", "importances", "best", "test_score"]
+
+
+def _rows_of(section: Any, key_name: str) -> list[JSON] | None:
+    """A list of row dicts from `[{...}, ...]` or `{"name": {...}, ...}`; None if neither."""
+    if isinstance(section, list) and section and all(isinstance(r, dict) for r in section):
+        return section
+    if isinstance(section, dict) and section and all(isinstance(v, dict) for v in section.values()):
+        return [{key_name: k, **v} for k, v in section.items()]
+    return None
+
+
+def rows_table(rows: list[JSON], title: str) -> Table:
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k, v in row.items() if k not in columns and not isinstance(v, dict))
+    table = Table(title=title, title_justify="left")
+    for i, name in enumerate(columns):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*[fmt_value(row.get(c)) for c in columns])
+    return table
+
+
+def importances_table(importances: dict[str, Any]) -> Table:
+    table = Table(title="parameter importances", title_justify="left")
+    table.add_column("parameter")
+    table.add_column("importance", justify="right")
+    table.add_column("")
+    ranked = sorted(importances.items(), key=lambda kv: -(kv[1] or 0))
+    for name, value in ranked:
+        share = float(value or 0)
+        table.add_row(name, fmt_value(share, 3), "█" * max(0, round(share * 30)))
+    return table
+
+
+def summary_view(summary: JSON) -> Group:
+    parts: list[Any] = []
+    keys = [k for k in SUMMARY_ORDER if k in summary]
+    keys += [k for k in summary if k not in keys]
+    scalars: list[tuple[str, Any]] = []
+    for key in keys:
+        section = summary[key]
+        if section is None or section == [] or section == {}:
+            continue
+        if key == "verdict" and isinstance(section, str):
+            parts.append(Text(section, style="bold"))
+        elif key == "importances" and isinstance(section, dict):
+            parts.append(importances_table(section))
+        elif (rows := _rows_of(section, key.rstrip("s") or key)) is not None:
+            parts.append(rows_table(rows, key.replace("_", " ")))
+        elif isinstance(section, dict):
+            parts.append(key_value_table(list(section.items()), title=key.replace("_", " ")))
+        else:
+            scalars.append((key.replace("_", " "), section))
+    if scalars:
+        parts.append(key_value_table(scalars))
+    return Group(*parts)

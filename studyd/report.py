@@ -1,0 +1,288 @@
+"""A static HTML + PNG report of one study, built from the API's JSON (never from the database).
+
+Plots: optimisation history, accuracy per variant, dropout rate vs accuracy, train−val gap per
+variant (what dropout exists to shrink), and the learning curves of the best trials.
+"""
+
+from __future__ import annotations
+
+import html
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # reports are written on servers without a display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from studyd.cli.render import best_of, fmt_value, trial_attr, trial_rates  # noqa: E402
+from studyd.client import ClientError, StudydClient  # noqa: E402
+
+JSON = dict[str, Any]
+BEST_CURVES = 5
+
+
+@dataclass
+class ReportFiles:
+    """What `write_report` wrote: the HTML page and every file beside it."""
+
+    index: Path
+    files: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class Figure:
+    filename: str
+    title: str
+    caption: str
+
+
+def write_report(api: StudydClient, study_id: int, out_dir: Path) -> ReportFiles:
+    """Fetch a study's JSON over the API and write `index.html` plus one PNG per plot."""
+    study = api.study(study_id)
+    try:
+        summary: JSON = api.summary(study_id)
+    except ClientError:  # a study with no finished trial may have no summary yet
+        summary = {}
+    trials = list(api.iter_trials(study_id, sort="number"))
+    best = sorted(
+        (t for t in trials if _is_complete(t) and t.get("value") is not None),
+        key=lambda t: t["value"],
+        reverse=_maximize(study),
+    )[:BEST_CURVES]
+    detailed = [_with_curve(api, study_id, t) for t in best]
+    return render_report(study, summary, trials, detailed, out_dir)
+
+
+def render_report(
+    study: JSON, summary: JSON, trials: list[JSON], best: list[JSON], out_dir: Path
+) -> ReportFiles:
+    """Write the report from already-fetched JSON (separate so it is testable without a server)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = [
+        fig
+        for fig in (
+            _history(trials, _maximize(study), out_dir),
+            _per_variant(trials, "value", "validation accuracy", "variants.png", out_dir),
+            _rate_vs_accuracy(trials, out_dir),
+            _per_variant(trials, "gap", "train − val accuracy gap", "gap.png", out_dir),
+            _curves(best, out_dir),
+        )
+        if fig is not None
+    ]
+    index = out_dir / "index.html"
+    index.write_text(_page(study, summary, trials, figures), encoding="utf-8")
+    return ReportFiles(index=index, files=[index, *(out_dir / f.filename for f in figures)])
+
+
+# -- reading trials ----------------------------------------------------------------------------
+
+
+def _is_complete(trial: JSON) -> bool:
+    return str(trial.get("state", "")).upper() == "COMPLETE"
+
+
+def _maximize(study: JSON) -> bool:
+    direction = study.get("direction") or (study.get("directions") or ["maximize"])[0]
+    spec = study.get("spec") or {}
+    search = spec.get("search") if isinstance(spec, dict) else None
+    if isinstance(search, dict) and search.get("direction"):
+        direction = search["direction"]
+    return str(direction).lower() != "minimize"
+
+
+def _variant(trial: JSON) -> str:
+    return str(trial_attr(trial, "variant") or (trial.get("params") or {}).get("variant", "?"))
+
+
+def _mean_rate(trial: JSON) -> float | None:
+    rates = trial_rates(trial)
+    if isinstance(rates, int | float):
+        return float(rates)
+    if isinstance(rates, list) and rates:
+        return float(statistics.fmean(float(r) for r in rates))
+    return None
+
+
+def _with_curve(api: StudydClient, study_id: int, trial: JSON) -> JSON:
+    if trial_attr(trial, "curve"):
+        return trial
+    return api.trial(study_id, int(trial["number"]))
+
+
+# -- figures -----------------------------------------------------------------------------------
+
+
+def _save(fig: Any, out_dir: Path, filename: str) -> None:
+    fig.tight_layout()
+    fig.savefig(out_dir / filename, dpi=110)
+    plt.close(fig)
+
+
+def _history(trials: list[JSON], maximize: bool, out_dir: Path) -> Figure | None:
+    done = [t for t in trials if _is_complete(t) and t.get("value") is not None]
+    if not done:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    numbers = [t["number"] for t in done]
+    values = [t["value"] for t in done]
+    ax.scatter(numbers, values, s=18, alpha=0.7, label="complete trial")
+    pick = max if maximize else min
+    running: list[float] = []
+    for v in values:
+        running.append(v if not running else pick(running[-1], v))
+    ax.step(numbers, running, where="post", color="tab:red", label="best so far")
+    ax.set(xlabel="trial number", ylabel="objective (validation accuracy)")
+    ax.legend(loc="lower right")
+    _save(fig, out_dir, "history.png")
+    return Figure(
+        "history.png", "Optimisation history", "Every complete trial and the best so far."
+    )
+
+
+def _per_variant(
+    trials: list[JSON], key: str, label: str, filename: str, out_dir: Path
+) -> Figure | None:
+    groups: dict[str, list[float]] = defaultdict(list)
+    for t in trials:
+        value = t.get("value") if key == "value" else trial_attr(t, key)
+        if _is_complete(t) and isinstance(value, int | float):
+            groups[_variant(t)].append(float(value))
+    if not groups:
+        return None
+    names = sorted(groups)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.boxplot([groups[n] for n in names], tick_labels=names, showfliers=False)
+    for i, name in enumerate(names, start=1):
+        ax.scatter([i] * len(groups[name]), groups[name], s=12, alpha=0.6)
+    ax.set(ylabel=label)
+    ax.tick_params(axis="x", rotation=30)
+    _save(fig, out_dir, filename)
+    caption = f"{label} of the complete trials of each variant (box: quartiles)."
+    return Figure(filename, f"{label[0].upper()}{label[1:]} per variant", caption)
+
+
+def _rate_vs_accuracy(trials: list[JSON], out_dir: Path) -> Figure | None:
+    points: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for t in trials:
+        rate = _mean_rate(t)
+        if _is_complete(t) and rate is not None and t.get("value") is not None:
+            points[_variant(t)].append((rate, float(t["value"])))
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name in sorted(points):
+        xs, ys = zip(*points[name], strict=True)
+        ax.scatter(xs, ys, s=18, alpha=0.75, label=name)
+    ax.set(xlabel="dropout rate p (mean over layers)", ylabel="validation accuracy")
+    ax.legend(fontsize="small", ncols=2)
+    _save(fig, out_dir, "rate.png")
+    return Figure("rate.png", "Rate vs accuracy", "Each complete trial's dropout rate and score.")
+
+
+def _curves(best: list[JSON], out_dir: Path) -> Figure | None:
+    curved = [t for t in best if trial_attr(t, "curve")]
+    if not curved:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, trial in enumerate(curved):
+        curve = trial_attr(trial, "curve")
+        epochs = [p.get("epoch", j) for j, p in enumerate(curve)]
+        color = f"C{i}"
+        label = f"#{trial['number']} {_variant(trial)}"
+        ax.plot(epochs, [p.get("val_acc") for p in curve], color=color, label=f"{label} val")
+        ax.plot(epochs, [p.get("train_acc") for p in curve], color=color, linestyle="--")
+    ax.set(xlabel="epoch", ylabel="accuracy (solid: validation, dashed: train)")
+    ax.legend(fontsize="small")
+    _save(fig, out_dir, "curves.png")
+    return Figure(
+        "curves.png", "Learning curves of the best trials", "Train (dashed) and validation (solid)."
+    )
+
+
+# -- the page ----------------------------------------------------------------------------------
+
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em}
+th{background:#f3f3f3;text-align:left}td.n{text-align:right}img{max-width:100%}
+.verdict{font-size:1.15em;font-weight:600;padding:.6em;
+background:#eef6ee;border-left:4px solid #4a4}
+"""
+
+
+def _table(rows: list[JSON]) -> str:
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k, v in row.items() if k not in columns and not isinstance(v, dict))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="{"n" if isinstance(r.get(c), int | float) else ""}">'
+            f"{html.escape(fmt_value(r.get(c)))}</td>"
+            for c in columns
+        )
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _summary_html(summary: JSON) -> str:
+    parts: list[str] = []
+    verdict = summary.get("verdict")
+    if isinstance(verdict, str):
+        parts.append(f'<p class="verdict">{html.escape(verdict)}</p>')
+    for key, section in summary.items():
+        if key == "verdict" or section in (None, [], {}):
+            continue
+        title = f"<h3>{html.escape(key.replace('_', ' '))}</h3>"
+        if isinstance(section, list) and all(isinstance(r, dict) for r in section):
+            parts.append(title + _table(section))
+        elif isinstance(section, dict) and all(isinstance(v, dict) for v in section.values()):
+            parts.append(title + _table([{key: k, **v} for k, v in section.items()]))
+        elif isinstance(section, dict):
+            parts.append(title + _table([{"name": k, "value": v} for k, v in section.items()]))
+        else:
+            parts.append(
+                f"<p><b>{html.escape(key.replace('_', ' '))}:</b> "
+                f"{html.escape(fmt_value(section))}</p>"
+            )
+    return "\n".join(parts)
+
+
+def _page(study: JSON, summary: JSON, trials: list[JSON], figures: list[Figure]) -> str:
+    best = best_of(study)
+    meta = [
+        {"field": "study", "value": f"{study.get('id')} · {study.get('name', '')}"},
+        {"field": "state", "value": study.get("state")},
+        {"field": "trials listed", "value": len(trials)},
+        {"field": "target trials", "value": study.get("target_trials")},
+        {
+            "field": "best trial",
+            "value": f"#{best.get('number')}: {fmt_value(best.get('value'))}" if best else None,
+        },
+        {"field": "test score (best trial)", "value": study.get("test_score")},
+        {"field": "created", "value": study.get("created_at")},
+        {"field": "finished", "value": study.get("finished_at")},
+    ]
+    figures_html = "\n".join(
+        f"<h2>{html.escape(f.title)}</h2><p>{html.escape(f.caption)}</p>"
+        f'<img src="{html.escape(f.filename)}" alt="{html.escape(f.title)}">'
+        for f in figures
+    )
+    title = f"studyd report — study {study.get('id')} ({study.get('name', '')})"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{STYLE}</style></head><body>
+<h1>{html.escape(title)}</h1>
+{_table([m for m in meta if m["value"] is not None])}
+<h2>Summary</h2>
+{_summary_html(summary) or "<p>No summary yet (no finished trial).</p>"}
+{figures_html}
+</body></html>
+"""
