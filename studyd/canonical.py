@@ -41,10 +41,15 @@ def _zero(x: float) -> float:
 
 def _live_placements(cfg: ModelConfig, rates: list[float]) -> list[str]:
     """Placements that put noise somewhere, in PLACEMENTS order, without repeats."""
+    named = [p for p in PLACEMENTS if p in cfg.placements]
+    if "hidden" in named and "last_hidden" in named:
+        # `hidden`'s sites already include the one `last_hidden` names (models/mlp.py).
+        named.remove("last_hidden")
+    if cfg.variant == "standout":
+        # Standout takes no rate (π = sigmoid(α·Wx + β) is the rate): a named site is live.
+        return named
     live = []
-    for placement in PLACEMENTS:
-        if placement not in cfg.placements:
-            continue
+    for placement in named:
         if placement == "input":
             used = [cfg.input_rate]
         elif placement == "last_hidden":
@@ -59,11 +64,13 @@ def _live_placements(cfg: ModelConfig, rates: list[float]) -> list[str]:
 def canonicalize_model(cfg: ModelConfig) -> ModelConfig:
     """The representative of `cfg`'s class of equal networks.
 
-    Rules: placements are a set (sorted, deduplicated); a placement whose rates are all 0 is
-    removed; rates no remaining placement reads are 0 (`last_hidden` alone reads only the last
-    layer's rate); with no placement left — every p = 0 — the variant is `none`; `none` has the
-    default placements, no rates, input rate 0; knobs of other variants are reset to defaults;
-    Multi-Sample with K = 1 is one mask per step, i.e. `standard`.
+    Rules: placements are a set (sorted, deduplicated; `last_hidden` is dropped beside `hidden`,
+    whose sites include it); a placement whose rates are all 0 is removed; rates no remaining
+    placement reads are 0 (`last_hidden` alone reads only the last layer's rate); with no
+    placement left — every p = 0 — the variant is `none`; `none` has the default placements, no
+    rates, input rate 0; `standout` takes no rate, so its rates are cleared and every named
+    placement stays; knobs of other variants are reset to defaults; Multi-Sample with K = 1 is
+    one mask per step, i.e. `standard`.
     """
     rates = [_zero(p) for p in cfg.layer_rates()]
     live = _live_placements(cfg, rates)
@@ -75,6 +82,8 @@ def canonicalize_model(cfg: ModelConfig) -> ModelConfig:
         live = list(_default(ModelConfig, "placements"))
         rates = []
         input_rate = 0.0
+    elif variant == "standout":
+        rates, input_rate = [], 0.0
     else:
         if not any(p in live for p in _PER_LAYER):
             last = rates[-1] if "last_hidden" in live else 0.0

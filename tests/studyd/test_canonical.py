@@ -67,6 +67,22 @@ def test_placements_are_a_set():
     assert config_key(a, TRAIN) == config_key(b, TRAIN)
 
 
+def test_last_hidden_beside_hidden_is_redundant():
+    a = mc(variant="standard", rates=[0.2, 0.5], placements=["hidden", "last_hidden"])
+    b = mc(variant="standard", rates=[0.2, 0.5], placements=["hidden"])
+    assert config_key(a, TRAIN) == config_key(b, TRAIN)
+
+
+def test_standout_takes_no_rate_so_its_sites_stay_and_rates_are_cleared():
+    a = mc(variant="standout", rates=[0.0, 0.0], placements=["hidden"], standout_alpha=2.0)
+    b = mc(variant="standout", rates=[0.4, 0.1], placements=["hidden"], standout_alpha=2.0)
+    canon = canonicalize_model(a)
+    assert canon.variant == "standout"
+    assert (canon.placements, canon.rates, canon.standout_alpha) == (["hidden"], [], 2.0)
+    assert config_key(a, TRAIN) == config_key(b, TRAIN)
+    assert canonicalize_model(mc(variant="standout", placements=[])).variant == "none"
+
+
 def test_other_variants_params_are_reset_but_own_are_kept():
     a = mc(variant="rdrop", rates=[0.3, 0.3], rdrop_alpha=2.5, multisample_k=7, standout_beta=1.0)
     canon = canonicalize_model(a)
@@ -103,7 +119,7 @@ def test_key_is_stable_hex_and_seed_is_optional():
 
 
 def test_canonical_form_is_a_fixed_point_and_still_valid():
-    cfg = mc(variant="standout", rates=[0.0, 0.4], placements=["pre_activation", "input"])
+    cfg = mc(variant="dropconnect", rates=[0.0, 0.4], placements=["pre_activation", "input"])
     model, train = canonicalize(cfg, TRAIN)
     assert canonicalize(model, train) == (model, train)
     ModelConfig.model_validate(model.model_dump(mode="json"))
