@@ -102,6 +102,14 @@ def load_spec_file(path: Path) -> dict[str, Any]:
 
 def follow(api: StudydClient, study_id: int, *, as_json: bool, interval: float) -> None:
     """Poll the study until it ends; exit 0 when done, non-zero when failed or cancelled."""
+    study = poll_and_show(api, study_id, as_json=as_json, interval=interval)
+    _exit_for_final_state(study, quiet=as_json)
+
+
+def poll_and_show(
+    api: StudydClient, study_id: int, *, as_json: bool, interval: float
+) -> dict[str, Any]:
+    """Show progress until the study ends (live bar on a terminal, lines otherwise)."""
     if as_json:
         study = _poll_until_end(api, study_id, interval, lambda s: None)
         print_json(study)
@@ -117,7 +125,7 @@ def follow(api: StudydClient, study_id: int, *, as_json: bool, interval: float) 
                 last[0] = line
 
         study = _poll_until_end(api, study_id, interval, show)
-    _exit_for_final_state(study, quiet=as_json)
+    return study
 
 
 def _poll_until_end(
@@ -355,6 +363,23 @@ def register(app: typer.Typer) -> None:
             return
         _run_dashboard(database_url, host, port)
 
+    @app.command()
+    def demo(
+        directory: Annotated[
+            Path, typer.Option("--dir", help="Where the demo's database, log and report go.")
+        ] = Path("studyd-demo"),
+        spec: Annotated[
+            Path | None, typer.Option(help="Spec to run (default: the bundled shoot-out).")
+        ] = None,
+        workers: Annotated[int, typer.Option(help="Embedded worker processes.")] = 2,
+        port: Annotated[int | None, typer.Option(help="API port (default: a free one).")] = None,
+        keep_serving: Annotated[
+            bool, typer.Option("--keep-serving", help="Leave the server running (Ctrl-C stops).")
+        ] = False,
+    ) -> None:
+        """Start a server on SQLite, run the variant shoot-out on digits, print the verdict."""
+        run_demo(directory, spec, workers=workers, port=port, keep_serving=keep_serving)
+
 
 def _run_dashboard(database_url: str, host: str, port: int) -> None:
     from optuna_dashboard import run_server
@@ -367,3 +392,45 @@ def _run_dashboard(database_url: str, host: str, port: int) -> None:
         storage = database_url
     err.print(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
     run_server(storage, host=host, port=port)
+
+
+def run_demo(
+    directory: Path, spec: Path | None, *, workers: int, port: int | None, keep_serving: bool
+) -> None:
+    from studyd import demo
+    from studyd.report import write_report
+
+    began = time.monotonic()
+    try:
+        spec_path = spec or demo.bundled_spec()
+        err.print(f"starting `studyd serve` with {workers} worker(s) on {directory}/studyd.db …")
+        with (
+            demo.running_server(
+                directory, port=port, workers=workers, keep_serving=keep_serving
+            ) as server,
+            StudydClient(server.url) as api,
+        ):
+            study = demo.submit_bundled(api, spec_path)
+            sid = study["id"]
+            out.print(
+                f"submitted {spec_path.name} as study {sid} ({study.get('target_trials')} trials)"
+            )
+            final = poll_and_show(api, sid, as_json=False, interval=1.0)
+            out.print(render.summary_view(api.summary(sid)))
+            report = write_report(api, sid, directory / "report")
+            minutes = (time.monotonic() - began) / 60
+            out.print(
+                f"\n[bold]demo finished in {minutes:.1f} minutes[/] (study {final.get('state')})"
+            )
+            out.print(f"report:    {report.index}")
+            if keep_serving:
+                out.print(f"API:       {server.url}/docs")
+                out.print(f"dashboard: {server.url}/dashboard/   (Ctrl-C stops the server)")
+            else:
+                out.print(f"dashboard: studyd dashboard --database-url {server.database_url}")
+            if final.get("state") != "done":
+                _exit_for_final_state(final, quiet=False)
+    except demo.DemoError as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
+    except ClientError as exc:
+        raise fail(exc.message, exc.exit_code) from None

@@ -1,0 +1,139 @@
+"""`studyd demo`: a real server on the embedded SQLite default, the bundled shoot-out, its verdict.
+
+Everything lands in one directory (database, data, server log, report) so a second run starts
+clean by deleting it, and nothing touches the user's own `studyd.db`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from studyd.client import ClientError, ServerUnreachable, StudydClient
+
+SPEC_NAME = "shootout.yaml"
+STARTUP_SECONDS = 120.0
+STOP_SECONDS = 30.0
+
+
+class DemoError(RuntimeError):
+    """The demo could not run (server would not start, spec missing); one readable line."""
+
+
+@dataclass
+class DemoServer:
+    """A `studyd serve` subprocess the demo started (and stops)."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    database_url: str
+    log_path: Path
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def bundled_spec() -> Path:
+    """The shoot-out spec: packaged beside studyd, or in the checkout's `examples/`."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "examples" / SPEC_NAME, here.parent / "examples" / SPEC_NAME):
+        if candidate.is_file():
+            return candidate
+    raise DemoError(f"the bundled spec {SPEC_NAME} is missing from this install")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(directory: Path, *, port: int | None = None, workers: int = 1) -> DemoServer:
+    """Start `studyd serve` on `directory/studyd.db` and wait until its API answers."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    database_url = f"sqlite:///{(directory / 'studyd.db').resolve()}"
+    env = {
+        **os.environ,
+        "STUDYD_DATABASE_URL": database_url,
+        "STUDYD_DATA_DIR": str((directory / "data").resolve()),
+    }
+    env.pop("STUDYD_API_TOKEN", None)  # the demo's server is local and open on 127.0.0.1 only
+    command = [sys.executable, "-m", "studyd.cli.main", "serve", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", str(workers)]
+    log_path = directory / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = DemoServer(process, f"http://127.0.0.1:{port}", database_url, log_path)
+    try:
+        wait_until_ready(server)
+    except BaseException:
+        stop_server(server)
+        raise
+    return server
+
+
+def wait_until_ready(server: DemoServer, timeout: float = STARTUP_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    with StudydClient(server.url, timeout=5.0) as api:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                raise DemoError(
+                    f"`studyd serve` exited with code {server.process.returncode}; "
+                    f"last lines of {server.log_path}:\n{server.log_tail()}"
+                )
+            try:
+                api.health()
+                return
+            except ServerUnreachable:
+                time.sleep(0.25)
+    raise DemoError(f"`studyd serve` did not answer within {timeout:.0f}s (see {server.log_path})")
+
+
+def stop_server(server: DemoServer) -> int | None:
+    """SIGTERM (workers finish or fail their trial cleanly), then SIGKILL if it hangs."""
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+    return server.process.returncode
+
+
+@contextmanager
+def running_server(
+    directory: Path, *, port: int | None = None, workers: int = 1, keep_serving: bool = False
+) -> Iterator[DemoServer]:
+    """A demo server for the block; stopped afterwards unless `keep_serving` (then waited on)."""
+    server = start_server(directory, port=port, workers=workers)
+    try:
+        yield server
+        if keep_serving:
+            with suppress(KeyboardInterrupt):
+                server.process.wait()
+    finally:
+        stop_server(server)
+
+
+def submit_bundled(api: StudydClient, spec_path: Path) -> dict:
+    import yaml
+
+    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    try:
+        return api.submit(spec)
+    except ClientError as exc:
+        raise DemoError(f"the server refused {spec_path}: {exc.message}") from exc
