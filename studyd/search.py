@@ -1,0 +1,332 @@
+"""Spec → Optuna: the one mapping from a study spec onto `trial.suggest_*`, samplers and pruners.
+
+Only searchable values become Optuna parameters (fixed scalars never do), and a variant's own
+parameters are suggested only when that variant is chosen, so samplers see a clean space.
+Parameter names: depth, width | width_{i}, activation, variant, placement, rate | rate_{i},
+input_rate, rdrop_alpha, multisample_k, standout_alpha, standout_beta, epochs, batch_size,
+optimizer, lr, weight_decay.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from models.config import ModelConfig, TrainConfig
+from studyd.spec import MAX_GRID, Dim, StudySpec, _is_log
+
+if TYPE_CHECKING:
+    from optuna.pruners import BasePruner
+    from optuna.samplers import BaseSampler
+
+
+@dataclass(frozen=True)
+class Param:
+    """A possible Optuna parameter: a number `dim` or string `choices`; `path`: its spec field."""
+
+    name: str
+    path: str
+    dim: Dim | None = None
+    choices: tuple[str, ...] | None = None
+    integer: bool = False
+    log: bool = False
+
+    @property
+    def fixed(self) -> bool:
+        if self.choices is not None:
+            return len(self.choices) == 1
+        return self.dim is not None and self.dim.kind == "fixed"
+
+    def fixed_value(self) -> Any:
+        if self.choices is not None:
+            return self.choices[0]
+        value = self.dim.value  # type: ignore[union-attr]
+        return int(value) if self.integer else value  # type: ignore[arg-type]
+
+    def suggest(self, trial: Any) -> Any:
+        if self.fixed:
+            return self.fixed_value()
+        if self.choices is not None:
+            return trial.suggest_categorical(self.name, list(self.choices))
+        dim = self.dim
+        assert dim is not None
+        if dim.kind == "choice":
+            values = [int(c) if self.integer else float(c) for c in dim.choices]  # type: ignore[union-attr]
+            return trial.suggest_categorical(self.name, values)
+        lo, hi = dim.low, dim.high
+        if self.integer:
+            step = int(dim.step or 1)
+            return trial.suggest_int(self.name, int(lo), int(hi), step=step, log=self.log)  # type: ignore[arg-type]
+        return trial.suggest_float(self.name, lo, hi, step=dim.step, log=self.log)  # type: ignore[arg-type]
+
+
+def _strings(value: str | list[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def search_params(spec: StudySpec) -> dict[str, Param]:
+    """Every parameter this spec can ever produce (fixed ones included), by Optuna name."""
+    m, d, t = spec.model, spec.dropout, spec.training
+    max_depth = int(max(m.depth.values()))
+    out: list[Param] = [Param("depth", "model.depth", dim=m.depth, integer=True)]
+    width_log = _is_log(m.width, m.log) and m.width.kind == "range"
+    if m.per_layer_widths:
+        out += [
+            Param(f"width_{i}", "model.width", dim=m.width, integer=True, log=width_log)
+            for i in range(max_depth)
+        ]
+    else:
+        out.append(Param("width", "model.width", dim=m.width, integer=True, log=width_log))
+    out.append(Param("activation", "model.activation", choices=_strings(m.activation)))
+    out.append(Param("variant", "dropout.variants", choices=tuple(d.variants)))
+    out.append(Param("placement", "dropout.placements", choices=tuple(d.placements)))
+    rate_log = _is_log(d.rate, d.rate_log)
+    out.append(Param("rate", "dropout.rate", dim=d.rate, log=rate_log))
+    if d.per_layer_rates:
+        out += [
+            Param(f"rate_{i}", "dropout.rate", dim=d.rate, log=rate_log) for i in range(max_depth)
+        ]
+    out.append(
+        Param(
+            "input_rate", "dropout.input_rate", dim=d.input_rate, log=_is_log(d.input_rate, False)
+        )
+    )
+    out.append(
+        Param(
+            "rdrop_alpha",
+            "dropout.rdrop_alpha",
+            dim=d.rdrop_alpha,
+            log=_is_log(d.rdrop_alpha, False),
+        )
+    )
+    out.append(Param("multisample_k", "dropout.multisample_k", dim=d.multisample_k, integer=True))
+    out.append(Param("standout_alpha", "dropout.standout_alpha", dim=d.standout_alpha))
+    out.append(Param("standout_beta", "dropout.standout_beta", dim=d.standout_beta))
+    out.append(Param("epochs", "training.epochs", dim=t.epochs, integer=True))
+    out.append(Param("batch_size", "training.batch_size", dim=t.batch_size, integer=True))
+    out.append(Param("optimizer", "training.optimizer", choices=_strings(t.optimizer)))
+    out.append(Param("lr", "training.lr", dim=t.lr, log=_is_log(t.lr, t.lr_log)))
+    out.append(
+        Param(
+            "weight_decay",
+            "training.weight_decay",
+            dim=t.weight_decay,
+            log=_is_log(t.weight_decay, t.weight_decay_log),
+        )
+    )
+    return {p.name: p for p in out}
+
+
+class _ParamsTrial:
+    """Answers `suggest_*` from a finished trial's params, so one function serves both cases."""
+
+    def __init__(self, trial: FrozenTrial) -> None:
+        self._params = trial.params
+        self._number = trial.number
+
+    def _get(self, name: str, *_: Any, **__: Any) -> Any:
+        if name not in self._params:
+            raise ValueError(
+                f"trial {self._number} has no parameter {name!r}: it was not made from this spec"
+            )
+        return self._params[name]
+
+    suggest_int = suggest_float = suggest_categorical = _get
+
+
+def _shape(data_shape: Any, num_classes: int | None) -> tuple[int, int]:
+    if num_classes is not None:
+        return int(data_shape), int(num_classes)
+    if hasattr(data_shape, "input_dim"):
+        return int(data_shape.input_dim), int(data_shape.num_classes)
+    input_dim, classes = data_shape
+    return int(input_dim), int(classes)
+
+
+def suggest_config(
+    trial: optuna.Trial | FrozenTrial | Any,
+    spec: StudySpec,
+    data_shape: Any,
+    num_classes: int | None = None,
+) -> tuple[ModelConfig, TrainConfig]:
+    """Map a trial onto (ModelConfig, TrainConfig); a `FrozenTrial` is rebuilt from its params.
+
+    `data_shape` is `(input_dim, num_classes)`, a `DatasetSplits`, or `input_dim` with
+    `num_classes` given separately.
+    """
+    input_dim, classes = _shape(data_shape, num_classes)
+    t = _ParamsTrial(trial) if isinstance(trial, FrozenTrial) else trial
+    space = search_params(spec)
+
+    def get(name: str) -> Any:
+        return space[name].suggest(t)
+
+    depth = get("depth")
+    if spec.model.per_layer_widths:
+        hidden = [get(f"width_{i}") for i in range(depth)]
+    else:
+        hidden = [get("width")] * depth
+    model: dict[str, Any] = {
+        "input_dim": input_dim,
+        "num_classes": classes,
+        "hidden": hidden,
+        "activation": get("activation"),
+        "variant": get("variant"),
+        "placements": [],
+    }
+    if model["variant"] != "none":
+        model.update(_dropout_params(get, spec, model["variant"], depth))
+    train = TrainConfig(
+        epochs=get("epochs"),
+        batch_size=get("batch_size"),
+        optimizer=get("optimizer"),
+        lr=get("lr"),
+        weight_decay=get("weight_decay"),
+        momentum=spec.training.momentum,
+        seed=spec.training.seed,
+    )
+    return ModelConfig(**model), train
+
+
+def _dropout_params(get: Any, spec: StudySpec, variant: str, depth: int) -> dict[str, Any]:
+    """Placement, rates and the chosen variant's own parameters (and nothing else)."""
+    parts = get("placement").split("+")
+    out: dict[str, Any] = {"placements": parts}
+    layer_sites = [p for p in parts if p != "input"]
+    # last_hidden alone uses rates[-1] only: one `rate` keeps the space free of dead parameters.
+    if layer_sites and spec.dropout.per_layer_rates and layer_sites != ["last_hidden"]:
+        out["rates"] = [get(f"rate_{i}") for i in range(depth)]
+    elif layer_sites:
+        out["rates"] = [get("rate")] * depth
+    if "input" in parts:
+        out["input_rate"] = get("input_rate")
+    if variant == "rdrop":
+        out["rdrop_alpha"] = get("rdrop_alpha")
+    elif variant == "multisample":
+        out["multisample_k"] = get("multisample_k")
+    elif variant == "standout":
+        out["standout_alpha"] = get("standout_alpha")
+        out["standout_beta"] = get("standout_beta")
+    return out
+
+
+def check_baselines(spec: StudySpec) -> None:
+    """Each baseline names only this spec's parameters, with values inside the space."""
+    space = search_params(spec)
+    for i, baseline in enumerate(spec.baselines):
+        for name, value in baseline.items():
+            where = f"baselines[{i}].{name}"
+            param = space.get(name)
+            if param is None:
+                raise ValueError(
+                    f"{where}: unknown parameter; use one of {', '.join(sorted(space))}"
+                )
+            if param.fixed:
+                if value != param.fixed_value():
+                    raise ValueError(
+                        f"{where}: {param.path} is fixed to {param.fixed_value()!r}; remove it "
+                        f"from the baseline or make {param.path} a range or choice list"
+                    )
+                continue
+            if not _in_space(param, value):
+                raise ValueError(
+                    f"{where}: {value!r} is outside {param.path}; widen {param.path} or change "
+                    "the baseline"
+                )
+
+
+def _in_space(param: Param, value: Any) -> bool:
+    if param.choices is not None:
+        return value in param.choices
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if param.integer and not float(value).is_integer():
+        return False
+    return param.dim is not None and param.dim.contains(value)
+
+
+def baseline_params(spec: StudySpec) -> list[dict[str, Any]]:
+    """Baselines as Optuna params to enqueue (fixed values dropped: they are never suggested)."""
+    space = search_params(spec)
+    return [{k: v for k, v in b.items() if not space[k].fixed} for b in spec.baselines]
+
+
+def grid_space(spec: StudySpec) -> dict[str, list[Any]]:
+    """The finite grid of every searchable parameter; ValueError naming a field that is not."""
+    grid: dict[str, list[Any]] = {}
+    for name, param in search_params(spec).items():
+        if param.fixed:
+            continue
+        if param.choices is not None:
+            grid[name] = list(param.choices)
+            continue
+        dim = param.dim
+        assert dim is not None
+        if dim.kind == "choice":
+            grid[name] = [int(c) if param.integer else c for c in dim.choices]  # type: ignore[union-attr]
+        elif param.integer:
+            grid[name] = list(range(int(dim.low), int(dim.high) + 1, int(dim.step or 1)))  # type: ignore[arg-type]
+        elif dim.step is not None:
+            n = int(math.floor((dim.high - dim.low) / dim.step + 1e-9))  # type: ignore[operator]
+            grid[name] = [round(dim.low + k * dim.step, 12) for k in range(n + 1)]  # type: ignore[operator]
+        else:
+            raise ValueError(
+                f"search.sampler: grid needs a finite space but {param.path} is the range "
+                f"[{dim.low:g}, {dim.high:g}]; write a choice list such as "
+                f"[{dim.low:g}, {(dim.low + dim.high) / 2:g}, {dim.high:g}], add a step, "  # type: ignore[operator]
+                "or use sampler: tpe"
+            )
+    size = math.prod(len(v) for v in grid.values())
+    if size > MAX_GRID:
+        raise ValueError(
+            f"search.sampler: the grid has {size} points, over the limit {MAX_GRID}; "
+            "shorten the choice lists or use sampler: tpe"
+        )
+    return grid
+
+
+def build_sampler(spec: StudySpec, seed_offset: int = 0) -> BaseSampler:
+    """The spec's sampler. Each worker passes its own `seed_offset` so workers sharing a study
+    do not draw the same points (QMC keeps one seed: its sequence is shared through storage)."""
+    s = spec.search
+    seed = None if s.seed is None else s.seed + seed_offset
+    samplers = optuna.samplers
+    if s.sampler == "random":
+        return samplers.RandomSampler(seed=seed)
+    if s.sampler == "qmc":
+        return samplers.QMCSampler(
+            seed=s.seed if s.seed is not None else 0,
+            warn_asynchronous_seeding=False,
+            warn_independent_sampling=False,
+        )
+    if s.sampler == "gp":
+        return samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+    if s.sampler == "grid":
+        return samplers.GridSampler(grid_space(spec), seed=seed)
+    return samplers.TPESampler(seed=seed)
+
+
+def build_pruner(spec: StudySpec) -> BasePruner:
+    """The spec's pruner; steps are epochs (from 0), so hyperband's resource is epochs."""
+    p = spec.search.pruner
+    pruners = optuna.pruners
+    if p.name == "median":
+        return pruners.MedianPruner(
+            n_startup_trials=p.startup_trials, n_warmup_steps=p.warmup_epochs
+        )
+    if p.name == "percentile":
+        return pruners.PercentilePruner(
+            p.percentile, n_startup_trials=p.startup_trials, n_warmup_steps=p.warmup_epochs
+        )
+    if p.name == "successive_halving":
+        return pruners.SuccessiveHalvingPruner(min_resource=max(1, p.warmup_epochs))
+    if p.name == "hyperband":
+        max_epochs = int(max(spec.training.epochs.values()))
+        return pruners.HyperbandPruner(
+            min_resource=max(1, p.warmup_epochs), max_resource=max_epochs
+        )
+    return pruners.NopPruner()
