@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from rich.text import Text
 
 from studyd.cli import render
 from studyd.client import ClientError, InvalidRequest, StudydClient
@@ -48,13 +49,14 @@ TokenOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON and nothing else.")]
 StudyId = Annotated[int, typer.Argument(help="The study's id (see `studyd list`).")]
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# markup off: names, errors and paths from users are printed as they are.
+out = Console(highlight=False, markup=False)
+err = Console(stderr=True, highlight=False, markup=False)
 
 
 def fail(message: str, code: int) -> typer.Exit:
     """Print one readable line on stderr; the caller raises the returned Exit."""
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -94,7 +96,7 @@ def load_spec_file(path: Path) -> dict[str, Any]:
     except ImportError:  # the server validates anyway; the local check only saves a round trip
         return data
     try:
-        load_spec(text)
+        load_spec(data)
     except SpecError as exc:
         raise fail(f"invalid spec {path}: {exc}", InvalidRequest.exit_code) from None
     return data
@@ -156,7 +158,7 @@ def _watch_live(api: StudydClient, study_id: int, interval: float) -> dict[str, 
             best = render.best_of(study)
             progress.update(
                 task,
-                description=f"study {study_id} [{study.get('state')}]",
+                description=f"study {study_id} ({study.get('state')})",
                 total=study.get("target_trials") or None,
                 completed=render.finished_of(study),
                 running=render.running_of(study),
@@ -420,7 +422,9 @@ def run_demo(
             report = write_report(api, sid, directory / "report")
             minutes = (time.monotonic() - began) / 60
             out.print(
-                f"\n[bold]demo finished in {minutes:.1f} minutes[/] (study {final.get('state')})"
+                Text(
+                    f"\ndemo finished in {minutes:.1f} minutes (study {final.get('state')})", "bold"
+                )
             )
             out.print(f"report:    {report.index}")
             if keep_serving:

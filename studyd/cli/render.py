@@ -127,6 +127,11 @@ def progress_line(study: JSON) -> str:
     )
 
 
+def _cells(*values: Any) -> list[Text]:
+    """Cells as plain Text: names and errors from users must never be read as rich markup."""
+    return [v if isinstance(v, Text) else Text(str(v)) for v in values]
+
+
 # -- tables ----------------------------------------------------------------------------------
 
 
@@ -145,7 +150,7 @@ def studies_table(items: list[JSON], total: int | None = None) -> Table:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for study in items:
         best = best_of(study)
-        table.add_row(
+        row = _cells(
             str(study.get("id")),
             str(study.get("name", "")),
             styled_state(study.get("state")),
@@ -154,6 +159,7 @@ def studies_table(items: list[JSON], total: int | None = None) -> Table:
             fmt_value(best.get("value")) if best else fmt_value(study.get("best_value")),
             str(study.get("created_at", ""))[:19].replace("T", " "),
         )
+        table.add_row(*row)
     return table
 
 
@@ -162,7 +168,7 @@ def key_value_table(rows: list[tuple[str, Any]], title: str | None = None) -> Ta
     table.add_column(style="bold")
     table.add_column()
     for key, value in rows:
-        table.add_row(key, value if isinstance(value, Text) else fmt_value(value))
+        table.add_row(*_cells(key, value if isinstance(value, Text) else fmt_value(value)))
     return table
 
 
@@ -229,7 +235,7 @@ def trials_table(items: list[JSON], total: int | None = None) -> Table:
     for trial in items:
         config = trial_attr(trial, "config") or {}
         curve = trial_attr(trial, "curve") or []
-        table.add_row(
+        row = _cells(
             str(trial.get("number")),
             styled_state(trial.get("state")),
             fmt_value(trial.get("value")),
@@ -243,6 +249,7 @@ def trials_table(items: list[JSON], total: int | None = None) -> Table:
             str(len(curve) if isinstance(curve, list) and curve else "—"),
             fmt_value(trial.get("duration_seconds", trial.get("duration")), 1),
         )
+        table.add_row(*row)
     return table
 
 
@@ -269,7 +276,7 @@ def rows_table(rows: list[JSON], title: str) -> Table:
     for i, name in enumerate(columns):
         table.add_column(name, justify="left" if i == 0 else "right")
     for row in rows:
-        table.add_row(*[fmt_value(row.get(c)) for c in columns])
+        table.add_row(*_cells(*[fmt_value(row.get(c)) for c in columns]))
     return table
 
 
@@ -281,7 +288,7 @@ def importances_table(importances: dict[str, Any]) -> Table:
     ranked = sorted(importances.items(), key=lambda kv: -(kv[1] or 0))
     for name, value in ranked:
         share = float(value or 0)
-        table.add_row(name, fmt_value(share, 3), "█" * max(0, round(share * 30)))
+        table.add_row(*_cells(name, fmt_value(share, 3), "█" * max(0, round(share * 30))))
     return table
 
 
