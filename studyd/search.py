@@ -176,7 +176,6 @@ def suggest_config(
         "hidden": hidden,
         "activation": get("activation"),
         "variant": get("variant"),
-        "placements": [],
     }
     if model["variant"] != "none":
         model.update(_dropout_params(get, spec, model["variant"], depth))
@@ -196,6 +195,11 @@ def _dropout_params(get: Any, spec: StudySpec, variant: str, depth: int) -> dict
     """Placement, rates and the chosen variant's own parameters (and nothing else)."""
     parts = get("placement").split("+")
     out: dict[str, Any] = {"placements": parts}
+    if variant == "standout":
+        # Standout takes no rate: π = sigmoid(α·Wx + β) is the rate (models/mlp.py).
+        out["standout_alpha"] = get("standout_alpha")
+        out["standout_beta"] = get("standout_beta")
+        return out
     layer_sites = [p for p in parts if p != "input"]
     # last_hidden alone uses rates[-1] only: one `rate` keeps the space free of dead parameters.
     if layer_sites and spec.dropout.per_layer_rates and layer_sites != ["last_hidden"]:
@@ -208,9 +212,6 @@ def _dropout_params(get: Any, spec: StudySpec, variant: str, depth: int) -> dict
         out["rdrop_alpha"] = get("rdrop_alpha")
     elif variant == "multisample":
         out["multisample_k"] = get("multisample_k")
-    elif variant == "standout":
-        out["standout_alpha"] = get("standout_alpha")
-        out["standout_beta"] = get("standout_beta")
     return out
 
 
