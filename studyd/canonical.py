@@ -70,13 +70,18 @@ def canonicalize_model(cfg: ModelConfig) -> ModelConfig:
     placement left — every p = 0 — the variant is `none`; `none` has the default placements, no
     rates, input rate 0; `standout` takes no rate, so its rates are cleared and every named
     placement stays; knobs of other variants are reset to defaults; Multi-Sample with K = 1 is
-    one mask per step, i.e. `standard`.
+    one mask per step, i.e. `standard`; R-Dropout with α = 0 is Multi-Sample with K = 2
+    (models/objectives.py: both average the cross-entropy of two independent masks).
     """
     rates = [_zero(p) for p in cfg.layer_rates()]
     live = _live_placements(cfg, rates)
     variant = cfg.variant
+    updates: dict[str, Any] = {}
     if variant == "multisample" and cfg.multisample_k == 1:
         variant = "standard"
+    elif variant == "rdrop" and cfg.rdrop_alpha == 0:
+        # ½(CE(a) + CE(b)) over two independent inverted-dropout passes is Multi-Sample, K = 2.
+        variant, updates["multisample_k"] = "multisample", 2
     if variant == "none" or not live:
         variant = "none"
         live = list(_default(ModelConfig, "placements"))
@@ -93,7 +98,9 @@ def canonicalize_model(cfg: ModelConfig) -> ModelConfig:
         input_rate = _zero(cfg.input_rate) if "input" in live else 0.0
     knobs = {
         name: (
-            getattr(cfg, name) if name in VARIANT_PARAMS[variant] else _default(ModelConfig, name)
+            updates.get(name, getattr(cfg, name))
+            if name in VARIANT_PARAMS[variant]
+            else _default(ModelConfig, name)
         )
         for name in _ALL_VARIANT_PARAMS
     }

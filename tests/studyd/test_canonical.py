@@ -100,6 +100,12 @@ def test_multisample_with_one_mask_is_standard():
     assert config_key(c, TRAIN) != config_key(b, TRAIN)
 
 
+def test_rdrop_without_kl_is_multisample_with_two_masks():
+    a = mc(variant="rdrop", rates=[0.3, 0.3], rdrop_alpha=0.0, multisample_k=8)
+    b = mc(variant="multisample", rates=[0.3, 0.3], multisample_k=2)
+    assert canonicalize_model(a) == canonicalize_model(b)
+
+
 def test_momentum_only_matters_to_sgd():
     cfg = mc()
     assert canonicalize_train(TrainConfig(optimizer="adam", momentum=0.5)) == TrainConfig()
