@@ -255,8 +255,10 @@ def trials_table(items: list[JSON], total: int | None = None) -> Table:
 
 # -- summary ---------------------------------------------------------------------------------
 
-# Sections shown first, in this order; anything else the API adds is shown after, generically.
-SUMMARY_ORDER = ["verdict", "variants", "placements", "rates", "importances", "best", "test_score"]
+# Keys of the summary shown in its header or its own section; anything else the API adds later
+# (e.g. confidence intervals) is shown after them, generically.
+SUMMARY_HEADER = ("study_id", "state", "direction", "n_complete", "verdict")
+SUMMARY_SECTIONS = ("variants", "placements", "importances", "importances_note", "best")
 
 
 def _rows_of(section: Any, key_name: str) -> list[JSON] | None:
@@ -292,25 +294,42 @@ def importances_table(importances: dict[str, Any]) -> Table:
     return table
 
 
+def best_trial_line(best: JSON) -> str:
+    where = " · ".join(str(best[k]) for k in ("variant", "placement") if best.get(k))
+    return f"#{best.get('number')} value {fmt_value(best.get('value'))} ({where})"
+
+
 def summary_view(summary: JSON) -> Group:
-    parts: list[Any] = []
-    keys = [k for k in SUMMARY_ORDER if k in summary]
-    keys += [k for k in summary if k not in keys]
+    """Verdict, per-variant and per-placement tables, importances, best config, test score."""
+    parts: list[Any] = [
+        Text(
+            f"study {summary.get('study_id')} · {summary.get('state')} · "
+            f"{summary.get('n_complete')} complete trials · {summary.get('direction', 'maximize')}",
+            style="dim",
+        )
+    ]
+    if summary.get("verdict"):
+        parts.append(Text(str(summary["verdict"]), style="bold"))
+    for key in ("variants", "placements"):
+        if rows := _rows_of(summary.get(key), key[:-1]):
+            parts.append(rows_table(rows, f"by {key[:-1]}"))
+    if summary.get("importances"):
+        parts.append(importances_table(summary["importances"]))
+    elif summary.get("importances_note"):
+        parts.append(Text(f"importances: {summary['importances_note']}", style="dim"))
     scalars: list[tuple[str, Any]] = []
-    for key in keys:
-        section = summary[key]
-        if section is None or section == [] or section == {}:
+    if isinstance(summary.get("best"), dict):
+        scalars.append(("best trial", best_trial_line(summary["best"])))
+    for key, section in summary.items():
+        if key in SUMMARY_HEADER or key in SUMMARY_SECTIONS or section in (None, [], {}):
             continue
-        if key == "verdict" and isinstance(section, str):
-            parts.append(Text(section, style="bold"))
-        elif key == "importances" and isinstance(section, dict):
-            parts.append(importances_table(section))
-        elif (rows := _rows_of(section, key.rstrip("s") or key)) is not None:
-            parts.append(rows_table(rows, key.replace("_", " ")))
+        label = key.replace("_", " ")
+        if (rows := _rows_of(section, "name")) is not None:
+            parts.append(rows_table(rows, label))
         elif isinstance(section, dict):
-            parts.append(key_value_table(list(section.items()), title=key.replace("_", " ")))
+            parts.append(key_value_table(list(section.items()), title=label))
         else:
-            scalars.append((key.replace("_", " "), section))
+            scalars.append((label, section))
     if scalars:
         parts.append(key_value_table(scalars))
     return Group(*parts)
