@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.config import ModelConfig, TrainConfig
+from models.mlp import DropoutMLP, _dropconnect_rates, _sites, build_mlp
 
 # Variants whose noise is elementwise on activations (or on weights, once per batch), so one
 # stacked tensor op per site serves every trial. The others fall back to unbatched training.
@@ -69,25 +70,28 @@ def batch_key(model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[Any, ...]
     """
     if model_cfg.variant not in BATCHABLE_VARIANTS:
         return None
-    placements = () if model_cfg.variant == "none" else tuple(sorted(set(model_cfg.placements)))
+    use_input, pre, post = _sites(model_cfg)
+    sites = () if model_cfg.variant == "none" else (use_input, tuple(pre), tuple(post))
     return (
         model_cfg.input_dim,
         model_cfg.num_classes,
         tuple(model_cfg.hidden),
         model_cfg.activation,
         model_cfg.variant,
-        placements,
+        sites,
         train_cfg.batch_size,
         train_cfg.optimizer,
+        getattr(train_cfg, "train_metrics", "eval"),
     )
 
 
 class StackedMLP(torch.nn.Module):
     """K MLPs of one architecture; `forward(x)` maps [K, B, in] (or shared [B, in]) to [K, B, C].
 
-    Sites follow `ModelConfig`: `input` (rate `input_rate`), `pre_activation` and `hidden` (rate
-    `rates[i]` of hidden layer i), `last_hidden` (rate `rates[-1]`). `dropconnect` masks the
-    weights feeding hidden layer i with `rates[i]`, one mask per trial per batch.
+    Sites and rates follow `models.mlp.build_mlp`: `input` (rate `input_rate`), `pre_activation`
+    and `hidden` (rate `rates[i]` of hidden layer i), `last_hidden` (the post site of the last
+    layer). `dropconnect` instead masks the weights of the Linear each site feeds, one mask per
+    trial per batch, with `build_mlp`'s combined per-Linear rates.
     """
 
     def __init__(
@@ -97,16 +101,22 @@ class StackedMLP(torch.nn.Module):
         biases: Sequence[Tensor],
         rates: Tensor,
         input_rate: Tensor,
+        weight_rates: Tensor,
     ) -> None:
         super().__init__()
         self.variant = cfg.variant
         self.act = _ACTIVATIONS[cfg.activation]
-        self.placements = frozenset(cfg.placements) if cfg.variant != "none" else frozenset()
+        use_input, pre, post = _sites(cfg)
+        noisy = cfg.variant not in ("none", "dropconnect")
+        self.input_site = noisy and use_input
+        self.pre_sites = [noisy and on for on in pre]
+        self.post_sites = [noisy and on for on in post]
         self.weights = torch.nn.ParameterList(torch.nn.Parameter(w) for w in weights)
         self.biases = torch.nn.ParameterList(torch.nn.Parameter(b) for b in biases)
-        # Per-trial rates shaped [layers, K, 1, 1] and [K, 1, 1]: they broadcast over [K, B, w].
+        # Per-trial rates shaped [layers, K, 1, 1] / [K, 1, 1]: they broadcast over [K, B, width].
         self.register_buffer("rates", rates)
         self.register_buffer("input_rate", input_rate)
+        self.register_buffer("weight_rates", weight_rates)
         self.generator: torch.Generator | None = None
 
     @classmethod
@@ -119,10 +129,19 @@ class StackedMLP(torch.nn.Module):
             pairs = [_linear_init(fan_in, fan_out, s, layer) for s in seeds]
             weights.append(torch.stack([w for w, _ in pairs]))
             biases.append(torch.stack([b for _, b in pairs]))
-        rates = torch.tensor([c.layer_rates() for c in cfgs], dtype=torch.float32)
-        rates = rates.T.reshape(len(first.hidden), len(cfgs), 1, 1).contiguous()
-        input_rate = torch.tensor([c.input_rate for c in cfgs], dtype=torch.float32)
-        return cls(first, weights, biases, rates, input_rate.view(-1, 1, 1))
+        rates = [c.layer_rates() for c in cfgs]
+        weight_rates = [
+            _dropconnect_rates(c, r) if c.variant == "dropconnect" else [0.0] * len(dims[1:])
+            for c, r in zip(cfgs, rates, strict=True)
+        ]
+        return cls(
+            first,
+            weights,
+            biases,
+            _per_layer(rates),
+            torch.tensor([c.input_rate for c in cfgs], dtype=torch.float32).view(-1, 1, 1),
+            _per_layer(weight_rates),
+        )
 
     @property
     def num_trials(self) -> int:
@@ -134,36 +153,36 @@ class StackedMLP(torch.nn.Module):
             for i, p in enumerate(plist):
                 plist[i] = torch.nn.Parameter(p.detach()[keep])
         self.rates = self.rates[:, keep]
+        self.weight_rates = self.weight_rates[:, keep]
         self.input_rate = self.input_rate[keep]
 
-    def export_trial(self, cfg: ModelConfig, k: int) -> SingleTrialMLP:
-        """Trial k's weights as an ordinary unbatched module (eval rules)."""
-        sl = slice(k, k + 1)
-        stack = StackedMLP(
-            cfg,
-            [w.detach()[sl].clone() for w in self.weights],
-            [b.detach()[sl].clone() for b in self.biases],
-            self.rates[:, sl].clone(),
-            self.input_rate[sl].clone(),
-        )
-        return SingleTrialMLP(stack.eval())
+    def export_trial(self, cfg: ModelConfig, k: int) -> DropoutMLP:
+        """Trial k as the `build_mlp(cfg)` network, weights copied (eval mode)."""
+        net = build_mlp(cfg).to(self.weights[0].device)
+        linears = [m for m in net.layers if isinstance(m, torch.nn.Linear)]
+        with torch.no_grad():
+            for lin, w, b in zip(linears, self.weights, self.biases, strict=True):
+                lin.weight.copy_(w[k].T)
+                lin.bias.copy_(b[k, 0])
+        return net.eval()
 
     def forward(self, x: Tensor) -> Tensor:
-        n_hidden = len(self.weights) - 1
         dropconnect = self.variant == "dropconnect"
-        sites = frozenset() if dropconnect else self.placements
         h = x
-        if "input" in sites:
+        if self.input_site:
             h = self._noise(h.expand(self.num_trials, *h.shape[-2:]), self.input_rate)
-        for i in range(n_hidden):
-            w = self._noise(self.weights[i], self.rates[i]) if dropconnect else self.weights[i]
-            h = torch.baddbmm(self.biases[i], h, w) if h.dim() == 3 else h @ w + self.biases[i]
-            if "pre_activation" in sites:
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            if dropconnect:
+                w = self._noise(w, self.weight_rates[i])
+            h = torch.baddbmm(b, h, w) if h.dim() == 3 else h @ w + b
+            if i == len(self.pre_sites):
+                return h
+            if self.pre_sites[i]:
                 h = self._noise(h, self.rates[i])
             h = self.act(h)
-            if "hidden" in sites or ("last_hidden" in sites and i == n_hidden - 1):
+            if self.post_sites[i]:
                 h = self._noise(h, self.rates[i])
-        return torch.baddbmm(self.biases[-1], h, self.weights[-1])
+        raise AssertionError("unreachable: the head returns")
 
     def _noise(self, h: Tensor, p: Tensor) -> Tensor:
         """Dropout noise with per-trial rate p ([K, 1, 1]), by DESIGN's variant table."""
@@ -177,15 +196,10 @@ class StackedMLP(torch.nn.Module):
         return h * keep / (1.0 - p) if v == "standard" else h * keep
 
 
-class SingleTrialMLP(torch.nn.Module):
-    """One trial cut out of a stack: forward(x [B, in]) -> logits [B, C]."""
-
-    def __init__(self, stack: StackedMLP) -> None:
-        super().__init__()
-        self.stack = stack
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.stack(x.unsqueeze(0))[0]
+def _per_layer(rates: Sequence[Sequence[float]]) -> Tensor:
+    """[K][layers] rates as a [layers, K, 1, 1] tensor."""
+    t = torch.tensor(rates, dtype=torch.float32)
+    return t.T.reshape(t.shape[1], t.shape[0], 1, 1).contiguous()
 
 
 def _linear_init(fan_in: int, fan_out: int, seed: int, layer: int) -> tuple[Tensor, Tensor]:
@@ -279,9 +293,12 @@ def train_batched(
         loss_sum, correct = _train_epoch(
             model, optimizer, x_train, y_train, [orders[k] for k in active], train_cfgs[0]
         )
+        if getattr(train_cfgs[0], "train_metrics", "eval") == "eval":
+            train_loss, train_acc = evaluate_stack(model, x_train, y_train)
+        else:
+            train_loss, train_acc = loss_sum / x_train.shape[0], correct / x_train.shape[0]
         val_loss, val_acc = evaluate_stack(model, x_val, y_val)
-        n = x_train.shape[0]
-        stats = torch.stack([loss_sum / n, correct / n, val_loss, val_acc]).tolist()
+        stats = torch.stack([train_loss, train_acc, val_loss, val_acc]).tolist()
         seconds = (time.perf_counter() - start) / len(active)
         per_trial: list[BatchedEpochMetrics | None] = [None] * k_total
         for row, k in enumerate(active):
