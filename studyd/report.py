@@ -18,7 +18,14 @@ import matplotlib
 matplotlib.use("Agg")  # reports are written on servers without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from studyd.cli.render import best_of, fmt_value, trial_attr, trial_rates  # noqa: E402
+from studyd.cli.render import (  # noqa: E402
+    SUMMARY_HEADER,
+    best_of,
+    best_trial_line,
+    fmt_value,
+    trial_attr,
+    trial_rates,
+)
 from studyd.client import ClientError, StudydClient  # noqa: E402
 
 JSON = dict[str, Any]
@@ -234,24 +241,27 @@ def _table(rows: list[JSON]) -> str:
 
 def _summary_html(summary: JSON) -> str:
     parts: list[str] = []
-    verdict = summary.get("verdict")
-    if isinstance(verdict, str):
-        parts.append(f'<p class="verdict">{html.escape(verdict)}</p>')
+    if summary.get("verdict"):
+        parts.append(f'<p class="verdict">{html.escape(str(summary["verdict"]))}</p>')
+    if isinstance(summary.get("best"), dict):
+        parts.append(f"<p><b>best trial:</b> {html.escape(best_trial_line(summary['best']))}</p>")
+    if summary.get("importances_note") and not summary.get("importances"):
+        parts.append(f"<p><i>importances: {html.escape(str(summary['importances_note']))}</i></p>")
     for key, section in summary.items():
-        if key == "verdict" or section in (None, [], {}):
+        if key in SUMMARY_HEADER or key in ("best", "importances_note"):
+            continue
+        if section in (None, [], {}):
             continue
         title = f"<h3>{html.escape(key.replace('_', ' '))}</h3>"
         if isinstance(section, list) and all(isinstance(r, dict) for r in section):
             parts.append(title + _table(section))
         elif isinstance(section, dict) and all(isinstance(v, dict) for v in section.values()):
-            parts.append(title + _table([{key: k, **v} for k, v in section.items()]))
+            parts.append(title + _table([{"name": k, **v} for k, v in section.items()]))
         elif isinstance(section, dict):
             parts.append(title + _table([{"name": k, "value": v} for k, v in section.items()]))
         else:
-            parts.append(
-                f"<p><b>{html.escape(key.replace('_', ' '))}:</b> "
-                f"{html.escape(fmt_value(section))}</p>"
-            )
+            label = html.escape(key.replace("_", " "))
+            parts.append(f"<p><b>{label}:</b> {html.escape(fmt_value(section))}</p>")
     return "\n".join(parts)
 
 

@@ -1,0 +1,111 @@
+"""Helpers for the CLI tests: a real `studyd serve` process and `studyd ...` subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+TOKEN = "cli-test-token-7c1f"
+STUDYD = Path(sys.executable).with_name("studyd")
+TINY_SPEC = """\
+name: cli-tiny
+dataset: {name: digits}
+model: {depth: 1, width: 32}
+dropout:
+  variants: [none, standard]
+  rate: [0.1, 0.5]
+training: {epochs: 2, batch_size: 64}
+search:
+  n_trials: 4
+  pruner: {name: none}
+"""
+
+
+@dataclass
+class Server:
+    url: str
+    database_url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(directory: Path, *, workers: int, token: str | None = TOKEN) -> Server:
+    """`studyd serve` as its own process on a fresh SQLite file; waits for /healthz."""
+    port = free_port()
+    database_url = f"sqlite:///{directory / 'studyd.db'}"
+    env = {**os.environ, "STUDYD_DATABASE_URL": database_url}
+    env["STUDYD_DATA_DIR"] = str(directory / "data")
+    env.pop("STUDYD_API_TOKEN", None)
+    if token:
+        env["STUDYD_API_TOKEN"] = token
+    command = [str(STUDYD), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", str(workers)] if workers else ["--no-workers"]
+    log = directory / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", database_url, process, log)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"studyd serve exited {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    stop_server(server)
+    pytest.fail(f"studyd serve did not answer in 90 s:\n{log.read_text()[-3000:]}")
+
+
+def stop_server(server: Server) -> None:
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(30)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+def studyd(
+    *args: str, url: str | None, token: str | None = TOKEN, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run `studyd ARGS` as a user would, with the URL and token from the environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STUDYD_")}
+    env["COLUMNS"] = "200"
+    if url:
+        env["STUDYD_URL"] = url
+    if token:
+        env["STUDYD_API_TOKEN"] = token
+    return subprocess.run(
+        [str(STUDYD), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def parsed(result: subprocess.CompletedProcess[str]) -> dict:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # --json prints the JSON and nothing else
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]

@@ -1,0 +1,136 @@
+"""The CLI as a user drives it: `studyd ...` subprocesses against a real `studyd serve` (SQLite).
+
+This module's server runs without workers, so studies stay queued and every test is fast; the
+commands over trained trials (watch, summary, report) are in test_cli_study.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cli_harness import (
+    TINY_SPEC,
+    Server,
+    free_port,
+    one_line_error,
+    parsed,
+    start_server,
+    stop_server,
+    studyd,
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    running = start_server(tmp_path_factory.mktemp("cli-api"), workers=0)
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture
+def spec_file(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_SPEC)
+    return path
+
+
+def submit(server: Server, spec_file: Path, *extra: str) -> dict:
+    return parsed(studyd("submit", str(spec_file), "--json", *extra, url=server.url))
+
+
+def test_submit_prints_only_the_id_and_status_shows_the_queued_study(server, spec_file):
+    result = studyd("submit", str(spec_file), url=server.url)
+    assert result.returncode == 0, result.stderr
+    study_id = int(result.stdout.strip())
+    status = parsed(studyd("status", str(study_id), "--json", url=server.url))
+    assert status["id"] == study_id
+    assert status["name"] == "cli-tiny"
+    assert status["state"] == "queued"
+    assert status["target_trials"] == 4
+    human = studyd("status", str(study_id), url=server.url)
+    assert human.returncode == 0 and "cli-tiny" in human.stdout and "queued" in human.stdout
+
+
+def test_submit_json_and_priority_are_sent(server, spec_file):
+    study = submit(server, spec_file, "--priority", "5")
+    assert study["priority"] == 5 and study["state"] == "queued"
+
+
+def test_list_filters_by_state_and_parses(server, spec_file):
+    study = submit(server, spec_file)
+    page = parsed(studyd("list", "--json", "--state", "queued", url=server.url))
+    assert {"items", "total", "limit", "offset"} <= page.keys()
+    assert study["id"] in [s["id"] for s in page["items"]]
+    assert all(s["state"] == "queued" for s in page["items"])
+    none_done = parsed(studyd("list", "--json", "--state", "done", url=server.url))
+    assert study["id"] not in [s["id"] for s in none_done["items"]]
+    table = studyd("list", url=server.url)
+    assert table.returncode == 0 and "cli-tiny" in table.stdout
+
+
+def test_trials_of_a_queued_study_is_an_empty_page(server, spec_file):
+    study = submit(server, spec_file)
+    for sort in ("value", "number"):
+        page = parsed(studyd("trials", str(study["id"]), "--sort", sort, "--json", url=server.url))
+        assert page["items"] == [] or all(t["state"] == "waiting" for t in page["items"])
+    bad = studyd("trials", str(study["id"]), "--sort", "colour", url=server.url)
+    assert "--sort" in one_line_error(bad)
+
+
+def test_cancel_then_cancel_again_is_a_conflict(server, spec_file):
+    study = submit(server, spec_file)
+    cancelled = parsed(studyd("cancel", str(study["id"]), "--json", url=server.url))
+    assert cancelled["state"] == "cancelled"
+    again = studyd("cancel", str(study["id"]), url=server.url)
+    assert again.returncode == 6
+    one_line_error(again)
+    watch = studyd("watch", str(study["id"]), "--json", url=server.url)
+    assert watch.returncode == 9  # cancelled studies end `watch` with a non-zero code
+    assert json.loads(watch.stdout)["state"] == "cancelled"
+
+
+def test_dashboard_prints_the_servers_dashboard_url(server):
+    data = parsed(studyd("dashboard", "--json", url=server.url))
+    assert data["url"] == f"{server.url}/dashboard/"
+
+
+def test_unknown_study_is_a_404_line_for_every_read_command(server):
+    for command in (["status"], ["trials"], ["summary"], ["watch"], ["cancel"]):
+        result = studyd(*command, "987654", url=server.url)
+        assert result.returncode == 5, (command, result.stderr)
+        assert "987654" in one_line_error(result)
+
+
+def test_bad_or_missing_token_is_a_401_line(server):
+    for token in ("wrong-token", None):
+        result = studyd("list", url=server.url, token=token)
+        assert result.returncode == 4
+        assert "STUDYD_API_TOKEN" in one_line_error(result)
+
+
+def test_server_down_is_one_readable_line():
+    url = f"http://127.0.0.1:{free_port()}"
+    for command in (["list"], ["status", "1"], ["summary", "1", "--json"]):
+        result = studyd(*command, url=url)
+        assert result.returncode == 3
+        line = one_line_error(result)
+        assert "cannot reach" in line and url in line
+        assert result.stdout == ""
+
+
+def test_invalid_spec_names_the_field_before_any_request(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(TINY_SPEC.replace("rate: [0.1, 0.5]", "rate: [0.1, 0.5]\n  colour: blue"))
+    # No server at this URL: the spec is refused locally, before the client tries to connect.
+    result = studyd("submit", str(spec), url=f"http://127.0.0.1:{free_port()}")
+    assert result.returncode == 7
+    assert "colour" in one_line_error(result)
+
+
+def test_missing_spec_file_is_a_usage_error(tmp_path):
+    result = studyd("submit", str(tmp_path / "nope.yaml"), url=None)
+    assert result.returncode == 2
+    assert "nope.yaml" in one_line_error(result)

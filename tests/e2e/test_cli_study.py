@@ -1,0 +1,147 @@
+"""The CLI over a study that really trains: submit --watch, trials, summary, report, dashboard.
+
+One `studyd serve` with 2 embedded workers trains a tiny study on `digits` once for the module.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cli_harness import (
+    STUDYD,
+    TINY_SPEC,
+    Server,
+    free_port,
+    one_line_error,
+    parsed,
+    start_server,
+    stop_server,
+    studyd,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    running = start_server(tmp_path_factory.mktemp("cli-study"), workers=2)
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="module")
+def done_study(server, tmp_path_factory) -> dict:
+    """A 4-trial study submitted with `--watch --json`: exits 0 with the finished study."""
+    spec = tmp_path_factory.mktemp("spec") / "tiny.yaml"
+    spec.write_text(TINY_SPEC)
+    result = studyd(
+        "submit", str(spec), "--watch", "--json", "--interval", "0.5", url=server.url, timeout=300
+    )
+    study = parsed(result)
+    assert study["state"] == "done"
+    return study
+
+
+def test_submit_watch_ends_done_with_every_trial_finished(done_study):
+    assert done_study["finished"] == done_study["target_trials"] == 4
+    assert done_study["trial_counts"]["running"] == 0
+    assert done_study["best_trial"]["value"] > 0.5
+
+
+def test_watch_on_a_done_study_exits_zero_and_says_so(server, done_study):
+    result = studyd("watch", str(done_study["id"]), url=server.url)
+    assert result.returncode == 0, result.stderr
+    assert "4/4 finished" in result.stdout
+
+
+def test_status_json_has_progress_best_and_test_score(server, done_study):
+    status = parsed(studyd("status", str(done_study["id"]), "--json", url=server.url))
+    assert status["state"] == "done"
+    assert status["test_score"] is not None and 0.0 <= status["test_score"] <= 1.0
+    human = studyd("status", str(done_study["id"]), url=server.url)
+    assert "best trial" in human.stdout and "test score" in human.stdout
+
+
+def test_trials_sort_filter_and_limit(server, done_study):
+    sid = str(done_study["id"])
+    by_value = parsed(studyd("trials", sid, "--json", url=server.url))
+    assert by_value["total"] == 4
+    values = [t["value"] for t in by_value["items"] if t["state"] == "complete"]
+    assert values == sorted(values, reverse=True)  # best first for a maximised objective
+    by_number = parsed(studyd("trials", sid, "--sort", "number", "--json", url=server.url))
+    assert [t["number"] for t in by_number["items"]] == [0, 1, 2, 3]
+    two = parsed(studyd("trials", sid, "--limit", "2", "--json", url=server.url))
+    assert len(two["items"]) == 2 and two["total"] == 4
+    for variant in ("none", "standard"):
+        page = parsed(studyd("trials", sid, "--variant", variant, "--json", url=server.url))
+        assert all(t["variant"] == variant for t in page["items"])
+    complete = parsed(studyd("trials", sid, "--state", "complete", "--json", url=server.url))
+    assert all(t["state"] == "complete" for t in complete["items"])
+    table = studyd("trials", sid, url=server.url)
+    assert table.returncode == 0 and "variant" in table.stdout
+
+
+def test_summary_names_the_winner_and_the_test_score(server, done_study):
+    summary = parsed(studyd("summary", str(done_study["id"]), "--json", url=server.url))
+    assert summary["n_complete"] >= 1
+    assert {v["variant"] for v in summary["variants"]} <= {"none", "standard"}
+    assert summary["best"]["value"] == pytest.approx(done_study["best_trial"]["value"])
+    human = studyd("summary", str(done_study["id"]), url=server.url)
+    assert human.returncode == 0
+    assert summary["best"]["variant"] in human.stdout
+
+
+def test_report_writes_html_whose_images_all_exist(server, done_study, tmp_path):
+    out = tmp_path / "report"
+    result = studyd("report", str(done_study["id"]), "--out", str(out), "--json", url=server.url)
+    written = parsed(result)
+    index = Path(written["index"])
+    page = index.read_text()
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert {"history.png", "variants.png", "gap.png", "curves.png"} <= set(images)
+    for name in images:
+        png = out / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert f"study {done_study['id']}" in page
+
+
+def test_cancel_of_a_done_study_is_a_conflict(server, done_study):
+    result = studyd("cancel", str(done_study["id"]), url=server.url)
+    assert result.returncode == 6
+    one_line_error(result)
+
+
+def test_dashboard_serves_optuna_dashboard_on_the_database(server, done_study):
+    port = free_port()
+    env_cmd = [str(STUDYD), "dashboard", "--database-url", server.database_url]
+    process = subprocess.Popen(
+        [*env_cmd, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                api = httpx.get(f"http://127.0.0.1:{port}/api/studies", timeout=2)
+                if api.status_code == 200:
+                    names = [s["study_name"] for s in api.json()["studies"]]
+                    assert done_study["optuna_name"] in names
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        pytest.fail("optuna-dashboard did not answer in 60 s")
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_list_json_shows_the_done_study(server, done_study):
+    page = parsed(studyd("list", "--json", "--state", "done", url=server.url))
+    assert done_study["id"] in [s["id"] for s in page["items"]]
+    assert json.dumps(page)  # round-trips as plain JSON
