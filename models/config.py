@@ -77,3 +77,7 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(default=0.0, ge=0.0)
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
     seed: int = 0
+    # "eval": train loss/accuracy measured in eval mode over the training set at each epoch's end
+    # (an honest train−val gap; one extra forward pass). "running": the average over the epoch's
+    # training steps with dropout active (free, but dropout's noise shrinks the gap it reports).
+    train_metrics: Literal["eval", "running"] = "eval"

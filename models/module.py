@@ -1,0 +1,90 @@
+"""`DropoutClassifier`: the LightningModule that trains any `ModelConfig`."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.config import ModelConfig, TrainConfig
+from models.mlp import build_mlp
+from models.objectives import multisample_loss, rdrop_loss
+
+
+class DropoutClassifier(L.LightningModule):
+    """Cross-entropy classification with the variant's objective.
+
+    `rdrop` trains on two dropout passes (CE averaged + α·symmetric KL); `multisample` on K masks
+    through the shared head (CE averaged over K); every other variant on one pass. Metrics are
+    summed on the device during an epoch and read once at its end (`pop_epoch_metrics`), so no
+    step waits for the accelerator.
+    """
+
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+        super().__init__()
+        self.model_cfg = model_cfg
+        self.train_cfg = train_cfg
+        self.save_hyperparameters(
+            {"model": model_cfg.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json")}
+        )
+        self.net = build_mlp(model_cfg)
+        self._sums: dict[str, Tensor] = {}
+        self._counts: dict[str, int] = {}
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def objective(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """(loss to minimise, logits used for the accuracy of this batch)."""
+        variant = self.model_cfg.variant
+        if variant == "rdrop":
+            out = self.net(x, samples=2)
+            return rdrop_loss(out[0], out[1], y, self.model_cfg.rdrop_alpha), out.mean(0)
+        if variant == "multisample":
+            out = self.net(x, samples=self.model_cfg.multisample_k)
+            return multisample_loss(out, y), out.mean(0)
+        logits = self.net(x)
+        return F.cross_entropy(logits, y), logits
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        loss, logits = self.objective(x, y)
+        if self.train_cfg.train_metrics == "running":
+            self.accumulate("train", loss, logits, y)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self.net(x)
+        self.accumulate("val", F.cross_entropy(logits, y), logits, y)
+
+    def accumulate(self, split: str, loss: Tensor, logits: Tensor, y: Tensor) -> None:
+        """Add a batch's mean loss and correct count to the split's on-device sums."""
+        n = y.shape[0]
+        correct = (logits.detach().argmax(-1) == y).sum()
+        step = torch.stack((loss.detach().float() * n, correct.float()))
+        if split in self._sums:
+            self._sums[split] += step
+            self._counts[split] += n
+        else:
+            self._sums[split] = step
+            self._counts[split] = n
+
+    def pop_epoch_metrics(self, split: str) -> tuple[float, float]:
+        """(mean loss, accuracy) of the split since the last pop: one device sync."""
+        sums = self._sums.pop(split)
+        count = self._counts.pop(split)
+        loss_sum, correct = sums.tolist()
+        return loss_sum / count, correct / count
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        cfg = self.train_cfg
+        params = self.parameters()
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(
+                params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            )
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
