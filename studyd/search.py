@@ -83,29 +83,7 @@ def search_params(spec: StudySpec) -> dict[str, Param]:
         out.append(Param("width", "model.width", dim=m.width, integer=True, log=width_log))
     out.append(Param("activation", "model.activation", choices=_strings(m.activation)))
     out.append(Param("variant", "dropout.variants", choices=tuple(d.variants)))
-    out.append(Param("placement", "dropout.placements", choices=tuple(d.placements)))
-    rate_log = _is_log(d.rate, d.rate_log)
-    out.append(Param("rate", "dropout.rate", dim=d.rate, log=rate_log))
-    if d.per_layer_rates:
-        out += [
-            Param(f"rate_{i}", "dropout.rate", dim=d.rate, log=rate_log) for i in range(max_depth)
-        ]
-    out.append(
-        Param(
-            "input_rate", "dropout.input_rate", dim=d.input_rate, log=_is_log(d.input_rate, False)
-        )
-    )
-    out.append(
-        Param(
-            "rdrop_alpha",
-            "dropout.rdrop_alpha",
-            dim=d.rdrop_alpha,
-            log=_is_log(d.rdrop_alpha, False),
-        )
-    )
-    out.append(Param("multisample_k", "dropout.multisample_k", dim=d.multisample_k, integer=True))
-    out.append(Param("standout_alpha", "dropout.standout_alpha", dim=d.standout_alpha))
-    out.append(Param("standout_beta", "dropout.standout_beta", dim=d.standout_beta))
+    out += _dropout_space(spec, max_depth)
     out.append(Param("epochs", "training.epochs", dim=t.epochs, integer=True))
     out.append(Param("batch_size", "training.batch_size", dim=t.batch_size, integer=True))
     out.append(Param("optimizer", "training.optimizer", choices=_strings(t.optimizer)))
@@ -119,6 +97,38 @@ def search_params(spec: StudySpec) -> dict[str, Param]:
         )
     )
     return {p.name: p for p in out}
+
+
+def _dropout_space(spec: StudySpec, max_depth: int) -> list[Param]:
+    """Only the dropout parameters some variant and placement in the spec can reach."""
+    d = spec.dropout
+    variants = set(d.variants) - {"none"}
+    if not variants:
+        return []
+    out = [Param("placement", "dropout.placements", choices=tuple(d.placements))]
+    rated = variants - {"standout"}
+    sites = [[p for p in pl.split("+") if p != "input"] for pl in d.placements]
+    rate_log = _is_log(d.rate, d.rate_log)
+    if rated and any(s and (not d.per_layer_rates or s == ["last_hidden"]) for s in sites):
+        out.append(Param("rate", "dropout.rate", dim=d.rate, log=rate_log))
+    if rated and d.per_layer_rates and any(s and s != ["last_hidden"] for s in sites):
+        out += [
+            Param(f"rate_{i}", "dropout.rate", dim=d.rate, log=rate_log) for i in range(max_depth)
+        ]
+    if rated and any("input" in pl.split("+") for pl in d.placements):
+        log = _is_log(d.input_rate, False)
+        out.append(Param("input_rate", "dropout.input_rate", dim=d.input_rate, log=log))
+    if "rdrop" in variants:
+        log = _is_log(d.rdrop_alpha, False)
+        out.append(Param("rdrop_alpha", "dropout.rdrop_alpha", dim=d.rdrop_alpha, log=log))
+    if "multisample" in variants:
+        out.append(
+            Param("multisample_k", "dropout.multisample_k", dim=d.multisample_k, integer=True)
+        )
+    if "standout" in variants:
+        out.append(Param("standout_alpha", "dropout.standout_alpha", dim=d.standout_alpha))
+        out.append(Param("standout_beta", "dropout.standout_beta", dim=d.standout_beta))
+    return out
 
 
 class _ParamsTrial:
@@ -290,6 +300,14 @@ def grid_space(spec: StudySpec) -> dict[str, list[Any]]:
     return grid
 
 
+class _QueueGridSampler(optuna.samplers.GridSampler):
+    """Grid search under ask/tell: the queue's target ends the study, not `study.stop()`
+    (which raises outside `optimize` once the grid is used up)."""
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        return None
+
+
 def build_sampler(spec: StudySpec, seed_offset: int = 0) -> BaseSampler:
     """The spec's sampler. Each worker passes its own `seed_offset` so workers sharing a study
     do not draw the same points (QMC keeps one seed: its sequence is shared through storage)."""
@@ -307,7 +325,7 @@ def build_sampler(spec: StudySpec, seed_offset: int = 0) -> BaseSampler:
     if s.sampler == "gp":
         return samplers.GPSampler(seed=seed, warn_independent_sampling=False)
     if s.sampler == "grid":
-        return samplers.GridSampler(grid_space(spec), seed=seed)
+        return _QueueGridSampler(grid_space(spec), seed=seed)
     return samplers.TPESampler(seed=seed)
 
 

@@ -62,6 +62,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
+def _yaml_number(raw: Any) -> Any:
+    """YAML 1.1 reads `1e-3` (no dot, no exponent sign) as a string; users mean the number."""
+    if isinstance(raw, str):
+        try:
+            return float(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
 class Dim(_Strict):
     """One searchable number: fixed `value`, a `low..high` range, or `choices`."""
 
@@ -76,6 +86,9 @@ class Dim(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _from_shorthand(cls, raw: Any) -> Any:
+        raw = _yaml_number(raw)
+        if isinstance(raw, list | tuple):
+            raw = [_yaml_number(x) for x in raw]
         if isinstance(raw, bool):
             raise ValueError(f"{raw} is not a number; write a number, [lo, hi] or a choice list")
         if isinstance(raw, int | float):
@@ -495,13 +508,20 @@ def validate_spec(data: Any) -> StudySpec:
         raise SpecError(head + more, errors) from None
 
 
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).expanduser().is_file()
+    except (OSError, ValueError):  # a name too long or with NUL bytes is text, not a path
+        return False
+
+
 def load_spec(source: str | Path | dict[str, Any]) -> StudySpec:
     """Read a spec from a path, YAML/JSON text, or an already-parsed mapping."""
     if isinstance(source, dict):
         return validate_spec(source)
     text = str(source)
-    is_path = isinstance(source, Path) or ("\n" not in text and len(text) < 4096)
-    if is_path and Path(text).expanduser().is_file():
+    looks_like_text = "\n" in text or text.lstrip().startswith(("{", "["))
+    if not looks_like_text and _is_file(text):
         text = Path(text).expanduser().read_text(encoding="utf-8")
     elif isinstance(source, Path):
         raise SpecError(f"spec file {text} does not exist")
