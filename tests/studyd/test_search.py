@@ -169,5 +169,7 @@ def test_workers_get_different_seeds_so_they_do_not_draw_the_same_points():
     draws = []
     for offset in (0, 1):
         study = optuna.create_study(sampler=build_sampler(spec, seed_offset=offset))
-        draws.append(study.ask().params)
+        trial = study.ask()
+        suggest_config(trial, spec, (4, 2))
+        draws.append(trial.params)
     assert draws[0] != draws[1]
