@@ -1,0 +1,77 @@
+"""Bearer-token auth for every route but health, as ASGI middleware (so mounts are covered too).
+
+With `STUDYD_API_TOKEN` set, a request needs `Authorization: Bearer <token>`. Browsers cannot
+attach a bearer header to a page load, so the same token is also accepted as the password of
+HTTP Basic auth (any user name): opening `/docs` or `/dashboard` prompts for it once and the
+browser sends it with every later request. Comparison is constant-time (`hmac.compare_digest`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+# Liveness and readiness probes must work for orchestrators that hold no token.
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+REALM = "studyd"
+
+
+def presented_token(authorization: str | None) -> str | None:
+    """The token in a `Bearer` header or the password of a `Basic` one; None otherwise."""
+    if not authorization:
+        return None
+    scheme, _, credentials = authorization.partition(" ")
+    credentials = credentials.strip()
+    if scheme.lower() == "bearer":
+        return credentials or None
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        _, sep, password = decoded.partition(":")
+        return password if sep else None
+    return None
+
+
+def token_matches(presented: str | None, expected: str) -> bool:
+    if presented is None:
+        return False
+    return hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
+
+
+class TokenAuthMiddleware:
+    """Answers 401 unless the request carries the configured token (health paths stay open)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        presented = presented_token(Headers(scope=scope).get("authorization"))
+        if token_matches(presented, self.token):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"detail": "missing or wrong bearer token"}).encode()
+        # Basic in the challenge makes browsers prompt (the dashboard and docs pages).
+        challenge = f'Bearer realm="{REALM}", Basic realm="{REALM}", charset="UTF-8"'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", challenge.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

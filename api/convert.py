@@ -1,0 +1,101 @@
+"""Records from storage → response models (one place, so every route shows the same shapes)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from api.schemas import (
+    IntermediateValue,
+    Study,
+    StudyDetail,
+    Timings,
+    TrialBrief,
+    TrialCounts,
+    TrialDetail,
+    Worker,
+)
+from storage.queue import StudyRecord
+from storage.trials import StudyTrialStats, TrialRow
+
+_STUDY_FIELDS = tuple(Study.model_fields)
+
+
+def study_out(record: StudyRecord) -> Study:
+    return Study(**{name: getattr(record, name) for name in _STUDY_FIELDS})
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def _elapsed(record: StudyRecord) -> float | None:
+    start = _aware(record.started_at)
+    if start is None:
+        return None
+    end = _aware(record.finished_at) or dt.datetime.now(dt.UTC)
+    return max(0.0, (end - start).total_seconds())
+
+
+def study_detail(record: StudyRecord, stats: StudyTrialStats, best: TrialRow | None) -> StudyDetail:
+    timings = Timings(
+        created_at=record.created_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        first_trial_start=stats.first_trial_start,
+        last_trial_complete=stats.last_trial_complete,
+        elapsed_seconds=_elapsed(record),
+    )
+    return StudyDetail(
+        **study_out(record).model_dump(),
+        spec=dict(record.spec),
+        direction=stats.direction,
+        trial_counts=TrialCounts(**stats.counts),
+        best_trial=trial_brief(best) if best is not None else None,
+        timings=timings,
+    )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def trial_brief(row: TrialRow) -> TrialBrief:
+    return TrialBrief(
+        number=row.number,
+        state=row.state,  # type: ignore[arg-type]
+        value=row.value,
+        variant=_str_or_none(row.user_attrs.get("variant", row.params.get("variant"))),
+        placement=_str_or_none(row.user_attrs.get("placement", row.params.get("placement"))),
+        params=row.params,
+        datetime_start=row.datetime_start,
+        datetime_complete=row.datetime_complete,
+        duration_seconds=row.duration_seconds,
+        user_attrs=row.user_attrs,
+    )
+
+
+def trial_detail(row: TrialRow) -> TrialDetail:
+    attrs = row.user_attrs
+    curve = attrs.get("curve")
+    return TrialDetail(
+        **trial_brief(row).model_dump(),
+        config=attrs.get("config") if isinstance(attrs.get("config"), dict) else None,
+        train=attrs.get("train") if isinstance(attrs.get("train"), dict) else None,
+        curve=[c for c in curve if isinstance(c, dict)] if isinstance(curve, list) else [],
+        intermediate_values=[
+            IntermediateValue(step=step, value=value) for step, value in row.intermediate_values
+        ],
+    )
+
+
+def worker_out(record: Any) -> Worker:
+    """A `storage.queue.WorkerRecord` (fields read by name, missing ones as null)."""
+    names = Worker.model_fields
+    values = {name: getattr(record, name, None) for name in names}
+    values["last_heartbeat"] = values["last_heartbeat"] or getattr(record, "heartbeat_at", None)
+    values["host"] = values["host"] or ""
+    values["device"] = values["device"] or ""
+    return Worker(**values)

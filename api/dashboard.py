@@ -1,0 +1,86 @@
+"""optuna-dashboard over the same storage, mounted at `/dashboard`.
+
+The dashboard's front end is built with fixed absolute paths: the page at `/dashboard`, its
+script under `/static/`, its JSON under `/api/` and CSV exports under `/csv/`. So each of those
+prefixes is mounted and handed to the dashboard's WSGI app with the full original path. None of
+them collides with the studyd API (`/studies`, `/workers`, ...). All are behind the same auth
+and body limit as the API (they are ASGI middleware around the whole app).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+import anyio.to_thread
+from a2wsgi import WSGIMiddleware
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.context import AppContext
+from api.errors import database_unavailable
+
+logger = logging.getLogger(__name__)
+
+DASHBOARD_PREFIXES = ("/dashboard", "/api", "/static", "/csv")
+
+
+class LazyDashboard:
+    """Builds the dashboard on first use: the API starts (and answers 503) with the DB down."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        self._app: ASGIApp | None = None
+        self._lock = threading.Lock()
+
+    def _build(self) -> ASGIApp:
+        import optuna_dashboard
+
+        with self._lock:
+            if self._app is None:
+                wsgi = optuna_dashboard.wsgi(self._ctx.optuna_storage())
+                self._app = WSGIMiddleware(wsgi)  # type: ignore[arg-type]
+            return self._app
+
+    async def app(self) -> ASGIApp:
+        if self._app is not None:
+            return self._app
+        return await anyio.to_thread.run_sync(self._build)
+
+
+class DashboardMount:
+    """One mount point: restores the full path (Starlette strips the prefix into root_path)."""
+
+    def __init__(self, dashboard: LazyDashboard, prefix: str) -> None:
+        self._dashboard = dashboard
+        self._prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        root = scope.get("root_path", "")
+        if root.endswith(self._prefix):
+            root = root[: -len(self._prefix)]
+        scope = {**scope, "root_path": root}
+        try:
+            app = await self._dashboard.app()
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            logger.warning("dashboard unavailable: %s", exc)
+            await _json(send, 503, {"detail": "the database is unavailable"})
+            return
+        await app(scope, receive, send)
+
+
+async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+def mount_dashboard(app: FastAPI, ctx: AppContext) -> None:
+    dashboard = LazyDashboard(ctx)
+    for prefix in DASHBOARD_PREFIXES:
+        app.mount(prefix, DashboardMount(dashboard, prefix), name=f"dashboard{prefix}")

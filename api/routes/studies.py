@@ -1,0 +1,156 @@
+"""Study routes: submit, list, show, cancel, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
+
+from api.context import AppContext, context
+from api.convert import study_detail, study_out
+from api.errors import IdempotencyConflict, responses
+from api.params import DEFAULT_PAGE_SIZE, Limit, Offset, StudyId, capped
+from api.schemas import Page, Study, StudyDetail, StudyState
+from storage import queue, trials
+from studyd.spec import StudySpec, validate_spec
+
+router = APIRouter(tags=["studies"])
+
+SPEC_EXAMPLE: dict[str, Any] = {
+    "name": "digits-shootout",
+    "dataset": "digits",
+    "model": {"depth": [1, 2], "width": [64, 512]},
+    "dropout": {
+        "variants": ["none", "standard", "gaussian"],
+        "placements": ["hidden"],
+        "rate": [0.1, 0.7],
+    },
+    "training": {"epochs": 5},
+    "search": {"n_trials": 24, "sampler": "tpe"},
+}
+_SPEC_SCHEMA = StudySpec.model_json_schema(ref_template="#/components/schemas/{model}")
+_SPEC_DEFS = _SPEC_SCHEMA.pop("$defs", {})
+
+
+def spec_components() -> dict[str, Any]:
+    """OpenAPI component schemas of the study spec (the request body of POST /studies)."""
+    return {**_SPEC_DEFS, "StudySpec": _SPEC_SCHEMA}
+
+
+def load_study(ctx: AppContext, study_id: int) -> queue.StudyRecord:
+    return queue.get_study(ctx.engine, study_id)
+
+
+def detail(ctx: AppContext, record: queue.StudyRecord) -> StudyDetail:
+    stats = trials.study_trial_stats(ctx.engine, record.optuna_name)
+    best = trials.best_trial(ctx.engine, record.optuna_name)
+    return study_detail(record, stats, best)
+
+
+def _same_spec(stored: dict[str, Any], submitted: StudySpec) -> bool:
+    try:
+        return validate_spec(dict(stored)).model_dump(mode="json") == submitted.model_dump(
+            mode="json"
+        )
+    except ValueError:
+        return False
+
+
+@router.post(
+    "/studies",
+    status_code=status.HTTP_201_CREATED,
+    response_model=StudyDetail,
+    responses=responses(409, 413, 422, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/StudySpec"},
+                    "example": SPEC_EXAMPLE,
+                }
+            },
+        }
+    },
+)
+def submit_study(
+    response: Response,
+    spec: Annotated[dict[str, Any], Body()],
+    ctx: Annotated[AppContext, Depends(context)],
+    priority: Annotated[int, Query(ge=-1000, le=1000, description="higher runs first")] = 0,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=200,
+            pattern=r"^[\x21-\x7e]+$",
+            description="a retried POST with the same key returns the same study",
+        ),
+    ] = None,
+) -> StudyDetail:
+    """Queue a study from its spec; 201 with `Location: /studies/{id}`."""
+    from studyd.service import submit_spec  # TEMP until service lands
+
+    parsed = validate_spec(spec)
+    record = submit_spec(
+        ctx.engine,
+        ctx.optuna_storage(),
+        parsed,
+        priority=priority,
+        idempotency_key=idempotency_key,
+    )
+    if idempotency_key is not None and not _same_spec(record.spec, parsed):
+        raise IdempotencyConflict(
+            f"Idempotency-Key {idempotency_key!r} was already used for study {record.id} "
+            "with a different spec"
+        )
+    response.headers["Location"] = f"/studies/{record.id}"
+    return detail(ctx, record)
+
+
+@router.get("/studies", response_model=Page[Study], responses=responses(422, 503))
+def list_studies(
+    ctx: Annotated[AppContext, Depends(context)],
+    state: Annotated[StudyState | None, Query(description="only studies in this state")] = None,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    offset: Offset = 0,
+) -> Page[Study]:
+    """Studies, newest first."""
+    limit = capped(limit)
+    records = queue.list_studies(ctx.engine, state=state, limit=limit, offset=offset)
+    total = queue.count_studies(ctx.engine, state=state)
+    return Page[Study](
+        items=[study_out(r) for r in records], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/studies/{study_id}", response_model=StudyDetail, responses=responses(404, 422, 503))
+def get_study(
+    study_id: StudyId,
+    ctx: Annotated[AppContext, Depends(context)],
+) -> StudyDetail:
+    """A study: state, progress by trial state, best trial so far, timings, error."""
+    return detail(ctx, load_study(ctx, study_id))
+
+
+@router.post(
+    "/studies/{study_id}/cancel",
+    response_model=Study,
+    responses=responses(404, 409, 422, 503),
+)
+def cancel_study(study_id: StudyId, ctx: Annotated[AppContext, Depends(context)]) -> Study:
+    """Cancel a queued or running study (409 once it has finished)."""
+    queue.cancel_study(ctx.engine, study_id)
+    return study_out(load_study(ctx, study_id))
+
+
+@router.delete(
+    "/studies/{study_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=responses(404, 409, 422, 503),
+)
+def delete_study(study_id: StudyId, ctx: Annotated[AppContext, Depends(context)]) -> Response:
+    """Delete a study and its trials (409 while it is running: cancel it first)."""
+    queue.delete_study(ctx.engine, study_id, ctx.optuna_storage())
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

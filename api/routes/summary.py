@@ -1,0 +1,114 @@
+"""The study summary: which dropout works here, and how sure we are."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any
+
+import optuna
+from fastapi import APIRouter, Depends
+from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+from optuna.storages import InMemoryStorage
+
+from api.context import AppContext, context
+from api.convert import trial_brief
+from api.errors import responses
+from api.params import StudyId
+from api.schemas import PlacementStats, Summary, VariantStats
+from storage import queue, trials
+from storage.trials import CompleteValue
+
+router = APIRouter(tags=["studies"])
+
+# fANOVA over the most recent trials only: its cost grows with the trial count, and a summary
+# must answer in well under a second at 10 000 trials.
+IMPORTANCE_MAX_TRIALS = 300
+IMPORTANCE_MIN_TRIALS = 4
+IMPORTANCE_SEED = 0
+
+
+def _groups(
+    values: Iterable[CompleteValue], key: Callable[[CompleteValue], str | None], direction: str
+) -> list[tuple[str, int, float, float]]:
+    """(group, n, best, median) per group, best group first."""
+    by_group: dict[str, list[float]] = defaultdict(list)
+    for v in values:
+        name = key(v)
+        if name is not None and v.value is not None:
+            by_group[name].append(v.value)
+    pick = max if direction == "maximize" else min
+    rows = [(g, len(vs), pick(vs), statistics.median(vs)) for g, vs in by_group.items()]
+    return sorted(rows, key=lambda r: r[3], reverse=direction == "maximize")
+
+
+def _verdict(variants: list[tuple[str, int, float, float]]) -> str | None:
+    if not variants:
+        return None
+    name, n, _, median = variants[0]
+    if len(variants) == 1:
+        return f"only {name} has complete trials (median {median:.4g} over {n})"
+    other, _, _, other_median = variants[1]
+    return f"{name} is best (median {median:.4g} over {n} trials; next {other} {other_median:.4g})"
+
+
+def _importances(
+    ctx: AppContext, record: queue.StudyRecord, direction: str, n_complete: int
+) -> tuple[dict[str, float], str | None]:
+    if n_complete < IMPORTANCE_MIN_TRIALS:
+        return {}, (
+            f"importances need at least {IMPORTANCE_MIN_TRIALS} complete trials (have {n_complete})"
+        )
+    key = (record.id, n_complete)
+    cached = ctx.cached_importances(key)
+    if cached is not None:
+        return cached
+    frozen = trials.recent_complete_trials(ctx.engine, record.optuna_name, IMPORTANCE_MAX_TRIALS)
+    result: tuple[dict[str, float], str | None]
+    try:
+        study = optuna.create_study(storage=InMemoryStorage(), direction=direction)
+        study.add_trials(frozen)
+        evaluator = FanovaImportanceEvaluator(seed=IMPORTANCE_SEED)
+        found = get_param_importances(study, evaluator=evaluator)
+        note = None if found else "no parameter is shared by every complete trial"
+        if found and len(frozen) < n_complete:
+            note = f"over the {len(frozen)} most recent complete trials"
+        result = ({k: float(v) for k, v in found.items()}, note)
+    except (ValueError, RuntimeError) as exc:
+        # Optuna refuses e.g. a search space where no parameter varies.
+        result = ({}, f"importances unavailable: {exc}")
+    ctx.cache_importances(key, result)
+    return result
+
+
+@router.get(
+    "/studies/{study_id}/summary", response_model=Summary, responses=responses(404, 422, 503)
+)
+def study_summary(study_id: StudyId, ctx: Annotated[AppContext, Depends(context)]) -> Summary:
+    """Per-variant and per-placement best and median, importances, best config, test score."""
+    record = queue.get_study(ctx.engine, study_id)
+    stats = trials.study_trial_stats(ctx.engine, record.optuna_name)
+    values = trials.complete_values(ctx.engine, record.optuna_name)
+    variants = _groups(values, lambda v: v.variant, stats.direction)
+    placements = _groups(values, lambda v: v.placement, stats.direction)
+    importances, note = _importances(ctx, record, stats.direction, len(values))
+    best = trials.best_trial(ctx.engine, record.optuna_name)
+    attrs: dict[str, Any] = best.user_attrs if best is not None else {}
+    return Summary(
+        study_id=record.id,
+        state=record.state,  # type: ignore[arg-type]
+        direction=stats.direction,  # type: ignore[arg-type]
+        n_complete=len(values),
+        verdict=_verdict(variants),
+        variants=[VariantStats(variant=g, n=n, best=b, median=m) for g, n, b, m in variants],
+        placements=[
+            PlacementStats(placement=g, n=n, best=b, median=m) for g, n, b, m in placements
+        ],
+        importances=importances,
+        importances_note=note,
+        best=trial_brief(best) if best is not None else None,
+        best_config=attrs.get("config") if isinstance(attrs.get("config"), dict) else None,
+        best_train=attrs.get("train") if isinstance(attrs.get("train"), dict) else None,
+        test_score=record.test_score,
+    )

@@ -1,0 +1,71 @@
+"""Trial routes: one paginated SQL page at a time, never the whole study."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from api.context import AppContext, context
+from api.convert import trial_brief, trial_detail
+from api.errors import TrialNotFound, responses
+from api.params import DEFAULT_PAGE_SIZE, Limit, Offset, StudyId, TrialNumber, capped
+from api.schemas import Page, TrialBrief, TrialDetail, TrialState
+from models.config import Variant
+from storage import queue, trials
+from storage.trials import SortOrder, TrialSort
+
+router = APIRouter(tags=["trials"])
+
+
+@router.get(
+    "/studies/{study_id}/trials",
+    response_model=Page[TrialBrief],
+    responses=responses(404, 422, 503),
+)
+def list_trials(
+    study_id: StudyId,
+    ctx: Annotated[AppContext, Depends(context)],
+    state: Annotated[TrialState | None, Query(description="only trials in this state")] = None,
+    variant: Annotated[Variant | None, Query(description="only trials of this variant")] = None,
+    sort: Annotated[
+        TrialSort, Query(description="`number` (oldest first) or `value` (best first)")
+    ] = "number",
+    order: Annotated[
+        SortOrder | None, Query(description="override the sort's default direction")
+    ] = None,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    offset: Offset = 0,
+) -> Page[TrialBrief]:
+    """A page of a study's trials, filtered by state and variant, sorted by number or value."""
+    record = queue.get_study(ctx.engine, study_id)
+    limit = capped(limit)
+    rows, total = trials.list_trials(
+        ctx.engine,
+        record.optuna_name,
+        state=state,
+        variant=variant,
+        sort=sort,
+        order=order,
+        limit=limit,
+        offset=offset,
+    )
+    return Page[TrialBrief](
+        items=[trial_brief(r) for r in rows], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get(
+    "/studies/{study_id}/trials/{number}",
+    response_model=TrialDetail,
+    responses=responses(404, 422, 503),
+)
+def get_trial(
+    study_id: StudyId, number: TrialNumber, ctx: Annotated[AppContext, Depends(context)]
+) -> TrialDetail:
+    """One trial: params, model config, learning curve, every user attribute."""
+    record = queue.get_study(ctx.engine, study_id)
+    row = trials.get_trial(ctx.engine, record.optuna_name, number)
+    if row is None:
+        raise TrialNotFound(f"study {study_id} has no trial {number}")
+    return trial_detail(row)

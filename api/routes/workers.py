@@ -1,0 +1,32 @@
+"""Worker routes: who is alive, on which device, doing what."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from api.context import AppContext, context
+from api.convert import worker_out
+from api.errors import responses
+from api.schemas import Worker
+from storage import queue
+
+router = APIRouter(tags=["workers"])
+
+
+@router.get("/workers", response_model=list[Worker], responses=responses(422, 503))
+def list_workers(
+    ctx: Annotated[AppContext, Depends(context)],
+    alive_within: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            le=7 * 24 * 3600,
+            description="seconds since the last heartbeat (default: heartbeat grace period)",
+        ),
+    ] = None,
+) -> list[Worker]:
+    """Live workers: device, current study and trial, last heartbeat."""
+    window = alive_within if alive_within is not None else ctx.settings.heartbeat_grace
+    return [worker_out(w) for w in queue.list_workers(ctx.engine, alive_within=window)]

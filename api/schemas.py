@@ -1,0 +1,280 @@
+"""Response models of the REST API: the JSON shapes the CLI client and other callers rely on.
+
+Shapes (all datetimes ISO 8601 in UTC, `null` when not yet known):
+
+- `Study` (a list item): `id, name, optuna_name, state, priority, target_trials, claimed,
+  finished, created_at, started_at, finished_at, error, test_score`.
+  `state` is one of `queued, running, done, failed, cancelled`.
+- `StudyDetail` = `Study` + `spec` (the submitted spec, normalised), `direction`,
+  `trial_counts` (`{running, waiting, complete, pruned, fail}`: Optuna's trial states, lower
+  case), `best_trial` (a `TrialBrief` or null), `timings`.
+- `TrialBrief` (a page item): `number, state, value, variant, placement, params,
+  datetime_start, datetime_complete, duration_seconds, user_attrs` (only the small attributes:
+  variant, placement, train_acc, val_acc, gap, param_count, epoch_seconds, retry_of).
+- `TrialDetail` = `TrialBrief` with every user attribute plus `config` (ModelConfig as dict),
+  `train` (TrainConfig as dict), `curve` (per-epoch metrics) and `intermediate_values`.
+- `Summary`: `verdict, variants, placements, importances, importances_note, best, best_config,
+  test_score, direction, n_complete`.
+- Pages: `{"items": [...], "total": int, "limit": int, "offset": int}`.
+- Errors: `{"detail": "<one readable line>"}`; 422s add `"errors": [{"loc", "msg"}]`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+StudyState = Literal["queued", "running", "done", "failed", "cancelled"]
+TrialState = Literal["running", "waiting", "complete", "pruned", "fail"]
+Item = TypeVar("Item")
+
+_NOW = "2026-11-25T14:00:00Z"
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    """Naive datetimes from the database are UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+class ErrorBody(BaseModel):
+    """Every error: one readable line; validation errors list each problem with its field."""
+
+    detail: str = Field(examples=["study 42 does not exist"])
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, examples=[[{"loc": "search.n_trials", "msg": "must be <= 10000"}]]
+    )
+
+
+class Page(BaseModel, Generic[Item]):
+    """One page of a listing; `limit` is the page size actually used (after the cap)."""
+
+    items: list[Item]
+    total: int = Field(ge=0, description="items matching the filters, over all pages")
+    limit: int = Field(ge=1)
+    offset: int = Field(ge=0)
+
+
+class Study(BaseModel):
+    """A queued, running or finished study."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 7,
+                    "name": "digits-shootout",
+                    "optuna_name": "digits-shootout-7",
+                    "state": "running",
+                    "priority": 0,
+                    "target_trials": 40,
+                    "claimed": 12,
+                    "finished": 10,
+                    "created_at": _NOW,
+                    "started_at": _NOW,
+                    "finished_at": None,
+                    "error": None,
+                    "test_score": None,
+                }
+            ]
+        }
+    )
+
+    id: int
+    name: str
+    optuna_name: str = Field(description="the Optuna study holding the trials")
+    state: StudyState
+    priority: int
+    target_trials: int = Field(description="trials the study runs in all")
+    claimed: int = Field(description="trial slots taken by workers (running or finished)")
+    finished: int = Field(description="trials finished (complete, pruned or failed for good)")
+    created_at: dt.datetime | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    error: str | None = Field(description="why the study failed, if it did")
+    test_score: float | None = Field(description="test accuracy of the best trial, when done")
+
+    _aware_times = field_validator("created_at", "started_at", "finished_at")(_aware)
+
+
+class TrialBrief(BaseModel):
+    """One trial as a page lists it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "number": 3,
+                    "state": "complete",
+                    "value": 0.972,
+                    "variant": "standard",
+                    "placement": "hidden",
+                    "params": {"variant": "standard", "rate": 0.31, "width": 256},
+                    "datetime_start": _NOW,
+                    "datetime_complete": _NOW,
+                    "duration_seconds": 4.2,
+                    "user_attrs": {"variant": "standard", "val_acc": 0.972, "gap": 0.01},
+                }
+            ]
+        }
+    )
+
+    number: int
+    state: TrialState
+    value: float | None = Field(description="objective value (validation accuracy by default)")
+    variant: str | None
+    placement: str | None
+    params: dict[str, Any]
+    datetime_start: dt.datetime | None
+    datetime_complete: dt.datetime | None
+    duration_seconds: float | None
+    user_attrs: dict[str, Any]
+
+
+class IntermediateValue(BaseModel):
+    step: int = Field(description="epoch index from 0")
+    value: float | None
+
+
+class TrialDetail(TrialBrief):
+    """One trial with everything the worker recorded."""
+
+    config: dict[str, Any] | None = Field(description="the ModelConfig the trial trained")
+    train: dict[str, Any] | None = Field(description="the TrainConfig the trial trained with")
+    curve: list[dict[str, Any]] = Field(
+        description="per epoch: epoch, train_loss, train_acc, val_loss, val_acc, seconds"
+    )
+    intermediate_values: list[IntermediateValue]
+
+
+class TrialCounts(BaseModel):
+    running: int = 0
+    waiting: int = 0
+    complete: int = 0
+    pruned: int = 0
+    fail: int = 0
+
+
+class Timings(BaseModel):
+    created_at: dt.datetime | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    first_trial_start: dt.datetime | None
+    last_trial_complete: dt.datetime | None
+    elapsed_seconds: float | None = Field(description="from start to finish (or to now)")
+
+    _aware_times = field_validator("created_at", "started_at", "finished_at")(_aware)
+
+
+class StudyDetail(Study):
+    """A study with its spec, progress by trial state, best trial so far and timings."""
+
+    spec: dict[str, Any]
+    direction: Literal["maximize", "minimize"]
+    trial_counts: TrialCounts
+    best_trial: TrialBrief | None
+    timings: Timings
+
+
+class VariantStats(BaseModel):
+    """Best and median objective value over the complete trials of one variant."""
+
+    variant: str
+    n: int
+    best: float | None
+    median: float | None
+
+
+class PlacementStats(BaseModel):
+    """Best and median objective value over the complete trials of one placement."""
+
+    placement: str
+    n: int
+    best: float | None
+    median: float | None
+
+
+class Summary(BaseModel):
+    """Which dropout works here, and how sure we are."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "study_id": 7,
+                    "state": "done",
+                    "direction": "maximize",
+                    "n_complete": 40,
+                    "verdict": "standard is best (median 0.968 over 14; next gaussian 0.961)",
+                    "variants": [{"variant": "standard", "n": 14, "best": 0.975, "median": 0.968}],
+                    "placements": [{"placement": "hidden", "n": 30, "best": 0.975, "median": 0.96}],
+                    "importances": {"rate": 0.52, "width": 0.31, "variant": 0.17},
+                    "importances_note": None,
+                    "best": None,
+                    "best_config": {"hidden": [256, 256], "variant": "standard"},
+                    "best_train": {"epochs": 10, "lr": 0.001},
+                    "test_score": 0.969,
+                }
+            ]
+        }
+    )
+
+    study_id: int
+    state: StudyState
+    direction: Literal["maximize", "minimize"]
+    n_complete: int
+    verdict: str | None
+    variants: list[VariantStats]
+    placements: list[PlacementStats]
+    importances: dict[str, float] = Field(description="Optuna's fANOVA importances, sum 1")
+    importances_note: str | None = Field(description="why importances are empty, when they are")
+    best: TrialBrief | None
+    best_config: dict[str, Any] | None
+    best_train: dict[str, Any] | None
+    test_score: float | None
+
+
+class Worker(BaseModel):
+    """A live worker process and what it is doing."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 3,
+                    "host": "gpu-box-1",
+                    "device": "cuda:0",
+                    "pid": 4242,
+                    "study_id": 7,
+                    "trial_id": 120,
+                    "trial_number": 11,
+                    "started_at": _NOW,
+                    "last_heartbeat": _NOW,
+                }
+            ]
+        }
+    )
+
+    id: int
+    host: str
+    device: str
+    pid: int | None
+    study_id: int | None
+    trial_id: int | None
+    trial_number: int | None
+    started_at: dt.datetime | None
+    last_heartbeat: dt.datetime | None
+
+    _aware_times = field_validator("started_at", "last_heartbeat")(_aware)
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Ready(BaseModel):
+    status: Literal["ready"] = "ready"
+    database: Literal["ok"] = "ok"
