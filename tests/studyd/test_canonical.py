@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import itertools
 
+import torch
+
 from models.config import ModelConfig, TrainConfig
+from models.mlp import build_mlp
 from studyd.canonical import canonicalize, canonicalize_model, canonicalize_train, config_key
 
 BASE = {"input_dim": 64, "num_classes": 10, "hidden": [128, 64]}
@@ -148,3 +151,29 @@ def test_a_space_with_three_canonical_configs_gives_three_keys_over_ten_draws():
     keys = {config_key(d, TRAIN) for d in draws}
     assert len(keys) == 3
     assert {canonicalize_model(d).variant for d in draws} == {"none", "standard", "rdrop"}
+
+
+def _outputs(cfg: ModelConfig, x):
+    torch.manual_seed(0)
+    model = build_mlp(cfg)
+    model.eval()
+    eval_out = model(x)
+    model.train()
+    torch.manual_seed(1)
+    return eval_out, model(x)
+
+
+def test_canonical_configs_build_the_same_network():
+    x = torch.randn(8, 64, generator=torch.Generator().manual_seed(0))
+    cases = [
+        mc(variant="rdrop", rates=[0.0, 0.0], placements=["hidden", "input"], rdrop_alpha=3.0),
+        mc(variant="none", rates=[0.3, 0.5], placements=["input", "last_hidden"], input_rate=0.2),
+        mc(variant="standard", rates=[0.7, 0.5], placements=["last_hidden"]),
+        mc(variant="gaussian", rates=[0.2, 0.5], placements=["hidden", "last_hidden", "input"]),
+        mc(variant="multisample", rates=[0.3, 0.3], multisample_k=1),
+        mc(variant="standout", rates=[0.4, 0.1], placements=["pre_activation"]),
+        mc(variant="dropconnect", rates=[0.0, 0.4], placements=["pre_activation", "input"]),
+    ]
+    for cfg in cases:
+        for a, b in zip(_outputs(cfg, x), _outputs(canonicalize_model(cfg), x), strict=True):
+            assert torch.equal(a, b), cfg
