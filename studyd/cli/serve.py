@@ -1,9 +1,79 @@
-"""`studyd` serve commands."""
+"""`studyd serve`: the API plus N embedded workers over one database (SQLite file by default)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from typing import Annotated
+
 import typer
+
+# How long embedded workers get to finish or fail their trial after SIGTERM.
+WORKER_STOP_SECONDS = 30.0
+
+
+def start_workers(count: int, database_url: str) -> list[subprocess.Popen[bytes]]:
+    """`count` `studyd worker` subprocesses on `database_url` (they inherit stdout/stderr)."""
+    env = {**os.environ, "STUDYD_DATABASE_URL": database_url}
+    command = [sys.executable, "-m", "studyd.cli.main", "worker"]
+    return [subprocess.Popen(command, env=env) for _ in range(count)]
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGTERM each worker, wait for all, SIGKILL whoever is still there after `timeout`."""
+    for proc in workers:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in workers:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            typer.echo(f"worker pid {proc.pid} ignored SIGTERM; killing it", err=True)
+            proc.kill()
+            proc.wait()
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    workers: Annotated[int, typer.Option(min=0, help="Embedded worker processes.")] = 1,
+    no_workers: Annotated[bool, typer.Option("--no-workers", help="API only.")] = False,
+    database_url: Annotated[
+        str | None, typer.Option(help="Database URL (default STUDYD_DATABASE_URL or ./studyd.db).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the REST API and N embedded workers; upgrades the database schema first."""
+    import uvicorn
+
+    from api.app import create_app
+    from storage.migrate import upgrade
+    from studyd.settings import Settings
+
+    overrides = {"database_url": database_url, "host": host, "port": port}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        upgrade(settings.database_url)
+    except Exception as exc:  # noqa: BLE001 - any failure here is one line for the user
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        typer.echo(f"cannot prepare the database at {settings.database_url}: {first}", err=True)
+        raise typer.Exit(2) from None
+    app = create_app(settings)
+    embedded = [] if no_workers else start_workers(workers, settings.database_url)
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=log_level,
+            timeout_graceful_shutdown=5,
+        )
+    finally:
+        stop_workers(embedded, WORKER_STOP_SECONDS)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `studyd` app."""
+    app.command()(serve)
