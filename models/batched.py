@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,7 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.config import ModelConfig, TrainConfig
-from models.mlp import DropoutMLP, _dropconnect_rates, _sites, build_mlp
+from models.mlp import _dropconnect_rates, _sites, build_mlp
+from models.module import DropoutClassifier
+from models.training import EVAL_CHUNK, EpochMetrics, TrainResult, resolve_device
 
 # Variants whose noise is elementwise on activations (or on weights, once per batch), so one
 # stacked tensor op per site serves every trial. The others fall back to unbatched training.
@@ -29,38 +30,10 @@ _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "gelu": F.gelu,
     "tanh": torch.tanh,
 }
-_EVAL_CHUNK = 4096
 
 
 class BatchingError(ValueError):
     """The given trials cannot be trained together in one stack."""
-
-
-@dataclass(frozen=True)
-class BatchedEpochMetrics:
-    """One trial's epoch, with the fields of `models.training.EpochMetrics`.
-
-    `seconds` is the stack's wall time for the epoch divided by the trials it trained, the
-    amortised cost of this trial's epoch.
-    """
-
-    epoch: int
-    train_loss: float
-    train_acc: float
-    val_loss: float
-    val_acc: float
-    seconds: float
-
-
-@dataclass
-class BatchedTrialResult:
-    """One trial's outcome, shaped like `models.training.TrainResult`."""
-
-    model: torch.nn.Module
-    history: list[BatchedEpochMetrics] = field(default_factory=list)
-    stopped_early: bool = False
-    param_count: int = 0
-    device: str = "cpu"
 
 
 def batch_key(model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[Any, ...] | None:
@@ -81,7 +54,7 @@ def batch_key(model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[Any, ...]
         sites,
         train_cfg.batch_size,
         train_cfg.optimizer,
-        getattr(train_cfg, "train_metrics", "eval"),
+        train_cfg.train_metrics,
     )
 
 
@@ -124,11 +97,9 @@ class StackedMLP(torch.nn.Module):
         """Stack of freshly initialised trials, trial k from `seeds[k]`."""
         first = cfgs[0]
         dims = [first.input_dim, *first.hidden, first.num_classes]
-        weights, biases = [], []
-        for layer, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
-            pairs = [_linear_init(fan_in, fan_out, s, layer) for s in seeds]
-            weights.append(torch.stack([w for w, _ in pairs]))
-            biases.append(torch.stack([b for _, b in pairs]))
+        per_trial = [_initial_linears(c, s) for c, s in zip(cfgs, seeds, strict=True)]
+        weights = [torch.stack([t[i][0] for t in per_trial]) for i in range(len(dims) - 1)]
+        biases = [torch.stack([t[i][1] for t in per_trial]) for i in range(len(dims) - 1)]
         rates = [c.layer_rates() for c in cfgs]
         weight_rates = [
             _dropconnect_rates(c, r) if c.variant == "dropconnect" else [0.0] * len(dims[1:])
@@ -156,15 +127,15 @@ class StackedMLP(torch.nn.Module):
         self.weight_rates = self.weight_rates[:, keep]
         self.input_rate = self.input_rate[keep]
 
-    def export_trial(self, cfg: ModelConfig, k: int) -> DropoutMLP:
-        """Trial k as the `build_mlp(cfg)` network, weights copied (eval mode)."""
-        net = build_mlp(cfg).to(self.weights[0].device)
-        linears = [m for m in net.layers if isinstance(m, torch.nn.Linear)]
+    def export_trial(self, model_cfg: ModelConfig, train_cfg: TrainConfig, k: int):
+        """Trial k as the `DropoutClassifier` `train_model` returns (eval mode), weights copied."""
+        module = DropoutClassifier(model_cfg, train_cfg).to(self.weights[0].device)
+        linears = [m for m in module.net.layers if isinstance(m, torch.nn.Linear)]
         with torch.no_grad():
             for lin, w, b in zip(linears, self.weights, self.biases, strict=True):
                 lin.weight.copy_(w[k].T)
                 lin.bias.copy_(b[k, 0])
-        return net.eval()
+        return module.eval()
 
     def forward(self, x: Tensor) -> Tensor:
         dropconnect = self.variant == "dropconnect"
@@ -202,13 +173,17 @@ def _per_layer(rates: Sequence[Sequence[float]]) -> Tensor:
     return t.T.reshape(t.shape[1], t.shape[0], 1, 1).contiguous()
 
 
-def _linear_init(fan_in: int, fan_out: int, seed: int, layer: int) -> tuple[Tensor, Tensor]:
-    """nn.Linear's default init, U(±1/√fan_in) for weight and bias, from the trial's own seed."""
-    g = torch.Generator().manual_seed(seed * 1009 + layer)
-    bound = 1.0 / math.sqrt(fan_in)
-    w = torch.empty(fan_in, fan_out).uniform_(-bound, bound, generator=g)
-    b = torch.empty(1, fan_out).uniform_(-bound, bound, generator=g)
-    return w, b
+def _initial_linears(cfg: ModelConfig, seed: int) -> list[tuple[Tensor, Tensor]]:
+    """(W [in, out], b [1, out]) of each Linear exactly as `train_model` initialises them.
+
+    `train_model` seeds torch's global generator with the trial's seed and builds the network;
+    doing the same under `fork_rng` gives bit-identical starting weights.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_mlp(cfg)
+    linears = [m for m in net.layers if isinstance(m, torch.nn.Linear)]
+    return [(m.weight.detach().T.contiguous(), m.bias.detach().view(1, -1)) for m in linears]
 
 
 class StackedOptimizer:
@@ -255,7 +230,7 @@ def _per_trial(values: Sequence[float], device: torch.device) -> Tensor:
     return torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1)
 
 
-OnBatchedEpoch = Callable[[int, list[BatchedEpochMetrics | None]], Sequence[bool]]
+OnBatchedEpoch = Callable[[int, list[EpochMetrics | None]], Sequence[bool]]
 
 
 def train_batched(
@@ -265,79 +240,83 @@ def train_batched(
     *,
     device: str | torch.device = "auto",
     on_epoch: OnBatchedEpoch | None = None,
-) -> list[BatchedTrialResult]:
-    """Train K trials of one architecture at once; result k belongs to `model_cfgs[k]`.
+) -> list[TrainResult]:
+    """Train K trials of one architecture at once; result k is `train_model`'s for trial k.
 
-    `data` has the tensors of `models.data.DatasetSplits`. `on_epoch(epoch, metrics)` gets one
-    entry per trial (None for trials already finished) and returns one stop flag per trial.
+    Weights and data order are `train_model`'s for each seed; masks come from one generator for
+    the stack. `on_epoch(epoch, metrics)` gets one `EpochMetrics` per trial (None for trials
+    already finished) and returns one stop flag per trial. `seconds` is the stack's epoch time
+    divided by the trials it trained: the amortised cost of each trial's epoch.
     """
     keys = {batch_key(m, t) for m, t in zip(model_cfgs, train_cfgs, strict=True)}
     if None in keys or len(keys) != 1:
         raise BatchingError(f"trials need one batchable architecture to share a stack: {keys}")
-    dev = _resolve_device(device)
-    k_total = len(model_cfgs)
+    dev = resolve_device(device)
     seeds = [t.seed for t in train_cfgs]
     model = StackedMLP.from_configs(model_cfgs, seeds).to(dev)
     model.generator = torch.Generator(device=dev).manual_seed(_mix_seeds(seeds))
     optimizer = StackedOptimizer(train_cfgs[0].optimizer, list(model.parameters()), train_cfgs)
-    orders = [torch.Generator().manual_seed(s) for s in seeds]
-    x_train, y_train = data.x_train.to(dev), data.y_train.to(dev)
-    x_val, y_val = data.x_val.to(dev), data.y_val.to(dev)
-    active = list(range(k_total))  # original index of each stack row
-    results: list[BatchedTrialResult | None] = [None] * k_total
+    orders = [torch.Generator(device=dev).manual_seed(s) for s in seeds]
+    splits = data.to(dev)
+    running = train_cfgs[0].train_metrics == "running"
+    batch_size = train_cfgs[0].batch_size
     param_count = sum(p[0].numel() for p in model.parameters())
-    max_epochs = max(t.epochs for t in train_cfgs)
-    for epoch in range(max_epochs):
-        start = time.perf_counter()
+    results = [TrainResult(model, param_count=param_count, device=str(dev)) for _ in seeds]
+    active = list(range(len(seeds)))  # trial index of each stack row
+    for epoch in range(max(t.epochs for t in train_cfgs)):
+        started = time.perf_counter()
         model.train()
-        loss_sum, correct = _train_epoch(
-            model, optimizer, x_train, y_train, [orders[k] for k in active], train_cfgs[0]
+        order = [orders[k] for k in active]
+        running_sums = _train_epoch(model, optimizer, splits, order, batch_size, running)
+        sums = (
+            running_sums if running else _loss_correct_sums(model, splits.x_train, splits.y_train)
         )
-        if getattr(train_cfgs[0], "train_metrics", "eval") == "eval":
-            train_loss, train_acc = evaluate_stack(model, x_train, y_train)
-        else:
-            train_loss, train_acc = loss_sum / x_train.shape[0], correct / x_train.shape[0]
-        val_loss, val_acc = evaluate_stack(model, x_val, y_val)
-        stats = torch.stack([train_loss, train_acc, val_loss, val_acc]).tolist()
-        seconds = (time.perf_counter() - start) / len(active)
-        per_trial: list[BatchedEpochMetrics | None] = [None] * k_total
+        val = _loss_correct_sums(model, splits.x_val, splits.y_val)
+        n_train, n_val = len(splits.y_train), len(splits.y_val)
+        stats = torch.stack([sums[0] / n_train, sums[1] / n_train, val[0] / n_val, val[1] / n_val])
+        rows = stats.T.tolist()  # the epoch's one device sync
+        seconds = (time.perf_counter() - started) / len(active)
+        metrics: list[EpochMetrics | None] = [None] * len(seeds)
         for row, k in enumerate(active):
-            per_trial[k] = BatchedEpochMetrics(epoch, *(s[row] for s in stats), seconds)
-            if results[k] is None:
-                results[k] = BatchedTrialResult(model, param_count=param_count, device=str(dev))
-            results[k].history.append(per_trial[k])
-        flags = list(on_epoch(epoch, per_trial)) if on_epoch else [False] * k_total
+            metrics[k] = EpochMetrics(epoch, *rows[row], seconds)
+            results[k].history.append(metrics[k])
+        flags = list(on_epoch(epoch, metrics)) if on_epoch else [False] * len(seeds)
         keep = []
         for row, k in enumerate(active):
-            done = epoch + 1 >= train_cfgs[k].epochs
-            if flags[k] or done:
-                results[k].stopped_early = bool(flags[k]) and not done
-                results[k].model = model.export_trial(model_cfgs[k], row)
+            m, last = metrics[k], epoch + 1 >= train_cfgs[k].epochs
+            diverged = not (math.isfinite(m.train_loss) and math.isfinite(m.val_loss))
+            if diverged or flags[k] or last:
+                results[k].diverged = diverged
+                results[k].stopped_early = not last
+                results[k].model = model.export_trial(model_cfgs[k], train_cfgs[k], row)
             else:
                 keep.append(row)
+        if not keep:
+            break
         if len(keep) < len(active):
-            if not keep:
-                break
             idx = torch.tensor(keep, device=dev)
             model.keep_trials(idx)
             optimizer.keep_trials(idx)
             active = [active[row] for row in keep]
-    return [r for r in results if r is not None]
+    return results
 
 
 def _train_epoch(
     model: StackedMLP,
     optimizer: StackedOptimizer,
-    x: Tensor,
-    y: Tensor,
+    splits: Any,
     orders: list[torch.Generator],
-    train_cfg: TrainConfig,
-) -> tuple[Tensor, Tensor]:
-    """One pass over the data in each trial's own order; loss and hit sums stay on device."""
-    k, n, bs = model.num_trials, x.shape[0], train_cfg.batch_size
-    perm = torch.stack([torch.randperm(n, generator=g) for g in orders]).to(x.device)
-    loss_sum = torch.zeros(k, device=x.device)
-    correct = torch.zeros(k, device=x.device)
+    batch_size: int,
+    running: bool,
+) -> Tensor:
+    """One pass over the data, each trial in its own order; returns [2, K] running sums.
+
+    Sums (loss·batch, correct) stay on the device; with `running` off they are not kept.
+    """
+    x, y = splits.x_train, splits.y_train
+    k, n, bs = model.num_trials, len(y), batch_size
+    perm = torch.stack([torch.randperm(n, generator=g, device=x.device) for g in orders])
+    sums = torch.zeros(2, k, device=x.device)
     params = list(model.parameters())
     for lo in range(0, n, bs):
         idx = perm[:, lo : lo + bs]
@@ -348,33 +327,34 @@ def _train_epoch(
         # Trials share no parameters, so one backward of the sum gives each its own gradient.
         grads = torch.autograd.grad(losses.sum(), params)
         optimizer.step(params, grads)
-        with torch.no_grad():
-            loss_sum += losses.detach() * idx.shape[1]
-            correct += (logits.argmax(-1) == yb).sum(1)
-    return loss_sum, correct
+        if running:
+            with torch.no_grad():
+                sums[0] += losses * idx.shape[1]
+                sums[1] += (logits.argmax(-1) == yb).sum(1)
+    return sums
 
 
 @torch.no_grad()
-def evaluate_stack(model: StackedMLP, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-trial mean cross-entropy and accuracy ([K] each) in eval mode, on shared data."""
+def _loss_correct_sums(model: StackedMLP, x: Tensor, y: Tensor) -> Tensor:
+    """[2, K]: per-trial summed cross-entropy and correct count, eval mode, shared data."""
     was_training = model.training
     model.eval()
     k = model.num_trials
-    loss_sum = torch.zeros(k, device=x.device)
-    correct = torch.zeros(k, device=x.device)
-    for lo in range(0, x.shape[0], _EVAL_CHUNK):
-        xb, yb = x[lo : lo + _EVAL_CHUNK], y[lo : lo + _EVAL_CHUNK]
-        logits = model(xb)
-        target = yb.expand(k, -1)
-        loss_sum += (
-            F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
-            .view(k, -1)
-            .sum(1)
-        )
-        correct += (logits.argmax(-1) == target).sum(1)
+    sums = torch.zeros(2, k, device=x.device)
+    for lo in range(0, len(y), EVAL_CHUNK):
+        logits = model(x[lo : lo + EVAL_CHUNK])
+        target = y[lo : lo + EVAL_CHUNK].expand(k, -1)
+        ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
+        sums[0] += ce.view(k, -1).sum(1)
+        sums[1] += (logits.argmax(-1) == target).sum(1)
     model.train(was_training)
-    n = max(x.shape[0], 1)
-    return loss_sum / n, correct / n
+    return sums
+
+
+def evaluate_stack(model: StackedMLP, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-trial mean cross-entropy and accuracy ([K] each) in eval mode, on shared data."""
+    sums = _loss_correct_sums(model, x, y)
+    return sums[0] / len(y), sums[1] / len(y)
 
 
 def _mix_seeds(seeds: Sequence[int]) -> int:
@@ -383,11 +363,3 @@ def _mix_seeds(seeds: Sequence[int]) -> int:
     for s in seeds:
         acc = (acc * 1_000_003 + int(s)) % (2**63 - 1)
     return acc
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import math
-import types
 
 import pytest
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
 
 from models.batched import (
@@ -19,17 +17,15 @@ from models.batched import (
     train_batched,
 )
 from models.config import ModelConfig, TrainConfig
-from models.mlp import build_mlp
+from models.data import DatasetSplits, load_dataset
+from models.module import DropoutClassifier
+from models.training import evaluate, train_model
 
 
 @pytest.fixture(scope="module")
-def digits() -> types.SimpleNamespace:
-    """scikit-learn's bundled 8×8 digits, scaled to [0, 1], a fixed 1200/597 split."""
-    x, y = load_digits(return_X_y=True)
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    x = torch.tensor(x / 16.0, dtype=torch.float32)[perm]
-    y = torch.tensor(y, dtype=torch.long)[perm]
-    return types.SimpleNamespace(x_train=x[:1200], y_train=y[:1200], x_val=x[1200:], y_val=y[1200:])
+def digits(tmp_path_factory) -> DatasetSplits:
+    """scikit-learn's bundled 8×8 digits with the loader's fixed split (no download)."""
+    return load_dataset("digits", data_dir=tmp_path_factory.mktemp("data"), download=False)
 
 
 def _cfg(variant: str = "standard", rate: float = 0.3, **kw) -> ModelConfig:
@@ -39,26 +35,42 @@ def _cfg(variant: str = "standard", rate: float = 0.3, **kw) -> ModelConfig:
     )
 
 
-def _reference_train(model_cfg: ModelConfig, train_cfg: TrainConfig, data) -> float:
-    """Unbatched trial: `build_mlp` and torch's own optimizer; returns final val accuracy."""
-    torch.manual_seed(train_cfg.seed)
-    net = build_mlp(model_cfg)
-    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[train_cfg.optimizer]
-    opt = opt_cls(net.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    n = data.x_train.shape[0]
-    for _ in range(train_cfg.epochs):
-        net.train()
-        for idx in torch.randperm(n).split(train_cfg.batch_size):
-            loss = nn.functional.cross_entropy(net(data.x_train[idx]), data.y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    net.eval()
-    with torch.no_grad():
-        return (net(data.x_val).argmax(1) == data.y_val).float().mean().item()
+def _val_acc(model, data: DatasetSplits) -> float:
+    return evaluate(model, data.x_val, data.y_val)[1]
 
 
-@pytest.mark.parametrize("variant", ["standard", "vanilla", "gaussian", "dropconnect"])
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_without_dropout_each_trial_of_a_stack_is_train_model_exactly(digits, optimizer):
+    # Same seed → same initial weights and data order as train_model; with no masks to differ,
+    # the stack must follow every trial's own trajectory (up to float summation order).
+    model_cfgs = [_cfg("none", 0.0) for _ in range(2)]
+    lr = 0.05 if optimizer == "sgd" else 3e-3
+    train_cfgs = [
+        TrainConfig(
+            epochs=3, batch_size=100, optimizer=optimizer, lr=lr * s, weight_decay=wd, seed=s
+        )
+        for s, wd in [(1, 0.0), (2, 1e-2)]
+    ]
+    batched = train_batched(model_cfgs, train_cfgs, digits, device="cpu")
+    for m, t, got in zip(model_cfgs, train_cfgs, batched, strict=True):
+        want = train_model(m, t, digits, device="cpu")
+        for a, b in zip(got.history, want.history, strict=True):
+            assert (a.epoch, a.train_acc, a.val_acc) == pytest.approx(
+                (b.epoch, b.train_acc, b.val_acc), abs=2 / len(digits.y_val)
+            )
+            assert a.val_loss == pytest.approx(b.val_loss, rel=1e-3)
+        for p, q in zip(got.model.parameters(), want.model.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-4)
+        assert got.param_count == want.param_count
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "standard",
+        *(pytest.param(v, marks=pytest.mark.slow) for v in ("vanilla", "gaussian", "dropconnect")),
+    ],
+)
 def test_batched_accuracy_agrees_with_unbatched_training_of_same_configs(digits, variant):
     # Tolerance: on 597 validation digits, seed-to-seed spread of one config is about ±2 points,
     # so each trial may differ by 6 points and the mean of 4 by 3. A wrong update rule, mask
@@ -75,7 +87,7 @@ def test_batched_accuracy_agrees_with_unbatched_training_of_same_configs(digits,
     ]
     batched = [r.history[-1].val_acc for r in train_batched(model_cfgs, train_cfgs, digits)]
     reference = [
-        _reference_train(m, t, digits) for m, t in zip(model_cfgs, train_cfgs, strict=True)
+        train_model(m, t, digits).final.val_acc for m, t in zip(model_cfgs, train_cfgs, strict=True)
     ]
     diffs = [abs(a - b) for a, b in zip(batched, reference, strict=True)]
     assert max(diffs) <= 0.06, (batched, reference)
@@ -161,8 +173,8 @@ def test_exported_trial_is_build_mlp_with_the_stack_rows_eval_function(digits, v
     with torch.no_grad():
         rows = stack(digits.x_val)
         for k, cfg in enumerate(cfgs):
-            exported = stack.export_trial(cfg, k)
-            assert type(exported) is type(build_mlp(cfg))
+            exported = stack.export_trial(cfg, TrainConfig(), k)
+            assert isinstance(exported, DropoutClassifier) and not exported.training
             torch.testing.assert_close(exported(digits.x_val), rows[k], rtol=1e-5, atol=1e-5)
 
 
@@ -180,10 +192,7 @@ def test_a_stopped_trial_freezes_while_the_others_train_on(digits):
     assert [len(r.history) for r in results] == [4, 1, 4]
     assert [r.stopped_early for r in results] == [False, True, False]
     # The stopped trial's model is its epoch-0 state: re-evaluating gives its recorded accuracy.
-    frozen = results[1].model.eval()
-    with torch.no_grad():
-        acc = (frozen(digits.x_val).argmax(1) == digits.y_val).float().mean().item()
-    assert acc == pytest.approx(results[1].history[0].val_acc)
+    assert _val_acc(results[1].model, digits) == pytest.approx(results[1].history[0].val_acc)
     assert results[0].history[-1].val_acc > results[1].history[0].val_acc
 
 
