@@ -146,14 +146,15 @@ def build_mlp(cfg: ModelConfig) -> DropoutMLP:
         layers.append(nn.Linear(widths[-1], cfg.num_classes))
         return DropoutMLP(layers, cfg.num_classes)
 
-    if use_input and cfg.input_rate > 0.0:
+    noisy = variant != "none"
+    if noisy and use_input and cfg.input_rate > 0.0:
         layers.append(noise_module(variant, cfg.input_rate))
     for i, rate in enumerate(rates):
         layers.append(nn.Linear(widths[i], widths[i + 1]))
-        if pre[i] and rate > 0.0:
+        if noisy and pre[i] and rate > 0.0:
             layers.append(noise_module(variant, rate))
         layers.append(act())
-        if post[i] and rate > 0.0:
+        if noisy and post[i] and rate > 0.0:
             layers.append(noise_module(variant, rate))
     layers.append(nn.Linear(widths[-1], cfg.num_classes))
     return DropoutMLP(layers, cfg.num_classes)

@@ -78,6 +78,17 @@ class DropoutClassifier(L.LightningModule):
         loss_sum, correct = sums.tolist()
         return loss_sum / count, correct / count
 
+    def on_train_epoch_end(self) -> None:
+        # Under a Lightning Trainer (train_model drives Fabric and reads the sums itself).
+        if "train" in self._sums:
+            loss, acc = self.pop_epoch_metrics("train")
+            self.log_dict({"train_loss": loss, "train_acc": acc})
+
+    def on_validation_epoch_end(self) -> None:
+        if "val" in self._sums:
+            loss, acc = self.pop_epoch_metrics("val")
+            self.log_dict({"val_loss": loss, "val_acc": acc})
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         cfg = self.train_cfg
         params = self.parameters()

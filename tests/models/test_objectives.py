@@ -1,0 +1,92 @@
+"""R-Dropout and Multi-Sample objectives against hand computations on fixed logits."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from models.config import ModelConfig, TrainConfig
+from models.module import DropoutClassifier
+from models.objectives import multisample_loss, rdrop_loss, symmetric_kl
+
+A = [[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]]
+B = [[1.0, 1.0, 0.0], [0.5, -0.5, 2.0]]
+Y = [0, 2]
+
+
+def _softmax(row):
+    exps = [math.exp(v) for v in row]
+    return [e / sum(exps) for e in exps]
+
+
+def _by_hand(alpha: float) -> float:
+    ce, kl = 0.0, 0.0
+    for a, b, y in zip(A, B, Y, strict=True):
+        pa, pb = _softmax(a), _softmax(b)
+        ce += 0.5 * (-math.log(pa[y]) - math.log(pb[y]))
+        kl_ab = sum(p * math.log(p / q) for p, q in zip(pa, pb, strict=True))
+        kl_ba = sum(q * math.log(q / p) for p, q in zip(pa, pb, strict=True))
+        kl += 0.5 * (kl_ab + kl_ba)
+    return ce / len(Y) + alpha * kl / len(Y)
+
+
+def test_rdrop_loss_equals_averaged_ce_plus_alpha_symmetric_kl_by_hand():
+    a, b, y = torch.tensor(A), torch.tensor(B), torch.tensor(Y)
+    for alpha in (0.0, 0.5, 4.0):
+        assert math.isclose(rdrop_loss(a, b, y, alpha).item(), _by_hand(alpha), rel_tol=1e-5)
+
+
+def test_symmetric_kl_matches_the_seed_formula_per_example_and_is_symmetric():
+    a, b = torch.tensor(A), torch.tensor(B)
+    # The seed: (kl_div(log_softmax(p), softmax(q), 'sum') + the reverse) / 2, summed over rows.
+    seed = 0.5 * (
+        F.kl_div(F.log_softmax(a, 1), F.softmax(b, 1), reduction="sum")
+        + F.kl_div(F.log_softmax(b, 1), F.softmax(a, 1), reduction="sum")
+    )
+    assert torch.allclose(symmetric_kl(a, b) * len(A), seed)
+    assert torch.allclose(symmetric_kl(a, b), symmetric_kl(b, a))
+    assert symmetric_kl(a, a).item() == 0.0
+
+
+def test_multisample_loss_is_the_mean_of_k_cross_entropies():
+    torch.manual_seed(0)
+    logits = torch.randn(5, 16, 4)
+    y = torch.randint(0, 4, (16,))
+    expected = sum(F.cross_entropy(logits[k], y) for k in range(5)) / 5
+    assert torch.allclose(multisample_loss(logits, y), expected)
+    assert torch.allclose(multisample_loss(list(logits), y), expected)
+
+
+def _classifier(variant: str, **extra) -> DropoutClassifier:
+    cfg = ModelConfig(
+        input_dim=12, num_classes=3, hidden=[32], variant=variant, rates=[0.5], **extra
+    )
+    return DropoutClassifier(cfg, TrainConfig())
+
+
+def test_multisample_classifier_passes_k_independent_masks_through_the_shared_head():
+    module = _classifier("multisample", multisample_k=4).train()
+    x, y = torch.randn(10, 12), torch.randint(0, 3, (10,))
+    torch.manual_seed(1)
+    loss, logits = module.objective(x, y)
+    torch.manual_seed(1)
+    per_mask = module.net(x, samples=4)
+    assert per_mask.shape == (4, 10, 3)
+    assert not torch.equal(per_mask[0], per_mask[1])  # different masks
+    expected = torch.stack([F.cross_entropy(per_mask[k], y) for k in range(4)]).mean()
+    assert torch.allclose(loss, expected)
+    assert torch.allclose(logits, per_mask.mean(0))
+
+
+def test_rdrop_classifier_uses_two_dropout_passes():
+    module = _classifier("rdrop", rdrop_alpha=2.0).train()
+    x, y = torch.randn(10, 12), torch.randint(0, 3, (10,))
+    torch.manual_seed(2)
+    loss, _ = module.objective(x, y)
+    torch.manual_seed(2)
+    two = module.net(x, samples=2)
+    assert not torch.equal(two[0], two[1])
+    assert torch.allclose(loss, rdrop_loss(two[0], two[1], y, 2.0))
+    assert symmetric_kl(two[0], two[1]).item() > 0
