@@ -1,9 +1,70 @@
-"""`studyd` worker commands."""
+"""`studyd worker`: serve queued studies on one device until stopped (or the queue is empty)."""
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import typer
+
+from studyd.settings import Settings
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `studyd` app."""
+    app.command("worker")(worker)
+
+
+def worker(
+    database_url: str = typer.Option(
+        None, "--database-url", help="database URL (default: STUDYD_DATABASE_URL / Settings)"
+    ),
+    device: str = typer.Option("auto", "--device", help="cuda:N, cpu or auto"),
+    max_trials: int = typer.Option(None, "--max-trials", min=1, help="stop after N trials"),
+    once: bool = typer.Option(False, "--once", help="exit when no study is queued or running"),
+    heartbeat: float = typer.Option(None, "--heartbeat", min=0.1, help="heartbeat period (s)"),
+    grace: float = typer.Option(
+        None, "--grace", min=0.5, help="seconds before a silent worker is reaped"
+    ),
+    poll: float = typer.Option(1.0, "--poll", min=0.05, help="seconds between claims when idle"),
+    reaper_period: float = typer.Option(
+        None, "--reaper-period", min=0.1, help="seconds between reaper runs"
+    ),
+) -> None:
+    """Claim trial slots, train, report every epoch, tell Optuna; SIGTERM stops within one epoch."""
+    from models.training import DeviceError
+    from storage.engine import make_engine
+    from storage.migrate import ensure_schema
+    from storage.optuna_storage import make_optuna_storage
+    from studyd.worker import Worker, WorkerOptions
+
+    settings = Settings()
+    url = database_url or settings.database_url
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    options = WorkerOptions(
+        device=device,
+        max_trials=max_trials,
+        once=once,
+        heartbeat=heartbeat or settings.heartbeat_interval,
+        grace=grace or settings.heartbeat_grace,
+        poll=poll,
+        reaper_period=reaper_period or settings.reaper_period,
+        data_dir=settings.data_dir,
+        data_roots=settings.allowed_data_roots(),
+    )
+    try:
+        ensure_schema(url)
+        engine = make_engine(url)
+        runner = Worker(engine, make_optuna_storage(url), options)
+    except DeviceError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    runner.run()
+    if runner.gone:
+        typer.echo("error: this worker was reaped or lost the database; it stopped", err=True)
+        raise typer.Exit(3)

@@ -1,0 +1,64 @@
+"""Submitting a study: the queue row, its Optuna study and its baseline trials, in that order."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from sqlalchemy import Engine
+
+from storage.queue import StudyRecord, submit_study
+from studyd.search import baseline_params, build_pruner, build_sampler
+from studyd.spec import StudySpec, validate_spec
+
+logger = logging.getLogger(__name__)
+
+
+def submit_spec(
+    engine: Engine,
+    optuna_storage: BaseStorage,
+    spec: StudySpec | dict[str, Any],
+    *,
+    priority: int = 0,
+    idempotency_key: str | None = None,
+) -> StudyRecord:
+    """Queue `spec`: a study row plus the Optuna study (`record.optuna_name`) holding its trials.
+
+    Directions come from the spec; baselines are enqueued before any worker can ask, and only
+    once, so a repeated submit with the same idempotency key changes nothing.
+    """
+    if not isinstance(spec, StudySpec):
+        spec = validate_spec(spec)
+    record = submit_study(
+        engine,
+        name=spec.name,
+        spec=spec.model_dump(mode="json"),
+        target_trials=spec.search.n_trials,
+        priority=priority,
+        idempotency_key=idempotency_key,
+    )
+    study = optuna.create_study(
+        storage=optuna_storage,
+        study_name=record.optuna_name,
+        directions=spec.search.directions(),
+        sampler=build_sampler(spec),
+        pruner=build_pruner(spec),
+        load_if_exists=True,
+    )
+    if study.user_attrs.get("studyd_id") is None:
+        # A worker can only claim a slot after the row exists, but asks only after this point
+        # matters: baselines enqueued here are the first trials any worker draws.
+        for params in baseline_params(spec):
+            study.enqueue_trial(params, user_attrs={"baseline": True}, skip_if_exists=True)
+        study.set_user_attr("spec", spec.model_dump(mode="json"))
+        study.set_user_attr("objectives", spec.search.objective_names())
+        study.set_user_attr("studyd_id", record.id)
+    logger.info("submitted study %s (%s)", record.id, record.optuna_name)
+    return record
+
+
+def study_spec(record: StudyRecord) -> StudySpec:
+    """The validated spec of a queued study (raises `SpecError` if it no longer validates)."""
+    return validate_spec(record.spec)

@@ -1,0 +1,423 @@
+"""The worker: claim a trial slot → ask Optuna → train → report each epoch → tell → settle the slot.
+
+Many workers (processes, machines) serve one study at once; the queue's slot count keeps them from
+overshooting its target. A background thread heartbeats the worker's row and runs the reaper, so a
+dead worker's trial is failed and its slot given back while everyone else is busy training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import socket
+import threading
+import time
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import Engine
+
+from models.data import DatasetSplits, load_dataset
+from models.training import EpochMetrics, TrainResult, evaluate, resolve_device, train_model
+from storage import queue
+from storage.queue import IllegalStateChange, StudyNotFound, StudyRecord, WorkerGone
+from studyd.search import build_pruner, build_sampler, suggest_config
+from studyd.spec import SpecError, StudySpec, validate_spec
+
+logger = logging.getLogger(__name__)
+
+# A study whose Optuna study is still missing this long after submit was never fully created.
+MISSING_STUDY_SECONDS = 60.0
+
+
+@dataclass
+class WorkerOptions:
+    """How one worker runs; the CLI fills it from flags and `Settings`."""
+
+    device: str = "auto"
+    max_trials: int | None = None
+    once: bool = False
+    heartbeat: float = 5.0
+    grace: float = 30.0
+    poll: float = 1.0
+    reaper_period: float = 10.0
+    data_dir: Path = Path("./data")
+    data_roots: list[Path] = field(default_factory=list)
+
+
+class _Stop(Exception):
+    """Training was interrupted by SIGTERM or by losing the worker's row."""
+
+
+@dataclass
+class _Served:
+    """What the worker keeps per study: its spec, data and Optuna study (sampler state lives on)."""
+
+    spec: StudySpec
+    data: DatasetSplits
+    study: optuna.Study
+
+
+class Worker:
+    """One worker process's loop; `run()` returns the number of trials it settled."""
+
+    def __init__(self, engine: Engine, optuna_storage: BaseStorage, options: WorkerOptions):
+        self.engine = engine
+        self.storage = optuna_storage
+        self.options = options
+        self.device = str(resolve_device(options.device))
+        self.host = socket.gethostname()
+        self.worker_id: int | None = None
+        self.trials_run = 0
+        self._stop = threading.Event()  # SIGTERM / stop(): finish up and exit
+        self._gone = threading.Event()  # our row was reaped: never tell again
+        self._served: dict[int, _Served] = {}
+        self._data_cache: dict[tuple[str, int, int | None], DatasetSplits] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def stop(self, *_: Any) -> None:
+        """Ask the worker to stop within one epoch (the current trial is failed cleanly)."""
+        self._stop.set()
+
+    def run(self) -> int:
+        self.worker_id = queue.register_worker(
+            self.engine, host=self.host, device=self.device, pid=os.getpid()
+        )
+        logger.info("worker %s registered on %s (%s)", self.worker_id, self.host, self.device)
+        self._install_signal_handlers()
+        beat = threading.Thread(target=self._heartbeat_loop, name="studyd-heartbeat", daemon=True)
+        beat.start()
+        try:
+            self._loop()
+        finally:
+            self._stop.set()
+            beat.join(timeout=self.options.heartbeat + 5)
+            if not self._gone.is_set():
+                queue.unregister_worker(self.engine, self.worker_id)
+            logger.info("worker %s stopped after %s trials", self.worker_id, self.trials_run)
+        return self.trials_run
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+
+    def _loop(self) -> None:
+        opts = self.options
+        while not self._stopping():
+            if opts.max_trials is not None and self.trials_run >= opts.max_trials:
+                return
+            record = queue.claim_trial_slot(self.engine, self.worker_id)
+            if record is None:
+                if opts.once and self._queue_is_empty():
+                    return
+                self._stop.wait(opts.poll)
+                continue
+            try:
+                self._serve_slot(record)
+            except WorkerGone:
+                logger.error("worker %s was reaped mid-slot: stopping", self.worker_id)
+                self._gone.set()
+
+    @property
+    def gone(self) -> bool:
+        """True when the worker stopped because its row was reaped or the database was lost."""
+        return self._gone.is_set()
+
+    def _stopping(self) -> bool:
+        return self._stop.is_set() or self._gone.is_set()
+
+    def _queue_is_empty(self) -> bool:
+        # With --once, wait while another worker still holds slots: if it dies, its slots come
+        # back through the reaper and must be served.
+        return sum(queue.count_studies(self.engine, s) for s in ("queued", "running")) == 0
+
+    def _heartbeat_loop(self) -> None:
+        """Heartbeat every `heartbeat` s; reap every `reaper_period` s; stop if our row is gone."""
+        opts = self.options
+        last_ok = last_reap = time.monotonic()
+        while not self._stop.wait(opts.heartbeat):
+            try:
+                queue.heartbeat(self.engine, self.worker_id)
+                last_ok = time.monotonic()
+            except WorkerGone:
+                logger.error("worker %s was reaped: stopping without telling", self.worker_id)
+                self._gone.set()
+                return
+            except Exception:  # noqa: BLE001 - a database hiccup: retry until the grace runs out
+                logger.exception("heartbeat failed")
+                if time.monotonic() - last_ok > opts.grace:
+                    logger.error("heartbeats failed for %.0f s: stopping", opts.grace)
+                    self._gone.set()
+                    return
+            if time.monotonic() - last_reap >= opts.reaper_period:
+                last_reap = time.monotonic()
+                self.reap()
+
+    def reap(self) -> list[int]:
+        try:
+            return queue.reap_stale_workers(self.engine, self.storage, self.options.grace)
+        except Exception:  # noqa: BLE001 - the reaper is retried next period
+            logger.exception("reaper failed")
+            return []
+
+    # --- one slot ----------------------------------------------------------------------------
+
+    def _serve_slot(self, record: StudyRecord) -> None:
+        try:
+            served = self._prepare(record)
+        except _StudyUnusable as exc:
+            self._fail_study(record, str(exc))
+            return
+        if served is None:
+            self._release(record)
+            self._stop.wait(self.options.poll)
+            return
+        self._run_trial(record, served)
+
+    def _prepare(self, record: StudyRecord) -> _Served | None:
+        """Spec, data and Optuna study of `record` (cached); None when not ready yet."""
+        if record.id in self._served:
+            return self._served[record.id]
+        try:
+            spec = validate_spec(record.spec)
+        except SpecError as exc:
+            raise _StudyUnusable(f"the spec no longer validates: {exc}") from exc
+        data = self._dataset(spec)
+        try:
+            study = optuna.load_study(
+                study_name=record.optuna_name,
+                storage=self.storage,
+                sampler=build_sampler(spec, seed_offset=self.worker_id or 0),
+                pruner=build_pruner(spec),
+            )
+        except KeyError:
+            age = (datetime.now(UTC).replace(tzinfo=None) - record.created_at).total_seconds()
+            if age > MISSING_STUDY_SECONDS:
+                raise _StudyUnusable(
+                    f"its Optuna study {record.optuna_name} was never created; submit it again"
+                ) from None
+            return None
+        self._served[record.id] = _Served(spec, data, study)
+        return self._served[record.id]
+
+    def _dataset(self, spec: StudySpec) -> DatasetSplits:
+        ds = spec.dataset
+        key = (ds.name, ds.seed, ds.train_subset)
+        if key not in self._data_cache:
+            try:
+                self._data_cache[key] = load_dataset(
+                    ds.name,
+                    data_dir=self.options.data_dir,
+                    data_roots=self.options.data_roots or None,
+                    seed=ds.seed,
+                    train_subset=ds.train_subset,
+                )
+            except Exception as exc:  # noqa: BLE001 - any load failure makes the study unusable
+                raise _StudyUnusable(f"dataset {ds.name!r} could not be loaded: {exc}") from exc
+            while len(self._data_cache) > 4:
+                self._data_cache.pop(next(iter(self._data_cache)))
+        return self._data_cache[key]
+
+    def _run_trial(self, record: StudyRecord, served: _Served) -> None:
+        spec, data, study = served.spec, served.data, served.study
+        trial = study.ask()
+        queue.heartbeat(
+            self.engine,
+            self.worker_id,
+            record.id,
+            trial_id=trial._trial_id,
+            trial_number=trial.number,
+        )
+        try:
+            model_cfg, train_cfg = suggest_config(trial, spec, data)
+            _set_attrs(trial, _config_attrs(model_cfg, train_cfg, spec, self))
+            result, pruned = self._train(trial, spec, model_cfg, train_cfg, data)
+        except _Stop:
+            self._abandon(record, study, trial)
+            return
+        except Exception as exc:  # noqa: BLE001 - the spec cannot train: fail the study, readably
+            message = f"trial {trial.number} could not train: {type(exc).__name__}: {exc}"
+            logger.exception("study %s: %s", record.id, message)
+            self._tell(study, trial, state=TrialState.FAIL)
+            self._fail_study(record, message)
+            return
+        _set_attrs(trial, _result_attrs(result))
+        values = _objective_values(spec, result)
+        if pruned:
+            told = self._tell(study, trial, state=TrialState.PRUNED)
+        elif values is None:
+            trial.set_user_attr("error", "training diverged: the objective is not finite")
+            told = self._tell(study, trial, state=TrialState.FAIL)
+        else:
+            told = self._tell(study, trial, values=values)
+        self._settle(record, served, told)
+
+    def _train(self, trial, spec, model_cfg, train_cfg, data) -> tuple[TrainResult, bool]:
+        """Train with per-epoch reports; (result, pruned). Raises `_Stop` when told to stop."""
+        metric = spec.search.metric
+        can_prune = not spec.search.objectives and spec.search.pruner.name != "none"
+        pruned = False
+
+        def on_epoch(m: EpochMetrics) -> bool:
+            nonlocal pruned
+            if not spec.search.objectives:
+                value = getattr(m, metric)
+                if math.isfinite(value):
+                    trial.report(value, step=m.epoch)
+            if self._stopping():
+                return True
+            if can_prune and trial.should_prune():
+                pruned = True
+                return True
+            return False
+
+        result = train_model(model_cfg, train_cfg, data, device=self.device, on_epoch=on_epoch)
+        if self._stopping() and not pruned and len(result.history) < train_cfg.epochs:
+            raise _Stop()
+        return result, pruned
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, **kwargs: Any) -> FrozenTrial | None:
+        """Tell once; None when the reaper already failed the trial (a late result is dropped)."""
+        if self._gone.is_set():
+            return None
+        current = self.storage.get_trial(trial._trial_id)
+        if current.state.is_finished():
+            logger.warning("trial %s was already %s: result dropped", trial.number, current.state)
+            return None
+        try:
+            return study.tell(trial, **kwargs)
+        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError) as exc:
+            logger.warning("trial %s could not be told (%s): result dropped", trial.number, exc)
+            return None
+
+    def _settle(self, record: StudyRecord, served: _Served, told: FrozenTrial | None) -> None:
+        if told is None:
+            return  # the reaper failed the trial and settled its slot
+        try:
+            after = queue.finish_trial_slot(self.engine, record.id, worker_id=self.worker_id)
+        except WorkerGone:
+            logger.warning("slot of study %s was settled by the reaper", record.id)
+            self._gone.set()
+            return
+        self.trials_run += 1
+        if after.state == "done":
+            self._served.pop(record.id, None)
+            self.evaluate_best_on_test(after, served)
+
+    def _abandon(self, record: StudyRecord, study: optuna.Study, trial: optuna.Trial) -> None:
+        """SIGTERM mid-trial: FAIL the trial and give the slot back (no retry: nothing died)."""
+        if self._gone.is_set():
+            return
+        trial.set_user_attr("error", "worker stopped (SIGTERM) mid-trial")
+        if self._tell(study, trial, state=TrialState.FAIL) is not None:
+            self._release(record)
+
+    def _release(self, record: StudyRecord) -> None:
+        try:
+            queue.release_trial_slot(self.engine, record.id, worker_id=self.worker_id)
+        except WorkerGone:
+            self._gone.set()
+        except IllegalStateChange:
+            logger.warning("study %s had no slot to release", record.id)
+
+    def _fail_study(self, record: StudyRecord, message: str) -> None:
+        logger.error("failing study %s: %s", record.id, message)
+        self._served.pop(record.id, None)
+        self._release(record)
+        # Already ended (another worker failed it, or it was cancelled or deleted): nothing to do.
+        with suppress(IllegalStateChange, StudyNotFound):
+            queue.fail_study(self.engine, record.id, message)
+
+    # --- the test split ----------------------------------------------------------------------
+
+    def evaluate_best_on_test(self, record: StudyRecord, served: _Served) -> float | None:
+        """Retrain the best trial's config with its seed and store its test accuracy, once."""
+        study = optuna.load_study(study_name=record.optuna_name, storage=self.storage)
+        best = _best_trial(study)
+        if best is None:
+            return None
+        model_cfg, train_cfg = suggest_config(best, served.spec, served.data)
+        result = train_model(
+            model_cfg,
+            train_cfg,
+            served.data,
+            device=self.device,
+            on_epoch=lambda _: self._stopping(),
+        )
+        if len(result.history) < train_cfg.epochs and not result.diverged:
+            return None  # interrupted: the study stays without a test score rather than a wrong one
+        _, acc = evaluate(result.model, served.data.x_test, served.data.y_test)
+        queue.set_test_score(self.engine, record.id, acc)
+        study.set_user_attr("test_trial", best.number)
+        logger.info("study %s: best trial %s scores %.4f on test", record.id, best.number, acc)
+        return acc
+
+
+class _StudyUnusable(Exception):
+    """The study cannot run here at all (data will not load, spec invalid): fail it."""
+
+
+def _best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best complete trial (first objective for multi-objective studies)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return None
+    sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1
+    return max(complete, key=lambda t: sign * t.values[0])
+
+
+def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+
+
+def _config_attrs(model_cfg, train_cfg, spec: StudySpec, worker: Worker) -> dict[str, Any]:
+    placement = "+".join(model_cfg.placements) if model_cfg.variant != "none" else "none"
+    return {
+        "config": model_cfg.model_dump(mode="json"),
+        "train": train_cfg.model_dump(mode="json"),
+        "variant": model_cfg.variant,
+        "placement": placement,
+        "dataset": spec.dataset.name,
+        "device": worker.device,
+        "worker_id": worker.worker_id,
+        "host": worker.host,
+    }
+
+
+def _result_attrs(result: TrainResult) -> dict[str, Any]:
+    final = result.final
+    return {
+        "curve": [m.as_dict() for m in result.history],
+        "train_acc": final.train_acc,
+        "val_acc": final.val_acc,
+        "train_loss": final.train_loss,
+        "val_loss": final.val_loss,
+        "gap": final.train_acc - final.val_acc,
+        "param_count": result.param_count,
+        "epoch_seconds": sum(m.seconds for m in result.history) / len(result.history),
+        "device": result.device,
+    }
+
+
+def _objective_values(spec: StudySpec, result: TrainResult) -> list[float] | None:
+    """The trial's values in the spec's objective order; None if any is not finite."""
+    final = result.final
+    named = {
+        "val_acc": final.val_acc,
+        "val_loss": final.val_loss,
+        "gap": final.train_acc - final.val_acc,
+        "param_count": float(result.param_count),
+    }
+    values = [named[o] for o in spec.search.objective_names()]
+    return values if all(math.isfinite(v) for v in values) else None
