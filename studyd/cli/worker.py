@@ -19,6 +19,11 @@ def worker(
     database_url: str = typer.Option(
         None, "--database-url", help="database URL (default: STUDYD_DATABASE_URL / Settings)"
     ),
+    storage: str = typer.Option(
+        None,
+        "--storage",
+        help="Optuna storage, e.g. grpc://HOST:PORT of `studyd proxy` (default: the database URL)",
+    ),
     device: str = typer.Option("auto", "--device", help="cuda:N, cpu or auto"),
     max_trials: int = typer.Option(None, "--max-trials", min=1, help="stop after N trials"),
     once: bool = typer.Option(False, "--once", help="exit when no study is queued or running"),
@@ -60,7 +65,8 @@ def worker(
     try:
         ensure_schema(url)
         engine = make_engine(url)
-        runner = Worker(engine, make_optuna_storage(url), options)
+        # The queue stays on the database; only Optuna's trial traffic may go through a proxy.
+        runner = Worker(engine, make_optuna_storage(storage or url), options)
     except DeviceError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
