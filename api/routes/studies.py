@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
 
@@ -11,8 +13,10 @@ from api.convert import study_detail, study_out
 from api.errors import IdempotencyConflict, responses
 from api.params import DEFAULT_PAGE_SIZE, Limit, Offset, StudyId, capped
 from api.schemas import Page, Study, StudyDetail, StudyState
+from models.data import DataError, resolve_user_path
 from storage import queue, trials
-from studyd.spec import StudySpec, validate_spec
+from studyd.service import submit_spec
+from studyd.spec import SpecError, StudySpec, validate_spec
 
 router = APIRouter(tags=["studies"])
 
@@ -45,6 +49,36 @@ def detail(ctx: AppContext, record: queue.StudyRecord) -> StudyDetail:
     stats = trials.study_trial_stats(ctx.engine, record.optuna_name)
     best = trials.best_trial(ctx.engine, record.optuna_name)
     return study_detail(record, stats, best)
+
+
+def check_data_path(spec: StudySpec, roots: list[Path]) -> None:
+    """`npz:`/`csv:` paths must stay inside the data roots (`..`, encoded or absolute escapes).
+
+    A path that does not exist on this node is let through: workers on other machines may have
+    it, and a worker that does not fails the study with a readable error.
+    """
+    kind, sep, raw = spec.dataset.name.partition(":")
+    if not sep or kind not in ("npz", "csv"):
+        return
+    for text in {raw, unquote(raw)}:
+        candidate = Path(text)
+        missing = not any(
+            (c.exists() or c.is_symlink())
+            for c in ([candidate] if candidate.is_absolute() else [r / candidate for r in roots])
+        )
+        escapes = (
+            ".." in candidate.parts
+            or "\x00" in text
+            or (candidate.is_absolute() and not any(candidate.is_relative_to(r) for r in roots))
+        )
+        if missing and not escapes:
+            continue
+        try:
+            resolve_user_path(text, roots)
+        except DataError as exc:
+            raise SpecError(
+                f"dataset.name: {exc}", [{"loc": "dataset.name", "msg": str(exc)}]
+            ) from None
 
 
 def _same_spec(stored: dict[str, Any], submitted: StudySpec) -> bool:
@@ -89,9 +123,8 @@ def submit_study(
     ] = None,
 ) -> StudyDetail:
     """Queue a study from its spec; 201 with `Location: /studies/{id}`."""
-    from studyd.service import submit_spec  # TEMP until service lands
-
     parsed = validate_spec(spec)
+    check_data_path(parsed, ctx.settings.allowed_data_roots())
     record = submit_spec(
         ctx.engine,
         ctx.optuna_storage(),

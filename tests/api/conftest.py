@@ -1,0 +1,25 @@
+"""A real `studyd serve --no-workers` process per backend for each API test module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from api_harness import Server, postgres_database, start_server
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def server(request, tmp_path_factory) -> Iterator[Server]:
+    """One API-only server per backend for a test module; tests make their own studies."""
+    tmp = tmp_path_factory.mktemp("api")
+    if request.param == "sqlite":
+        srv = start_server(f"sqlite:///{tmp / 'studyd.db'}", tmp)
+        yield srv
+        srv.stop()
+        return
+    with postgres_database(request.getfixturevalue("postgres_admin_url")) as url:
+        srv = start_server(url, tmp)
+        yield srv
+        srv.stop()
