@@ -1,6 +1,7 @@
-"""Child processes for the storage tests: a slot claimer and a heartbeating worker.
+"""Child processes for the storage tests: a slot claimer, a starting server, a worker.
 
-Run as `python procs.py claim URL START_FILE` or `python procs.py worker URL STUDY_ID HEARTBEAT`.
+Run as `python procs.py claim|ensure URL START_FILE`, or
+`python procs.py worker URL STUDY_ID HEARTBEAT`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import optuna
 
 from storage import queue
 from storage.engine import make_engine
+from storage.migrate import ensure_schema
 from storage.optuna_storage import make_optuna_storage
 
 
@@ -49,8 +51,18 @@ def worker(url: str, study_id: int, interval: float) -> None:
         queue.heartbeat(engine, worker_id)
 
 
+def ensure(url: str, start_file: str) -> None:
+    """Start like a server: migrate on start, all processes at the same instant."""
+    Path(f"{start_file}.ready.{os.getpid()}").touch()
+    while not Path(start_file).exists():
+        time.sleep(0.005)
+    ensure_schema(url)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "claim":
+    if sys.argv[1] == "ensure":
+        ensure(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "claim":
         claim(sys.argv[2], sys.argv[3])
     else:
         worker(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import optuna
+import pytest
 from sqlalchemy import inspect
 
 from storage import migrate, queue
@@ -54,3 +60,29 @@ def test_database_made_by_optuna_alone_is_accepted(db_url):
     again = make_optuna_storage(db_url)
     assert len(optuna.load_study(study_name="theirs", storage=again).trials) == 2
     again.engine.dispose()
+
+
+@pytest.mark.slow
+def test_servers_starting_together_on_an_empty_database_all_succeed(db_url, tmp_path):
+    start = tmp_path / "start"
+    procs = Path(__file__).with_name("procs.py")
+    children = [
+        subprocess.Popen(
+            [sys.executable, str(procs), "ensure", db_url, str(start)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("start.ready.*"))) < len(children):
+        assert time.monotonic() < deadline, "children did not start"
+        time.sleep(0.02)
+    start.touch()
+    for child in children:
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+    assert migrate.current_revision(db_url) == migrate.head_revision()
+    storage = make_optuna_storage(db_url)
+    assert storage.get_all_studies() == []
+    storage.engine.dispose()
