@@ -1,0 +1,293 @@
+"""Seconds per trial, three ways, on one search: hand-written Lightning, studyd, bare torch.
+
+    python -m bench.throughput [--datasets mnist1d digits synthetic] [--trials 4] [--epochs 5]
+                               [--batch-k 1 8] [--device cpu]
+
+(a) what a user writes by hand: Optuna + a Lightning `Trainer` per trial + `DataLoader`s over a
+    `TensorDataset` (the pattern of Optuna's `pytorch_lightning_simple` example; its pruning
+    callback is written out because optuna-integration is not a dependency; the progress bar is
+    off only to keep this output readable, which flatters (a)).
+(b) studyd's worker, unchanged: the spec is submitted to a fresh SQLite database and a real
+    `Worker` claims, trains and tells every trial through the real Optuna `RDBStorage`.
+(c) the arithmetic's floor: a bare torch loop over tensors already on the device.
+All three see the same data (`load_dataset`, split seed 0), the same spec, the same sampler
+(TPE, the worker's seed) and map trials onto configs with `suggest_config`, so they train the
+same networks. `synthetic` is a Fashion-MNIST-sized 60000×784 array with 10 learnable classes.
+Then batched trials: K trials per stack (`models.batched.train_batched`) on mnist1d.
+The machine is shared: every figure is printed with the 1-minute load average next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import optuna
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from models.batched import train_batched
+from models.data import DatasetSplits, load_dataset
+from models.training import resolve_device, train_model
+from studyd.search import build_sampler, suggest_config
+from studyd.spec import StudySpec, validate_spec
+
+SYNTHETIC_SHAPE = (60000 + 10000, 784)  # train+val+test drawn together, split by the loader
+
+
+def bench_spec(dataset: str, trials: int, epochs: int, batch_size: int) -> StudySpec:
+    """One architecture (so trials can share a stack), rate and lr searched, no pruning."""
+    return validate_spec(
+        {
+            "name": "throughput",
+            "dataset": {"name": dataset, "seed": 0},
+            "model": {"depth": 2, "width": 128},
+            "dropout": {"variants": ["standard"], "placements": ["hidden"], "rate": [0.1, 0.7]},
+            "training": {"epochs": epochs, "batch_size": batch_size, "lr": [1e-4, 1e-2]},
+            "search": {"sampler": "tpe", "pruner": "none", "n_trials": trials, "seed": 0},
+        }
+    )
+
+
+def _study(spec: StudySpec) -> optuna.Study:
+    # The worker seeds its sampler with spec seed + worker id; a fresh database's worker is id 1.
+    return optuna.create_study(direction="maximize", sampler=build_sampler(spec, seed_offset=1))
+
+
+# --- (a) the hand-written baseline -----------------------------------------------------------
+
+
+class LightningNet(L.LightningModule):
+    def __init__(self, hidden: list[int], rate: float, lr: float, input_dim: int, classes: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for fan_in, fan_out in zip([input_dim, *hidden[:-1]], hidden, strict=True):
+            layers += [nn.Linear(fan_in, fan_out), nn.ReLU(), nn.Dropout(rate)]
+        self.model = nn.Sequential(*layers, nn.Linear(hidden[-1], classes))
+        self.lr = lr
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return F.cross_entropy(self.model(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        acc = (self.model(x).argmax(dim=1) == y).float().mean()
+        self.log("val_acc", acc)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.model.parameters(), lr=self.lr)
+
+
+class PruningCallback(L.Callback):
+    """What optuna-integration's PyTorchLightningPruningCallback does: report, maybe prune."""
+
+    def __init__(self, trial: optuna.Trial, monitor: str) -> None:
+        self.trial, self.monitor = trial, monitor
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is not None and not trainer.sanity_checking:
+            self.trial.report(value.item(), step=trainer.current_epoch)
+            if self.trial.should_prune():
+                raise optuna.TrialPruned()
+
+
+def run_lightning(spec: StudySpec, data: DatasetSplits, root: Path) -> list[float]:
+    def objective(trial: optuna.Trial) -> float:
+        m, t = suggest_config(trial, spec, data)
+        torch.manual_seed(t.seed)
+        model = LightningNet(m.hidden, m.rates[0], t.lr, m.input_dim, m.num_classes)
+        train = DataLoader(TensorDataset(data.x_train, data.y_train), t.batch_size, shuffle=True)
+        val = DataLoader(TensorDataset(data.x_val, data.y_val), t.batch_size)
+        trainer = L.Trainer(
+            logger=True,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            max_epochs=t.epochs,
+            accelerator="auto",
+            devices=1,
+            default_root_dir=root,
+            callbacks=[PruningCallback(trial, monitor="val_acc")],
+        )
+        trainer.fit(model, train_dataloaders=train, val_dataloaders=val)
+        return trainer.callback_metrics["val_acc"].item()
+
+    study = _study(spec)
+    study.optimize(objective, n_trials=spec.search.n_trials)
+    return [t.value for t in study.trials]
+
+
+# --- (c) bare torch over on-device tensors ---------------------------------------------------
+
+
+def run_bare(spec: StudySpec, data: DatasetSplits, device: torch.device) -> list[float]:
+    d = data.to(device)
+
+    def objective(trial: optuna.Trial) -> float:
+        m, t = suggest_config(trial, spec, data)
+        torch.manual_seed(t.seed)
+        layers: list[nn.Module] = []
+        for fan_in, fan_out in zip([m.input_dim, *m.hidden[:-1]], m.hidden, strict=True):
+            layers += [nn.Linear(fan_in, fan_out), nn.ReLU(), nn.Dropout(m.rates[0])]
+        net = nn.Sequential(*layers, nn.Linear(m.hidden[-1], m.num_classes)).to(device)
+        opt = torch.optim.Adam(net.parameters(), lr=t.lr)
+        n = len(d.y_train)
+        for epoch in range(t.epochs):
+            net.train()
+            perm = torch.randperm(n, device=device)
+            for idx in perm.split(t.batch_size):
+                loss = F.cross_entropy(net(d.x_train[idx]), d.y_train[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            net.eval()
+            with torch.no_grad():
+                acc = (net(d.x_val).argmax(1) == d.y_val).float().mean().item()
+            trial.report(acc, epoch)
+        return acc
+
+    study = _study(spec)
+    study.optimize(objective, n_trials=spec.search.n_trials)
+    return [t.value for t in study.trials]
+
+
+# --- (b) studyd's worker ---------------------------------------------------------------------
+
+
+def run_studyd(spec: StudySpec, device: str, root: Path) -> tuple[list[float], float]:
+    """Run the real worker on a fresh SQLite database; (values, steady seconds per trial).
+
+    Steady seconds per trial = first trial's start to last trial's end over the trial count, as
+    stored in the database: it leaves out the worker's start-up and the study's final test run.
+    """
+    from storage.engine import make_engine
+    from storage.migrate import upgrade
+    from storage.optuna_storage import make_optuna_storage
+    from studyd.service import submit_spec
+    from studyd.worker import Worker, WorkerOptions
+
+    url = f"sqlite:///{root / 'bench.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    storage = make_optuna_storage(url, heartbeat_interval=5.0, grace_period=30.0)
+    record = submit_spec(engine, storage, spec)
+    options = WorkerOptions(device=device, once=True, data_dir=root, data_roots=[root])
+    Worker(engine, storage, options).run()
+    trials = optuna.load_study(study_name=record.optuna_name, storage=storage).trials
+    span = max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)
+    engine.dispose()
+    return [t.value for t in trials], span.total_seconds() / len(trials)
+
+
+# --- batched trials --------------------------------------------------------------------------
+
+
+def run_batched(spec: StudySpec, data: DatasetSplits, device: str, k: int) -> list[float]:
+    """Ask k trials, train them as one stack (k = 0: one by one with `train_model`), tell k."""
+    study = _study(spec)
+    values: list[float] = []
+    while len(values) < spec.search.n_trials:
+        asked = [study.ask() for _ in range(min(max(k, 1), spec.search.n_trials - len(values)))]
+        cfgs = [suggest_config(t, spec, data) for t in asked]
+        if k == 0:
+            results = [train_model(m, t, data, device=device) for m, t in cfgs]
+        else:
+            results = train_batched([m for m, _ in cfgs], [t for _, t in cfgs], data, device=device)
+        for trial, result in zip(asked, results, strict=True):
+            for metrics in result.history:
+                trial.report(metrics.val_acc, metrics.epoch)
+            study.tell(trial, result.final.val_acc)
+            values.append(result.final.val_acc)
+    return values
+
+
+# --- driver ----------------------------------------------------------------------------------
+
+
+def load(name: str, root: Path) -> tuple[str, DatasetSplits]:
+    """(the spec's dataset name, its splits); `synthetic` is written once as an .npz."""
+    if name == "synthetic":
+        path = root / "synthetic.npz"
+        if not path.exists():
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal(SYNTHETIC_SHAPE, dtype=np.float32)
+            teacher = rng.standard_normal((SYNTHETIC_SHAPE[1], 10), dtype=np.float32)
+            y = (x @ teacher + 8.0 * rng.standard_normal((len(x), 10))).argmax(1)
+            np.savez(path, x=x, y=y)
+        name = f"npz:{path}"
+    return name, load_dataset(name, data_dir=root, data_roots=[root], seed=0, download=False)
+
+
+def timed(fn, *args) -> tuple[Any, float, str]:
+    started = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - started, f"load {os.getloadavg()[0]:.2f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["mnist1d", "digits", "synthetic"])
+    parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--ways", default="abc", help="which of a, b, c to run")
+    parser.add_argument("--batch-k", type=int, nargs="*", default=[1, 8])
+    parser.add_argument("--batch-trials", type=int, default=16)
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for logger_name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(logger_name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    device = resolve_device(args.device)
+    print(f"device {device}, torch threads {torch.get_num_threads()}, {os.cpu_count()} cpus")
+    with tempfile.TemporaryDirectory(prefix="studyd-bench-") as tmp:
+        root = Path(tmp)
+        for dataset in args.datasets:
+            name, data = load(dataset, root)
+            spec = bench_spec(name, args.trials, args.epochs, args.batch_size)
+            n = args.trials
+            print(f"\n{dataset}: {tuple(data.x_train.shape)} train, {n} trials × {args.epochs} ep")
+            sec: dict[str, float] = {}
+            runs = {
+                "a": ("lightning", run_lightning, (spec, data, root / "lightning")),
+                "b": ("studyd", run_studyd, (spec, str(device), root)),
+                "c": ("bare", run_bare, (spec, data, device)),
+            }
+            for way in args.ways:
+                label, fn, fn_args = runs[way]
+                out, wall, load_note = timed(fn, *fn_args)
+                values, steady = out if way == "b" else (out, None)
+                sec[way] = steady if steady is not None else wall / n
+                extra = f" (wall incl. start-up + test run {wall / n:.3f})" if steady else ""
+                print(f"  ({way}) {label:9s} {sec[way]:7.3f} s/trial{extra}  [{load_note}]")
+                print(f"      val_acc {[round(v, 3) for v in values]}")
+            if {"a", "b"} <= sec.keys():
+                print(f"  (a)/(b) = {sec['a'] / sec['b']:.2f}x", end="")
+            if {"b", "c"} <= sec.keys():
+                print(f"  (b)/(c) = {sec['b'] / sec['c']:.2f}x", end="")
+            print()
+        if args.batch_k:
+            name, data = load("mnist1d", root)
+            spec = bench_spec(name, args.batch_trials, args.epochs, args.batch_size)
+            print(f"\nbatched trials, mnist1d, {args.batch_trials} trials × {args.epochs} epochs")
+            for k in [0, *args.batch_k]:
+                values, wall, load_note = timed(run_batched, spec, data, str(device), k)
+                label = "train_model" if k == 0 else f"K={k}"
+                per_hour = 3600 * args.batch_trials / wall
+                print(f"  {label:11s} {per_hour:9.0f} trials/hour  [{load_note}]")
+
+
+if __name__ == "__main__":
+    main()
