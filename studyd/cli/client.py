@@ -322,6 +322,17 @@ def register(app: typer.Typer) -> None:
             out.print(f"study {study_id} {study.get('state', 'cancelled')}")
 
     @app.command()
+    def delete(
+        study_id: StudyId,
+        url: UrlOpt = DEFAULT_URL,
+        token: TokenOpt = None,
+    ) -> None:
+        """Delete a study and its trials (cancel a running study first)."""
+        with connect(url, token) as api:
+            api.delete(study_id)
+        out.print(f"study {study_id} deleted")
+
+    @app.command()
     def report(
         study_id: StudyId,
         out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the report to.")],
