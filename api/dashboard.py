@@ -17,6 +17,7 @@ from typing import Any
 import anyio.to_thread
 from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.context import AppContext
@@ -59,7 +60,7 @@ class DashboardMount:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         root = scope.get("root_path", "")
-        if root.endswith(self._prefix):
+        if self._prefix and root.endswith(self._prefix):
             root = root[: -len(self._prefix)]
         scope = {**scope, "root_path": root}
         try:
@@ -82,5 +83,8 @@ async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
 
 def mount_dashboard(app: FastAPI, ctx: AppContext) -> None:
     dashboard = LazyDashboard(ctx)
+    # `/dashboard` itself, not only what is under it (a Mount would redirect it to `/dashboard/`).
+    page = DashboardMount(dashboard, "")
+    app.router.routes.append(Route("/dashboard", page, include_in_schema=False))
     for prefix in DASHBOARD_PREFIXES:
         app.mount(prefix, DashboardMount(dashboard, prefix), name=f"dashboard{prefix}")

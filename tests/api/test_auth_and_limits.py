@@ -1,0 +1,109 @@
+"""Bearer auth on every route but health; 413 for bodies over the limit, declared or streamed."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from api_harness import Server, spec, start_server
+
+TOKEN = "s3cret-token-for-tests"
+MAX_BODY = 4096
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory) -> Iterator[Server]:
+    """A server with a token and a 4 KiB body limit (SQLite: auth is backend-independent)."""
+    tmp = tmp_path_factory.mktemp("auth")
+    srv = start_server(
+        f"sqlite:///{tmp / 'studyd.db'}",
+        tmp,
+        token=TOKEN,
+        env={"STUDYD_MAX_BODY_BYTES": str(MAX_BODY)},
+    )
+    yield srv
+    srv.stop()
+
+
+def _every_route(study_id: int) -> list[tuple[str, str]]:
+    return [
+        ("POST", "/studies"),
+        ("GET", "/studies"),
+        ("GET", f"/studies/{study_id}"),
+        ("GET", f"/studies/{study_id}/trials"),
+        ("GET", f"/studies/{study_id}/trials/0"),
+        ("GET", f"/studies/{study_id}/summary"),
+        ("POST", f"/studies/{study_id}/cancel"),
+        ("DELETE", f"/studies/{study_id}"),
+        ("GET", "/workers"),
+        ("GET", "/docs"),
+        ("GET", "/redoc"),
+        ("GET", "/openapi.json"),
+        ("GET", "/dashboard"),
+        ("GET", "/api/studies"),
+        ("GET", "/static/bundle.js"),
+        ("GET", "/docs-assets/swagger-ui.css"),
+    ]
+
+
+def test_every_route_but_health_needs_the_token(guarded: Server):
+    study = guarded.client.post("/studies", json=spec()).json()
+    anonymous = httpx.Client(base_url=guarded.url, timeout=30.0)
+    wrong = {"Authorization": "Bearer not-the-token"}
+    for method, path in _every_route(study["id"]):
+        for headers in ({}, wrong, {"Authorization": TOKEN}, {"Authorization": "Basic"}):
+            response = anonymous.request(method, path, headers=headers, json=spec())
+            assert response.status_code == 401, (method, path, headers, response.status_code)
+            assert response.json() == {"detail": "missing or wrong bearer token"}
+            assert "Bearer" in response.headers["www-authenticate"]
+    assert guarded.client.get(f"/studies/{study['id']}").status_code == 200
+    for path in ("/healthz", "/readyz"):
+        assert anonymous.get(path).status_code == 200
+    assert guarded.client.get("/dashboard").status_code == 200
+    anonymous.close()
+
+
+def test_browsers_may_send_the_token_as_basic_auth_password(guarded: Server):
+    good = base64.b64encode(f"anyone:{TOKEN}".encode()).decode()
+    bad = base64.b64encode(b"anyone:guess").decode()
+    with httpx.Client(base_url=guarded.url, timeout=30.0) as browser:
+        assert browser.get("/docs", headers={"Authorization": f"Basic {good}"}).status_code == 200
+        assert browser.get("/docs", headers={"Authorization": f"Basic {bad}"}).status_code == 401
+        assert browser.get("/docs", headers={"Authorization": "Basic %%%"}).status_code == 401
+
+
+def test_declared_body_over_the_limit_is_413_before_reading_it(guarded: Server):
+    big = {**spec(), "baselines": [{"note": "x" * MAX_BODY}]}
+    response = guarded.client.post("/studies", json=big)
+    assert response.status_code == 413
+    assert str(MAX_BODY) in response.json()["detail"]
+
+
+def test_streamed_body_over_the_limit_is_413(guarded: Server):
+    def chunks() -> Iterator[bytes]:
+        yield b'{"name": "streamed", "baselines": ["'
+        for _ in range(10):
+            yield b"y" * 1024
+        yield b'"]}'
+
+    response = guarded.client.post(
+        "/studies", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+
+
+def test_bodies_within_the_limit_still_work_when_streamed(guarded: Server):
+    body = httpx.Request("POST", "/", json=spec()).content
+    assert len(body) < MAX_BODY
+
+    def chunks() -> Iterator[bytes]:
+        yield body[:10]
+        yield body[10:]
+
+    response = guarded.client.post(
+        "/studies", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 201, response.text
