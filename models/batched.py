@@ -84,8 +84,11 @@ class StackedMLP(torch.nn.Module):
         self.input_site = noisy and use_input
         self.pre_sites = [noisy and on for on in pre]
         self.post_sites = [noisy and on for on in post]
-        self.weights = torch.nn.ParameterList(torch.nn.Parameter(w) for w in weights)
-        self.biases = torch.nn.ParameterList(torch.nn.Parameter(b) for b in biases)
+        # One flat [K, P] parameter; layers are views of it. The optimizer then updates every
+        # weight of every trial in a handful of ops per step instead of a handful per tensor.
+        self.shapes = [t.shape[1:] for pair in zip(weights, biases, strict=True) for t in pair]
+        parts = [t.flatten(1) for pair in zip(weights, biases, strict=True) for t in pair]
+        self.flat = torch.nn.Parameter(torch.cat(parts, dim=1))
         # Per-trial rates shaped [layers, K, 1, 1] / [K, 1, 1]: they broadcast over [K, B, width].
         self.register_buffer("rates", rates)
         self.register_buffer("input_rate", input_rate)
@@ -116,23 +119,27 @@ class StackedMLP(torch.nn.Module):
 
     @property
     def num_trials(self) -> int:
-        return self.weights[0].shape[0]
+        return self.flat.shape[0]
+
+    def layers(self) -> list[tuple[Tensor, Tensor]]:
+        """(W [K, in, out], b [K, 1, out]) of each Linear: views of `flat`."""
+        views = self.flat.split([math.prod(s) for s in self.shapes], dim=1)
+        tensors = [v.view(-1, *s) for v, s in zip(views, self.shapes, strict=True)]
+        return list(zip(tensors[::2], tensors[1::2], strict=True))
 
     def keep_trials(self, keep: Tensor) -> None:
         """Drop every trial not in `keep` (indices into the current stack)."""
-        for plist in (self.weights, self.biases):
-            for i, p in enumerate(plist):
-                plist[i] = torch.nn.Parameter(p.detach()[keep])
+        self.flat = torch.nn.Parameter(self.flat.detach()[keep])
         self.rates = self.rates[:, keep]
         self.weight_rates = self.weight_rates[:, keep]
         self.input_rate = self.input_rate[keep]
 
     def export_trial(self, model_cfg: ModelConfig, train_cfg: TrainConfig, k: int):
         """Trial k as the `DropoutClassifier` `train_model` returns (eval mode), weights copied."""
-        module = DropoutClassifier(model_cfg, train_cfg).to(self.weights[0].device)
+        module = DropoutClassifier(model_cfg, train_cfg).to(self.flat.device)
         linears = [m for m in module.net.layers if isinstance(m, torch.nn.Linear)]
         with torch.no_grad():
-            for lin, w, b in zip(linears, self.weights, self.biases, strict=True):
+            for lin, (w, b) in zip(linears, self.layers(), strict=True):
                 lin.weight.copy_(w[k].T)
                 lin.bias.copy_(b[k, 0])
         return module.eval()
@@ -142,7 +149,7 @@ class StackedMLP(torch.nn.Module):
         h = x
         if self.input_site:
             h = self._noise(h.expand(self.num_trials, *h.shape[-2:]), self.input_rate)
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+        for i, (w, b) in enumerate(self.layers()):
             if dropconnect:
                 w = self._noise(w, self.weight_rates[i])
             h = torch.baddbmm(b, h, w) if h.dim() == 3 else h @ w + b
@@ -195,9 +202,11 @@ class StackedOptimizer:
 
     def __init__(self, kind: str, params: list[Tensor], cfgs: Sequence[TrainConfig]) -> None:
         self.kind = kind
-        self.lr = _per_trial([c.lr for c in cfgs], params[0].device)
-        self.wd = _per_trial([c.weight_decay for c in cfgs], params[0].device)
-        self.momentum = _per_trial([c.momentum for c in cfgs], params[0].device)
+        device = params[0].device
+        self.lr = _per_trial([c.lr for c in cfgs], device)
+        self.wd = _per_trial([c.weight_decay for c in cfgs], device)
+        self.momentum = _per_trial([c.momentum for c in cfgs], device)
+        self.has_wd = any(c.weight_decay > 0 for c in cfgs)  # a Python bool: no device sync
         self.steps = 0
         self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
         self.betas, self.eps = (0.9, 0.999), 1e-8
@@ -212,22 +221,24 @@ class StackedOptimizer:
         b1, b2 = self.betas
         bc1, bc2 = 1.0 - b1**self.steps, 1.0 - b2**self.steps
         for p, g, (m, v) in zip(params, grads, self.state, strict=True):
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            lr, wd = self.lr.view(shape), self.wd.view(shape)
             if self.kind == "adamw":
-                p.mul_(1.0 - self.lr * self.wd)
-            else:
-                g = g.add(p * self.wd)
+                p.mul_(1.0 - lr * wd)
+            elif self.has_wd:
+                g = g.add(p * wd)
             if self.kind == "sgd":
-                m.mul_(self.momentum).add_(g)
-                p.sub_(self.lr * m)
+                m.mul_(self.momentum.view(shape)).add_(g)
+                p.sub_(m * lr)
                 continue
             m.lerp_(g, 1.0 - b1)
             v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
-            denom = (v.sqrt() / math.sqrt(bc2)).add_(self.eps)
-            p.sub_((self.lr / bc1) * m / denom)
+            denom = v.sqrt().div_(math.sqrt(bc2)).add_(self.eps)
+            p.sub_(m.div(denom).mul_(lr / bc1))
 
 
 def _per_trial(values: Sequence[float], device: torch.device) -> Tensor:
-    return torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1)
+    return torch.tensor(values, dtype=torch.float32, device=device)
 
 
 OnBatchedEpoch = Callable[[int, list[EpochMetrics | None]], Sequence[bool]]
