@@ -1,0 +1,104 @@
+"""503 (never 500) while the database is unreachable, and recovery once it is back."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import httpx
+import psycopg
+import pytest
+from api_harness import Server, postgres_database, spec, start_server
+
+DB_ROUTES = [
+    ("GET", "/studies"),
+    ("GET", "/studies/1"),
+    ("GET", "/studies/1/trials"),
+    ("GET", "/studies/1/trials/0"),
+    ("GET", "/studies/1/summary"),
+    ("POST", "/studies/1/cancel"),
+    ("DELETE", "/studies/1"),
+    ("GET", "/workers"),
+    ("POST", "/studies"),
+    ("GET", "/readyz"),
+]
+
+
+def assert_all_503(server: Server) -> None:
+    for method, path in DB_ROUTES:
+        response = server.client.request(method, path, json=spec())
+        assert response.status_code == 503, (method, path, response.status_code, response.text)
+        assert response.json()["detail"].startswith("the database is unavailable")
+        assert response.headers["retry-after"]
+    assert server.client.get("/healthz").status_code == 200
+
+
+def test_sqlite_database_that_cannot_be_opened_is_503(tmp_path):
+    url = f"sqlite:///{tmp_path / 'missing-dir' / 'studyd.db'}"
+    uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app"]
+    server = start_server(url, tmp_path, command=[*uvicorn, "--log-level", "warning"])
+    try:
+        assert_all_503(server)
+        assert "Traceback" not in server.log()
+    finally:
+        server.stop()
+
+
+def _terminate(admin_url: str, database: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        )
+
+
+def _rename(admin_url: str, old: str, new: str) -> None:
+    for _ in range(50):  # the server may reconnect between terminate and rename
+        _terminate(admin_url, old)
+        try:
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(f'ALTER DATABASE "{old}" RENAME TO "{new}"')
+            return
+        except psycopg.errors.ObjectInUse:
+            time.sleep(0.1)
+    raise AssertionError(f"could not rename {old}")
+
+
+@pytest.mark.postgres
+def test_postgresql_going_away_is_503_and_the_api_recovers(postgres_admin_url, tmp_path):
+    with postgres_database(postgres_admin_url) as url:
+        server = start_server(url, tmp_path)
+        try:
+            study = server.client.post("/studies", json=spec()).json()
+            name = url.rpartition("/")[2]
+            # Dropped connections (server restart, idle timeout) are replaced transparently.
+            _terminate(postgres_admin_url, name)
+            assert server.client.get(f"/studies/{study['id']}").status_code == 200
+            _rename(postgres_admin_url, name, f"{name}_away")
+            try:
+                assert_all_503(server)
+            finally:
+                _rename(postgres_admin_url, f"{name}_away", name)
+            back = server.client.get(f"/studies/{study['id']}")
+            assert back.status_code == 200 and back.json()["name"] == study["name"]
+            assert server.client.get("/readyz").status_code == 200
+            assert "Traceback" not in server.log()
+        finally:
+            server.stop()
+
+
+def test_client_sees_503_not_a_connection_error(tmp_path):
+    """The CLI client maps 503 to one readable line (ServerError), not a crash."""
+    from studyd.client import ServerError, StudydClient
+
+    url = f"sqlite:///{tmp_path / 'nowhere' / 'studyd.db'}"
+    uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app"]
+    server = start_server(url, tmp_path, command=uvicorn)
+    try:
+        with StudydClient(server.url) as client, pytest.raises(ServerError) as err:
+            client.list_studies()
+        assert "503" in str(err.value)
+    finally:
+        server.stop()
+    assert isinstance(err.value, ServerError) and not isinstance(err.value, httpx.HTTPError)
