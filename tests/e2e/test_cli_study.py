@@ -130,7 +130,7 @@ def test_dashboard_serves_optuna_dashboard_on_the_database(server, done_study):
             try:
                 api = httpx.get(f"http://127.0.0.1:{port}/api/studies", timeout=2)
                 if api.status_code == 200:
-                    names = [s["study_name"] for s in api.json()["studies"]]
+                    names = [s["study_name"] for s in api.json()["study_summaries"]]
                     assert done_study["optuna_name"] in names
                     return
             except httpx.HTTPError:
