@@ -76,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # operationIds are the route functions' names (`get_study`), which OpenAPI links use.
+        generate_unique_id_function=lambda route: route.name,
     )
     app.state.context = ctx
     for module in (studies, trials, summary, workers, health):

@@ -175,8 +175,15 @@ def _dim(raw: Any, *, integer: bool, field: str, lo: float, hi: float, hint: str
     return dim
 
 
+def _as_list(raw: Any, field: str) -> list[Any]:
+    # pydantic turns only ValueError into a validation error: list(None) would be a TypeError.
+    if not isinstance(raw, list | tuple):
+        raise ValueError(f"{field} must be a list (or one name), not {type(raw).__name__}")
+    return list(raw)
+
+
 def _choice_list(raw: Any, allowed: tuple[str, ...], field: str) -> list[str]:
-    values = [raw] if isinstance(raw, str) else list(raw)
+    values = [raw] if isinstance(raw, str) else _as_list(raw, field)
     if not values:
         raise ValueError(f"{field} is empty; write one or more of {', '.join(allowed)}")
     for v in values:
@@ -260,7 +267,7 @@ class DropoutSpace(_Strict):
     @field_validator("placements", mode="before")
     @classmethod
     def _placements(cls, raw: Any) -> list[str]:
-        values = [raw] if isinstance(raw, str) else list(raw)
+        values = [raw] if isinstance(raw, str) else _as_list(raw, "placements")
         if not values:
             raise ValueError("placements is empty; write e.g. [hidden] or [hidden, input+hidden]")
         for v in values:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import unquote
@@ -18,6 +19,7 @@ from storage import queue, trials
 from studyd.service import submit_spec
 from studyd.spec import SpecError, StudySpec, validate_spec
 
+logger = logging.getLogger(__name__)
 router = APIRouter(tags=["studies"])
 
 SPEC_EXAMPLE: dict[str, Any] = {
@@ -31,6 +33,17 @@ SPEC_EXAMPLE: dict[str, Any] = {
     },
     "training": {"epochs": 5},
     "search": {"n_trials": 24, "sampler": "tpe"},
+}
+# OpenAPI links: what a client (or a stateful fuzzer) can do with the id a submit returns.
+STUDY_LINKS: dict[str, Any] = {
+    name: {"operationId": op, "parameters": {"study_id": "$response.body#/id"}}
+    for name, op in {
+        "GetStudy": "get_study",
+        "ListTrials": "list_trials",
+        "GetSummary": "study_summary",
+        "CancelStudy": "cancel_study",
+        "DeleteStudy": "delete_study",
+    }.items()
 }
 _SPEC_SCHEMA = StudySpec.model_json_schema(ref_template="#/components/schemas/{model}")
 _SPEC_DEFS = _SPEC_SCHEMA.pop("$defs", {})
@@ -49,6 +62,16 @@ def detail(ctx: AppContext, record: queue.StudyRecord) -> StudyDetail:
     stats = trials.study_trial_stats(ctx.engine, record.optuna_name)
     best = trials.best_trial(ctx.engine, record.optuna_name)
     return study_detail(record, stats, best)
+
+
+def parse_spec(body: dict[str, Any]) -> StudySpec:
+    """The spec, or SpecError; a validator crash on odd input is still the client's 422."""
+    try:
+        return validate_spec(body)
+    except (TypeError, AttributeError, KeyError) as exc:
+        # A spec validator that should have raised ValueError: logged so it gets fixed.
+        logger.warning("spec validation crashed on client input", exc_info=True)
+        raise SpecError(f"the spec could not be validated: {exc}") from None
 
 
 def check_data_path(spec: StudySpec, roots: list[Path]) -> None:
@@ -72,13 +95,24 @@ def check_data_path(spec: StudySpec, roots: list[Path]) -> None:
             or (candidate.is_absolute() and not any(candidate.is_relative_to(r) for r in roots))
         )
         if missing and not escapes:
+            # A symlinked directory inside a root leads out even to a file not there yet.
+            if not _lands_inside(candidate, roots):
+                _refuse_path(f"data path {text!r} resolves outside the allowed data roots")
             continue
         try:
             resolve_user_path(text, roots)
         except DataError as exc:
-            raise SpecError(
-                f"dataset.name: {exc}", [{"loc": "dataset.name", "msg": str(exc)}]
-            ) from None
+            _refuse_path(str(exc))
+
+
+def _lands_inside(candidate: Path, roots: list[Path]) -> bool:
+    """Whether each lookup of `candidate` (symlinks in its existing part followed) stays inside."""
+    lookups = [candidate] if candidate.is_absolute() else [r / candidate for r in roots]
+    return all(any(c.resolve().is_relative_to(r) for r in roots) for c in lookups)
+
+
+def _refuse_path(message: str) -> None:
+    raise SpecError(f"dataset.name: {message}", [{"loc": "dataset.name", "msg": message}])
 
 
 def _same_spec(stored: dict[str, Any], submitted: StudySpec) -> bool:
@@ -94,7 +128,7 @@ def _same_spec(stored: dict[str, Any], submitted: StudySpec) -> bool:
     "/studies",
     status_code=status.HTTP_201_CREATED,
     response_model=StudyDetail,
-    responses=responses(409, 413, 422, 503),
+    responses={**responses(409, 413, 422, 503), 201: {"links": STUDY_LINKS}},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -123,7 +157,7 @@ def submit_study(
     ] = None,
 ) -> StudyDetail:
     """Queue a study from its spec; 201 with `Location: /studies/{id}`."""
-    parsed = validate_spec(spec)
+    parsed = parse_spec(spec)
     check_data_path(parsed, ctx.settings.allowed_data_roots())
     record = submit_spec(
         ctx.engine,

@@ -1,0 +1,49 @@
+"""Schemathesis against the live OpenAPI schema: hundreds of generated requests, no 5xx.
+
+Runs the schemathesis CLI (examples, coverage, fuzzing and stateful phases, following the OpenAPI
+links from POST /studies) against a real server, with every response checked against its schema.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from api_harness import Server
+
+SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+    ]
+)
+MIN_REQUESTS = 300
+
+
+@pytest.mark.slow
+def test_generated_requests_get_no_5xx_and_match_the_schema(server: Server, tmp_path):
+    command = [
+        str(SCHEMATHESIS), "run", f"{server.url}/openapi.json",
+        "--checks", CHECKS,
+        "--phases", "examples,coverage,fuzzing,stateful",
+        "--max-examples", "25",
+        "--seed", "20261125",
+        "--workers", "2",
+        "--report", "junit", "--report-dir", str(tmp_path),
+        "--no-color",
+    ]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, timeout=540)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-6000:] + "\n--- server log ---\n" + server.log()
+    generated = re.search(r"(\d+) generated", output)
+    assert generated, output[-3000:]
+    print(f"schemathesis: {generated.group(1)} test cases, 0 failures")
+    assert int(generated.group(1)) >= MIN_REQUESTS
+    assert "Traceback" not in server.log()
