@@ -1,0 +1,253 @@
+"""Real processes for fault tests: a `studyd serve` server, `studyd worker`s, a private PostgreSQL.
+
+Figures (time to recover, trials lost, duplicates, requests tried, 5xx seen) are written as one
+JSON line per test to `tests/reliability/.figures/<module>.jsonl` (ignored by git), so they
+survive `pytest` without `-s` and the issue note can quote them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+FIGURES = Path(__file__).resolve().parent / ".figures"
+STARTUP_SECONDS = 60.0
+REQUIRE_SERVICES = os.environ.get("STUDYD_TEST_REQUIRE_SERVICES") == "1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_figure(test: str, **values: Any) -> dict[str, Any]:
+    """Append `{test, **values}` to `.figures/<module>.jsonl`; returns the record."""
+    FIGURES.mkdir(exist_ok=True)
+    module = test.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+    record = {"test": test, "at": time.strftime("%Y-%m-%dT%H:%M:%S"), **values}
+    with (FIGURES / f"{module}.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, default=str) + "\n")
+    return record
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any STUDYD_ setting, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STUDYD_")}
+    env["PYTHONPATH"] = str(REPO)
+    return env | extra
+
+
+# --- the API server ----------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """A running `studyd serve` process and a client for it."""
+
+    url: str
+    database_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    token: str | None = None
+    client: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        self.client = httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def stop(self) -> None:
+        self.client.close()
+        stop_process(self.process)
+
+
+def start_server(
+    database_url: str,
+    log_dir: Path,
+    *,
+    token: str | None = None,
+    env: dict[str, str] | None = None,
+    host: str | None = None,
+    workers: int = 0,
+) -> Server:
+    """`studyd serve` (API only unless `workers`) on a free port, waited on until /healthz."""
+    port = free_port()
+    full_env = clean_env(STUDYD_DATABASE_URL=database_url) | (env or {})
+    if token:
+        full_env["STUDYD_API_TOKEN"] = token
+    args = [sys.executable, "-m", "studyd.cli.main", "serve", "--log-level", "warning"]
+    args += ["--workers", str(workers)] if workers else ["--no-workers"]
+    args += ["--port", str(port)] + (["--host", host] if host else [])
+    log_path = log_dir / f"server-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(args, cwd=REPO, env=full_env, stdout=log, stderr=log)
+    server = Server(f"http://127.0.0.1:{port}", database_url, process, log_path, token)
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=1.0).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"server did not start in {STARTUP_SECONDS}s:\n{server.log()}")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
+    """SIGTERM (after SIGCONT, in case a test stopped it), then SIGKILL after `timeout`."""
+    if process.poll() is None:
+        with _ignore_gone():
+            process.send_signal(signal.SIGCONT)
+            process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def _ignore_gone() -> AbstractContextManager[None]:
+    return suppress(ProcessLookupError)
+
+
+# --- workers -----------------------------------------------------------------------------------
+
+
+def start_worker(
+    database_url: str,
+    log_path: Path,
+    *,
+    heartbeat: float = 0.5,
+    grace: float = 3.0,
+    reaper_period: float = 0.5,
+    poll: float = 0.1,
+    extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """One `studyd worker --device cpu` process with short heartbeat/grace/reaper periods."""
+    args = [sys.executable, "-m", "studyd.cli.main", "worker", "--device", "cpu"]
+    args += ["--database-url", database_url, "--heartbeat", str(heartbeat)]
+    args += ["--grace", str(grace), "--reaper-period", str(reaper_period), "--poll", str(poll)]
+    args += extra or []
+    # One thread each: 8 workers share 2 cores in CI.
+    full_env = clean_env(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1") | (env or {})
+    with log_path.open("ab") as log:
+        return subprocess.Popen(args, cwd=REPO, env=full_env, stdout=log, stderr=log)
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, every: float = 0.1, what: str = ""
+) -> Any:
+    """Poll `predicate` until it returns something truthy; AssertionError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(every)
+
+
+# --- a private PostgreSQL cluster --------------------------------------------------------------
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    return None
+
+
+def private_postgres_unavailable() -> str | None:
+    """Why a private cluster cannot be started here (None when it can)."""
+    if _pg_bin("initdb") is None or _pg_bin("pg_ctl") is None:
+        return "initdb/pg_ctl are not installed"
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        return "running as root without runuser (PostgreSQL refuses to run as root)"
+    return None
+
+
+@dataclass
+class PrivatePostgres:
+    """A throw-away PostgreSQL server on a free loopback port that a test may stop and start.
+
+    Other engineers' tests use the shared server; stopping that one would break them, so fault
+    tests run their own. As root, the server runs as the `postgres` user via runuser.
+    """
+
+    root: Path
+    port: int
+    log_path: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://studyd@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        return subprocess.run(
+            [*prefix, *args], check=check, capture_output=True, text=True, timeout=120
+        )
+
+    @classmethod
+    def create(cls) -> PrivatePostgres:
+        root = Path(tempfile.mkdtemp(prefix="studyd-pg-"))
+        if os.geteuid() == 0:
+            shutil.chown(root, "postgres", "postgres")
+        root.chmod(0o755)
+        pg = cls(root=root, port=free_port(), log_path=root / "server.log")
+        initdb = _pg_bin("initdb")
+        # trust on loopback only: the cluster lives for one test module and listens on 127.0.0.1.
+        pg._run(initdb, "-D", str(pg.data), "-U", "studyd", "--auth=trust", "-E", "UTF8")
+        pg.start()
+        return pg
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            _pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log_path), "-o", options,
+            "-w", "-t", "60", "start",
+        )  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def create_database(self) -> str:
+        import psycopg
+
+        name = f"studyd_rel_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.url(), autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def destroy(self) -> None:
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop", check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
