@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import Engine
@@ -51,6 +52,9 @@ class WorkerOptions:
     reaper_period: float = 10.0
     data_dir: Path = Path("./data")
     data_roots: list[Path] = field(default_factory=list)
+    # CPU threads for torch: several CPU workers per machine each want 1 (oversubscribed OpenMP
+    # threads spin and were measured 3x slower on 2 cores); None leaves torch's default.
+    threads: int | None = None
 
 
 class _Stop(Exception):
@@ -74,6 +78,8 @@ class Worker:
         self.storage = optuna_storage
         self.options = options
         self.device = str(resolve_device(options.device))
+        if options.threads is not None:
+            torch.set_num_threads(options.threads)
         self.host = socket.gethostname()
         self.worker_id: int | None = None
         self.trials_run = 0
@@ -245,13 +251,21 @@ class Worker:
         except _Stop:
             self._abandon(record, study, trial)
             return
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # The reaper failed this trial (we looked dead) and settled its slot: drop it.
+            logger.warning("trial %s was failed by the reaper: result dropped", trial.number)
+            return
         except Exception as exc:  # noqa: BLE001 - the spec cannot train: fail the study, readably
             message = f"trial {trial.number} could not train: {type(exc).__name__}: {exc}"
             logger.exception("study %s: %s", record.id, message)
             self._tell(study, trial, state=TrialState.FAIL)
             self._fail_study(record, message)
             return
-        _set_attrs(trial, _result_attrs(result))
+        try:
+            _set_attrs(trial, _result_attrs(result))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            logger.warning("trial %s was failed by the reaper: result dropped", trial.number)
+            return
         values = _objective_values(spec, result)
         if pruned:
             told = self._tell(study, trial, state=TrialState.PRUNED)
@@ -318,7 +332,8 @@ class Worker:
         """SIGTERM mid-trial: FAIL the trial and give the slot back (no retry: nothing died)."""
         if self._gone.is_set():
             return
-        trial.set_user_attr("error", "worker stopped (SIGTERM) mid-trial")
+        with suppress(optuna.exceptions.UpdateFinishedTrialError):
+            trial.set_user_attr("error", "worker stopped (SIGTERM) mid-trial")
         if self._tell(study, trial, state=TrialState.FAIL) is not None:
             self._release(record)
 

@@ -32,6 +32,9 @@ def worker(
         None, "--grace", min=0.5, help="seconds before a silent worker is reaped"
     ),
     poll: float = typer.Option(1.0, "--poll", min=0.05, help="seconds between claims when idle"),
+    threads: int = typer.Option(
+        None, "--threads", min=1, help="torch CPU threads (default: 1 on cpu, torch's on cuda)"
+    ),
     reaper_period: float = typer.Option(
         None, "--reaper-period", min=0.1, help="seconds between reaper runs"
     ),
@@ -61,6 +64,7 @@ def worker(
         reaper_period=reaper_period or settings.reaper_period,
         data_dir=settings.data_dir,
         data_roots=settings.allowed_data_roots(),
+        threads=threads or (1 if device == "cpu" else None),
     )
     try:
         ensure_schema(url)
