@@ -12,8 +12,13 @@ DEFAULT_PROXY_PORT = 13000
 def serve_proxy(database_url: str, host: str, port: int) -> None:
     """Serve Optuna's storage over gRPC until the process is stopped."""
     from optuna.storages import get_storage, run_grpc_proxy_server
+
+    from storage.migrate import ensure_schema
     from storage.optuna_storage import make_optuna_storage
 
+    # Under the same migration lock as servers and workers: a proxy started beside them on a
+    # fresh database must not race them creating Optuna's tables.
+    ensure_schema(database_url)
     # get_storage wraps an RDBStorage in Optuna's in-process cache; Optuna's docs warn that a
     # bare RDBStorage behind the proxy re-reads every finished trial on each request.
     storage = get_storage(make_optuna_storage(database_url))

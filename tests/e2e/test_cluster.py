@@ -10,17 +10,27 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import optuna
 import pytest
 
 from storage.optuna_storage import make_optuna_storage
 
 STUDYD = [sys.executable, "-m", "studyd.cli.main"]
+WORKERS = 4
+STUDIES = 3
+TRIALS_PER_STUDY = 6
+# Torch in each of the 4 workers would otherwise start a thread per core on a 2-core machine.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+FINAL_STATES = {"done", "failed", "cancelled"}
 
 
 def free_port() -> int:
@@ -29,7 +39,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -51,6 +61,7 @@ def studyd_process(args: list[str], log: Path, env: dict[str, str] | None = None
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
+            cwd=log.parent,
         )
     try:
         yield process
@@ -63,12 +74,15 @@ def studyd_process(args: list[str], log: Path, env: dict[str, str] | None = None
             process.wait()
 
 
+def proxy_args(database_url: str, port: int) -> list[str]:
+    return ["proxy", "--database-url", database_url, "--host", "127.0.0.1", "--port", str(port)]
+
+
 @contextmanager
 def proxy_process(database_url: str, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     log = tmp_path / f"proxy-{port}.log"
-    args = ["proxy", "--database-url", database_url, "--host", "127.0.0.1", "--port", str(port)]
-    with studyd_process(args, log) as process:
+    with studyd_process(proxy_args(database_url, port), log) as process:
         wait_for_port(port, process, log)
         yield f"grpc://127.0.0.1:{port}"
 
@@ -94,3 +108,129 @@ def test_proxy_refuses_to_proxy_another_proxy(tmp_path):
     )
     assert result.returncode == 2
     assert "not another proxy" in result.stderr
+
+
+def small_spec(name: str, seed: int) -> dict[str, Any]:
+    """A tiny MLP on the bundled digits, 1-2 epochs: seconds per trial on one CPU thread."""
+    return {
+        "name": name,
+        "dataset": {"name": "digits", "seed": 0},
+        "model": {"depth": 1, "width": [16, 64]},
+        "dropout": {"variants": ["none", "standard"], "rate": [0.1, 0.5], "placements": ["hidden"]},
+        "training": {"epochs": [1, 2], "batch_size": 128, "optimizer": "adam", "lr": 0.01},
+        "search": {
+            "sampler": "random",
+            "pruner": "none",
+            "n_trials": TRIALS_PER_STUDY,
+            "seed": seed,
+        },
+    }
+
+
+def submit_at_once(api_url: str, specs: list[dict[str, Any]]) -> list[int]:
+    """POST every spec from its own thread, released together, as separate users would."""
+    barrier = threading.Barrier(len(specs))
+    ids: dict[int, int] = {}
+    errors: list[BaseException] = []
+
+    def submit(index: int) -> None:
+        try:
+            with httpx.Client(base_url=api_url, timeout=60) as client:
+                barrier.wait()
+                response = client.post("/studies", json=specs[index])
+                assert response.status_code == 201, response.text
+                ids[index] = response.json()["id"]
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(len(specs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return [ids[i] for i in range(len(specs))]
+
+
+def wait_until_final(api_url: str, ids: list[int], logs: list[Path], timeout: float) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=api_url, timeout=30) as client:
+        while True:
+            studies = [client.get(f"/studies/{i}").raise_for_status().json() for i in ids]
+            if all(s["state"] in FINAL_STATES for s in studies):
+                return studies
+            if time.monotonic() > deadline:
+                tails = "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in logs)
+                progress = [(s["id"], s["state"], s["finished"]) for s in studies]
+                pytest.fail(f"studies not finished after {timeout}s: {progress}\n{tails}")
+            time.sleep(1)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("via", ["database", "grpc-proxy"])
+def test_four_worker_processes_finish_three_studies_with_exact_trial_counts(
+    via, postgres_url, tmp_path
+):
+    api_port = free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
+    with ExitStack() as stack:
+        # Everything starts at once, as a cluster does: schema set-up is safe under concurrency.
+        serve_log = tmp_path / "serve.log"
+        serve = stack.enter_context(
+            studyd_process(
+                ["serve", "--no-workers", "--database-url", postgres_url]
+                + ["--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"],
+                serve_log,
+            )
+        )
+        storage_args: list[str] = []
+        if via == "grpc-proxy":
+            proxy_port = free_port()
+            proxy_log = tmp_path / "proxy.log"
+            proxy = stack.enter_context(
+                studyd_process(proxy_args(postgres_url, proxy_port), proxy_log)
+            )
+            storage_args = ["--storage", f"grpc://127.0.0.1:{proxy_port}"]
+        logs = [tmp_path / f"worker-{n}.log" for n in range(WORKERS)]
+        workers = [
+            stack.enter_context(
+                studyd_process(
+                    ["worker", "--database-url", postgres_url, "--device", "cpu", "--poll", "0.25"]
+                    + storage_args,
+                    log,
+                    env=ONE_THREAD,
+                )
+            )
+            for log in logs
+        ]
+        wait_for_port(api_port, serve, serve_log)
+        if via == "grpc-proxy":
+            wait_for_port(proxy_port, proxy, proxy_log)
+        ids = submit_at_once(api_url, [small_spec(f"cluster-{k}", seed=k) for k in range(STUDIES)])
+        studies = wait_until_final(api_url, ids, [serve_log, *logs], timeout=600)
+
+        for study in studies:
+            assert study["state"] == "done", study
+            assert study["target_trials"] == TRIALS_PER_STUDY
+            assert study["finished"] == study["claimed"] == TRIALS_PER_STUDY, study
+            counts = study["trial_counts"]
+            assert counts["complete"] + counts["pruned"] == TRIALS_PER_STUDY, counts
+            assert counts["running"] == counts["waiting"] == counts["fail"] == 0, counts
+
+        for worker in workers:
+            worker.terminate()
+        for worker, log in zip(workers, logs, strict=True):
+            assert worker.wait(timeout=60) == 0, log.read_text()[-3000:]
+
+    # What the API said is what the database holds: Optuna's own view of every study.
+    storage = make_optuna_storage(postgres_url)
+    served_by: Counter[int] = Counter()
+    for study in studies:
+        trials = optuna.load_study(study_name=study["optuna_name"], storage=storage).trials
+        states = Counter(t.state for t in trials)
+        assert states == Counter({optuna.trial.TrialState.COMPLETE: TRIALS_PER_STUDY}), states
+        served_by.update(t.user_attrs["worker_id"] for t in trials)
+    assert len(served_by) >= 2, f"the trials should spread over the workers: {served_by}"
