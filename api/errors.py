@@ -129,6 +129,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's 400 for a body it cannot decode (not UTF-8): bad input, documented as 422.
+            detail = f"body: {exc.detail}"
+            return error(422, detail, errors=[{"loc": "body", "msg": str(exc.detail)}])
         response = error(exc.status_code, str(exc.detail))
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value

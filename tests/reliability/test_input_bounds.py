@@ -119,6 +119,15 @@ def test_grid_search_space_over_the_limit_is_422(server):
     assert "grid" in response.json()["detail"] or "search" in response.json()["detail"]
 
 
+@pytest.mark.parametrize("body", [b"\xff\xfe{", b'{"name": ', b"[1, 2]", b"null"])
+def test_malformed_bodies_are_422_not_400_or_500(server, body):
+    response = server.client.post(
+        "/studies", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"]
+
+
 @pytest.mark.parametrize(
     "path", ["bogus", "model.bogus", "dropout.variant", "search.sampler_kwargs", "dataset.path"]
 )
