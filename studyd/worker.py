@@ -52,8 +52,8 @@ class WorkerOptions:
     reaper_period: float = 10.0
     data_dir: Path = Path("./data")
     data_roots: list[Path] = field(default_factory=list)
-    # CPU threads for torch: several CPU workers per machine each want 1 (oversubscribed OpenMP
-    # threads spin and were measured 3x slower on 2 cores); None leaves torch's default.
+    # CPU threads for torch; None: 1 on a CPU device, since several CPU workers per machine with
+    # oversubscribed OpenMP threads were measured 3x slower on 2 cores; torch's default on CUDA.
     threads: int | None = None
 
 
@@ -78,8 +78,9 @@ class Worker:
         self.storage = optuna_storage
         self.options = options
         self.device = str(resolve_device(options.device))
-        if options.threads is not None:
-            torch.set_num_threads(options.threads)
+        threads = options.threads or (1 if self.device == "cpu" else None)
+        if threads is not None:
+            torch.set_num_threads(threads)
         self.host = socket.gethostname()
         self.worker_id: int | None = None
         self.trials_run = 0

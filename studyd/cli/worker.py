@@ -64,7 +64,7 @@ def worker(
         reaper_period=reaper_period or settings.reaper_period,
         data_dir=settings.data_dir,
         data_roots=settings.allowed_data_roots(),
-        threads=threads or (1 if device == "cpu" else None),
+        threads=threads,
     )
     try:
         ensure_schema(url)

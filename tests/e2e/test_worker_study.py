@@ -26,7 +26,15 @@ search:
   pruner: {name: median, startup_trials: 3, warmup_epochs: 1}
   n_trials: 24
   seed: 0
-baselines: [{variant: none}, {variant: standard}]
+baselines:  # one per variant, as in examples/shootout.yaml, so every variant is measured
+  - {variant: none}
+  - {variant: standard}
+  - {variant: vanilla}
+  - {variant: gaussian}
+  - {variant: dropconnect}
+  - {variant: standout}
+  - {variant: rdrop}
+  - {variant: multisample}
 """
 
 
@@ -53,9 +61,11 @@ def test_two_workers_reach_exactly_the_target_with_every_variant_and_pruning(clu
     assert states[TrialState.COMPLETE] + states[TrialState.PRUNED] == 24
     assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
     assert states[TrialState.PRUNED] > 0
-    # Baselines ran first, then the sampler reached every variant.
-    assert [t.params.get("variant") for t in trials[:2]] == ["none", "standard"]
+    # The baselines ran first (every variant), then 16 sampled trials.
+    assert {t.params["variant"] for t in trials[:8]} == set(VARIANTS)
     assert {t.user_attrs["variant"] for t in trials} == set(VARIANTS)
+    assert all(t.user_attrs.get("baseline") for t in trials[:8])
+    assert not any(t.user_attrs.get("baseline") for t in trials[8:])
     # Both processes trained, and every trial carries its record.
     assert len({t.user_attrs["worker_id"] for t in trials}) == 2
     for trial in trials:
