@@ -61,8 +61,10 @@ class TokenAuthMiddleware:
             await self.app(scope, receive, send)
             return
         body = json.dumps({"detail": "missing or wrong bearer token"}).encode()
-        # Basic in the challenge makes browsers prompt (the dashboard and docs pages).
-        challenge = f'Bearer realm="{REALM}", Basic realm="{REALM}", charset="UTF-8"'
+        # Basic makes browsers prompt (dashboard and docs pages); Chromium reads only the first
+        # scheme of a header, so each challenge gets its own header, Basic first.
+        basic = f'Basic realm="{REALM}", charset="UTF-8"'
+        bearer = f'Bearer realm="{REALM}"'
         await send(
             {
                 "type": "http.response.start",
@@ -70,7 +72,8 @@ class TokenAuthMiddleware:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", challenge.encode()),
+                    (b"www-authenticate", basic.encode()),
+                    (b"www-authenticate", bearer.encode()),
                 ],
             }
         )

@@ -1,0 +1,55 @@
+"""Headless Chromium loads /dashboard (token sent as a browser does) and sees the study."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from api_harness import Server, spec, start_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+TOKEN = "dashboard-browser-token"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium"),
+]
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("browser")
+    srv = start_server(f"sqlite:///{tmp / 'studyd.db'}", tmp, token=TOKEN)
+    yield srv
+    srv.stop()
+
+
+def test_dashboard_renders_the_submitted_study_name(guarded: Server):
+    playwright = pytest.importorskip("playwright.sync_api")
+    study = guarded.client.post("/studies", json=spec(name="browser-visible-study")).json()
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(
+                http_credentials={"username": "studyd", "password": TOKEN}
+            )
+            page = context.new_page()
+            response = page.goto(f"{guarded.url}/dashboard")
+            assert response is not None and response.status == 200
+            page.get_by_text(study["optuna_name"]).first.wait_for(timeout=30_000)
+            context.close()
+            # Without credentials Chromium gives up on the 401 (no one to type a password).
+            anonymous = browser.new_context().new_page()
+            with pytest.raises(playwright.Error, match="AUTH"):
+                anonymous.goto(f"{guarded.url}/dashboard")
+        finally:
+            browser.close()
