@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")  # reports are written on servers without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from models.config import VARIANTS  # noqa: E402
 from studyd.cli.render import (  # noqa: E402
     SUMMARY_HEADER,
     best_of,
@@ -30,6 +31,15 @@ from studyd.client import ClientError, StudydClient  # noqa: E402
 
 JSON = dict[str, Any]
 BEST_CURVES = 5
+
+
+def _variant_index(name: str) -> int:
+    return VARIANTS.index(name) if name in VARIANTS else len(VARIANTS)
+
+
+def variant_color(name: str) -> str:
+    """One colour per variant in every plot (matplotlib's tab10 in VARIANTS order)."""
+    return f"C{_variant_index(name) % 10}"
 
 
 @dataclass
@@ -160,11 +170,11 @@ def _per_variant(
             groups[_variant(t)].append(float(value))
     if not groups:
         return None
-    names = sorted(groups)
+    names = sorted(groups, key=lambda n: (_variant_index(n), n))
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.boxplot([groups[n] for n in names], tick_labels=names, showfliers=False)
     for i, name in enumerate(names, start=1):
-        ax.scatter([i] * len(groups[name]), groups[name], s=12, alpha=0.6)
+        ax.scatter([i] * len(groups[name]), groups[name], s=14, alpha=0.7, c=variant_color(name))
     ax.set(ylabel=label)
     ax.tick_params(axis="x", rotation=30)
     _save(fig, out_dir, filename)
@@ -181,9 +191,9 @@ def _rate_vs_accuracy(trials: list[JSON], out_dir: Path) -> Figure | None:
     if not points:
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name in sorted(points):
+    for name in sorted(points, key=lambda n: (_variant_index(n), n)):
         xs, ys = zip(*points[name], strict=True)
-        ax.scatter(xs, ys, s=18, alpha=0.75, label=name)
+        ax.scatter(xs, ys, s=18, alpha=0.75, label=name, c=variant_color(name))
     ax.set(xlabel="dropout rate p (mean over layers)", ylabel="validation accuracy")
     ax.legend(fontsize="small", ncols=2)
     _save(fig, out_dir, "rate.png")

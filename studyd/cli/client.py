@@ -29,6 +29,8 @@ DEFAULT_URL = Settings.model_fields["url"].default
 EXIT_FAILED = 1
 EXIT_CANCELLED = 9
 EXIT_USAGE = 2
+# How long `watch` waits after `done` for the best trial's test score to be stored.
+TEST_SCORE_WAIT_S = 30.0
 
 UrlOpt = Annotated[
     str,
@@ -118,13 +120,16 @@ def poll_and_show(
     elif out.is_terminal:
         study = _watch_live(api, study_id, interval)
     else:
-        last = [""]
+        last: list[Any] = [None]
 
         def show(study: dict[str, Any]) -> None:
-            line = f"[{study.get('state')}] {render.progress_line(study)}"
-            if line != last[0]:
-                out.print(line, soft_wrap=True)
-                last[0] = line
+            # Logs and pipes get a line per change of progress, not per poll (the ETA ticks).
+            best = render.best_of(study) or {}
+            key = (study.get("state"), render.finished_of(study), render.running_of(study))
+            key += (best.get("number"),)
+            if key != last[0]:
+                out.print(f"[{study.get('state')}] {render.progress_line(study)}", soft_wrap=True)
+                last[0] = key
 
         study = _poll_until_end(api, study_id, interval, show)
     return study
@@ -137,8 +142,19 @@ def _poll_until_end(
         study = api.study(study_id)
         show(study)
         if study.get("state") in ("done", "failed", "cancelled"):
-            return study
+            return _with_test_score(api, study, interval)
         time.sleep(interval)
+
+
+def _with_test_score(api: StudydClient, study: dict[str, Any], interval: float) -> dict[str, Any]:
+    """A study turns `done` just before its best trial is scored on the test split: wait a bit."""
+    deadline = time.monotonic() + TEST_SCORE_WAIT_S
+    while study.get("state") == "done" and study.get("test_score") is None:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(min(interval, 1.0))
+        study = api.study(study["id"])
+    return study
 
 
 def _watch_live(api: StudydClient, study_id: int, interval: float) -> dict[str, Any]:
@@ -175,7 +191,12 @@ def _exit_for_final_state(study: dict[str, Any], *, quiet: bool) -> None:
     state = study.get("state")
     if state == "done":
         if not quiet:
-            out.print(f"study {study.get('id')} is done: {render.progress_line(study)}")
+            score = study.get("test_score")
+            tail = f" · test score {render.fmt_value(score)}" if score is not None else ""
+            out.print(
+                f"study {study.get('id')} is done: {render.progress_line(study)}{tail}",
+                soft_wrap=True,
+            )
         return
     detail = f": {study['error']}" if study.get("error") else ""
     raise fail(

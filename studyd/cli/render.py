@@ -6,6 +6,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -120,11 +121,13 @@ def progress_line(study: JSON) -> str:
     best_text = "—"
     if best:
         best_text = f"{fmt_value(best.get('value'))} (#{best.get('number')})"
-    return (
+    line = (
         f"{finished_of(study)}/{study.get('target_trials', '?')} finished · "
-        f"{running_of(study)} running · best {best_text} · "
-        f"ETA {fmt_duration(eta_seconds(study))}"
+        f"{running_of(study)} running · best {best_text}"
     )
+    if study.get("state") in ("done", "failed", "cancelled"):
+        return line
+    return f"{line} · ETA {fmt_duration(eta_seconds(study))}"
 
 
 def _cells(*values: Any) -> list[Text]:
@@ -144,20 +147,17 @@ def studies_table(items: list[JSON], total: int | None = None) -> Table:
         ("state", "left"),
         ("finished", "right"),
         ("priority", "right"),
-        ("best", "right"),
         ("created", "left"),
     ]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for study in items:
-        best = best_of(study)
         row = _cells(
             str(study.get("id")),
             str(study.get("name", "")),
             styled_state(study.get("state")),
             f"{finished_of(study)}/{study.get('target_trials', '?')}",
             str(study.get("priority", 0)),
-            fmt_value(best.get("value")) if best else fmt_value(study.get("best_value")),
-            str(study.get("created_at", ""))[:19].replace("T", " "),
+            str(study.get("created_at", ""))[:16].replace("T", " "),
         )
         table.add_row(*row)
     return table
@@ -186,7 +186,7 @@ def study_view(study: JSON) -> Group:
         ("finished at", study.get("finished_at")),
     ]
     if best:
-        rows.append(("best trial", f"#{best.get('number')} value {fmt_value(best.get('value'))}"))
+        rows.append(("best trial", best_trial_line(best)))
         if best.get("params"):
             rows.append(("best params", best.get("params")))
     if study.get("test_score") is not None:
@@ -213,41 +213,34 @@ def trial_rates(trial: JSON) -> Any:
     return config.get("rates") if isinstance(config, dict) else None
 
 
+def trial_net(trial: JSON) -> str:
+    """`2×128` (depth × width) from the params, or the stored config's hidden widths."""
+    params = trial.get("params") or {}
+    if "width" in params:
+        return f"{params.get('depth', 1)}×{params['width']}"
+    config = trial_attr(trial, "config") or {}
+    hidden = config.get("hidden") if isinstance(config, dict) else None
+    return "-".join(str(h) for h in hidden) if hidden else "—"
+
+
 def trials_table(items: list[JSON], total: int | None = None) -> Table:
     title = f"trials ({len(items)} of {total})" if total is not None else "trials"
-    table = Table(title=title, title_justify="left")
-    columns = [
-        "#",
-        "state",
-        "value",
-        "variant",
-        "placement",
-        "rate",
-        "hidden",
-        "gap",
-        "epochs",
-        "s",
-    ]
-    for name in columns:
-        table.add_column(
-            name, justify="left" if name in ("state", "variant", "placement") else "right"
-        )
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("#", "state", "value", "variant", "placement", "rate", "net", "gap", "s"):
+        left = name in ("state", "variant", "placement")
+        table.add_column(name, justify="left" if left else "right", no_wrap=left)
     for trial in items:
-        config = trial_attr(trial, "config") or {}
-        curve = trial_attr(trial, "curve") or []
+        params = trial.get("params") or {}
         row = _cells(
             str(trial.get("number")),
             styled_state(trial.get("state")),
             fmt_value(trial.get("value")),
-            str(trial_attr(trial, "variant") or (trial.get("params") or {}).get("variant", "—")),
-            str(
-                trial_attr(trial, "placement") or (trial.get("params") or {}).get("placement", "—")
-            ),
-            fmt_value(trial_rates(trial), 3),
-            fmt_value(config.get("hidden") if isinstance(config, dict) else None),
-            fmt_value(trial_attr(trial, "gap")),
-            str(len(curve) if isinstance(curve, list) and curve else "—"),
-            fmt_value(trial.get("duration_seconds", trial.get("duration")), 1),
+            str(trial_attr(trial, "variant") or params.get("variant", "—")),
+            str(trial_attr(trial, "placement") or params.get("placement", "—")),
+            fmt_value(trial_rates(trial), 2),
+            trial_net(trial),
+            fmt_value(trial_attr(trial, "gap"), 3),
+            fmt_value(trial.get("duration_seconds"), 0),
         )
         table.add_row(*row)
     return table
@@ -258,7 +251,38 @@ def trials_table(items: list[JSON], total: int | None = None) -> Table:
 # Keys of the summary shown in its header or its own section; anything else the API adds later
 # (e.g. confidence intervals) is shown after them, generically.
 SUMMARY_HEADER = ("study_id", "state", "direction", "n_complete", "verdict")
-SUMMARY_SECTIONS = ("variants", "placements", "importances", "importances_note", "best")
+SUMMARY_SECTIONS = (
+    "variants",
+    "placements",
+    "importances",
+    "importances_note",
+    "best",
+    "best_config",
+    "best_train",
+)
+# A variant's own knobs: shown only for that variant.
+VARIANT_KNOBS = {
+    "rdrop_alpha": "rdrop",
+    "multisample_k": "multisample",
+    "standout_alpha": "standout",
+    "standout_beta": "standout",
+}
+
+
+def config_line(config: JSON) -> str:
+    """A model or train config as `k=v, …`, leaving out what does not apply to it."""
+    variant = config.get("variant")
+    placements = config.get("placements") or []
+    shown = {}
+    for key, value in config.items():
+        if key in ("input_dim", "num_classes") or value in (None, [], ""):
+            continue
+        if key in VARIANT_KNOBS and VARIANT_KNOBS[key] != variant:
+            continue
+        if key == "input_rate" and "input" not in placements:
+            continue
+        shown[key] = value
+    return fmt_value(shown)
 
 
 def _rows_of(section: Any, key_name: str) -> list[JSON] | None:
@@ -320,6 +344,9 @@ def summary_view(summary: JSON) -> Group:
     scalars: list[tuple[str, Any]] = []
     if isinstance(summary.get("best"), dict):
         scalars.append(("best trial", best_trial_line(summary["best"])))
+    for key in ("best_config", "best_train"):
+        if isinstance(summary.get(key), dict):
+            scalars.append((key.replace("_", " "), config_line(summary[key])))
     for key, section in summary.items():
         if key in SUMMARY_HEADER or key in SUMMARY_SECTIONS or section in (None, [], {}):
             continue
