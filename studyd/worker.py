@@ -93,6 +93,8 @@ class Worker:
 
     def stop(self, *_: Any) -> None:
         """Ask the worker to stop within one epoch (the current trial is failed cleanly)."""
+        if not self._stop.is_set():
+            logger.info("worker %s: stop requested", self.worker_id)
         self._stop.set()
 
     def run(self) -> int:
