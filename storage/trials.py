@@ -287,10 +287,14 @@ def list_trials(
             query = query.where(_text(_trials.c.state) == state.upper())
         if variant is not None:
             # The worker stores user attributes JSON-encoded, so the string carries its quotes.
-            tagged = sa.select(_attrs.c.trial_id).where(
-                _attrs.c.key == "variant", _attrs.c.value_json == json.dumps(variant)
+            # EXISTS per trial rides the (trial_id, key) unique index; an IN over every
+            # study's variant attributes would scan them all.
+            tagged = sa.exists().where(
+                _attrs.c.trial_id == _trials.c.trial_id,
+                _attrs.c.key == "variant",
+                _attrs.c.value_json == json.dumps(variant),
             )
-            query = query.where(_trials.c.trial_id.in_(tagged))
+            query = query.where(tagged)
         total_query = sa.select(sa.func.count()).select_from(query.subquery())
         total = conn.execute(total_query).scalar_one()
         if sort == "value":

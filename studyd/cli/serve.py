@@ -35,6 +35,10 @@ def stop_workers(workers: list[subprocess.Popen[bytes]], timeout: float) -> None
             proc.wait()
 
 
+def _note_signal(signum: int, _frame: object) -> None:
+    typer.echo(f"studyd serve: {signal.Signals(signum).name}, stopping", err=True)
+
+
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
@@ -61,6 +65,10 @@ def serve(
         typer.echo(f"cannot prepare the database at {settings.database_url}: {first}", err=True)
         raise typer.Exit(2) from None
     app = create_app(settings)
+    # uvicorn re-raises the signal that stopped it once it has shut down; with the default
+    # SIGTERM disposition that would kill this process before the workers are stopped.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _note_signal)
     embedded = [] if no_workers else start_workers(workers, settings.database_url)
     try:
         uvicorn.run(
