@@ -71,6 +71,9 @@ def start_server(directory: Path, *, port: int | None = None, workers: int = 1) 
         "STUDYD_DATA_DIR": str((directory / "data").resolve()),
     }
     env.pop("STUDYD_API_TOKEN", None)  # the demo's server is local and open on 127.0.0.1 only
+    # Small MLPs gain nothing from intra-op threads, and N workers × N OpenMP threads on N cores
+    # spin against each other: one thread per worker ran a digits trial ~20× faster here.
+    env.setdefault("OMP_NUM_THREADS", "1")
     command = [sys.executable, "-m", "studyd.cli.main", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(workers)]
     log_path = directory / "server.log"

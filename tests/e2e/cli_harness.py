@@ -51,6 +51,7 @@ def start_server(directory: Path, *, workers: int, token: str | None = TOKEN) ->
     env = {**os.environ, "STUDYD_DATABASE_URL": database_url}
     env["STUDYD_DATA_DIR"] = str(directory / "data")
     env.pop("STUDYD_API_TOKEN", None)
+    env.setdefault("OMP_NUM_THREADS", "1")  # 2 workers × 2 OpenMP threads on 2 cores thrash
     if token:
         env["STUDYD_API_TOKEN"] = token
     command = [str(STUDYD), "serve", "--host", "127.0.0.1", "--port", str(port)]
