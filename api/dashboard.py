@@ -15,13 +15,14 @@ import threading
 from typing import Any
 
 import anyio.to_thread
+import sqlalchemy as sa
 from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.context import AppContext
-from api.errors import database_unavailable
+from api.errors import RETRY_AFTER_S, database_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class LazyDashboard:
     """Builds the dashboard on first use: the API starts (and answers 503) with the DB down."""
 
     def __init__(self, ctx: AppContext) -> None:
-        self._ctx = ctx
+        self.ctx = ctx
         self._app: ASGIApp | None = None
         self._lock = threading.Lock()
 
@@ -41,7 +42,7 @@ class LazyDashboard:
 
         with self._lock:
             if self._app is None:
-                wsgi = optuna_dashboard.wsgi(self._ctx.optuna_storage())
+                wsgi = optuna_dashboard.wsgi(self.ctx.optuna_storage())
                 self._app = WSGIMiddleware(wsgi)  # type: ignore[arg-type]
             return self._app
 
@@ -71,12 +72,48 @@ class DashboardMount:
             logger.warning("dashboard unavailable: %s", exc)
             await _json(send, 503, {"detail": "the database is unavailable"})
             return
-        await app(scope, receive, send)
+        await app(scope, receive, OutageAs503(send, self._dashboard.ctx))
+
+
+class OutageAs503:
+    """Wraps `send`: a dashboard 500 while the database is unreachable goes out as our 503.
+
+    The dashboard (bottle) turns every exception into its own 500 page, so a database outage
+    cannot be caught as an exception here; its answer is checked instead.
+    """
+
+    def __init__(self, send: Send, ctx: AppContext) -> None:
+        self._send = send
+        self._ctx = ctx
+        self._replaced = False
+
+    async def __call__(self, message: Message) -> None:
+        failed = message["type"] == "http.response.start" and message["status"] == 500
+        if failed and not await anyio.to_thread.run_sync(_database_answers, self._ctx):
+            self._replaced = True
+            logger.warning("dashboard request failed while the database is unavailable")
+            await _json(self._send, 503, {"detail": "the database is unavailable"})
+            return
+        if not self._replaced:  # else: the dashboard's own 500 body, already answered
+            await self._send(message)
+
+
+def _database_answers(ctx: AppContext) -> bool:
+    try:
+        with ctx.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:
+        if database_unavailable(exc):
+            return False
+        raise
+    return True
 
 
 async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
     data = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    if status == 503:
+        headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 
