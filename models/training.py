@@ -1,9 +1,10 @@
 """`train_model`: one trial's training run, the hot path of the service.
 
 Lightning Fabric drives the loop (device placement, precision, backward) around the
-`DropoutClassifier`'s `training_step` and `configure_optimizers`. The Trainer was measured at
-+43% wall time over a bare torch loop on `digits` (its per-step hooks cost ≈0.5 ms on a ≈1 ms
-step), Fabric at +6%; see bench/overhead.py. The data stay whole on the device: each epoch
+`DropoutClassifier`'s `training_step` and `configure_optimizers`. On `digits` (20 epochs, 2
+shared CPU cores) a Lightning Trainer cost +43…62% wall time over a bare torch loop (its per-step
+hooks ≈0.5–2 ms on a ≈1–3 ms step), Fabric +6…11% (≈15 ms per trial to set up); see
+bench/overhead.py. The data stay whole on the device: each epoch
 permutes the training tensors once and slices contiguous batches, and metrics are summed on the
 device and read once per epoch.
 """
