@@ -134,3 +134,12 @@ def test_missing_spec_file_is_a_usage_error(tmp_path):
     result = studyd("submit", str(tmp_path / "nope.yaml"), url=None)
     assert result.returncode == 2
     assert "nope.yaml" in one_line_error(result)
+
+
+def test_server_422_is_one_line_naming_the_field(server, tmp_path):
+    # Valid locally (the client cannot know the server's data roots); the server refuses it.
+    spec = tmp_path / "escape.yaml"
+    spec.write_text(TINY_SPEC.replace("{name: digits}", "{name: 'npz:../../etc/secrets.npz'}"))
+    result = studyd("submit", str(spec), url=server.url)
+    assert result.returncode == 7
+    assert "dataset.name" in one_line_error(result)

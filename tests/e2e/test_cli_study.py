@@ -145,3 +145,31 @@ def test_list_json_shows_the_done_study(server, done_study):
     page = parsed(studyd("list", "--json", "--state", "done", url=server.url))
     assert done_study["id"] in [s["id"] for s in page["items"]]
     assert json.dumps(page)  # round-trips as plain JSON
+
+
+def test_demo_runs_a_spec_end_to_end_and_stops_its_server(tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC)
+    port = free_port()
+    demo_dir = tmp_path / "demo"
+    result = studyd(
+        "demo",
+        "--dir",
+        str(demo_dir),
+        "--spec",
+        str(spec),
+        "--port",
+        str(port),
+        url=None,
+        token=None,
+        timeout=400,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "demo finished in" in result.stdout and "test score" in result.stdout
+    page = (demo_dir / "report" / "index.html").read_text()
+    assert all(
+        (demo_dir / "report" / name).is_file() for name in re.findall(r'src="([^"]+)"', page)
+    )
+    assert (demo_dir / "studyd.db").is_file()
+    with pytest.raises(httpx.ConnectError):  # the server is gone once the demo returns
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
