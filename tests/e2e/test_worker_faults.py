@@ -31,6 +31,14 @@ def cluster(db_url, tmp_path):
     running.close()
 
 
+@pytest.fixture
+def sqlite_cluster(sqlite_url, tmp_path):
+    """For behaviour of the worker process alone (signals, data), where the backend is moot."""
+    running = Cluster(sqlite_url, tmp_path)
+    yield running
+    running.close()
+
+
 def _mid_trial(cluster: Cluster, pid: int, min_epochs: int = 1):
     """The trial worker `pid` is training once it has reported `min_epochs` epochs, else None."""
     worker = worker_of(cluster, pid)
@@ -61,7 +69,8 @@ def test_sigkill_mid_trial_fails_that_trial_and_the_study_still_reaches_its_targ
     assert worker_of(cluster, victim.pid) is None
 
 
-def test_sigterm_stops_within_one_epoch_and_fails_the_trial_cleanly(cluster):
+def test_sigterm_stops_within_one_epoch_and_fails_the_trial_cleanly(sqlite_cluster):
+    cluster = sqlite_cluster
     record = cluster.submit(LONG_TRIALS % (512, 15, 3))
     worker = cluster.start_worker()
     # One whole trial first, to know how long an epoch takes on this machine right now.
@@ -88,7 +97,10 @@ def test_sigterm_stops_within_one_epoch_and_fails_the_trial_cleanly(cluster):
     assert queue.list_workers(cluster.engine) == []
 
 
-def test_study_whose_data_cannot_load_fails_readably_while_the_worker_serves_another(cluster):
+def test_study_whose_data_cannot_load_fails_readably_while_the_worker_serves_another(
+    sqlite_cluster,
+):
+    cluster = sqlite_cluster
     bad = cluster.submit(
         "name: e2e-bad-data\ndataset: npz:missing.npz\nsearch: {n_trials: 3}", priority=5
     )

@@ -1,0 +1,85 @@
+"""The worker loop in-process: multi-objective studies, and a result the reaper already failed."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from storage import queue
+from storage.engine import make_engine
+from storage.migrate import ensure_schema
+from storage.optuna_storage import make_optuna_storage
+from studyd.service import submit_spec
+from studyd.spec import load_spec
+from studyd.worker import Worker, WorkerOptions
+
+
+@pytest.fixture
+def backend(sqlite_url, tmp_path):
+    ensure_schema(sqlite_url)
+    engine = make_engine(sqlite_url)
+    yield engine, make_optuna_storage(sqlite_url)
+    engine.dispose()
+
+
+def _options(tmp_path, **kw) -> WorkerOptions:
+    base = {"device": "cpu", "once": True, "heartbeat": 0.2, "grace": 30, "poll": 0.05}
+    return WorkerOptions(data_dir=tmp_path, **{**base, **kw})
+
+
+def test_multi_objective_study_records_every_objective_and_a_test_score(backend, tmp_path):
+    engine, storage = backend
+    spec = load_spec(
+        "name: mo\nmodel: {width: [4, 32]}\ntraining: {epochs: 2}\n"
+        "search: {objectives: [val_acc, param_count], pruner: none, n_trials: 4}"
+    )
+    record = submit_spec(engine, storage, spec)
+    assert Worker(engine, storage, _options(tmp_path)).run() == 4
+    study = optuna.load_study(study_name=record.optuna_name, storage=storage)
+    for trial in study.trials:
+        assert trial.state == TrialState.COMPLETE
+        assert trial.values == [trial.user_attrs["val_acc"], trial.user_attrs["param_count"]]
+    done = queue.get_study(engine, record.id)
+    assert done.state == "done" and done.test_score is not None
+    assert study.user_attrs["test_trial"] in {t.number for t in study.best_trials}
+
+
+def test_a_result_told_after_the_reaper_failed_the_trial_is_dropped(backend, tmp_path):
+    engine, storage = backend
+    spec = load_spec(
+        "name: late\nmodel: {width: 256}\ndropout: {variants: [standard]}\n"
+        "training: {epochs: 200, batch_size: 16}\nsearch: {n_trials: 2, pruner: none}"
+    )
+    record = submit_spec(engine, storage, spec)
+    worker = Worker(engine, storage, _options(tmp_path))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+
+    def training_trial():
+        rows = [w for w in queue.list_workers(engine) if w.trial_id is not None]
+        if rows and storage.get_trial(rows[0].trial_id).intermediate_values:
+            return rows[0]
+        return None
+
+    deadline = threading.Event()
+    for _ in range(600):
+        row = training_trial()
+        if row is not None:
+            break
+        deadline.wait(0.1)
+    assert row is not None, "the worker never started training"
+    # Everyone looks stale with a zero grace: the reaper fails the trial and settles its slot.
+    assert queue.reap_stale_workers(engine, storage, grace_seconds=0) == [row.id]
+    thread.join(60)
+    assert not thread.is_alive() and worker.gone
+
+    study = optuna.load_study(study_name=record.optuna_name, storage=storage)
+    states = Counter(t.state for t in study.trials)
+    assert states == {TrialState.FAIL: 1, TrialState.WAITING: 1}  # the trial, and its one retry
+    assert study.trials[1].user_attrs["retry_of"] == row.trial_number
+    after = queue.get_study(engine, record.id)
+    assert after.claimed == after.finished == 0
