@@ -25,6 +25,7 @@ import torch
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from models.data import DatasetSplits, load_dataset
 from models.training import EpochMetrics, TrainResult, evaluate, resolve_device, train_model
@@ -125,17 +126,40 @@ class Worker:
         while not self._stopping():
             if opts.max_trials is not None and self.trials_run >= opts.max_trials:
                 return
-            record = queue.claim_trial_slot(self.engine, self.worker_id)
-            if record is None:
-                if opts.once and self._queue_is_empty():
-                    return
-                self._stop.wait(opts.poll)
+            try:
+                record = queue.claim_trial_slot(self.engine, self.worker_id)
+                if record is None:
+                    if opts.once and self._queue_is_empty():
+                        return
+                    self._stop.wait(opts.poll)
+                    continue
+            except SQLAlchemyError:
+                logger.exception("claiming a slot failed: retrying")
+                self._stop.wait(max(opts.poll, 1.0))
                 continue
             try:
                 self._serve_slot(record)
             except WorkerGone:
                 logger.error("worker %s was reaped mid-slot: stopping", self.worker_id)
                 self._gone.set()
+            except SQLAlchemyError:
+                logger.exception("study %s: the database failed mid-slot", record.id)
+                self._give_back_after_error(record)
+
+    def _give_back_after_error(self, record: StudyRecord) -> None:
+        """Release a slot whose trial is in an unknown state, retrying while the grace lasts.
+
+        Its trial, if RUNNING, is then held by no worker and the reaper fails it (and retries it).
+        """
+        deadline = time.monotonic() + self.options.grace
+        while not self._gone.is_set() and time.monotonic() < deadline:
+            try:
+                self._release(record)
+                return
+            except SQLAlchemyError:
+                self._stop.wait(1.0)
+        logger.error("could not give back the slot of study %s: stopping", record.id)
+        self._gone.set()
 
     @property
     def gone(self) -> bool:
