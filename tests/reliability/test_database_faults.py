@@ -1,0 +1,182 @@
+"""Issue 9 item 2: PostgreSQL stopped for ~10 s and started again, under a live API and workers.
+
+The server is a private cluster of this module (`PrivatePostgres`), really stopped with
+`pg_ctl stop` and started again, so other tests on the shared server are not disturbed. While it
+is down the API answers 503 with Retry-After on every database route (never 500, never a hang),
+and it recovers by itself once the server is back. Workers ride out the outage: the study still
+finishes with every trial counted once, none lost, none duplicated, nothing left RUNNING.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import optuna
+import pytest
+from reliability_harness import (
+    PrivatePostgres,
+    Server,
+    start_server,
+    start_worker,
+    stop_process,
+    wait_for,
+)
+
+from storage.engine import make_engine
+from storage.queue import get_study
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+OUTAGE_S = 10.0
+DB_ROUTES = [
+    ("GET", "/studies"),
+    ("GET", "/studies/{id}"),
+    ("GET", "/studies/{id}/trials"),
+    ("GET", "/studies/{id}/trials/0"),
+    ("GET", "/studies/{id}/summary"),
+    ("GET", "/workers"),
+    ("GET", "/readyz"),
+    ("POST", "/studies"),
+    ("POST", "/studies/{id}/cancel"),
+    ("DELETE", "/studies/{id}"),
+    ("GET", "/api/studies"),
+]
+
+
+def tiny_spec(name: str, n_trials: int) -> dict:
+    """Trials of about a second on one CPU thread: digits, one small layer, three epochs."""
+    return {
+        "name": name,
+        "dataset": {"name": "digits", "train_subset": 300},
+        "model": {"depth": 1, "width": [8, 32]},
+        "dropout": {"variants": ["standard"], "placements": ["hidden"], "rate": [0.1, 0.5]},
+        "training": {"epochs": 3, "batch_size": 64},
+        "search": {"n_trials": n_trials, "sampler": "random", "pruner": "none"},
+    }
+
+
+@pytest.fixture
+def api(private_postgres: PrivatePostgres, tmp_path) -> Iterator[Server]:
+    server = start_server(private_postgres.create_database(), tmp_path)
+    yield server
+    server.stop()
+
+
+def sweep(server: Server, study_id: int) -> list[tuple[str, str, int]]:
+    """One request to every database route; (method, path, status) each."""
+    results = []
+    for method, template in DB_ROUTES:
+        path = template.format(id=study_id)
+        body = tiny_spec("during-outage", 2) if path == "/studies" else None
+        try:
+            status = server.client.request(method, path, json=body, timeout=15).status_code
+        except httpx.TimeoutException:
+            status = -1  # a hang is as bad as a 500
+        results.append((method, path, status))
+    return results
+
+
+def test_api_answers_503_while_postgres_is_stopped_and_recovers(private_postgres, api, figure):
+    study = api.client.post("/studies", json=tiny_spec("before-outage", 4)).json()
+    assert api.client.get("/dashboard").status_code == 200  # the dashboard is built and warm
+    private_postgres.stop()
+    statuses: Counter[int] = Counter()
+    bad: list[tuple[str, str, int]] = []
+    down_since = time.monotonic()
+    try:
+        while time.monotonic() - down_since < OUTAGE_S:
+            for method, path, status in sweep(api, study["id"]):
+                statuses[status] += 1
+                if status != 503:
+                    bad.append((method, path, status))
+            assert api.client.get("/healthz").status_code == 200
+        response = api.client.get("/studies")
+        assert response.headers.get("retry-after"), response.headers
+        assert response.json()["detail"].startswith("the database is unavailable")
+    finally:
+        private_postgres.start()
+    back = time.monotonic()
+    wait_for(lambda: api.client.get("/readyz").status_code == 200, 30, what="/readyz 200")
+    recovered_s = time.monotonic() - back
+    after = sweep(api, study["id"])
+    figure(
+        outage_s=OUTAGE_S,
+        requests_tried=sum(statuses.values()),
+        statuses=dict(statuses),
+        non_503_while_down=len(bad),
+        server_errors=sum(n for s, n in statuses.items() if s >= 500 and s != 503),
+        time_to_recover_s=round(recovered_s, 2),
+    )
+    assert not bad, bad[:10]
+    # Back to normal on every route (the study was just deleted by the sweep's DELETE, or not).
+    assert all(status < 500 for _, _, status in after), after
+    assert api.client.post("/studies", json=tiny_spec("after-outage", 2)).status_code == 201
+    assert "Traceback" not in api.log()
+
+
+@pytest.mark.xfail(reason="workers die on a database outage; the worker's fix is in progress")
+def test_workers_ride_out_a_postgres_restart_without_losing_a_trial(
+    private_postgres, tmp_path, figure
+):
+    url = private_postgres.create_database()
+    api = start_server(url, tmp_path)
+    n_trials = 16
+    workers = []
+    try:
+        study = api.client.post("/studies", json=tiny_spec("outage", n_trials)).json()
+        # Grace longer than the outage: a worker must wait the database out, not give up.
+        workers = [
+            start_worker(url, tmp_path / f"worker-{i}.log", heartbeat=0.5, grace=25.0)
+            for i in range(3)
+        ]
+        wait_for(
+            lambda: api.client.get(f"/studies/{study['id']}").json()["finished"] >= 3,
+            120,
+            what="3 finished trials before the outage",
+        )
+        private_postgres.stop()
+        time.sleep(OUTAGE_S)
+        private_postgres.start()
+        back = time.monotonic()
+        wait_for(lambda: api.client.get("/readyz").status_code == 200, 30, what="/readyz")
+        done = wait_for(lambda: _done(api, study["id"]), 150, every=0.5, what="the study to finish")
+        finished_s = time.monotonic() - back
+        alive = [w.poll() is None for w in workers]
+    finally:
+        for w in workers:
+            stop_process(w)
+        api.stop()
+    trials = optuna.load_study(
+        study_name=study["optuna_name"], storage=url.replace("postgresql", "postgresql+psycopg")
+    ).trials
+    states = Counter(t.state.name for t in trials)
+    counted = states["COMPLETE"] + states["PRUNED"]
+    retried = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+    failed = {t.number for t in trials if t.state.name == "FAIL"}
+    record = get_study(make_engine(url), study["id"])
+    figure(
+        outage_s=OUTAGE_S,
+        trials_lost=max(0, n_trials - counted),
+        duplicates=max(0, counted - n_trials),
+        failed_trials=len(failed),
+        failed_without_retry=len(failed - retried),
+        workers_alive_after=sum(alive),
+        time_to_finish_after_restart_s=round(finished_s, 1),
+        states=dict(states),
+    )
+    assert done["state"] == "done", done
+    assert counted == n_trials == record.finished, (states, record)
+    assert states["RUNNING"] == 0 and states["WAITING"] == 0, states
+    assert failed <= retried, (failed, retried)
+    assert all(alive), "a worker died in the outage instead of reconnecting"
+
+
+def _done(api: Server, study_id: int) -> dict | None:
+    try:
+        body = api.client.get(f"/studies/{study_id}").json()
+    except httpx.HTTPError:
+        return None
+    return body if body["state"] in ("done", "failed", "cancelled") else None
