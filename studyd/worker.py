@@ -31,6 +31,7 @@ from models.data import DatasetSplits, load_dataset
 from models.training import EpochMetrics, TrainResult, evaluate, resolve_device, train_model
 from storage import queue
 from storage.queue import IllegalStateChange, StudyNotFound, StudyRecord, WorkerGone
+from studyd.records import best_trial, config_attrs, objective_values, result_attrs
 from studyd.search import build_pruner, build_sampler, suggest_config
 from studyd.spec import SpecError, StudySpec, validate_spec
 
@@ -273,7 +274,8 @@ class Worker:
         )
         try:
             model_cfg, train_cfg = suggest_config(trial, spec, data)
-            _set_attrs(trial, _config_attrs(model_cfg, train_cfg, spec, self))
+            where = {"device": self.device, "worker_id": self.worker_id, "host": self.host}
+            _set_attrs(trial, config_attrs(model_cfg, train_cfg, spec.dataset.name, **where))
             result, pruned = self._train(trial, spec, model_cfg, train_cfg, data)
         except _Stop:
             self._abandon(record, study, trial)
@@ -289,11 +291,11 @@ class Worker:
             self._fail_study(record, message)
             return
         try:
-            _set_attrs(trial, _result_attrs(result))
+            _set_attrs(trial, result_attrs(result))
         except optuna.exceptions.UpdateFinishedTrialError:
             logger.warning("trial %s was failed by the reaper: result dropped", trial.number)
             return
-        values = _objective_values(spec, result)
+        values = objective_values(spec.search.objective_names(), result)
         if pruned:
             told = self._tell(study, trial, state=TrialState.PRUNED)
         elif values is None:
@@ -385,7 +387,7 @@ class Worker:
     def evaluate_best_on_test(self, record: StudyRecord, served: _Served) -> float | None:
         """Retrain the best trial's config with its seed and store its test accuracy, once."""
         study = optuna.load_study(study_name=record.optuna_name, storage=self.storage)
-        best = _best_trial(study)
+        best = best_trial(study)
         if best is None:
             return None
         model_cfg, train_cfg = suggest_config(best, served.spec, served.data)
@@ -409,57 +411,6 @@ class _StudyUnusable(Exception):
     """The study cannot run here at all (data will not load, spec invalid): fail it."""
 
 
-def _best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best complete trial (first objective for multi-objective studies)."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
-        return None
-    sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1
-    return max(complete, key=lambda t: sign * t.values[0])
-
-
 def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
-
-
-def _config_attrs(model_cfg, train_cfg, spec: StudySpec, worker: Worker) -> dict[str, Any]:
-    placement = "+".join(model_cfg.placements) if model_cfg.variant != "none" else "none"
-    return {
-        "config": model_cfg.model_dump(mode="json"),
-        "train": train_cfg.model_dump(mode="json"),
-        "variant": model_cfg.variant,
-        "placement": placement,
-        "dataset": spec.dataset.name,
-        "device": worker.device,
-        "worker_id": worker.worker_id,
-        "host": worker.host,
-    }
-
-
-def _result_attrs(result: TrainResult) -> dict[str, Any]:
-    final = result.final
-    return {
-        "curve": [m.as_dict() for m in result.history],
-        "train_acc": final.train_acc,
-        "val_acc": final.val_acc,
-        "train_loss": final.train_loss,
-        "val_loss": final.val_loss,
-        "gap": final.train_acc - final.val_acc,
-        "param_count": result.param_count,
-        "epoch_seconds": sum(m.seconds for m in result.history) / len(result.history),
-        "device": result.device,
-    }
-
-
-def _objective_values(spec: StudySpec, result: TrainResult) -> list[float] | None:
-    """The trial's values in the spec's objective order; None if any is not finite."""
-    final = result.final
-    named = {
-        "val_acc": final.val_acc,
-        "val_loss": final.val_loss,
-        "gap": final.train_acc - final.val_acc,
-        "param_count": float(result.param_count),
-    }
-    values = [named[o] for o in spec.search.objective_names()]
-    return values if all(math.isfinite(v) for v in values) else None
