@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -160,7 +161,7 @@ class Dim(_Strict):
         return x in self.values()
 
 
-def _dim(raw: Any, *, integer: bool, field: str, lo: float, hi: float, hint: str) -> Dim:
+def _dim(raw: Any, *, integer: bool, lo: float, hi: float, hint: str) -> Dim:
     """Validate a number/range/choice against hard bounds; message names the field and a fix."""
     dim = raw if isinstance(raw, Dim) else Dim.model_validate(raw)
     for x in dim.values():
@@ -173,6 +174,33 @@ def _dim(raw: Any, *, integer: bool, field: str, lo: float, hi: float, hint: str
     if integer and dim.step is not None and not float(dim.step).is_integer():
         raise ValueError(f"step {dim.step} is not a whole number; {hint}")
     return dim
+
+
+# Each searchable number's hard bounds: field → (whole numbers?, lowest, highest, what to write).
+BOUNDS: dict[str, tuple[bool, float, float, str]] = {
+    "depth": (True, 1, MAX_DEPTH, f"write a depth of 1 to {MAX_DEPTH} hidden layers, e.g. [1, 3]"),
+    "width": (True, 1, MAX_WIDTH, f"write widths between 1 and {MAX_WIDTH}, e.g. [64, 512]"),
+    "rate": (False, 0.0, 0.95, "write a dropout rate 0 <= p <= 0.95, e.g. [0.1, 0.7]"),
+    "input_rate": (False, 0.0, 0.95, "write a dropout rate 0 <= p <= 0.95, e.g. [0.1, 0.3]"),
+    "rdrop_alpha": (False, 0.0, 100.0, "write an R-Dropout KL weight 0..100, e.g. [0.1, 5.0]"),
+    "multisample_k": (
+        True,
+        1,
+        MAX_K,
+        f"write a number of samples K of 1 to {MAX_K}, e.g. [2, 4, 8]",
+    ),
+    "standout_alpha": (False, -100.0, 100.0, "write a Standout α between -100 and 100"),
+    "standout_beta": (False, -100.0, 100.0, "write a Standout β between -100 and 100"),
+    "epochs": (True, 1, MAX_EPOCHS, f"write a number of epochs between 1 and {MAX_EPOCHS}"),
+    "batch_size": (True, 1, 65536, "write a batch size of 1 to 65536, e.g. {choices: [64, 128]}"),
+    "lr": (False, 1e-7, 10.0, "write a learning rate 1e-7 <= lr <= 10, e.g. [1e-4, 1e-2]"),
+    "weight_decay": (False, 0.0, 1.0, "write a weight decay between 0 and 1, e.g. [1e-6, 1e-3]"),
+}
+
+
+def _bounded(cls: type, raw: Any, info: ValidationInfo) -> Dim:
+    integer, lo, hi, hint = BOUNDS[info.field_name]
+    return _dim(raw, integer=integer, lo=lo, hi=hi, hint=hint)
 
 
 def _as_list(raw: Any, field: str) -> list[Any]:
@@ -223,17 +251,7 @@ class ModelSpace(_Strict):
     per_layer_widths: bool = False
     activation: Activation | list[Activation] = "relu"
 
-    @field_validator("depth", mode="before")
-    @classmethod
-    def _depth(cls, raw: Any) -> Dim:
-        hint = f"write a depth between 1 and {MAX_DEPTH} hidden layers, e.g. 2 or [1, 3]"
-        return _dim(raw, integer=True, field="depth", lo=1, hi=MAX_DEPTH, hint=hint)
-
-    @field_validator("width", mode="before")
-    @classmethod
-    def _width(cls, raw: Any) -> Dim:
-        hint = f"write widths between 1 and {MAX_WIDTH}, e.g. [64, 512]"
-        return _dim(raw, integer=True, field="width", lo=1, hi=MAX_WIDTH, hint=hint)
+    _bounds = field_validator("depth", "width", mode="before")(_bounded)
 
     @field_validator("activation")
     @classmethod
@@ -259,6 +277,16 @@ class DropoutSpace(_Strict):
     standout_alpha: Dim = [0.5, 2.0]
     standout_beta: Dim = [-1.0, 1.0]
 
+    _bounds = field_validator(
+        "rate",
+        "input_rate",
+        "rdrop_alpha",
+        "multisample_k",
+        "standout_alpha",
+        "standout_beta",
+        mode="before",
+    )(_bounded)
+
     @field_validator("variants", mode="before")
     @classmethod
     def _variants(cls, raw: Any) -> list[str]:
@@ -282,30 +310,6 @@ class DropoutSpace(_Strict):
             raise ValueError(f"{values} repeats a placement; list each once")
         return values
 
-    @field_validator("rate", "input_rate", mode="before")
-    @classmethod
-    def _rate(cls, raw: Any) -> Dim:
-        hint = "write a dropout rate 0 <= p <= 0.95, e.g. [0.1, 0.7]"
-        return _dim(raw, integer=False, field="rate", lo=0.0, hi=0.95, hint=hint)
-
-    @field_validator("rdrop_alpha", mode="before")
-    @classmethod
-    def _alpha(cls, raw: Any) -> Dim:
-        hint = "write an R-Dropout KL weight between 0 and 100, e.g. [0.1, 5.0]"
-        return _dim(raw, integer=False, field="rdrop_alpha", lo=0.0, hi=100.0, hint=hint)
-
-    @field_validator("multisample_k", mode="before")
-    @classmethod
-    def _k(cls, raw: Any) -> Dim:
-        hint = f"write a number of dropout samples K between 1 and {MAX_K}, e.g. [2, 4, 8]"
-        return _dim(raw, integer=True, field="multisample_k", lo=1, hi=MAX_K, hint=hint)
-
-    @field_validator("standout_alpha", "standout_beta", mode="before")
-    @classmethod
-    def _standout(cls, raw: Any) -> Dim:
-        hint = "write a Standout α or β between -100 and 100, e.g. [0.5, 2.0]"
-        return _dim(raw, integer=False, field="standout", lo=-100.0, hi=100.0, hint=hint)
-
     @model_validator(mode="after")
     def _log_ranges(self) -> DropoutSpace:
         if self.rate_log and self.rate.kind == "range" and self.rate.low <= 0:  # type: ignore[operator]
@@ -326,29 +330,7 @@ class TrainingSpace(_Strict):
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
 
-    @field_validator("epochs", mode="before")
-    @classmethod
-    def _epochs(cls, raw: Any) -> Dim:
-        hint = f"write a number of epochs between 1 and {MAX_EPOCHS}"
-        return _dim(raw, integer=True, field="epochs", lo=1, hi=MAX_EPOCHS, hint=hint)
-
-    @field_validator("batch_size", mode="before")
-    @classmethod
-    def _batch(cls, raw: Any) -> Dim:
-        hint = "write a batch size between 1 and 65536, e.g. 128 or {choices: [64, 128]}"
-        return _dim(raw, integer=True, field="batch_size", lo=1, hi=65536, hint=hint)
-
-    @field_validator("lr", mode="before")
-    @classmethod
-    def _lr(cls, raw: Any) -> Dim:
-        hint = "write a learning rate 1e-7 <= lr <= 10, e.g. [1e-4, 1e-2]"
-        return _dim(raw, integer=False, field="lr", lo=1e-7, hi=10.0, hint=hint)
-
-    @field_validator("weight_decay", mode="before")
-    @classmethod
-    def _wd(cls, raw: Any) -> Dim:
-        hint = "write a weight decay between 0 and 1, e.g. 0 or [1e-6, 1e-3] with weight_decay_log"
-        return _dim(raw, integer=False, field="weight_decay", lo=0.0, hi=1.0, hint=hint)
+    _bounds = field_validator("epochs", "batch_size", "lr", "weight_decay", mode="before")(_bounded)
 
     @field_validator("optimizer")
     @classmethod
