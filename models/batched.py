@@ -84,11 +84,11 @@ class StackedMLP(torch.nn.Module):
         self.input_site = noisy and use_input
         self.pre_sites = [noisy and on for on in pre]
         self.post_sites = [noisy and on for on in post]
-        # One flat [K, P] parameter; layers are views of it. The optimizer then updates every
-        # weight of every trial in a handful of ops per step instead of a handful per tensor.
-        self.shapes = [t.shape[1:] for pair in zip(weights, biases, strict=True) for t in pair]
-        parts = [t.flatten(1) for pair in zip(weights, biases, strict=True) for t in pair]
-        self.flat = torch.nn.Parameter(torch.cat(parts, dim=1))
+        # One flat parameter; each W/b is a contiguous [K, ...] block of it (bmm needs contiguous
+        # batches), so the optimizer updates every weight of every trial in a few ops per step.
+        self.shapes = [t.shape for pair in zip(weights, biases, strict=True) for t in pair]
+        parts = [t.reshape(-1) for pair in zip(weights, biases, strict=True) for t in pair]
+        self.flat = torch.nn.Parameter(torch.cat(parts))
         # Per-trial rates shaped [layers, K, 1, 1] / [K, 1, 1]: they broadcast over [K, B, width].
         self.register_buffer("rates", rates)
         self.register_buffer("input_rate", input_rate)
@@ -119,22 +119,31 @@ class StackedMLP(torch.nn.Module):
 
     @property
     def num_trials(self) -> int:
-        return self.flat.shape[0]
+        return self.shapes[0][0]
 
     def layers(self) -> list[tuple[Tensor, Tensor]]:
         """(W [K, in, out], b [K, 1, out]) of each Linear: views of `flat`."""
-        views = self.flat.split([math.prod(s) for s in self.shapes], dim=1)
-        tensors = [v.view(-1, *s) for v, s in zip(views, self.shapes, strict=True)]
-        return list(zip(tensors[::2], tensors[1::2], strict=True))
+        return _pairs(_blocks(self.flat, self.shapes))
+
+    def trial_of_each_weight(self) -> Tensor:
+        """Index of the trial owning each element of `flat` (for per-trial optimizer knobs)."""
+        owners = [
+            torch.arange(s[0], device=self.flat.device).repeat_interleave(math.prod(s[1:]))
+            for s in self.shapes
+        ]
+        return torch.cat(owners)
 
     def keep_trials(self, keep: Tensor) -> None:
         """Drop every trial not in `keep` (indices into the current stack)."""
-        self.flat = torch.nn.Parameter(self.flat.detach()[keep])
+        self.flat = torch.nn.Parameter(_keep_rows(self.flat.detach(), self.shapes, keep))
+        self.shapes = [torch.Size((len(keep), *s[1:])) for s in self.shapes]
         self.rates = self.rates[:, keep]
         self.weight_rates = self.weight_rates[:, keep]
         self.input_rate = self.input_rate[keep]
 
-    def export_trial(self, model_cfg: ModelConfig, train_cfg: TrainConfig, k: int):
+    def export_trial(
+        self, model_cfg: ModelConfig, train_cfg: TrainConfig, k: int
+    ) -> DropoutClassifier:
         """Trial k as the `DropoutClassifier` `train_model` returns (eval mode), weights copied."""
         module = DropoutClassifier(model_cfg, train_cfg).to(self.flat.device)
         linears = [m for m in module.net.layers if isinstance(m, torch.nn.Linear)]
@@ -170,14 +179,29 @@ class StackedMLP(torch.nn.Module):
         if v == "gaussian":
             eps = torch.randn(h.shape, generator=self.generator, device=h.device, dtype=h.dtype)
             return h * eps.mul_(torch.sqrt(p / (1.0 - p))).add_(1.0)
-        keep = torch.rand(h.shape, generator=self.generator, device=h.device, dtype=h.dtype) >= p
-        return h * keep / (1.0 - p) if v == "standard" else h * keep
+        u = torch.rand(h.shape, generator=self.generator, device=h.device, dtype=h.dtype)
+        # The mask with its scale folded in: one full-size multiply forward and one backward.
+        scale = 1.0 / (1.0 - p) if v == "standard" else torch.ones_like(p)
+        return h * torch.where(u >= p, scale, 0.0)
 
 
 def _per_layer(rates: Sequence[Sequence[float]]) -> Tensor:
     """[K][layers] rates as a [layers, K, 1, 1] tensor."""
     t = torch.tensor(rates, dtype=torch.float32)
     return t.T.reshape(t.shape[1], t.shape[0], 1, 1).contiguous()
+
+
+def _blocks(flat: Tensor, shapes: Sequence[torch.Size]) -> list[Tensor]:
+    return [v.view(s) for v, s in zip(flat.split([s.numel() for s in shapes]), shapes, strict=True)]
+
+
+def _pairs(tensors: list[Tensor]) -> list[tuple[Tensor, Tensor]]:
+    return list(zip(tensors[::2], tensors[1::2], strict=True))
+
+
+def _keep_rows(flat: Tensor, shapes: Sequence[torch.Size], keep: Tensor) -> Tensor:
+    """`flat` with only the trials in `keep` left in each block."""
+    return torch.cat([b[keep].reshape(-1) for b in _blocks(flat, shapes)])
 
 
 def _initial_linears(cfg: ModelConfig, seed: int) -> list[tuple[Tensor, Tensor]]:
@@ -194,51 +218,52 @@ def _initial_linears(cfg: ModelConfig, seed: int) -> list[tuple[Tensor, Tensor]]
 
 
 class StackedOptimizer:
-    """SGD (momentum), Adam or AdamW over stacked [K, ...] parameters with per-trial lr and wd.
+    """SGD (momentum), Adam or AdamW over a flat parameter shared by K trials, per-trial lr/wd.
 
-    Same update rules as torch.optim's defaults: Adam's weight decay is L2 added to the gradient;
-    AdamW's is decoupled, p ← p·(1 − lr·wd); SGD's momentum buffer is b ← μ·b + g.
+    `owner[j]` is the trial of element j. Same update rules as torch.optim's defaults: Adam's
+    weight decay is L2 added to the gradient; AdamW's is decoupled, p ← p·(1 − lr·wd); SGD's
+    momentum buffer is b ← μ·b + g.
     """
 
-    def __init__(self, kind: str, params: list[Tensor], cfgs: Sequence[TrainConfig]) -> None:
+    def __init__(
+        self, kind: str, param: Tensor, owner: Tensor, cfgs: Sequence[TrainConfig]
+    ) -> None:
         self.kind = kind
-        device = params[0].device
-        self.lr = _per_trial([c.lr for c in cfgs], device)
-        self.wd = _per_trial([c.weight_decay for c in cfgs], device)
-        self.momentum = _per_trial([c.momentum for c in cfgs], device)
+        knobs = [[c.lr, c.weight_decay, c.momentum] for c in cfgs]
+        self.knobs = torch.tensor(knobs, dtype=param.dtype, device=param.device)  # [K, 3]
         self.has_wd = any(c.weight_decay > 0 for c in cfgs)  # a Python bool: no device sync
         self.steps = 0
-        self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+        self.m, self.v = torch.zeros_like(param), torch.zeros_like(param)
+        self._spread(owner)
         self.betas, self.eps = (0.9, 0.999), 1e-8
 
-    def keep_trials(self, keep: Tensor) -> None:
-        self.lr, self.wd, self.momentum = self.lr[keep], self.wd[keep], self.momentum[keep]
-        self.state = [(m[keep], v[keep]) for m, v in self.state]
+    def _spread(self, owner: Tensor) -> None:
+        # Per-element copies of the knobs: one full-size multiply beats K block-wise ones.
+        self.lr, self.wd, self.momentum = self.knobs[owner].T.contiguous()
+
+    def keep_trials(self, keep: Tensor, shapes: Sequence[torch.Size], owner: Tensor) -> None:
+        """Keep the state of trials `keep`; `shapes` are the blocks before, `owner` after."""
+        self.m, self.v = _keep_rows(self.m, shapes, keep), _keep_rows(self.v, shapes, keep)
+        self.knobs = self.knobs[keep]
+        self._spread(owner)
 
     @torch.no_grad()
-    def step(self, params: Sequence[Tensor], grads: Sequence[Tensor]) -> None:
+    def step(self, p: Tensor, g: Tensor) -> None:
         self.steps += 1
+        if self.kind == "adamw":
+            p.mul_(1.0 - self.lr * self.wd)
+        elif self.has_wd:
+            g = g.add(p * self.wd)
+        if self.kind == "sgd":
+            self.m.mul_(self.momentum).add_(g)
+            p.sub_(self.m * self.lr)
+            return
         b1, b2 = self.betas
         bc1, bc2 = 1.0 - b1**self.steps, 1.0 - b2**self.steps
-        for p, g, (m, v) in zip(params, grads, self.state, strict=True):
-            shape = (-1,) + (1,) * (p.dim() - 1)
-            lr, wd = self.lr.view(shape), self.wd.view(shape)
-            if self.kind == "adamw":
-                p.mul_(1.0 - lr * wd)
-            elif self.has_wd:
-                g = g.add(p * wd)
-            if self.kind == "sgd":
-                m.mul_(self.momentum.view(shape)).add_(g)
-                p.sub_(m * lr)
-                continue
-            m.lerp_(g, 1.0 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
-            denom = v.sqrt().div_(math.sqrt(bc2)).add_(self.eps)
-            p.sub_(m.div(denom).mul_(lr / bc1))
-
-
-def _per_trial(values: Sequence[float], device: torch.device) -> Tensor:
-    return torch.tensor(values, dtype=torch.float32, device=device)
+        self.m.lerp_(g, 1.0 - b1)
+        self.v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
+        denom = self.v.sqrt().div_(math.sqrt(bc2)).add_(self.eps)
+        p.sub_(self.m.div(denom).mul_(self.lr).div_(bc1))
 
 
 OnBatchedEpoch = Callable[[int, list[EpochMetrics | None]], Sequence[bool]]
@@ -266,12 +291,14 @@ def train_batched(
     seeds = [t.seed for t in train_cfgs]
     model = StackedMLP.from_configs(model_cfgs, seeds).to(dev)
     model.generator = torch.Generator(device=dev).manual_seed(_mix_seeds(seeds))
-    optimizer = StackedOptimizer(train_cfgs[0].optimizer, list(model.parameters()), train_cfgs)
+    optimizer = StackedOptimizer(
+        train_cfgs[0].optimizer, model.flat, model.trial_of_each_weight(), train_cfgs
+    )
     orders = [torch.Generator(device=dev).manual_seed(s) for s in seeds]
     splits = data.to(dev)
     running = train_cfgs[0].train_metrics == "running"
     batch_size = train_cfgs[0].batch_size
-    param_count = sum(p[0].numel() for p in model.parameters())
+    param_count = model.flat.numel() // len(seeds)
     results = [TrainResult(model, param_count=param_count, device=str(dev)) for _ in seeds]
     active = list(range(len(seeds)))  # trial index of each stack row
     for epoch in range(max(t.epochs for t in train_cfgs)):
@@ -306,8 +333,9 @@ def train_batched(
             break
         if len(keep) < len(active):
             idx = torch.tensor(keep, device=dev)
+            shapes = model.shapes
             model.keep_trials(idx)
-            optimizer.keep_trials(idx)
+            optimizer.keep_trials(idx, shapes, model.trial_of_each_weight())
             active = [active[row] for row in keep]
     return results
 
@@ -328,7 +356,6 @@ def _train_epoch(
     k, n, bs = model.num_trials, len(y), batch_size
     perm = torch.stack([torch.randperm(n, generator=g, device=x.device) for g in orders])
     sums = torch.zeros(2, k, device=x.device)
-    params = list(model.parameters())
     for lo in range(0, n, bs):
         idx = perm[:, lo : lo + bs]
         xb, yb = x[idx], y[idx]
@@ -336,8 +363,8 @@ def _train_epoch(
         losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none")
         losses = losses.view(k, -1).mean(1)
         # Trials share no parameters, so one backward of the sum gives each its own gradient.
-        grads = torch.autograd.grad(losses.sum(), params)
-        optimizer.step(params, grads)
+        (grad,) = torch.autograd.grad(losses.sum(), model.flat)
+        optimizer.step(model.flat, grad)
         if running:
             with torch.no_grad():
                 sums[0] += losses * idx.shape[1]

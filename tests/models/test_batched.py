@@ -114,12 +114,13 @@ def test_stacked_optimizer_matches_torch_optim_per_trial():
             torch_cls([p], lr=lr, weight_decay=wd, **extra)
             for p, lr, wd in zip(singles, lrs, wds, strict=True)
         ]
+        owner = torch.arange(3).repeat_interleave(20)  # flat layout: trial k owns row k
         ours = StackedOptimizer(
-            kind, [stacked], [c.model_copy(update={"optimizer": kind}) for c in cfgs]
+            kind, stacked.view(-1), owner, [c.model_copy(update={"optimizer": kind}) for c in cfgs]
         )
         for _ in range(5):
             grad = torch.randn(3, 5, 4, generator=gen)
-            ours.step([stacked], [grad])
+            ours.step(stacked.view(-1), grad.view(-1))
             for k, (p, opt) in enumerate(zip(singles, opts, strict=True)):
                 p.grad = grad[k].clone()
                 opt.step()
