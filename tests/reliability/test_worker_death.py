@@ -1,0 +1,211 @@
+"""Issue 9 item 1: a worker that dies, freezes or loses the database costs no trial.
+
+Real `studyd worker` processes on a SQLite file (heartbeat 0.5 s, grace 3 s, reaper every 0.5 s):
+- SIGKILL mid-trial: the trial is FAIL within heartbeat + grace + reaper period (plus slack for a
+  loaded CI machine), retried once with the same params and `retry_of` lineage, the study
+  reaches its target, nothing is left RUNNING.
+- SIGSTOP past the grace period, then SIGCONT: the zombie's late result never lands (its trial
+  stays FAIL without a value), no duplicate trial, and the zombie exits.
+- Heartbeats that keep failing (its PostgreSQL stopped): the worker stops itself after the grace.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import FrozenTrial, TrialState
+from reliability_harness import start_worker, stop_process, wait_for
+
+from storage import queue
+from storage.engine import make_engine
+from storage.migrate import upgrade
+from storage.optuna_storage import make_optuna_storage
+from studyd.service import submit_spec
+
+pytestmark = pytest.mark.slow
+
+HEARTBEAT_S, GRACE_S, REAPER_S = 0.5, 3.0, 0.5
+# Two busy cores run 2+ Python processes and pytest: allow this much over the ideal bound.
+SLACK_S = 6.0
+
+
+def long_trial_spec(name: str) -> dict:
+    """One trial of a few seconds (many tiny epochs), so it can be caught mid-way."""
+    return {
+        "name": name,
+        "dataset": {"name": "digits", "train_subset": 200},
+        "model": {"depth": 1, "width": [8, 16]},
+        "dropout": {"variants": ["standard"], "placements": ["hidden"], "rate": [0.1, 0.5]},
+        "training": {"epochs": 150, "batch_size": 64},
+        "search": {"n_trials": 1, "sampler": "random", "pruner": "none"},
+    }
+
+
+@dataclass
+class Fleet:
+    url: str
+    engine: object
+    storage: object
+    workers: list[subprocess.Popen[bytes]]
+    logs: list[Path]
+
+    def registered(self) -> bool:
+        pids = {w.pid for w in queue.list_workers(self.engine)}
+        return all(p.pid in pids for p in self.workers)
+
+    def holder(self) -> tuple[subprocess.Popen[bytes], FrozenTrial] | None:
+        """The worker process holding a RUNNING trial that has reported an epoch, and the trial."""
+        by_pid = {p.pid: p for p in self.workers}
+        for row in queue.list_workers(self.engine):
+            if row.trial_id is None or row.pid not in by_pid:
+                continue
+            trial = self.storage.get_trial(row.trial_id)
+            if trial.state == TrialState.RUNNING and trial.intermediate_values:
+                return by_pid[row.pid], trial
+        return None
+
+    def log(self, process: subprocess.Popen[bytes]) -> str:
+        return self.logs[self.workers.index(process)].read_text(errors="replace")
+
+
+@pytest.fixture
+def fleet(tmp_path) -> Iterator[Fleet]:
+    """Two idle, registered workers on a fresh SQLite file (a study is submitted afterwards)."""
+    url = f"sqlite:///{tmp_path / 'studyd.db'}"
+    upgrade(url)
+    logs = [tmp_path / f"worker-{i}.log" for i in range(2)]
+    periods = {"heartbeat": HEARTBEAT_S, "grace": GRACE_S, "reaper_period": REAPER_S}
+    workers = [start_worker(url, log, **periods) for log in logs]
+    f = Fleet(url, make_engine(url), make_optuna_storage(url), workers, logs)
+    try:
+        wait_for(f.registered, 120, what="both workers to register")
+        yield f
+    finally:
+        for w in workers:
+            stop_process(w)
+
+
+def submit(fleet: Fleet, name: str):
+    return submit_spec(fleet.engine, fleet.storage, long_trial_spec(name))
+
+
+def wait_done(fleet: Fleet, study_id: int) -> None:
+    wait_for(
+        lambda: queue.get_study(fleet.engine, study_id).state == "done",
+        120,
+        every=0.2,
+        what="the study to be done",
+    )
+
+
+def trials_of(fleet: Fleet, record) -> list[FrozenTrial]:
+    return optuna.load_study(study_name=record.optuna_name, storage=fleet.storage).trials
+
+
+def test_sigkill_mid_trial_fails_it_in_time_and_retries_it_once(fleet, figure):
+    record = submit(fleet, "sigkill")
+    victim, trial = wait_for(fleet.holder, 60, every=0.05, what="a trial mid-way")
+    victim.send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    victim.wait(10)
+    wait_for(
+        lambda: fleet.storage.get_trial(trial._trial_id).state == TrialState.FAIL,
+        HEARTBEAT_S + GRACE_S + REAPER_S + SLACK_S + 30,
+        every=0.05,
+        what="the killed trial to be FAIL",
+    )
+    time_to_fail = time.monotonic() - killed_at
+    wait_done(fleet, record.id)
+    time_to_target = time.monotonic() - killed_at
+    trials = trials_of(fleet, record)
+    states = Counter(t.state for t in trials)
+    retries = [t for t in trials if t.user_attrs.get("retry_of") == trial.number]
+    final = queue.get_study(fleet.engine, record.id)
+    figure(
+        time_to_fail_s=round(time_to_fail, 2),
+        bound_s=HEARTBEAT_S + GRACE_S + REAPER_S,
+        time_to_target_s=round(time_to_target, 1),
+        retries=len(retries),
+        trials_lost=final.target_trials - states[TrialState.COMPLETE],
+        states={s.name: n for s, n in states.items()},
+    )
+    assert time_to_fail <= HEARTBEAT_S + GRACE_S + REAPER_S + SLACK_S, time_to_fail
+    assert len(retries) == 1, [(t.number, t.user_attrs) for t in trials]
+    assert retries[0].params == trial.params
+    assert retries[0].state == TrialState.COMPLETE
+    assert final.finished == final.target_trials == states[TrialState.COMPLETE] == 1
+    assert states[TrialState.RUNNING] == states[TrialState.WAITING] == 0
+
+
+def test_sigstopped_worker_past_grace_is_a_zombie_whose_result_is_dropped(fleet, figure):
+    record = submit(fleet, "sigstop")
+    zombie, trial = wait_for(fleet.holder, 60, every=0.05, what="a trial mid-way")
+    zombie.send_signal(signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    try:
+        wait_for(
+            lambda: (
+                fleet.storage.get_trial(trial._trial_id).state == TrialState.FAIL
+                and zombie.pid not in {w.pid for w in queue.list_workers(fleet.engine)}
+            ),
+            HEARTBEAT_S + GRACE_S + REAPER_S + SLACK_S + 30,
+            every=0.05,
+            what="the frozen worker to be reaped",
+        )
+        reaped_after = time.monotonic() - stopped_at
+    finally:
+        zombie.send_signal(signal.SIGCONT)
+    # The zombie wakes up mid-epoch with a trial that is no longer its own: it must notice and
+    # stop without telling (exit 3: "reaped"), whatever it was doing.
+    zombie_rc = zombie.wait(60)
+    wait_done(fleet, record.id)
+    trials = trials_of(fleet, record)
+    failed = fleet.storage.get_trial(trial._trial_id)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    final = queue.get_study(fleet.engine, record.id)
+    figure(
+        reaped_after_s=round(reaped_after, 2),
+        zombie_exit_code=zombie_rc,
+        zombie_trial_state=failed.state.name,
+        duplicates=len(complete) - final.target_trials,
+        trials=len(trials),
+    )
+    assert failed.state == TrialState.FAIL and failed.values is None
+    assert len(complete) == final.finished == final.target_trials == 1
+    assert complete[0].user_attrs.get("retry_of") == trial.number
+    assert zombie_rc == 3, fleet.log(zombie)[-3000:]
+    assert "Traceback" not in fleet.log(zombie)
+
+
+@pytest.mark.postgres
+def test_worker_whose_heartbeats_keep_failing_stops_itself(private_postgres, tmp_path, figure):
+    url = private_postgres.create_database()
+    upgrade(url)
+    log = tmp_path / "worker.log"
+    worker = start_worker(url, log, heartbeat=HEARTBEAT_S, grace=GRACE_S, reaper_period=REAPER_S)
+    engine = make_engine(url)
+    try:
+        wait_for(lambda: queue.list_workers(engine), 120, what="the worker to register")
+        engine.dispose()
+        private_postgres.stop()
+        lost_at = time.monotonic()
+        try:
+            rc = worker.wait(GRACE_S + HEARTBEAT_S + SLACK_S + 30)
+        finally:
+            private_postgres.start()
+        stopped_after = time.monotonic() - lost_at
+    finally:
+        stop_process(worker)
+    figure(stopped_after_s=round(stopped_after, 2), grace_s=GRACE_S, exit_code=rc)
+    text = log.read_text(errors="replace")
+    assert rc == 3, text[-3000:]
+    assert "heartbeats failed" in text, text[-3000:]
+    assert stopped_after <= GRACE_S + HEARTBEAT_S + SLACK_S, stopped_after
