@@ -319,7 +319,9 @@ class Worker:
                     trial.report(value, step=m.epoch)
             if self._stopping():
                 return True
-            if can_prune and trial.should_prune():
+            # After the last epoch there is nothing left to save: the trial is complete.
+            last = m.epoch + 1 >= train_cfg.epochs
+            if can_prune and not last and trial.should_prune():
                 pruned = True
                 return True
             return False
