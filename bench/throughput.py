@@ -245,7 +245,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ways", default="abc", help="which of a, b, c to run")
     parser.add_argument("--batch-k", type=int, nargs="*", default=[1, 8])
     parser.add_argument("--batch-trials", type=int, default=16)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads:
+        # On an oversubscribed CPU, torch's OpenMP threads spin at barriers and a run can slow
+        # tenfold; one thread per process measures the arithmetic, not the scheduler.
+        torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for logger_name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(logger_name).setLevel(logging.ERROR)
