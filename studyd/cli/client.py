@@ -458,12 +458,18 @@ def run_demo(
                     f"\ndemo finished in {minutes:.1f} minutes (study {final.get('state')})", "bold"
                 )
             )
-            out.print(f"report:    {report.index}")
+            out.print(f"report:    {report.index}", soft_wrap=True)
             if keep_serving:
-                out.print(f"API:       {server.url}/docs")
-                out.print(f"dashboard: {server.url}/dashboard/   (Ctrl-C stops the server)")
+                out.print(f"API:       {server.url}/docs", soft_wrap=True)
+                out.print(
+                    f"dashboard: {server.url}/dashboard/   (Ctrl-C stops the server)",
+                    soft_wrap=True,
+                )
             else:
-                out.print(f"dashboard: studyd dashboard --database-url {server.database_url}")
+                out.print(
+                    f"dashboard: studyd dashboard --database-url {server.database_url}",
+                    soft_wrap=True,
+                )
             if final.get("state") != "done":
                 _exit_for_final_state(final, quiet=False)
     except demo.DemoError as exc:
