@@ -14,11 +14,12 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 import torch
@@ -36,7 +37,10 @@ from studyd.search import build_pruner, build_sampler, suggest_config
 from studyd.spec import SpecError, StudySpec, validate_spec
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
+# Database trouble: the queue's SQL, or Optuna's storage (which wraps SQLAlchemy's errors).
+DB_ERRORS = (SQLAlchemyError, optuna.exceptions.StorageInternalError)
 # A study whose Optuna study is still missing this long after submit was never fully created.
 MISSING_STUDY_SECONDS = 60.0
 
@@ -134,7 +138,7 @@ class Worker:
                         return
                     self._stop.wait(opts.poll)
                     continue
-            except SQLAlchemyError:
+            except DB_ERRORS:
                 logger.exception("claiming a slot failed: retrying")
                 self._stop.wait(max(opts.poll, 1.0))
                 continue
@@ -143,24 +147,20 @@ class Worker:
             except WorkerGone:
                 logger.error("worker %s was reaped mid-slot: stopping", self.worker_id)
                 self._gone.set()
-            except SQLAlchemyError:
+            except DB_ERRORS:
                 logger.exception("study %s: the database failed mid-slot", record.id)
                 self._give_back_after_error(record)
 
     def _give_back_after_error(self, record: StudyRecord) -> None:
-        """Release a slot whose trial is in an unknown state, retrying while the grace lasts.
+        """Release a slot whose trial is in an unknown state (retried through the grace period).
 
         Its trial, if RUNNING, is then held by no worker and the reaper fails it (and retries it).
         """
-        deadline = time.monotonic() + self.options.grace
-        while not self._gone.is_set() and time.monotonic() < deadline:
-            try:
-                self._release(record)
-                return
-            except SQLAlchemyError:
-                self._stop.wait(1.0)
-        logger.error("could not give back the slot of study %s: stopping", record.id)
-        self._gone.set()
+        try:
+            self._release(record)
+        except DB_ERRORS:
+            logger.error("could not give back the slot of study %s: stopping", record.id)
+            self._gone.set()
 
     @property
     def gone(self) -> bool:
@@ -284,6 +284,8 @@ class Worker:
             # The reaper failed this trial (we looked dead) and settled its slot: drop it.
             logger.warning("trial %s was failed by the reaper: result dropped", trial.number)
             return
+        except DB_ERRORS:
+            raise  # the database, not the spec: the loop gives the slot back
         except Exception as exc:  # noqa: BLE001 - the spec cannot train: fail the study, readably
             message = f"trial {trial.number} could not train: {type(exc).__name__}: {exc}"
             logger.exception("study %s: %s", record.id, message)
@@ -291,7 +293,7 @@ class Worker:
             self._fail_study(record, message)
             return
         try:
-            _set_attrs(trial, result_attrs(result))
+            self._patiently("recording the result", lambda: _set_attrs(trial, result_attrs(result)))
         except optuna.exceptions.UpdateFinishedTrialError:
             logger.warning("trial %s was failed by the reaper: result dropped", trial.number)
             return
@@ -313,17 +315,20 @@ class Worker:
 
         def on_epoch(m: EpochMetrics) -> bool:
             nonlocal pruned
-            if not spec.search.objectives:
-                value = getattr(m, metric)
-                if math.isfinite(value):
-                    trial.report(value, step=m.epoch)
             if self._stopping():
                 return True
             # After the last epoch there is nothing left to save: the trial is complete.
             last = m.epoch + 1 >= train_cfg.epochs
-            if can_prune and not last and trial.should_prune():
-                pruned = True
-                return True
+            value = getattr(m, metric)
+            try:
+                if not spec.search.objectives and math.isfinite(value):
+                    trial.report(value, step=m.epoch)
+                if can_prune and not last and trial.should_prune():
+                    pruned = True
+                    return True
+            except DB_ERRORS:
+                # A lost report costs one point of the curve; the training goes on.
+                logger.warning("trial %s: epoch %s could not be reported", trial.number, m.epoch)
             return False
 
         result = train_model(model_cfg, train_cfg, data, device=self.device, on_epoch=on_epoch)
@@ -333,10 +338,17 @@ class Worker:
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, **kwargs: Any) -> FrozenTrial | None:
         """Tell once; None when the reaper already failed the trial (a late result is dropped)."""
+        return self._patiently("telling the trial", lambda: self._tell_once(study, trial, **kwargs))
+
+    def _tell_once(
+        self, study: optuna.Study, trial: optuna.Trial, **kwargs: Any
+    ) -> FrozenTrial | None:
         if self._gone.is_set():
             return None
         current = self.storage.get_trial(trial._trial_id)
         if current.state.is_finished():
+            if current.state == kwargs.get("state", TrialState.COMPLETE):
+                return current  # our own tell landed before its reply was lost
             logger.warning("trial %s was already %s: result dropped", trial.number, current.state)
             return None
         try:
@@ -345,11 +357,26 @@ class Worker:
             logger.warning("trial %s could not be told (%s): result dropped", trial.number, exc)
             return None
 
+    def _patiently(self, what: str, call: Callable[[], T]) -> T:
+        """`call()`, retried through a database outage for up to the grace period."""
+        deadline = time.monotonic() + self.options.grace
+        while True:
+            try:
+                return call()
+            except DB_ERRORS:
+                if self._gone.is_set() or time.monotonic() >= deadline:
+                    raise
+                logger.warning("%s failed (database unreachable?): retrying", what)
+                time.sleep(1.0)
+
     def _settle(self, record: StudyRecord, served: _Served, told: FrozenTrial | None) -> None:
         if told is None:
             return  # the reaper failed the trial and settled its slot
         try:
-            after = queue.finish_trial_slot(self.engine, record.id, worker_id=self.worker_id)
+            after = self._patiently(
+                "settling the slot",
+                lambda: queue.finish_trial_slot(self.engine, record.id, worker_id=self.worker_id),
+            )
         except WorkerGone:
             logger.warning("slot of study %s was settled by the reaper", record.id)
             self._gone.set()
@@ -370,7 +397,10 @@ class Worker:
 
     def _release(self, record: StudyRecord) -> None:
         try:
-            queue.release_trial_slot(self.engine, record.id, worker_id=self.worker_id)
+            self._patiently(
+                "giving the slot back",
+                lambda: queue.release_trial_slot(self.engine, record.id, worker_id=self.worker_id),
+            )
         except WorkerGone:
             self._gone.set()
         except IllegalStateChange:
