@@ -209,6 +209,11 @@ def cancel_study(engine: Engine, study_id: int) -> StudyRecord:
     return _end_study(engine, study_id, "cancelled")
 
 
+def end_study_early(engine: Engine, study_id: int) -> StudyRecord:
+    """queued/running → done before its target (its spec's time budget ran out)."""
+    return _end_study(engine, study_id, "done")
+
+
 def delete_study(engine: Engine, study_id: int, optuna_storage: BaseStorage | None = None) -> None:
     """Delete a study that is not running, and its Optuna study when a storage is given."""
     record = get_study(engine, study_id)
