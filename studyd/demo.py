@@ -122,14 +122,23 @@ def running_server(
     directory: Path, *, port: int | None = None, workers: int = 1, keep_serving: bool = False
 ) -> Iterator[DemoServer]:
     """A demo server for the block; stopped afterwards unless `keep_serving` (then waited on)."""
-    server = start_server(directory, port=port, workers=workers)
+    # SIGTERM (a service manager, `kill`) must stop the server too, not orphan it.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        yield server
-        if keep_serving:
-            with suppress(KeyboardInterrupt):
-                server.process.wait()
+        server = start_server(directory, port=port, workers=workers)
+        try:
+            yield server
+            if keep_serving:
+                with suppress(KeyboardInterrupt):
+                    server.process.wait()
+        finally:
+            stop_server(server)
     finally:
-        stop_server(server)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def submit_bundled(api: StudydClient, spec_path: Path) -> dict:
