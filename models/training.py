@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -150,9 +149,7 @@ def _fit(
     fabric = _fabric_for(target)
     module = DropoutClassifier(model_cfg, train_cfg)
     optimizer = module.configure_optimizers()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*training_step.*")
-        model, optimizer = fabric.setup(module, optimizer)
+    model, optimizer = fabric.setup(module, optimizer)
     splits = data.to(fabric.device)
     shuffle = torch.Generator(device=fabric.device).manual_seed(train_cfg.seed)
     n, bs = len(splits.y_train), train_cfg.batch_size

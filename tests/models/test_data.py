@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from models import data as data_mod
-from models.data import DataError, load_dataset, read_idx, resolve_user_path
+from models import fashion_mnist
+from models.data import DataError, load_dataset, resolve_user_path
+from models.fashion_mnist import read_idx
 
 
 def _blobs(n: int = 300, d: int = 5, classes: int = 3, seed: int = 0):
@@ -184,7 +185,7 @@ def test_fashion_mnist_missing_without_download_says_where_to_put_files(tmp_path
 
 def test_fashion_mnist_download_failure_is_a_clear_data_error(tmp_path, monkeypatch):
     # Port 9 on loopback refuses connections: the offline case without touching the network.
-    monkeypatch.setattr(data_mod, "FASHION_MIRRORS", ("http://127.0.0.1:9/",))
+    monkeypatch.setattr(fashion_mnist, "FASHION_MIRRORS", ("http://127.0.0.1:9/",))
     with pytest.raises(DataError, match="could not be downloaded"):
         load_dataset("fashion-mnist", data_dir=tmp_path)
 
