@@ -254,7 +254,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List studies, newest first."""
         with connect(url, token) as api:
-            page = api.list_studies(state=state, limit=limit, offset=offset)
+            page = api.list_studies(state=state and state.lower(), limit=limit, offset=offset)
         if as_json:
             print_json(page)
         else:
@@ -306,7 +306,9 @@ def register(app: typer.Typer) -> None:
         if sort not in ("value", "number"):
             raise fail(f"--sort must be `value` or `number`, not `{sort}`", EXIT_USAGE)
         with connect(url, token) as api:
-            page = api.trials(study_id, state=state, variant=variant, sort=sort, limit=limit)
+            page = api.trials(
+                study_id, state=state and state.lower(), variant=variant, sort=sort, limit=limit
+            )
         if as_json:
             print_json(page)
         else:
