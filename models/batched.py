@@ -20,11 +20,14 @@ from torch import Tensor
 from models.config import ModelConfig, TrainConfig
 from models.mlp import _dropconnect_rates, _sites, build_mlp
 from models.module import DropoutClassifier
-from models.training import EVAL_CHUNK, EpochMetrics, TrainResult, resolve_device
+from models.training import EpochMetrics, TrainResult, resolve_device
 
 # Variants whose noise is elementwise on activations (or on weights, once per batch), so one
 # stacked tensor op per site serves every trial. The others fall back to unbatched training.
 BATCHABLE_VARIANTS: tuple[str, ...] = ("none", "standard", "vanilla", "gaussian", "dropconnect")
+# Rows of the whole stack evaluated at once: K·rows·width activations must stay in cache (on a
+# 2-core Xeon, 512 rows × 8 trials evaluated 2× faster than 8192 × 8).
+_EVAL_ROWS = 4096
 _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": torch.relu,
     "gelu": F.gelu,
@@ -379,9 +382,10 @@ def _loss_correct_sums(model: StackedMLP, x: Tensor, y: Tensor) -> Tensor:
     model.eval()
     k = model.num_trials
     sums = torch.zeros(2, k, device=x.device)
-    for lo in range(0, len(y), EVAL_CHUNK):
-        logits = model(x[lo : lo + EVAL_CHUNK])
-        target = y[lo : lo + EVAL_CHUNK].expand(k, -1)
+    chunk = max(256, _EVAL_ROWS // k)
+    for lo in range(0, len(y), chunk):
+        logits = model(x[lo : lo + chunk])
+        target = y[lo : lo + chunk].expand(k, -1)
         ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
         sums[0] += ce.view(k, -1).sum(1)
         sums[1] += (logits.argmax(-1) == target).sum(1)
