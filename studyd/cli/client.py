@@ -77,6 +77,14 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def emit(data: Any, as_json: bool, view: Callable[[Any], Any]) -> None:
+    """`--json`: the API's JSON as is; otherwise the human view of it."""
+    if as_json:
+        print_json(data)
+    else:
+        out.print(view(data))
+
+
 def load_spec_file(path: Path) -> dict[str, Any]:
     """Read a YAML/JSON spec and check it locally with `StudySpec` when that is available."""
     import yaml
@@ -255,10 +263,7 @@ def register(app: typer.Typer) -> None:
         """List studies, newest first."""
         with connect(url, token) as api:
             page = api.list_studies(state=state and state.lower(), limit=limit, offset=offset)
-        if as_json:
-            print_json(page)
-        else:
-            out.print(render.studies_table(page.get("items", []), page.get("total")))
+        emit(page, as_json, lambda p: render.studies_table(p.get("items", []), p.get("total")))
 
     @app.command()
     def status(
@@ -270,10 +275,7 @@ def register(app: typer.Typer) -> None:
         """Show a study's state, progress, best trial and error."""
         with connect(url, token) as api:
             study = api.study(study_id)
-        if as_json:
-            print_json(study)
-        else:
-            out.print(render.study_view(study))
+        emit(study, as_json, render.study_view)
 
     @app.command()
     def watch(
@@ -309,10 +311,7 @@ def register(app: typer.Typer) -> None:
             page = api.trials(
                 study_id, state=state and state.lower(), variant=variant, sort=sort, limit=limit
             )
-        if as_json:
-            print_json(page)
-        else:
-            out.print(render.trials_table(page.get("items", []), page.get("total")))
+        emit(page, as_json, lambda p: render.trials_table(p.get("items", []), p.get("total")))
 
     @app.command()
     def summary(
@@ -324,10 +323,7 @@ def register(app: typer.Typer) -> None:
         """Which variant, placement and rate win, importances, best config and test score."""
         with connect(url, token) as api:
             data = api.summary(study_id)
-        if as_json:
-            print_json(data)
-        else:
-            out.print(render.summary_view(data))
+        emit(data, as_json, render.summary_view)
 
     @app.command()
     def cancel(
@@ -339,10 +335,7 @@ def register(app: typer.Typer) -> None:
         """Cancel a queued or running study (running trials finish; no new ones start)."""
         with connect(url, token) as api:
             study = api.cancel(study_id)
-        if as_json:
-            print_json(study)
-        else:
-            out.print(f"study {study_id} {study.get('state', 'cancelled')}")
+        emit(study, as_json, lambda s: f"study {study_id} {s.get('state', 'cancelled')}")
 
     @app.command()
     def delete(
