@@ -36,12 +36,17 @@ def test_generated_requests_get_no_5xx_and_match_the_schema(server: Server, tmp_
         "--max-examples", "25",
         "--seed", "20261125",
         "--workers", "2",
+        # Generation speed is not what is under test; on a loaded CI box Hypothesis' too_slow
+        # health check would error the run.
+        "--suppress-health-check", "all",
+        "--request-timeout", "60",
         "--report", "junit", "--report-dir", str(tmp_path),
         "--no-color",
     ]  # fmt: skip
     run = subprocess.run(command, capture_output=True, text=True, timeout=540)
     output = run.stdout + run.stderr
-    assert run.returncode == 0, output[-6000:] + "\n--- server log ---\n" + server.log()
+    (tmp_path / "schemathesis.log").write_text(output)
+    assert run.returncode == 0, output[-12000:] + "\n--- server log ---\n" + server.log()
     generated = re.search(r"(\d+) generated", output)
     assert generated, output[-3000:]
     print(f"schemathesis: {generated.group(1)} test cases, 0 failures")
