@@ -20,6 +20,8 @@ The machine is shared: every figure is printed with the 1-minute load average ne
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import tempfile
@@ -120,7 +122,8 @@ def run_lightning(spec: StudySpec, data: DatasetSplits, root: Path) -> list[floa
             default_root_dir=root,
             callbacks=[PruningCallback(trial, monitor="val_acc")],
         )
-        trainer.fit(model, train_dataloaders=train, val_dataloaders=val)
+        with contextlib.redirect_stdout(io.StringIO()):  # its model summary, printed per trial
+            trainer.fit(model, train_dataloaders=train, val_dataloaders=val)
         return trainer.callback_metrics["val_acc"].item()
 
     study = _study(spec)
