@@ -27,6 +27,8 @@ from sqlalchemy.orm import Session
 from storage.schema import ACTIVE_STATES, FINAL_STATES, Study, Worker
 
 logger = logging.getLogger(__name__)
+# User attributes an enqueued trial was given that its retry keeps.
+RETRY_KEEPS_ATTRS = ("replicate_of", "replicate_seed", "baseline")
 
 
 class StudyNotFound(LookupError):
@@ -302,15 +304,41 @@ def release_trial_slot(engine: Engine, study_id: int, worker_id: int | None = No
         return _study_record(row)
 
 
-def finish_trial_slot(engine: Engine, study_id: int, worker_id: int | None = None) -> StudyRecord:
-    """Count a finished trial (finished + 1); a running study is `done` at finished ≥ target."""
+def finish_trial_slot(
+    engine: Engine, study_id: int, worker_id: int | None = None, *, hold_at: int | None = None
+) -> StudyRecord:
+    """Count a finished trial (finished + 1); a running study is `done` at finished ≥ target.
+
+    With `hold_at`, a study whose target is still exactly `hold_at` stays running at its target
+    instead: the caller adds trials (seed replicates) with `extend_target`, which ends it.
+    """
     with _transaction(engine) as session:
         row = _locked_study(session, study_id)
         _clear_lease(session, study_id, worker_id)
         if row.finished >= row.claimed:
             raise IllegalStateChange(f"study {study_id} has no claimed slot to finish")
         row.finished += 1
-        if row.state in ACTIVE_STATES and row.finished >= row.target_trials:
+        held = hold_at is not None and row.target_trials == hold_at
+        if row.state in ACTIVE_STATES and row.finished >= row.target_trials and not held:
+            row.state = "done"
+            row.finished_at = _utcnow(session)
+        return _study_record(row)
+
+
+def extend_target(engine: Engine, study_id: int, extra: int) -> StudyRecord:
+    """target + `extra` on a queued/running study; `done` when finished already reaches it.
+
+    The one step that turns a search held at its target (`finish_trial_slot(hold_at=)`) into
+    its replicate phase (extra > 0) or ends it (extra = 0), atomically with respect to claims.
+    """
+    if extra < 0:
+        raise ValueError("extra must be >= 0")
+    with _transaction(engine) as session:
+        row = _locked_study(session, study_id)
+        if row.state not in ACTIVE_STATES:
+            raise IllegalStateChange(f"study {study_id} is {row.state}: its target is final")
+        row.target_trials += extra
+        if row.finished >= row.target_trials:
             row.state = "done"
             row.finished_at = _utcnow(session)
         return _study_record(row)
@@ -446,7 +474,9 @@ def _enqueue_retry(optuna_storage: BaseStorage, optuna_name: str, trial: FrozenT
     if "retry_of" in trial.user_attrs or trial.system_attrs.get("failed_trial") is not None:
         return  # one retry only: a retry that dies again stays failed
     study = optuna.load_study(study_name=optuna_name, storage=optuna_storage)
-    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+    # A seed replicate's retry must train the same seed (the worker reads `replicate_seed`).
+    kept = {k: trial.user_attrs[k] for k in RETRY_KEEPS_ATTRS if k in trial.user_attrs}
+    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, **kept})
 
 
 def _fail_orphan_trials(engine: Engine, optuna_storage: BaseStorage, grace_seconds: float) -> None:
