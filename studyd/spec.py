@@ -41,14 +41,55 @@ MAX_REPEATS = 20
 Sampler = Literal["tpe", "random", "qmc", "gp", "grid"]
 PrunerName = Literal["none", "median", "percentile", "successive_halving", "hyperband"]
 Metric = Literal["val_acc", "val_loss"]
-Objective = Literal["val_acc", "val_loss", "gap", "param_count"]
+Objective = Literal[
+    "val_acc",
+    "val_loss",
+    "gap",
+    "param_count",
+    "val_ece",
+    "val_nll",
+    "train_eval_sym_kl",
+    "ms_per_1k",
+]
 Direction = Literal["maximize", "minimize"]
 OBJECTIVE_DIRECTIONS: dict[str, str] = {
     "val_acc": "maximize",
     "val_loss": "minimize",
     "gap": "minimize",
     "param_count": "minimize",
+    # Regularisation diagnostics (models/diagnostics.py), measured on the validation split.
+    "val_ece": "minimize",
+    "val_nll": "minimize",
+    "train_eval_sym_kl": "minimize",
+    "ms_per_1k": "minimize",
 }
+MAX_TOP_K = 50
+MAX_CONSTRAINTS = 8
+_CONSTRAINT = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
+
+
+def parse_constraint(text: str) -> tuple[str, str, float]:
+    """`"gap <= 0.05"` → ("gap", "<=", 0.05); ValueError naming what to write otherwise."""
+    match = _CONSTRAINT.match(text)
+    metric = match.group(1) if match else None
+    if match is None or metric not in OBJECTIVE_DIRECTIONS:
+        raise ValueError(
+            f"{text!r} is not a constraint; write METRIC <= NUMBER or METRIC >= NUMBER with a "
+            f"metric of {', '.join(OBJECTIVE_DIRECTIONS)}, e.g. 'gap <= 0.05'"
+        )
+    try:
+        bound = float(match.group(3))
+    except ValueError:
+        raise ValueError(f"{text!r}: {match.group(3)!r} is not a number") from None
+    if not math.isfinite(bound):
+        raise ValueError(f"{text!r}: the bound must be a finite number")
+    return metric, match.group(2), bound
+
+
+def constraint_violation(text: str, value: float) -> float:
+    """Optuna's convention: ≤ 0 is feasible (`value − bound` for <=, `bound − value` for >=)."""
+    _, op, bound = parse_constraint(text)
+    return value - bound if op == "<=" else bound - value
 
 
 class SpecError(ValueError):
@@ -374,6 +415,18 @@ class SearchSpec(_Strict):
     metric: Metric = "val_acc"
     direction: Direction | None = None
     objectives: list[Objective] | None = None
+    # Feasibility: `METRIC <= x` / `METRIC >= x`; infeasible trials never count as best and
+    # Optuna's samplers (TPE, NSGA-II, GP) steer away from them (Trial.set_constraint).
+    constraints: list[str] = Field(default_factory=list, max_length=MAX_CONSTRAINTS)
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, raw: list[str]) -> list[str]:
+        out = []
+        for text in raw:
+            metric, op, bound = parse_constraint(text)
+            out.append(f"{metric} {op} {bound:g}")
+        return out
 
     @field_validator("objectives")
     @classmethod
@@ -418,7 +471,10 @@ class StudySpec(_Strict):
     training: TrainingSpace = Field(default_factory=TrainingSpace)
     search: SearchSpec = Field(default_factory=SearchSpec)
     baselines: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_BASELINES)
+    # Seed replicates: when the search reaches n_trials, the `top_k` best distinct canonical
+    # configs, and each variant's best, are trained again with `repeats` more seeds each.
     repeats: int = Field(default=0, ge=0, le=MAX_REPEATS)
+    top_k: int = Field(default=3, ge=1, le=MAX_TOP_K)
 
     @field_validator("name")
     @classmethod
