@@ -6,31 +6,21 @@ stderr and a non-zero exit code (see `ClientError.exit_code`).
 
 from __future__ import annotations
 
-import json
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.text import Text
 
 from studyd.cli import render
+from studyd.cli.output import connect, emit, err, fail, out, print_json
+from studyd.cli.watch import EXIT_FAILED, exit_for_final_state, follow, poll_and_show
 from studyd.client import ClientError, InvalidRequest, StudydClient
 from studyd.settings import Settings
 
 DEFAULT_URL = Settings.model_fields["url"].default
-# Exit codes of `watch` (and `submit --watch`) for a study that ended badly.
-EXIT_FAILED = 1
-EXIT_CANCELLED = 9
 EXIT_USAGE = 2
-# How long `watch` waits after `done` for the best trial's test score to be stored.
-TEST_SCORE_WAIT_S = 30.0
 
 UrlOpt = Annotated[
     str,
@@ -50,39 +40,6 @@ TokenOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON and nothing else.")]
 StudyId = Annotated[int, typer.Argument(help="The study's id (see `studyd list`).")]
-
-# markup off: names, errors and paths from users are printed as they are.
-out = Console(highlight=False, markup=False)
-err = Console(stderr=True, highlight=False, markup=False)
-
-
-def fail(message: str, code: int) -> typer.Exit:
-    """Print one readable line on stderr; the caller raises the returned Exit."""
-    err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
-    return typer.Exit(code)
-
-
-@contextmanager
-def connect(url: str, token: str | None) -> Iterator[StudydClient]:
-    """A client whose errors become one line on stderr and the error's exit code."""
-    try:
-        with StudydClient(url, token) as api:
-            yield api
-    except ClientError as exc:
-        raise fail(exc.message, exc.exit_code) from None
-
-
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-    sys.stdout.flush()
-
-
-def emit(data: Any, as_json: bool, view: Callable[[Any], Any]) -> None:
-    """`--json`: the API's JSON as is; otherwise the human view of it."""
-    if as_json:
-        print_json(data)
-    else:
-        out.print(view(data))
 
 
 def load_spec_file(path: Path) -> dict[str, Any]:
@@ -110,107 +67,6 @@ def load_spec_file(path: Path) -> dict[str, Any]:
     except SpecError as exc:
         raise fail(f"invalid spec {path}: {exc}", InvalidRequest.exit_code) from None
     return data
-
-
-def follow(api: StudydClient, study_id: int, *, as_json: bool, interval: float) -> None:
-    """Poll the study until it ends; exit 0 when done, non-zero when failed or cancelled."""
-    study = poll_and_show(api, study_id, as_json=as_json, interval=interval)
-    _exit_for_final_state(study, quiet=as_json)
-
-
-def poll_and_show(
-    api: StudydClient, study_id: int, *, as_json: bool, interval: float
-) -> dict[str, Any]:
-    """Show progress until the study ends (live bar on a terminal, lines otherwise)."""
-    if as_json:
-        study = _poll_until_end(api, study_id, interval, lambda s: None)
-        print_json(study)
-    elif out.is_terminal:
-        study = _watch_live(api, study_id, interval)
-    else:
-        last: list[Any] = [None]
-
-        def show(study: dict[str, Any]) -> None:
-            # Logs and pipes get a line per change of progress, not per poll (the ETA ticks).
-            best = render.best_of(study) or {}
-            key = (study.get("state"), render.finished_of(study), render.running_of(study))
-            key += (best.get("number"),)
-            if key != last[0]:
-                out.print(f"[{study.get('state')}] {render.progress_line(study)}", soft_wrap=True)
-                last[0] = key
-
-        study = _poll_until_end(api, study_id, interval, show)
-    return study
-
-
-def _poll_until_end(
-    api: StudydClient, study_id: int, interval: float, show: Callable[[dict[str, Any]], None]
-) -> dict[str, Any]:
-    while True:
-        study = api.study(study_id)
-        show(study)
-        if study.get("state") in ("done", "failed", "cancelled"):
-            return _with_test_score(api, study, interval)
-        time.sleep(interval)
-
-
-def _with_test_score(api: StudydClient, study: dict[str, Any], interval: float) -> dict[str, Any]:
-    """A study turns `done` just before its best trial is scored on the test split: wait a bit."""
-    deadline = time.monotonic() + TEST_SCORE_WAIT_S
-    while study.get("state") == "done" and study.get("test_score") is None:
-        if time.monotonic() > deadline:
-            break
-        time.sleep(min(interval, 1.0))
-        study = api.study(study["id"])
-    return study
-
-
-def _watch_live(api: StudydClient, study_id: int, interval: float) -> dict[str, Any]:
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("· {task.fields[running]} running · best {task.fields[best]}"),
-        TextColumn("· ETA {task.fields[eta]}"),
-        console=out,
-    )
-    task = progress.add_task("", total=None, running=0, best="—", eta="—")
-    with Live(progress, console=out, refresh_per_second=8, transient=False):
-
-        def show(study: dict[str, Any]) -> None:
-            best = render.best_of(study)
-            progress.update(
-                task,
-                description=f"study {study_id} ({study.get('state')})",
-                total=study.get("target_trials") or None,
-                completed=render.finished_of(study),
-                running=render.running_of(study),
-                best=f"{render.fmt_value(best.get('value'))} (#{best.get('number')})"
-                if best
-                else "—",
-                eta=render.fmt_duration(render.eta_seconds(study)),
-            )
-
-        return _poll_until_end(api, study_id, interval, show)
-
-
-def _exit_for_final_state(study: dict[str, Any], *, quiet: bool) -> None:
-    state = study.get("state")
-    if state == "done":
-        if not quiet:
-            score = study.get("test_score")
-            tail = f" · test score {render.fmt_value(score)}" if score is not None else ""
-            out.print(
-                f"study {study.get('id')} is done: {render.progress_line(study)}{tail}",
-                soft_wrap=True,
-            )
-        return
-    detail = f": {study['error']}" if study.get("error") else ""
-    raise fail(
-        f"study {study.get('id')} {state}{detail}",
-        EXIT_CANCELLED if state == "cancelled" else EXIT_FAILED,
-    )
 
 
 def register(app: typer.Typer) -> None:
@@ -466,7 +322,7 @@ def run_demo(
                     soft_wrap=True,
                 )
             if final.get("state") != "done":
-                _exit_for_final_state(final, quiet=False)
+                exit_for_final_state(final, quiet=False)
     except demo.DemoError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
     except ClientError as exc:
