@@ -216,7 +216,21 @@ class Worker:
             self._release(record)
             self._stop.wait(self.options.poll)
             return
+        if _out_of_time(record, served.spec):
+            self._end_early(record, served)
+            return
         self._run_trial(record, served)
+
+    def _end_early(self, record: StudyRecord, served: _Served) -> None:
+        """The spec's `search.timeout` ran out: no new trial; the study is done as it stands."""
+        self._release(record)
+        self._served.pop(record.id, None)
+        try:
+            ended = queue.end_study_early(self.engine, record.id)
+        except (IllegalStateChange, StudyNotFound):
+            return  # another worker ended it first (and scores it)
+        logger.info("study %s: time budget spent after %s trials", record.id, ended.finished)
+        self.evaluate_best_on_test(ended, served)
 
     def _prepare(self, record: StudyRecord) -> _Served | None:
         """Spec, data and Optuna study of `record` (cached); None when not ready yet."""
@@ -382,7 +396,8 @@ class Worker:
             self._gone.set()
             return
         self.trials_run += 1
-        if after.state == "done":
+        # Only the finish that reached the target scores the study (one test run per study).
+        if after.state == "done" and after.finished == after.target_trials:
             self._served.pop(record.id, None)
             self.evaluate_best_on_test(after, served)
 
@@ -437,6 +452,14 @@ class Worker:
         study.set_user_attr("test_trial", best.number)
         logger.info("study %s: best trial %s scores %.4f on test", record.id, best.number, acc)
         return acc
+
+
+def _out_of_time(record: StudyRecord, spec: StudySpec) -> bool:
+    timeout = spec.search.timeout
+    if timeout is None or record.started_at is None:
+        return False
+    now = datetime.now(UTC).replace(tzinfo=None)  # the queue's timestamps are naive UTC
+    return (now - record.started_at).total_seconds() > timeout
 
 
 class _StudyUnusable(Exception):
