@@ -44,8 +44,6 @@ from models.training import resolve_device, train_model
 from studyd.search import build_sampler, suggest_config
 from studyd.spec import StudySpec, validate_spec
 
-SYNTHETIC_SHAPE = (60000 + 10000, 784)  # train+val+test drawn together, split by the loader
-
 
 def bench_spec(dataset: str, trials: int, epochs: int, batch_size: int) -> StudySpec:
     """One architecture (so trials can share a stack), rate and lr searched, no pruning."""
@@ -223,13 +221,22 @@ def load(name: str, root: Path) -> tuple[str, DatasetSplits]:
     if name == "synthetic":
         path = root / "synthetic.npz"
         if not path.exists():
-            rng = np.random.default_rng(0)
-            x = rng.standard_normal(SYNTHETIC_SHAPE, dtype=np.float32)
-            teacher = rng.standard_normal((SYNTHETIC_SHAPE[1], 10), dtype=np.float32)
-            y = (x @ teacher + 8.0 * rng.standard_normal((len(x), 10))).argmax(1)
-            np.savez(path, x=x, y=y)
+            np.savez(path, **_synthetic_arrays())
         name = f"npz:{path}"
     return name, load_dataset(name, data_dir=root, data_roots=[root], seed=0, download=False)
+
+
+def _synthetic_arrays() -> dict[str, np.ndarray]:
+    """Fashion-MNIST's shape (60000 training rows of 784 features, 10 classes): noisy argmax of
+    a random linear teacher, so a network has something to learn."""
+    rng = np.random.default_rng(0)
+    teacher = rng.standard_normal((784, 10), dtype=np.float32)
+    arrays = {}
+    for split, rows in (("train", 60000), ("val", 5000), ("test", 5000)):
+        x = rng.standard_normal((rows, 784), dtype=np.float32)
+        arrays[f"x_{split}"] = x
+        arrays[f"y_{split}"] = (x @ teacher + 8.0 * rng.standard_normal((rows, 10))).argmax(1)
+    return arrays
 
 
 def timed(fn, *args) -> tuple[Any, float, str]:
@@ -240,7 +247,7 @@ def timed(fn, *args) -> tuple[Any, float, str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=["mnist1d", "digits", "synthetic"])
+    parser.add_argument("--datasets", nargs="*", default=["mnist1d", "digits", "synthetic"])
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
