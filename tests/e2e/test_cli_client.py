@@ -143,3 +143,14 @@ def test_server_422_is_one_line_naming_the_field(server, tmp_path):
     result = studyd("submit", str(spec), url=server.url)
     assert result.returncode == 7
     assert "dataset.name" in one_line_error(result)
+
+
+def test_report_of_a_study_without_trials_writes_a_page_without_plots(server, spec_file, tmp_path):
+    study = submit(server, spec_file)
+    out = tmp_path / "report"
+    written = parsed(
+        studyd("report", str(study["id"]), "--out", str(out), "--json", url=server.url)
+    )
+    page = Path(written["index"]).read_text()
+    assert "<img" not in page and "cli-tiny" in page
+    assert [Path(f).name for f in written["files"]] == ["index.html"]
