@@ -1,4 +1,4 @@
-"""A real `studyd serve --no-workers` process per backend for each API test module."""
+"""A real `studyd serve --no-workers` process per backend for the API tests."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from api_harness import Server, postgres_database, start_server
 
 
 @pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+    scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
 def server(request, tmp_path_factory) -> Iterator[Server]:
-    """One API-only server per backend for a test module; tests make their own studies."""
+    """One API-only server per backend for the session; tests make their own studies."""
     tmp = tmp_path_factory.mktemp("api")
     if request.param == "sqlite":
         srv = start_server(f"sqlite:///{tmp / 'studyd.db'}", tmp)
