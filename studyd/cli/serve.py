@@ -49,17 +49,17 @@ def serve(
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Run the REST API and N embedded workers; upgrades the database schema first."""
+    """Run the REST API and N embedded workers; brings the database schema up to date first."""
     import uvicorn
 
     from api.app import create_app
-    from storage.migrate import upgrade
+    from storage.migrate import ensure_schema
     from studyd.settings import Settings
 
     overrides = {"database_url": database_url, "host": host, "port": port}
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     try:
-        upgrade(settings.database_url)
+        ensure_schema(settings.database_url)
     except Exception as exc:  # noqa: BLE001 - any failure here is one line for the user
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         typer.echo(f"cannot prepare the database at {settings.database_url}: {first}", err=True)
