@@ -297,7 +297,11 @@ class ModelSpace(_Strict):
     @field_validator("activation")
     @classmethod
     def _activations(cls, raw: Any) -> Any:
-        return raw if isinstance(raw, str) else _choice_list(raw, ("relu", "gelu", "tanh"), "x")
+        return (
+            raw
+            if isinstance(raw, str)
+            else _choice_list(raw, ("relu", "gelu", "tanh"), "activation")
+        )
 
 
 def _placement_parts(placement: str) -> list[str]:
@@ -376,7 +380,11 @@ class TrainingSpace(_Strict):
     @field_validator("optimizer")
     @classmethod
     def _optimizers(cls, raw: Any) -> Any:
-        return raw if isinstance(raw, str) else _choice_list(raw, ("sgd", "adam", "adamw"), "x")
+        return (
+            raw
+            if isinstance(raw, str)
+            else _choice_list(raw, ("sgd", "adam", "adamw"), "optimizer")
+        )
 
     @model_validator(mode="after")
     def _log_ranges(self) -> TrainingSpace:
