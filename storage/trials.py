@@ -220,50 +220,60 @@ def _rows(
     ]
 
 
-def study_trial_stats(engine: Engine, optuna_name: str) -> StudyTrialStats:
-    """Trial counts by state (GROUP BY), the study's direction and first/last trial times."""
-    counts = dict.fromkeys(TRIAL_STATES, 0)
+def study_progress(engine: Engine, optuna_name: str) -> tuple[StudyTrialStats, TrialRow | None]:
+    """Counts by state, direction, trial timings and the best trial, in one transaction."""
     with engine.connect() as conn:
         study_id = _optuna_study_id(conn, optuna_name)
         if study_id is None:
-            return StudyTrialStats(counts, "maximize", None, None)
-        query = (
-            sa.select(
-                _trials.c.state,
-                sa.func.count(),
-                sa.func.min(_trials.c.datetime_start),
-                sa.func.max(_trials.c.datetime_complete),
-            )
-            .where(_trials.c.study_id == study_id)
-            .group_by(_trials.c.state)
-        )
-        starts, completes = [], []
-        for state, n, first, last in conn.execute(query):
-            counts[_state_name(state)] = n
-            starts += [first] if first is not None else []
-            completes += [last] if last is not None else []
-        return StudyTrialStats(
-            counts,
-            _direction(conn, study_id),
-            _utc(min(starts, default=None)),
-            _utc(max(completes, default=None)),
-        )
+            return StudyTrialStats(dict.fromkeys(TRIAL_STATES, 0), "maximize", None, None), None
+        stats = _stats(conn, study_id)
+        return stats, _best(conn, study_id, stats.direction)
+
+
+def study_trial_stats(engine: Engine, optuna_name: str) -> StudyTrialStats:
+    """Trial counts by state (GROUP BY), the study's direction and first/last trial times."""
+    return study_progress(engine, optuna_name)[0]
 
 
 def best_trial(engine: Engine, optuna_name: str) -> TrialRow | None:
     """The best complete trial so far (ORDER BY value LIMIT 1), or None."""
-    with engine.connect() as conn:
-        study_id = _optuna_study_id(conn, optuna_name)
-        if study_id is None:
-            return None
-        query = (
-            _trial_query(study_id)
-            .where(_text(_trials.c.state) == "COMPLETE", _values.c.trial_id.is_not(None))
-            .order_by(*_value_order(_direction(conn, study_id), None))
-            .limit(1)
+    return study_progress(engine, optuna_name)[1]
+
+
+def _stats(conn: Connection, study_id: int) -> StudyTrialStats:
+    counts = dict.fromkeys(TRIAL_STATES, 0)
+    query = (
+        sa.select(
+            _trials.c.state,
+            sa.func.count(),
+            sa.func.min(_trials.c.datetime_start),
+            sa.func.max(_trials.c.datetime_complete),
         )
-        rows = _rows(conn, conn.execute(query), None)
-        return rows[0] if rows else None
+        .where(_trials.c.study_id == study_id)
+        .group_by(_trials.c.state)
+    )
+    starts, completes = [], []
+    for state, n, first, last in conn.execute(query):
+        counts[_state_name(state)] = n
+        starts += [first] if first is not None else []
+        completes += [last] if last is not None else []
+    return StudyTrialStats(
+        counts,
+        _direction(conn, study_id),
+        _utc(min(starts, default=None)),
+        _utc(max(completes, default=None)),
+    )
+
+
+def _best(conn: Connection, study_id: int, direction: str) -> TrialRow | None:
+    query = (
+        _trial_query(study_id)
+        .where(_text(_trials.c.state) == "COMPLETE", _values.c.trial_id.is_not(None))
+        .order_by(*_value_order(direction, None))
+        .limit(1)
+    )
+    rows = _rows(conn, conn.execute(query), None)
+    return rows[0] if rows else None
 
 
 def list_trials(

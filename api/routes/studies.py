@@ -59,8 +59,7 @@ def load_study(ctx: AppContext, study_id: int) -> queue.StudyRecord:
 
 
 def detail(ctx: AppContext, record: queue.StudyRecord) -> StudyDetail:
-    stats = trials.study_trial_stats(ctx.engine, record.optuna_name)
-    best = trials.best_trial(ctx.engine, record.optuna_name)
+    stats, best = trials.study_progress(ctx.engine, record.optuna_name)
     return study_detail(record, stats, best)
 
 

@@ -88,12 +88,11 @@ def _importances(
 def study_summary(study_id: StudyId, ctx: Annotated[AppContext, Depends(context)]) -> Summary:
     """Per-variant and per-placement best and median, importances, best config, test score."""
     record = queue.get_study(ctx.engine, study_id)
-    stats = trials.study_trial_stats(ctx.engine, record.optuna_name)
+    stats, best = trials.study_progress(ctx.engine, record.optuna_name)
     values = trials.complete_values(ctx.engine, record.optuna_name)
     variants = _groups(values, lambda v: v.variant, stats.direction)
     placements = _groups(values, lambda v: v.placement, stats.direction)
     importances, note = _importances(ctx, record, stats.direction, len(values))
-    best = trials.best_trial(ctx.engine, record.optuna_name)
     attrs: dict[str, Any] = best.user_attrs if best is not None else {}
     return Summary(
         study_id=record.id,
