@@ -10,6 +10,32 @@ from optuna.trial import FrozenTrial, TrialState
 
 from models.config import ModelConfig, TrainConfig
 from models.training import TrainResult
+from studyd.canonical import config_key
+from studyd.spec import constraint_violation, parse_constraint
+
+# Diagnostics also stored as top-level user attributes (objectives, constraints, CSV columns).
+FLAT_DIAGNOSTICS: tuple[str, ...] = (
+    "val_ece",
+    "val_nll",
+    "mc_acc",
+    "mc_ece",
+    "train_eval_sym_kl",
+    "ms_per_1k",
+)
+# A reused trial copies these from the finished trial of the same run (same canonical config
+# and seed); what it trained, where and when stays its own.
+REUSED_ATTRS: tuple[str, ...] = (
+    "curve",
+    "train_acc",
+    "val_acc",
+    "train_loss",
+    "val_loss",
+    "gap",
+    "param_count",
+    "epoch_seconds",
+    "diagnostics",
+    *FLAT_DIAGNOSTICS,
+)
 
 
 def placement_name(model_cfg: ModelConfig) -> str:
@@ -27,6 +53,9 @@ def config_attrs(
         "variant": model_cfg.variant,
         "placement": placement_name(model_cfg),
         "dataset": dataset,
+        # Same configuration (seed replicates pooled) / same run (a finished one is reused).
+        "config_key": config_key(model_cfg, train_cfg, with_seed=False),
+        "run_key": config_key(model_cfg, train_cfg, with_seed=True),
         **where,
     }
 
@@ -47,22 +76,50 @@ def result_attrs(result: TrainResult) -> dict[str, Any]:
     }
 
 
-def objective_values(objectives: list[str], result: TrainResult) -> list[float] | None:
-    """The trial's values in the spec's objective order; None if any is not finite."""
-    final = result.final
-    named = {
-        "val_acc": final.val_acc,
-        "val_loss": final.val_loss,
-        "gap": final.train_acc - final.val_acc,
-        "param_count": float(result.param_count),
-    }
-    values = [named[o] for o in objectives]
+def _finite_or_none(value: Any) -> Any:
+    # JSON has no NaN/inf (the API could not serve them): a diverged net's metric is null.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def diagnostic_attrs(diagnostics: dict[str, Any]) -> dict[str, Any]:
+    """`diagnostics` (the whole dict) plus its FLAT_DIAGNOSTICS as top-level attributes."""
+    clean = {k: _finite_or_none(v) for k, v in diagnostics.items()}
+    return {"diagnostics": clean, **{k: clean.get(k) for k in FLAT_DIAGNOSTICS}}
+
+
+def _metric(attrs: dict[str, Any], name: str) -> float:
+    value = attrs.get(name)
+    return float("nan") if value is None else float(value)
+
+
+def objective_values(objectives: list[str], attrs: dict[str, Any]) -> list[float] | None:
+    """The trial's values in the spec's objective order, read from its recorded attributes
+    (`result_attrs` + `diagnostic_attrs`); None if any is missing or not finite."""
+    values = [_metric(attrs, o) for o in objectives]
     return values if all(math.isfinite(v) for v in values) else None
 
 
+def constraint_values(constraints: list[str], attrs: dict[str, Any]) -> dict[str, float]:
+    """Each constraint's violation (≤ 0 feasible); a metric that is missing counts as +inf."""
+    out = {}
+    for text in constraints:
+        value = _metric(attrs, parse_constraint(text)[0])
+        out[text] = constraint_violation(text, value) if math.isfinite(value) else math.inf
+    return out
+
+
+def is_feasible(trial: FrozenTrial) -> bool:
+    """No constraint violated (Optuna's rule: every constraint value ≤ 0)."""
+    return all(v <= 0 for v in trial.constraints.values())
+
+
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best complete trial (by the first objective in multi-objective studies)."""
+    """The best complete trial (by the first objective in multi-objective studies); feasible
+    trials first when the study has constraints."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    complete = [t for t in complete if is_feasible(t)] or complete
     if not complete:
         return None
     sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1

@@ -29,11 +29,21 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.data import DatasetSplits, load_dataset
+from models.diagnostics import regularisation_diagnostics
 from models.training import EpochMetrics, TrainResult, evaluate, resolve_device, train_model
 from storage import queue
 from storage.queue import IllegalStateChange, StudyNotFound, StudyRecord, WorkerGone
-from studyd.records import best_trial, config_attrs, objective_values, result_attrs
-from studyd.search import build_pruner, build_sampler, suggest_config
+from studyd.records import (
+    REUSED_ATTRS,
+    best_trial,
+    config_attrs,
+    constraint_values,
+    diagnostic_attrs,
+    objective_values,
+    result_attrs,
+)
+from studyd.runs import enqueue_replicates, finished_run, trial_config
+from studyd.search import build_pruner, build_sampler
 from studyd.spec import SpecError, StudySpec, validate_spec
 
 logger = logging.getLogger(__name__)
@@ -43,6 +53,8 @@ T = TypeVar("T")
 DB_ERRORS = (SQLAlchemyError, optuna.exceptions.StorageInternalError)
 # A study whose Optuna study is still missing this long after submit was never fully created.
 MISSING_STUDY_SECONDS = 60.0
+# Stochastic passes for the MC-dropout diagnostics of each trial (on the validation split).
+MC_PASSES = 20
 
 
 @dataclass
@@ -138,6 +150,11 @@ class Worker:
                         return
                     self._stop.wait(opts.poll)
                     continue
+            except WorkerGone:
+                # Reaped between slots (the heartbeat thread may not have noticed yet).
+                logger.error("worker %s was reaped: stopping", self.worker_id)
+                self._gone.set()
+                return
             except DB_ERRORS:
                 logger.exception("claiming a slot failed: retrying")
                 self._stop.wait(max(opts.poll, 1.0))
@@ -287,10 +304,30 @@ class Worker:
             trial_number=trial.number,
         )
         try:
-            model_cfg, train_cfg = suggest_config(trial, spec, data)
+            model_cfg, train_cfg = trial_config(trial, spec, data)
             where = {"device": self.device, "worker_id": self.worker_id, "host": self.host}
-            _set_attrs(trial, config_attrs(model_cfg, train_cfg, spec.dataset.name, **where))
-            result, pruned = self._train(trial, spec, model_cfg, train_cfg, data)
+            attrs = config_attrs(model_cfg, train_cfg, spec.dataset.name, **where)
+            _set_attrs(trial, attrs)
+            earlier = finished_run(study, attrs["run_key"], before=trial.number)
+            if earlier is not None:
+                # The same canonical config and seed already finished: its result is this one's.
+                outcome = {
+                    k: earlier.user_attrs[k] for k in REUSED_ATTRS if k in earlier.user_attrs
+                }
+                outcome["reused_from"] = earlier.number
+                pruned = False
+            else:
+                result, pruned = self._train(trial, spec, model_cfg, train_cfg, data)
+                outcome = result_attrs(result)
+                if not pruned:
+                    diagnostics = regularisation_diagnostics(
+                        result.model,
+                        data.x_val,
+                        data.y_val,
+                        mc_passes=MC_PASSES,
+                        seed=train_cfg.seed,
+                    )
+                    outcome |= diagnostic_attrs(diagnostics)
         except _Stop:
             self._abandon(record, study, trial)
             return
@@ -306,12 +343,15 @@ class Worker:
             self._tell(study, trial, state=TrialState.FAIL)
             self._fail_study(record, message)
             return
+        violations = constraint_values(spec.search.constraints, outcome)
         try:
-            self._patiently("recording the result", lambda: _set_attrs(trial, result_attrs(result)))
+            self._patiently("recording the result", lambda: _set_attrs(trial, outcome))
+            # Optuna's samplers and best_trial(s) read these (system attrs `constraints:<name>`).
+            self._patiently("recording constraints", lambda: _set_constraints(trial, violations))
         except optuna.exceptions.UpdateFinishedTrialError:
             logger.warning("trial %s was failed by the reaper: result dropped", trial.number)
             return
-        values = objective_values(spec.search.objective_names(), result)
+        values = objective_values(spec.search.objective_names(), outcome)
         if pruned:
             told = self._tell(study, trial, state=TrialState.PRUNED)
         elif values is None:
@@ -324,7 +364,11 @@ class Worker:
     def _train(self, trial, spec, model_cfg, train_cfg, data) -> tuple[TrainResult, bool]:
         """Train with per-epoch reports; (result, pruned). Raises `_Stop` when told to stop."""
         metric = spec.search.metric
-        can_prune = not spec.search.objectives and spec.search.pruner.name != "none"
+        # A seed replicate is evidence for the verdict: it always runs to the end.
+        replicate = "replicate_of" in trial.user_attrs
+        can_prune = (
+            not spec.search.objectives and spec.search.pruner.name != "none" and not replicate
+        )
         pruned = False
 
         def on_epoch(m: EpochMetrics) -> bool:
@@ -386,20 +430,42 @@ class Worker:
     def _settle(self, record: StudyRecord, served: _Served, told: FrozenTrial | None) -> None:
         if told is None:
             return  # the reaper failed the trial and settled its slot
+        spec = served.spec
+        # With repeats, the search holds at its target until its replicates are enqueued.
+        hold_at = spec.search.n_trials if spec.repeats else None
         try:
             after = self._patiently(
                 "settling the slot",
-                lambda: queue.finish_trial_slot(self.engine, record.id, worker_id=self.worker_id),
+                lambda: queue.finish_trial_slot(
+                    self.engine, record.id, worker_id=self.worker_id, hold_at=hold_at
+                ),
             )
         except WorkerGone:
             logger.warning("slot of study %s was settled by the reaper", record.id)
             self._gone.set()
             return
         self.trials_run += 1
+        if after.state == "running" and after.finished >= after.target_trials == hold_at:
+            after = self._start_replicates(record, served)
+            if after is None:
+                return
         # Only the finish that reached the target scores the study (one test run per study).
         if after.state == "done" and after.finished == after.target_trials:
             self._served.pop(record.id, None)
             self.evaluate_best_on_test(after, served)
+
+    def _start_replicates(self, record: StudyRecord, served: _Served) -> StudyRecord | None:
+        """The search is over: enqueue the seed replicates, then open their slots (or end)."""
+        extra = self._patiently(
+            "enqueuing replicates", lambda: enqueue_replicates(served.study, served.spec)
+        )
+        try:
+            return self._patiently(
+                "extending the target", lambda: queue.extend_target(self.engine, record.id, extra)
+            )
+        except (IllegalStateChange, StudyNotFound):
+            logger.warning("study %s ended before its replicates could start", record.id)
+            return None
 
     def _abandon(self, record: StudyRecord, study: optuna.Study, trial: optuna.Trial) -> None:
         """SIGTERM mid-trial: FAIL the trial and give the slot back (no retry: nothing died)."""
@@ -437,7 +503,7 @@ class Worker:
         best = best_trial(study)
         if best is None:
             return None
-        model_cfg, train_cfg = suggest_config(best, served.spec, served.data)
+        model_cfg, train_cfg = trial_config(best, served.spec, served.data)
         result = train_model(
             model_cfg,
             train_cfg,
@@ -469,3 +535,10 @@ class _StudyUnusable(Exception):
 def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
+
+
+def _set_constraints(trial: optuna.Trial, violations: dict[str, float]) -> None:
+    already = trial.storage.get_trial_system_attrs(trial._trial_id)
+    for name, value in violations.items():
+        if f"constraints:{name}" not in already:  # a retried call must not warn
+            trial.set_constraint(name, value)

@@ -1,0 +1,92 @@
+"""Runs: the canonical configuration a trial trains, the finished run it can reuse instead, and
+the seed replicates that turn a search's best configurations into evidence.
+
+A *run* is a canonical configuration plus a seed (`run_key`): two trials of one run would train
+the same distribution of networks from the same seed, so the second reuses the first's result.
+A *configuration* is the same without the seed (`config_key`): its seed replicates are pooled.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from models.config import ModelConfig, TrainConfig
+from studyd.canonical import canonicalize
+from studyd.records import is_feasible
+from studyd.search import suggest_config
+from studyd.spec import StudySpec
+
+logger = logging.getLogger(__name__)
+
+
+def trial_seed(trial: optuna.Trial | FrozenTrial, spec: StudySpec) -> int:
+    """The training seed: a replicate's own (`replicate_seed`), else the spec's."""
+    seed = trial.user_attrs.get("replicate_seed")
+    return spec.training.seed if seed is None else int(seed)
+
+
+def trial_config(
+    trial: optuna.Trial | FrozenTrial, spec: StudySpec, data_shape: Any
+) -> tuple[ModelConfig, TrainConfig]:
+    """What the trial trains: its suggested configs with its seed, in canonical form."""
+    model_cfg, train_cfg = suggest_config(trial, spec, data_shape)
+    train_cfg = train_cfg.model_copy(update={"seed": trial_seed(trial, spec)})
+    return canonicalize(model_cfg, train_cfg)
+
+
+def finished_run(study: optuna.Study, run_key: str, *, before: int) -> FrozenTrial | None:
+    """The first COMPLETE trial numbered below `before` that trained run `run_key`, if any."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    for trial in sorted(complete, key=lambda t: t.number):
+        if trial.number < before and trial.user_attrs.get("run_key") == run_key:
+            return trial
+    return None
+
+
+def replicate_targets(study: optuna.Study, spec: StudySpec) -> list[FrozenTrial]:
+    """One representative trial per configuration to replicate, best first.
+
+    The `top_k` best distinct configurations, plus each variant's best (so every variant, `none`
+    included, has a replicated best configuration for the verdict's paired tests). Ranked by the
+    first objective; feasible trials first when the spec has constraints.
+    """
+    sign = 1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.user_attrs.get("config_key") and "replicate_of" not in t.user_attrs
+    ]
+    ranked = sorted(complete, key=lambda t: (not is_feasible(t), -sign * t.values[0], t.number))
+    best_per_config: dict[str, FrozenTrial] = {}
+    for trial in ranked:
+        best_per_config.setdefault(trial.user_attrs["config_key"], trial)
+    chosen = list(best_per_config.values())[: spec.top_k]
+    seen_variants = {t.user_attrs.get("variant") for t in chosen}
+    for trial in best_per_config.values():
+        if trial.user_attrs.get("variant") not in seen_variants:
+            seen_variants.add(trial.user_attrs.get("variant"))
+            chosen.append(trial)
+    return chosen
+
+
+def replicate_seeds(spec: StudySpec) -> list[int]:
+    """The same `repeats` seeds for every configuration, so their differences can be paired."""
+    return [spec.training.seed + i for i in range(1, spec.repeats + 1)]
+
+
+def enqueue_replicates(study: optuna.Study, spec: StudySpec) -> int:
+    """Enqueue every replicate (`replicate_of`, `replicate_seed`); returns how many."""
+    if spec.repeats == 0:
+        return 0
+    n = 0
+    for trial in replicate_targets(study, spec):
+        for seed in replicate_seeds(spec):
+            attrs = {"replicate_of": trial.number, "replicate_seed": seed}
+            study.enqueue_trial(trial.params, user_attrs=attrs)
+            n += 1
+    logger.info("%s: %s seed replicates enqueued", study.study_name, n)
+    return n
