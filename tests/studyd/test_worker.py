@@ -52,14 +52,15 @@ def test_a_spent_time_budget_ends_the_study_early_with_a_test_score(backend, tmp
     engine, storage = backend
     spec = load_spec(
         "name: budget\nmodel: {width: 8}\ntraining: {epochs: 2}\n"
-        "search: {n_trials: 500, timeout: 1.5, pruner: none}"
+        "search: {n_trials: 5000, timeout: 4, pruner: none}"
     )
     record = submit_spec(engine, storage, spec)
     ran = Worker(engine, storage, _options(tmp_path)).run()
     ended = queue.get_study(engine, record.id)
-    assert ended.state == "done" and 1 <= ended.finished == ran < 500
+    # The clock starts at the first claim, before the data load: a loaded machine gets few trials.
+    assert ended.state == "done" and 1 <= ended.finished == ran < 5000
     assert ended.claimed == ended.finished and ended.test_score is not None
-    assert (ended.finished_at - ended.started_at).total_seconds() < 1.5 + 30
+    assert (ended.finished_at - ended.started_at).total_seconds() < 4 + 30
 
 
 def test_a_result_told_after_the_reaper_failed_the_trial_is_dropped(backend, tmp_path):
