@@ -197,6 +197,82 @@ class PlacementStats(BaseModel):
     median: float | None
 
 
+class Comparison(BaseModel):
+    """A group's best config against a reference group's best: paired over shared seeds."""
+
+    n_pairs: int = Field(description="seeds both configs were trained with")
+    mean_diff: float | None = Field(description="this − reference, in objective units")
+    half_width: float | None = Field(description="95% t-interval half-width of mean_diff")
+    p_value: float | None = Field(description="paired t-test (scipy.stats.ttest_rel)")
+    p_holm: float | None = Field(description="Holm-adjusted within its family of comparisons")
+    paired: bool
+    improvement: float | None = Field(description="mean_diff signed so > 0 is better")
+    different: bool = Field(description="p_holm < 0.05 (or disjoint CIs without pairs)")
+
+
+class GroupRank(BaseModel):
+    """A variant (or placement) ranked by its best configuration's mean over seeds."""
+
+    group: str
+    config_key: str = Field(description="canonical configuration (without the seed)")
+    replicated: bool = Field(description="its best config has at least 2 seeds")
+    n_configs: int
+    n_trials: int
+    n_seeds: int
+    mean: float | None
+    sd: float | None
+    half_width: float | None = Field(description="95% CI half-width: t·sd/√n")
+    ci_low: float | None
+    ci_high: float | None
+    gap_mean: float | None = Field(description="mean train − val accuracy of the best config")
+    vs_best: Comparison | None
+    vs_none: Comparison | None
+
+
+class ParamImportances(BaseModel):
+    """fANOVA over the parameters every trial of the group has."""
+
+    n_trials: int
+    params: dict[str, float]
+    constant_params: list[str]
+    conditional_params: list[str] = Field(description="present in some trials only")
+
+
+class VariantParamImportances(ParamImportances):
+    """fANOVA within one variant (its own knobs included) and its marginal effect."""
+
+    marginal_mean: float | None
+    marginal_effect: float | None = Field(description="its trials' mean − the grand mean")
+
+
+class VariantImportances(BaseModel):
+    overall: ParamImportances | None
+    variants: dict[str, VariantParamImportances]
+
+
+class VariantDiagnostics(BaseModel):
+    """Means over a variant's trained (not reused) complete trials."""
+
+    variant: str
+    n: int
+    train_acc: float | None
+    val_acc: float | None
+    gap: float | None = Field(description="train − val accuracy")
+    val_ece: float | None = Field(description="expected calibration error, 15 bins")
+    val_nll: float | None
+    mc_ece: float | None = Field(description="ECE of the MC-dropout mean prediction")
+    train_eval_sym_kl: float | None = Field(description="train- vs eval-mode symmetric KL")
+    ms_per_1k: float | None = Field(description="eval forward time per 1000 samples")
+
+
+class ParetoTrial(BaseModel):
+    number: int
+    values: list[float] = Field(description="one per objective, in the spec's order")
+    variant: str
+    placement: str
+    config_key: str | None
+
+
 class Summary(BaseModel):
     """Which dropout works here, and how sure we are."""
 
@@ -235,6 +311,25 @@ class Summary(BaseModel):
     best_config: dict[str, Any] | None
     best_train: dict[str, Any] | None
     test_score: float | None
+    objectives: list[str] = Field(default_factory=list, description="the spec's objectives")
+    directions: list[Literal["maximize", "minimize"]] = Field(default_factory=list)
+    constraints: list[str] = Field(default_factory=list, description="e.g. `gap <= 0.05`")
+    confidence: float = 0.95
+    placement_verdict: str | None = None
+    by_variant: list[GroupRank] = Field(
+        default_factory=list, description="best config per variant: mean over seeds, CI, tests"
+    )
+    by_placement: list[GroupRank] = Field(default_factory=list)
+    variant_importances: VariantImportances | None = Field(
+        default=None, description="fANOVA within each variant (its own knobs) + marginal effect"
+    )
+    diagnostics: list[VariantDiagnostics] = Field(default_factory=list)
+    pareto_front: list[ParetoTrial] | None = Field(
+        default=None, description="multi-objective studies: the non-dominated feasible trials"
+    )
+    n_feasible: int = 0
+    n_replicates: int = Field(default=0, description="complete seed-replicate trials")
+    n_reused: int = Field(default=0, description="trials that reused a finished run's result")
 
 
 class Worker(BaseModel):

@@ -19,6 +19,8 @@ from api.params import StudyId
 from api.schemas import PlacementStats, Summary, VariantStats
 from storage import queue, trials
 from storage.trials import CompleteValue
+from studyd.evidence import study_evidence
+from studyd.spec import SpecError, validate_spec
 
 router = APIRouter(tags=["studies"])
 
@@ -82,6 +84,38 @@ def _importances(
     return result
 
 
+def _unreplicated(verdict: str | None) -> str | None:
+    if verdict is None:
+        return None
+    return f"{verdict}; no seed replicates, so no confidence intervals (set repeats: in the spec)"
+
+
+def _evidence(
+    ctx: AppContext, record: queue.StudyRecord, n_complete: int
+) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
+    """Verdict, CIs, variant importances, diagnostics and Pareto front (studyd.evidence)."""
+    try:
+        spec = validate_spec(record.spec)
+        objectives, directions = spec.search.objective_names(), spec.search.directions()
+        constraints = list(spec.search.constraints)
+    except SpecError:
+        stats = trials.study_trial_stats(ctx.engine, record.optuna_name)
+        objectives, directions, constraints = ["value"], [stats.direction], []
+    # Negative ids: this cache's other entries are the plain importances of study `id`.
+    key = (-record.id, n_complete)
+    evidence = ctx.cached_importances(key)
+    if evidence is None:
+        evidence = study_evidence(
+            ctx.engine,
+            record.optuna_name,
+            directions=directions,
+            importance_max_trials=IMPORTANCE_MAX_TRIALS,
+            seed=IMPORTANCE_SEED,
+        )
+        ctx.cache_importances(key, evidence)
+    return dict(evidence), objectives, directions, constraints
+
+
 @router.get(
     "/studies/{study_id}/summary", response_model=Summary, responses=responses(404, 422, 503)
 )
@@ -94,12 +128,18 @@ def study_summary(study_id: StudyId, ctx: Annotated[AppContext, Depends(context)
     placements = _groups(values, lambda v: v.placement, stats.direction)
     importances, note = _importances(ctx, record, stats.direction, len(values))
     attrs: dict[str, Any] = best.user_attrs if best is not None else {}
+    evidence, objectives, directions, constraints = _evidence(ctx, record, len(values))
     return Summary(
         study_id=record.id,
         state=record.state,  # type: ignore[arg-type]
         direction=stats.direction,  # type: ignore[arg-type]
         n_complete=len(values),
-        verdict=_verdict(variants),
+        # With seed replicates, the verdict the paired tests support; else best medians.
+        verdict=evidence.pop("verdict") or _unreplicated(_verdict(variants)),
+        objectives=objectives,
+        directions=directions,  # type: ignore[arg-type]
+        constraints=constraints,
+        **evidence,
         variants=[VariantStats(variant=g, n=n, best=b, median=m) for g, n, b, m in variants],
         placements=[
             PlacementStats(placement=g, n=n, best=b, median=m) for g, n, b, m in placements

@@ -235,6 +235,7 @@ def test_docs_are_served_offline_and_the_schema_has_every_route(server: Server):
         "/studies/{study_id}/trials",
         "/studies/{study_id}/trials/{number}",
         "/studies/{study_id}/summary",
+        "/studies/{study_id}/export.csv",
         "/workers",
         "/healthz",
         "/readyz",

@@ -1,0 +1,186 @@
+"""A study's evidence from its finished trials: verdict with CIs, diagnostics per variant, the
+Pareto front. Pure functions over plain trial dicts, so the API and tests compute the same thing.
+
+A trial dict has `number`, `values` (every objective), `params`, `user_attrs` (at least
+SUMMARY_ATTRS) and `feasible` (all constraint values ≤ 0).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Engine
+
+from storage.trial_scan import scan_trials
+from studyd.importance import variant_importances
+from studyd.verdict import rank_groups, verdict_sentence
+
+logger = logging.getLogger(__name__)
+
+# The user attributes the evidence reads (the API fetches only these).
+DIAGNOSTIC_MEANS: tuple[str, ...] = (
+    "train_acc",
+    "val_acc",
+    "gap",
+    "val_ece",
+    "val_nll",
+    "mc_ece",
+    "train_eval_sym_kl",
+    "ms_per_1k",
+)
+SUMMARY_ATTRS: tuple[str, ...] = (
+    "variant",
+    "placement",
+    "config_key",
+    "train",
+    "replicate_of",
+    "reused_from",
+    *DIAGNOSTIC_MEANS,
+)
+Trial = Mapping[str, Any]
+
+
+def verdict_record(trial: Trial) -> dict[str, Any]:
+    """What `studyd.verdict` reads: variant, placement, config_key, seed, value, gap, params."""
+    attrs = trial["user_attrs"]
+    train = attrs.get("train") if isinstance(attrs.get("train"), dict) else {}
+    return {
+        "number": trial["number"],
+        "variant": attrs.get("variant") or trial["params"].get("variant") or "?",
+        "placement": attrs.get("placement") or trial["params"].get("placement") or "?",
+        # Trials recorded before canonical keys existed are each their own configuration.
+        "config_key": attrs.get("config_key") or f"trial-{trial['number']}",
+        "seed": int(train.get("seed", 0)),
+        "value": float(trial["values"][0]),
+        "gap": attrs.get("gap"),
+        "params": trial["params"],
+    }
+
+
+def rankings(
+    records: Sequence[Mapping[str, Any]], *, direction: str, confidence: float = 0.95
+) -> dict[str, Any]:
+    """By-variant and by-placement rankings and their one-sentence verdicts."""
+    opts = {"direction": direction, "confidence": confidence}
+    by_variant = rank_groups(records, by="variant", **opts)
+    by_placement = rank_groups(records, by="placement", **opts)
+    replicated = sum(row["replicated"] for row in by_variant)
+    return {
+        "by_variant": by_variant,
+        "by_placement": by_placement,
+        "verdict": verdict_sentence(by_variant, kind="variant") if replicated >= 2 else None,
+        "placement_verdict": (
+            verdict_sentence(by_placement, kind="placement")
+            if sum(row["replicated"] for row in by_placement) >= 2
+            else None
+        ),
+    }
+
+
+def diagnostics_by_variant(trials: Sequence[Trial]) -> list[dict[str, Any]]:
+    """Mean of each diagnostic over a variant's complete trials (a reused trial counts once)."""
+    groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for t in trials:
+        if "reused_from" not in t["user_attrs"]:
+            groups[verdict_record(t)["variant"]].append(t["user_attrs"])
+    rows = []
+    for variant, attrs in groups.items():
+        row: dict[str, Any] = {"variant": variant, "n": len(attrs)}
+        for key in DIAGNOSTIC_MEANS:
+            xs = [float(a[key]) for a in attrs if isinstance(a.get(key), int | float)]
+            xs = [x for x in xs if math.isfinite(x)]
+            row[key] = statistics.fmean(xs) if xs else None
+        rows.append(row)
+    # Largest train−val gap first: what dropout exists to shrink.
+    return sorted(rows, key=lambda r: -(r["gap"] if r["gap"] is not None else -math.inf))
+
+
+def pareto_front(trials: Sequence[Trial], directions: Sequence[str]) -> list[dict[str, Any]]:
+    """Feasible complete trials no other feasible trial dominates (each objective in its own
+    direction: at least as good on all, better on one), by first objective, best first."""
+    signs = [1.0 if d == "minimize" else -1.0 for d in directions]
+    points = [
+        (t, [s * v for s, v in zip(signs, t["values"], strict=True)])
+        for t in trials
+        if t["feasible"]
+        and len(t["values"]) == len(signs)
+        and all(v is not None and math.isfinite(v) for v in t["values"])
+    ]
+    points.sort(key=lambda p: p[1])
+    front: list[tuple[Trial, list[float]]] = []
+    for trial, costs in points:
+        # Sorted lexicographically: only an earlier point can dominate a later one.
+        dominated = any(
+            all(a <= b for a, b in zip(f, costs, strict=True)) and f != costs for _, f in front
+        )
+        if not dominated:
+            front.append((trial, costs))
+    return [
+        {
+            "number": t["number"],
+            "values": list(t["values"]),
+            "variant": verdict_record(t)["variant"],
+            "placement": verdict_record(t)["placement"],
+            "config_key": t["user_attrs"].get("config_key"),
+        }
+        for t, _ in front
+    ]
+
+
+def finite(data: Any) -> Any:
+    """NaN and ±inf → None, recursively (JSON has neither)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite(v) for v in data]
+    return data
+
+
+def study_evidence(
+    engine: Engine,
+    optuna_name: str,
+    *,
+    directions: Sequence[str],
+    confidence: float = 0.95,
+    importance_max_trials: int = 300,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Everything above over a study's complete trials, read in keyset pages (small attributes
+    only: no curves). fANOVA sees the `importance_max_trials` most recent (its cost grows fast)."""
+    trials: list[dict[str, Any]] = []
+    for page in scan_trials(engine, optuna_name, states=["complete"], attr_keys=SUMMARY_ATTRS):
+        trials += [
+            {
+                "number": t.number,
+                "values": t.values,
+                "params": t.params,
+                "user_attrs": t.user_attrs,
+                "feasible": t.feasible,
+            }
+            for t in page
+            if t.values and t.values[0] is not None and math.isfinite(t.values[0])
+        ]
+    records = [verdict_record(t) for t in trials]
+    out = rankings(records, direction=directions[0], confidence=confidence)
+    try:
+        out["variant_importances"] = variant_importances(
+            records[-importance_max_trials:], direction=directions[0], seed=seed
+        )
+    except (ValueError, RuntimeError):
+        # Optuna's fANOVA refuses some degenerate spaces; the rest of the evidence stands.
+        logger.exception("%s: variant importances unavailable", optuna_name)
+        out["variant_importances"] = None
+    out["diagnostics"] = diagnostics_by_variant(trials)
+    out["pareto_front"] = pareto_front(trials, directions) if len(directions) > 1 else None
+    out["n_feasible"] = sum(t["feasible"] for t in trials)
+    out["n_replicates"] = sum("replicate_of" in t["user_attrs"] for t in trials)
+    out["n_reused"] = sum("reused_from" in t["user_attrs"] for t in trials)
+    out["confidence"] = confidence
+    return finite(out)
