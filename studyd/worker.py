@@ -296,13 +296,17 @@ class Worker:
     def _run_trial(self, record: StudyRecord, served: _Served) -> None:
         spec, data, study = served.spec, served.data, served.study
         trial = study.ask()
-        queue.heartbeat(
-            self.engine,
-            self.worker_id,
-            record.id,
-            trial_id=trial._trial_id,
-            trial_number=trial.number,
-        )
+        try:
+            queue.heartbeat(
+                self.engine,
+                self.worker_id,
+                record.id,
+                trial_id=trial._trial_id,
+                trial_number=trial.number,
+            )
+        except DB_ERRORS:
+            self._patiently("failing the trial", lambda: _fail_for_retry(study, trial))
+            raise
         try:
             model_cfg, train_cfg = trial_config(trial, spec, data)
             where = {"device": self.device, "worker_id": self.worker_id, "host": self.host}
@@ -336,7 +340,11 @@ class Worker:
             logger.warning("trial %s was failed by the reaper: result dropped", trial.number)
             return
         except DB_ERRORS:
-            raise  # the database, not the spec: the loop gives the slot back
+            # The database, not the spec: once it answers, FAIL the trial with one retry of its
+            # params (as the reaper does for a dead worker), then the loop gives the slot back.
+            # Left RUNNING, the reaper would miss it once the study is done.
+            self._patiently("failing the trial", lambda: _fail_for_retry(study, trial))
+            raise
         except Exception as exc:  # noqa: BLE001 - the spec cannot train: fail the study, readably
             message = f"trial {trial.number} could not train: {type(exc).__name__}: {exc}"
             logger.exception("study %s: %s", record.id, message)
@@ -526,6 +534,16 @@ def _out_of_time(record: StudyRecord, spec: StudySpec) -> bool:
         return False
     now = datetime.now(UTC).replace(tzinfo=None)  # the queue's timestamps are naive UTC
     return (now - record.started_at).total_seconds() > timeout
+
+
+def _fail_for_retry(study: optuna.Study, trial: optuna.Trial) -> None:
+    """FAIL a trial the database interrupted and enqueue its params once (`retry_of`)."""
+    if study._storage.get_trial(trial._trial_id).state.is_finished():
+        return
+    trial.set_user_attr("error", "the database was unreachable mid-trial")
+    study.tell(trial, state=TrialState.FAIL)
+    if "retry_of" not in trial.user_attrs:
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 
 
 class _StudyUnusable(Exception):
