@@ -1,0 +1,174 @@
+"""Issue 10 end to end through the API: a worker trains real studies on `digits`, the summary's
+verdict and CIs are recomputed from the raw trials, the Pareto front and constraints hold, the
+variant's own knob shows in importances, and the CSV export round-trips."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from collections import defaultdict
+
+import pytest
+from api_harness import Server, start_server
+from scipy import stats
+
+from storage.engine import make_engine
+from storage.optuna_storage import make_optuna_storage
+from studyd.worker import Worker, WorkerOptions
+
+# cs231n's regime on digits: 500 training examples, a wide 2-layer net, SGD with momentum.
+CS231N = {
+    "name": "cs231n-digits",
+    "dataset": {"name": "digits", "train_subset": 500},
+    "model": {"depth": 2, "width": 512},
+    "dropout": {"variants": ["none", "standard"], "rate": 0.3},
+    "training": {"epochs": 30, "batch_size": 50, "optimizer": "sgd", "lr": 0.1},
+    "search": {"n_trials": 2, "sampler": "random", "pruner": "none"},
+    "baselines": [{"variant": "none"}, {"variant": "standard"}],
+    "repeats": 3,
+    "top_k": 2,
+}
+PARETO = {
+    "name": "pareto",
+    "model": {"depth": 1, "width": {"choices": [4, 8, 64]}},
+    "dropout": {"variants": ["multisample"], "rate": 0.2, "multisample_k": [2, 4, 8]},
+    "training": {"epochs": 2, "lr": 0.01},
+    "search": {
+        "n_trials": 10,
+        "sampler": "random",
+        "pruner": "none",
+        "objectives": ["val_acc", "param_count"],
+        "constraints": ["param_count <= 700"],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("evidence")
+    srv = start_server(f"sqlite:///{tmp / 'studyd.db'}", tmp)
+    yield srv
+    srv.stop()
+
+
+def _run(server: Server, spec: dict, tmp_path) -> tuple[dict, list[dict]]:
+    created = server.client.post("/studies", json=spec)
+    assert created.status_code == 201, created.text
+    study_id = created.json()["id"]
+    engine = make_engine(server.database_url)
+    options = WorkerOptions(device="cpu", once=True, heartbeat=0.5, poll=0.05, data_dir=tmp_path)
+    Worker(engine, make_optuna_storage(server.database_url), options).run()
+    engine.dispose()
+    page = server.client.get(f"/studies/{study_id}/trials", params={"limit": 500}).json()
+    details = [
+        server.client.get(f"/studies/{study_id}/trials/{t['number']}").json() for t in page["items"]
+    ]
+    summary = server.client.get(f"/studies/{study_id}/summary")
+    assert summary.status_code == 200, summary.text
+    return summary.json(), details
+
+
+def _configs(details: list[dict]) -> dict[str, dict[int, float]]:
+    """config_key → {seed: value} over complete trials (the raw data the verdict rests on)."""
+    out: dict[str, dict[int, float]] = defaultdict(dict)
+    for t in details:
+        if t["state"] == "complete":
+            out[t["user_attrs"]["config_key"]][t["train"]["seed"]] = t["value"]
+    return out
+
+
+@pytest.mark.slow
+def test_cs231n_verdict_is_what_the_raw_trials_support(server, tmp_path):
+    summary, details = _run(server, CS231N, tmp_path)
+    assert summary["state"] == "done" and summary["n_complete"] == 2 + 2 * 3
+    assert summary["n_replicates"] == 6
+    configs = _configs(details)
+    rows = {r["group"]: r for r in summary["by_variant"]}
+    assert set(rows) == {"none", "standard"} and all(r["replicated"] for r in rows.values())
+    for row in rows.values():
+        seeds = configs[row["config_key"]]
+        assert sorted(seeds) == [0, 1, 2, 3] == list(range(row["n_seeds"]))
+        xs = list(seeds.values())
+        mean, sd = statistics.fmean(xs), statistics.stdev(xs)
+        half = stats.t.ppf(0.975, len(xs) - 1) * sd / math.sqrt(len(xs))
+        assert row["mean"] == pytest.approx(mean) and row["half_width"] == pytest.approx(half)
+        assert row["ci_low"] == pytest.approx(mean - half)
+    best, other = summary["by_variant"]
+    assert best["mean"] >= other["mean"]
+    a, b = configs[other["config_key"]], configs[best["config_key"]]
+    diffs = [a[s] - b[s] for s in sorted(a)]
+    p = stats.ttest_rel([a[s] for s in sorted(a)], [b[s] for s in sorted(a)]).pvalue
+    cmp = other["vs_best"]
+    if statistics.stdev(diffs) > 0:
+        assert cmp["p_value"] == pytest.approx(p) and cmp["p_holm"] == pytest.approx(p)
+    assert cmp["mean_diff"] == pytest.approx(statistics.fmean(diffs))
+    verdict = summary["verdict"]
+    print(f"\nverdict: {verdict}\nrows: {json.dumps(summary['by_variant'], indent=1)}")
+    if cmp["p_holm"] is not None and cmp["p_holm"] < 0.05:
+        assert verdict.startswith(
+            f"{best['group']} is best; it beats the runner-up {other['group']}"
+        )
+        points = f"{100 * -cmp['mean_diff']:.1f}±{100 * cmp['half_width']:.1f} points"
+        assert points in verdict
+    else:
+        assert (
+            verdict == f"No evidence of a difference between {best['group']} and {other['group']}."
+        )
+    # What dropout is for: the no-dropout net memorises 500 examples and has the largest gap.
+    diagnostics = {d["variant"]: d for d in summary["diagnostics"]}
+    print(f"diagnostics: {json.dumps(summary['diagnostics'], indent=1)}")
+    assert summary["diagnostics"][0]["variant"] == "none"
+    assert diagnostics["none"]["train_acc"] > 0.99
+    for variant, d in diagnostics.items():
+        gaps = [t["user_attrs"]["gap"] for t in details if t["user_attrs"]["variant"] == variant]
+        assert d["gap"] == pytest.approx(statistics.fmean(gaps)) and d["n"] == len(gaps)
+        assert 0 <= d["val_ece"] <= 1 and d["ms_per_1k"] > 0
+    assert (
+        diagnostics["none"]["train_eval_sym_kl"] == 0 < diagnostics["standard"]["train_eval_sym_kl"]
+    )
+
+
+def test_pareto_front_constraints_importances_and_csv_round_trip(server, tmp_path):
+    summary, details = _run(server, PARETO, tmp_path)
+    complete = [t for t in details if t["state"] == "complete"]
+    assert len(complete) == 10 and summary["objectives"] == ["val_acc", "param_count"]
+    feasible = [t for t in complete if t["user_attrs"]["param_count"] <= 700]
+    front = {p["number"]: p["values"] for p in summary["pareto_front"]}
+    assert front and set(front) <= {t["number"] for t in feasible}
+    assert summary["n_feasible"] == len(feasible)
+
+    def point(t):
+        return (t["user_attrs"]["val_acc"], t["user_attrs"]["param_count"])
+
+    def dominates(a, b):
+        return a[0] >= b[0] and a[1] <= b[1] and a != b
+
+    for t in feasible:  # the front is exactly the non-dominated feasible trials
+        dominated = any(dominates(point(u), point(t)) for u in feasible)
+        assert (t["number"] in front) == (not dominated), t["number"]
+        if t["number"] in front:
+            assert front[t["number"]] == list(point(t))
+    own = summary["variant_importances"]["variants"]["multisample"]
+    assert "multisample_k" in own["params"] and own["n_trials"] == 10
+    assert summary["n_reused"] == sum("reused_from" in t["user_attrs"] for t in complete)
+
+    study_id = summary["study_id"]
+    response = server.client.get(f"/studies/{study_id}/export.csv")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [int(r["number"]) for r in rows] == [t["number"] for t in details]
+    for row, t in zip(rows, details, strict=True):
+        assert row["state"] == t["state"]
+        assert json.loads(row["value.val_acc"]) == t["value"]
+        assert json.loads(row["value.param_count"]) == t["user_attrs"]["param_count"]
+        for name, value in t["params"].items():
+            cell = row[f"param.{name}"]
+            assert (cell if isinstance(value, str) else json.loads(cell)) == value
+        for key in ("val_ece", "gap", "train_eval_sym_kl", "ms_per_1k"):
+            assert json.loads(row[key]) == t["user_attrs"][key]
+        assert row["config_key"] == t["user_attrs"]["config_key"]
+        assert json.loads(row["train.seed"]) == t["train"]["seed"]
+        assert json.loads(row["diagnostics.mc_passes"]) == 20
