@@ -24,6 +24,9 @@ from studyd.cli.render import (  # noqa: E402
     best_of,
     best_trial_line,
     fmt_value,
+    importance_rows,
+    pareto_rows,
+    ranking_rows,
     trial_attr,
     trial_rates,
 )
@@ -251,6 +254,14 @@ def _table(rows: list[JSON]) -> str:
 
 def _summary_html(summary: JSON) -> str:
     parts: list[str] = []
+    # The evidence's nested rows, flattened the way `studyd summary` shows them.
+    summary = {
+        **summary,
+        "by_variant": ranking_rows(summary.get("by_variant")),
+        "by_placement": ranking_rows(summary.get("by_placement")),
+        "variant_importances": importance_rows(summary.get("variant_importances")),
+        "pareto_front": pareto_rows(summary),
+    }
     if summary.get("verdict"):
         parts.append(f'<p class="verdict">{html.escape(str(summary["verdict"]))}</p>')
     if isinstance(summary.get("best"), dict):

@@ -259,6 +259,15 @@ SUMMARY_SECTIONS = (
     "best",
     "best_config",
     "best_train",
+    "by_variant",
+    "by_placement",
+    "diagnostics",
+    "pareto_front",
+    "variant_importances",
+    "placement_verdict",
+    "objectives",
+    "directions",
+    "confidence",
 )
 # A variant's own knobs: shown only for that variant.
 VARIANT_KNOBS = {
@@ -318,6 +327,87 @@ def importances_table(importances: dict[str, Any]) -> Table:
     return table
 
 
+def _diff(cmp: Any) -> str:
+    """`+1.2±0.8 pts (p=0.03)`: a paired comparison, in accuracy points, Holm-adjusted p."""
+    if not isinstance(cmp, dict) or cmp.get("improvement") is None:
+        return "—"
+    text = f"{100 * cmp['improvement']:+.1f}"
+    if cmp.get("half_width") is not None:
+        text += f"±{100 * cmp['half_width']:.1f}"
+    p = cmp.get("p_holm")
+    text += " pts" + (f" (p={p:.2g})" if p is not None else "")
+    return text + (" *" if cmp.get("different") else "")
+
+
+def ranking_rows(rows: Any) -> list[JSON]:
+    """The verdict's ranking as flat rows: mean over seeds with its 95% CI, paired diffs."""
+    out = []
+    for row in rows if isinstance(rows, list) else []:
+        low, high = row.get("ci_low"), row.get("ci_high")
+        out.append(
+            {
+                "group": row.get("group"),
+                "seeds": row.get("n_seeds"),
+                "configs": row.get("n_configs"),
+                "mean": row.get("mean"),
+                "95% CI": "—" if low is None else f"[{fmt_value(low)}, {fmt_value(high)}]",
+                "gap": row.get("gap_mean"),
+                "vs best": _diff(row.get("vs_best")),
+                "vs none": _diff(row.get("vs_none")),
+            }
+        )
+    return out
+
+
+def importance_rows(importances: Any) -> list[JSON]:
+    """Variant-aware importances: each variant's marginal effect and its top parameters."""
+    variants = importances.get("variants") if isinstance(importances, dict) else None
+    out = []
+    for name, v in (variants or {}).items():
+        ranked = sorted((v.get("params") or {}).items(), key=lambda kv: -kv[1])
+        out.append(
+            {
+                "variant": name,
+                "trials": v.get("n_trials"),
+                "marginal effect": v.get("marginal_effect"),
+                "own parameters (fANOVA)": ", ".join(f"{k} {x:.2f}" for k, x in ranked[:4]) or "—",
+            }
+        )
+    return out
+
+
+def pareto_rows(summary: JSON) -> list[JSON]:
+    names = summary.get("objectives") or []
+    out = []
+    for p in summary.get("pareto_front") or []:
+        row: JSON = {"#": p.get("number"), "variant": p.get("variant")}
+        values = p.get("values") or []
+        row.update({n: v for n, v in zip(names, values, strict=False)})
+        row["placement"] = p.get("placement")
+        out.append(row)
+    return out
+
+
+def evidence_parts(summary: JSON) -> list[Any]:
+    """Tables of the evidence: rankings with CIs, diagnostics, importances, Pareto front."""
+    parts: list[Any] = []
+    if summary.get("placement_verdict"):
+        parts.append(Text(str(summary["placement_verdict"])))
+    for key, title in (
+        ("by_variant", "by variant: best config, mean over seeds (* = Holm p < 0.05)"),
+        ("by_placement", "by placement: best config, mean over seeds"),
+    ):
+        if rows := ranking_rows(summary.get(key)):
+            parts.append(rows_table(rows, title))
+    if diagnostics := summary.get("diagnostics"):
+        parts.append(rows_table(diagnostics, "diagnostics per variant (means; largest gap first)"))
+    if rows := importance_rows(summary.get("variant_importances")):
+        parts.append(rows_table(rows, "importances within each variant"))
+    if rows := pareto_rows(summary):
+        parts.append(rows_table(rows, "Pareto front (feasible, non-dominated)"))
+    return parts
+
+
 def best_trial_line(best: JSON) -> str:
     where = " · ".join(str(best[k]) for k in ("variant", "placement") if best.get(k))
     return f"#{best.get('number')} value {fmt_value(best.get('value'))} ({where})"
@@ -334,6 +424,7 @@ def summary_view(summary: JSON) -> Group:
     ]
     if summary.get("verdict"):
         parts.append(Text(str(summary["verdict"]), style="bold"))
+    parts += evidence_parts(summary)
     for key in ("variants", "placements"):
         if rows := _rows_of(summary.get(key), key[:-1]):
             parts.append(rows_table(rows, f"by {key[:-1]}"))
