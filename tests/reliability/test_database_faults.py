@@ -1,7 +1,8 @@
 """Issue 9 item 2: PostgreSQL stopped for ~10 s and started again, under a live API and workers.
 
 The server is a private cluster of this module (`PrivatePostgres`), really stopped with
-`pg_ctl stop` and started again, so other tests on the shared server are not disturbed. While it
+`pg_ctl stop` and started again (or every connection to the database killed, again and again,
+for as long), so other tests on the shared server are not disturbed. While it
 is down the API answers 503 with Retry-After on every database route (never 500, never a hang),
 and it recovers by itself once the server is back. Workers ride out the outage: the study still
 finishes with every trial counted once, none lost, none duplicated, nothing left RUNNING.
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 
 import httpx
 import optuna
+import psycopg
 import pytest
 from reliability_harness import (
     PrivatePostgres,
@@ -117,8 +119,27 @@ def test_api_answers_503_while_postgres_is_stopped_and_recovers(private_postgres
     assert "Traceback" not in api.log()
 
 
+def kill_connections(pg: PrivatePostgres, database: str, seconds: float) -> int:
+    """Terminate every connection to `database` every 0.3 s (idle ones dropped by a proxy or a
+    server restart look the same to a client); returns how many were killed."""
+    killed = 0
+    deadline = time.monotonic() + seconds
+    with psycopg.connect(pg.url(), autocommit=True) as admin:
+        while time.monotonic() < deadline:
+            killed += len(
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (database,),
+                ).fetchall()
+            )
+            time.sleep(0.3)
+    return killed
+
+
+@pytest.mark.parametrize("fault", ["restart", "connections_killed"])
 def test_workers_ride_out_a_postgres_restart_without_losing_a_trial(
-    private_postgres, tmp_path, figure
+    private_postgres, tmp_path, figure, fault
 ):
     url = private_postgres.create_database()
     api = start_server(url, tmp_path)
@@ -136,9 +157,13 @@ def test_workers_ride_out_a_postgres_restart_without_losing_a_trial(
             120,
             what="3 finished trials before the outage",
         )
-        private_postgres.stop()
-        time.sleep(OUTAGE_S)
-        private_postgres.start()
+        killed = 0
+        if fault == "restart":
+            private_postgres.stop()
+            time.sleep(OUTAGE_S)
+            private_postgres.start()
+        else:
+            killed = kill_connections(private_postgres, url.rpartition("/")[2], OUTAGE_S)
         back = time.monotonic()
         wait_for(lambda: api.client.get("/readyz").status_code == 200, 30, what="/readyz")
         done = wait_for(lambda: _done(api, study["id"]), 150, every=0.5, what="the study to finish")
@@ -157,6 +182,8 @@ def test_workers_ride_out_a_postgres_restart_without_losing_a_trial(
     failed = {t.number for t in trials if t.state.name == "FAIL"}
     record = get_study(make_engine(url), study["id"])
     figure(
+        fault=fault,
+        connections_killed=killed,
         outage_s=OUTAGE_S,
         trials_lost=max(0, n_trials - counted),
         duplicates=max(0, counted - n_trials),
