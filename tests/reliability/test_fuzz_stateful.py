@@ -33,8 +33,9 @@ CHECKS = ",".join(
         "response_schema_conformance",
     ]
 )
-# Stateful scenarios repeat until this budget is spent (about 38 requests a second on 2 busy cores).
-BUDGET_S = 45
+# Stateful scenarios repeat until this budget is spent (40-90 requests a second on 2 cores).
+BUDGET_S = 30
+SEEDS = (9009, 9010, 9011)
 TOKEN = "fuzz-token-41c2"
 STEPS = {
     "submit": ("POST", r"/studies"),
@@ -61,29 +62,41 @@ def har_entries(path: Path) -> list[tuple[str, str, int]]:
     ]
 
 
-@pytest.mark.slow
-def test_stateful_run_gets_no_5xx_and_matches_the_schema(server, tmp_path, figure):
-    har = tmp_path / "run.har"
+def run_schemathesis(url: str, seed: int, har: Path) -> subprocess.CompletedProcess[str]:
     command = [
-        str(SCHEMATHESIS), "run", f"{server.url}/openapi.json",
+        str(SCHEMATHESIS), "run", f"{url}/openapi.json",
         "--header", f"Authorization: Bearer {TOKEN}",
         "--phases", "stateful",
         "--checks", CHECKS,
         "--max-examples", "150",
         "--max-time", str(BUDGET_S),
-        "--seed", "9009",
+        "--seed", str(seed),
         "--workers", "1",
         "--report", "har", "--report-har-path", str(har),
         "--no-color",
     ]  # fmt: skip
     env = clean_env(SCHEMATHESIS_HOOKS="fuzz_hooks", PYTHONPATH=f"{HERE}:{REPO}")
-    started = time.monotonic()
-    run = subprocess.run(
-        command, capture_output=True, text=True, timeout=400, env=env, cwd=tmp_path
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=400, env=env, cwd=har.parent
     )
+
+
+@pytest.mark.slow
+def test_stateful_run_gets_no_5xx_and_matches_the_schema(server, tmp_path, figure):
+    started = time.monotonic()
+    entries: list[tuple[str, str, int]] = []
+    failures = []
+    # A slow machine gets another seed's budget until the run has tried enough requests.
+    for seed in SEEDS:
+        har = tmp_path / f"run-{seed}.har"
+        run = run_schemathesis(server.url, seed, har)
+        entries += har_entries(har) if har.exists() else []
+        if run.returncode != 0:
+            failures.append((run.stdout + run.stderr)[-6000:])
+            break
+        if len(entries) >= MIN_REQUESTS:
+            break
     seconds = round(time.monotonic() - started, 1)
-    output = run.stdout + run.stderr
-    entries = har_entries(har) if har.exists() else []
     statuses = Counter(status for _, _, status in entries)
     ok = {
         step: sum(1 for m, p, s in entries if m == method and re.fullmatch(pattern, p) and s < 300)
@@ -97,9 +110,9 @@ def test_stateful_run_gets_no_5xx_and_matches_the_schema(server, tmp_path, figur
         statuses=dict(sorted(statuses.items())),
         chain_ok=ok,
     )
-    assert run.returncode == 0, output[-6000:] + "\n--- server log ---\n" + server.log()
+    assert not failures, failures[0] + "\n--- server log ---\n" + server.log()
     assert server_errors == 0, statuses
-    assert len(entries) >= MIN_REQUESTS, (statuses, output[-3000:])
+    assert len(entries) >= MIN_REQUESTS, statuses
     # Every step of submit → get → trials → cancel → delete really ran on real studies.
     assert all(n > 0 for n in ok.values()), ok
     assert "Traceback" not in server.log()
