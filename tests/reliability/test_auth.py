@@ -9,6 +9,7 @@ credentials, and the server binds to loopback unless told otherwise.
 from __future__ import annotations
 
 import base64
+import os
 import re
 import socket
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import httpx
 import pytest
 import typer.main
 from fastapi.routing import APIRoute
-from reliability_harness import Server, clean_env, start_server
+from reliability_harness import Server, start_server
 from starlette.routing import Mount, Route
 
 from api.app import create_app
@@ -130,9 +131,8 @@ DEFAULT_GUESSES = ["", "admin", "password", "studyd", "changeme", "token", "secr
 
 
 def test_no_default_credentials(server, monkeypatch):
-    for key in list(clean_env()):
-        monkeypatch.setenv(key, clean_env()[key])
-    monkeypatch.delenv("STUDYD_API_TOKEN", raising=False)
+    for key in [k for k in os.environ if k.startswith("STUDYD_")]:
+        monkeypatch.delenv(key)
     assert Settings(_env_file=None).api_token is None
     for guess in DEFAULT_GUESSES:
         for header in (
