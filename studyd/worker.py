@@ -460,6 +460,7 @@ class Worker:
         # Only the finish that reached the target scores the study (one test run per study).
         if after.state == "done" and after.finished == after.target_trials:
             self._served.pop(record.id, None)
+            self._patiently("failing orphaned trials", lambda: _fail_orphans(served.study))
             self.evaluate_best_on_test(after, served)
 
     def _start_replicates(self, record: StudyRecord, served: _Served) -> StudyRecord | None:
@@ -534,6 +535,17 @@ def _out_of_time(record: StudyRecord, spec: StudySpec) -> bool:
         return False
     now = datetime.now(UTC).replace(tzinfo=None)  # the queue's timestamps are naive UTC
     return (now - record.started_at).total_seconds() > timeout
+
+
+def _fail_orphans(study: optuna.Study) -> None:
+    """FAIL the trials still RUNNING once every slot is finished: no live worker holds them.
+
+    `study.ask()` can create a trial and lose the database before handing it back; the reaper
+    sweeps such orphans only while the study runs, so at `done` they would stay RUNNING forever.
+    """
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        with suppress(optuna.exceptions.UpdateFinishedTrialError):
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
 
 
 def _fail_for_retry(study: optuna.Study, trial: optuna.Trial) -> None:
