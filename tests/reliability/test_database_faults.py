@@ -180,6 +180,13 @@ def test_workers_ride_out_a_postgres_restart_without_losing_a_trial(
     counted = states["COMPLETE"] + states["PRUNED"]
     retried = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
     failed = {t.number for t in trials if t.state.name == "FAIL"}
+    # A trial the outage interrupted after it drew params gets one retry (a retry gets none; a
+    # trial `ask` created but never handed back has no params and is only failed).
+    interrupted = {
+        t.number
+        for t in trials
+        if t.state.name == "FAIL" and t.params and "retry_of" not in t.user_attrs
+    }
     record = get_study(make_engine(url), study["id"])
     figure(
         fault=fault,
@@ -188,7 +195,7 @@ def test_workers_ride_out_a_postgres_restart_without_losing_a_trial(
         trials_lost=max(0, n_trials - counted),
         duplicates=max(0, counted - n_trials),
         failed_trials=len(failed),
-        failed_without_retry=len(failed - retried),
+        interrupted_without_retry=len(interrupted - retried),
         workers_alive_after=sum(alive),
         time_to_finish_after_restart_s=round(finished_s, 1),
         states=dict(states),
@@ -202,7 +209,7 @@ def test_workers_ride_out_a_postgres_restart_without_losing_a_trial(
     ]
     logs = "\n".join(p.read_text(errors="replace")[-2500:] for p in tmp_path.glob("worker-*.log"))
     assert not stuck, f"{stuck}\n{logs}"
-    assert failed <= retried, (failed, retried)
+    assert interrupted <= retried, (interrupted, retried)
     assert all(alive), "a worker died in the outage instead of reconnecting"
 
 
