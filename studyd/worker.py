@@ -33,6 +33,7 @@ from models.diagnostics import regularisation_diagnostics
 from models.training import EpochMetrics, TrainResult, evaluate, resolve_device, train_model
 from storage import queue
 from storage.queue import IllegalStateChange, StudyNotFound, StudyRecord, WorkerGone
+from storage.trial_attrs import first_complete_trial_with_attr, is_rdb, set_trial_user_attrs
 from studyd.records import (
     REUSED_ATTRS,
     best_trial,
@@ -312,7 +313,7 @@ class Worker:
             where = {"device": self.device, "worker_id": self.worker_id, "host": self.host}
             attrs = config_attrs(model_cfg, train_cfg, spec.dataset.name, **where)
             _set_attrs(trial, attrs)
-            earlier = finished_run(study, attrs["run_key"], before=trial.number)
+            earlier = _finished_run(study, attrs["run_key"], before=trial.number)
             if earlier is not None:
                 # The same canonical config and seed already finished: its result is this one's.
                 outcome = {
@@ -411,15 +412,15 @@ class Worker:
     ) -> FrozenTrial | None:
         if self._gone.is_set():
             return None
-        current = self.storage.get_trial(trial._trial_id)
-        if current.state.is_finished():
-            if current.state == kwargs.get("state", TrialState.COMPLETE):
-                return current  # our own tell landed before its reply was lost
-            logger.warning("trial %s was already %s: result dropped", trial.number, current.state)
-            return None
         try:
             return study.tell(trial, **kwargs)
-        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError) as exc:
+        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
+            # Only now read the trial back (not before every tell: one round trip saved per trial).
+            current = self.storage.get_trial(trial._trial_id)
+            if not current.state.is_finished():
+                raise  # not a late or repeated tell: a real error
+            if current.state == kwargs.get("state", TrialState.COMPLETE):
+                return current  # our own tell landed before its reply was lost
             logger.warning("trial %s could not be told (%s): result dropped", trial.number, exc)
             return None
 
@@ -563,11 +564,24 @@ class _StudyUnusable(Exception):
 
 
 def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
+    """All of `attrs` in one transaction (Optuna's `set_user_attr` commits each one)."""
+    set_trial_user_attrs(trial.storage, trial._trial_id, attrs)
+    # What `Trial.set_user_attr` does after its write: `trial.user_attrs` reads this copy.
+    trial._cached_frozen_trial.user_attrs.update(attrs)
+
+
+def _finished_run(study: optuna.Study, run_key: str, *, before: int) -> FrozenTrial | None:
+    """`runs.finished_run` as one indexed query, not a load of every trial of the study."""
+    if not is_rdb(study._storage):
+        return finished_run(study, run_key, before=before)
+    return first_complete_trial_with_attr(
+        study._storage, study._study_id, "run_key", run_key, before=before
+    )
 
 
 def _set_constraints(trial: optuna.Trial, violations: dict[str, float]) -> None:
+    if not violations:
+        return  # no constraints: skip the read below
     already = trial.storage.get_trial_system_attrs(trial._trial_id)
     for name, value in violations.items():
         if f"constraints:{name}" not in already:  # a retried call must not warn
