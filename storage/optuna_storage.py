@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import grpc
 import optuna
 from optuna.storages import BaseStorage, GrpcStorageProxy, RDBStorage
+from sqlalchemy.exc import SQLAlchemyError
 
 from storage.engine import engine_options, sqlalchemy_url
+
+# What the storage raises while it cannot be reached: the database (SQLAlchemy's errors, or
+# Optuna's wrapper of them) or the gRPC proxy (any RpcError the client does not map to KeyError,
+# ValueError or UpdateFinishedTrialError: UNAVAILABLE while the proxy is down, INTERNAL while its
+# database is). Callers give work back and retry, as for a database outage.
+STORAGE_ERRORS: tuple[type[Exception], ...] = (
+    SQLAlchemyError,
+    optuna.exceptions.StorageInternalError,
+    grpc.RpcError,
+)
 
 
 def make_optuna_storage(

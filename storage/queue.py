@@ -117,8 +117,12 @@ def submit_study(
     target_trials: int,
     priority: int = 0,
     idempotency_key: str | None = None,
+    final_step: str | None = None,
 ) -> StudyRecord:
-    """Queue a study; a repeated `idempotency_key` returns the study it first made."""
+    """Queue a study; a repeated `idempotency_key` returns the study it first made.
+
+    `final_step`: what it owes once its target is reached ("replicates" holds it there).
+    """
     if target_trials < 1:
         raise ValueError("target_trials must be at least 1")
     try:
@@ -139,6 +143,7 @@ def submit_study(
                 finished=0,
                 created_at=_utcnow(session),
                 idempotency_key=idempotency_key,
+                final_step=final_step,
             )
             session.add(row)
             session.flush()
@@ -235,14 +240,20 @@ def delete_study(engine: Engine, study_id: int, optuna_storage: BaseStorage | No
 # --- trial slots -----------------------------------------------------------------------------
 
 
-def claim_trial_slot(engine: Engine, worker_id: int) -> StudyRecord | None:
+def claim_trial_slot(
+    engine: Engine, worker_id: int, *, study_id: int | None = None
+) -> StudyRecord | None:
     """Take one trial slot of the highest-priority, then oldest, runnable study; never past target.
+
+    With `study_id`, only a slot of that study (a batching worker fills its batch from one study).
 
     SQLite: the whole transaction holds the write lock (BEGIN IMMEDIATE). PostgreSQL: the row is
     locked with SKIP LOCKED so concurrent claimers move on to the next study instead of queueing.
     The conditional UPDATE re-checks `claimed < target_trials` either way.
     """
     runnable = ((Study.state.in_(ACTIVE_STATES)) & (Study.claimed < Study.target_trials),)
+    if study_id is not None:
+        runnable = (*runnable, Study.id == study_id)
     with _transaction(engine) as session:
         now = _utcnow(session)
         for _attempt in range(5):
@@ -254,12 +265,12 @@ def claim_trial_slot(engine: Engine, worker_id: int) -> StudyRecord | None:
             )
             if session.get_bind().dialect.name == "postgresql":
                 pick = pick.with_for_update(skip_locked=True)
-            study_id = session.scalar(pick)
-            if study_id is None:
+            picked = session.scalar(pick)
+            if picked is None:
                 return None
             taken = session.execute(
                 update(Study)
-                .where(Study.id == study_id, *runnable)
+                .where(Study.id == picked, *runnable)
                 .values(
                     claimed=Study.claimed + 1,
                     state="running",
@@ -273,11 +284,11 @@ def claim_trial_slot(engine: Engine, worker_id: int) -> StudyRecord | None:
         leased = session.execute(
             update(Worker)
             .where(Worker.id == worker_id)
-            .values(study_id=study_id, trial_id=None, trial_number=None, last_heartbeat=now)
+            .values(study_id=picked, trial_id=None, trial_number=None, last_heartbeat=now)
         )
         if leased.rowcount != 1:
             raise WorkerGone(f"worker {worker_id} is not registered")
-        return _study_record(session.get(Study, study_id, populate_existing=True))
+        return _study_record(session.get(Study, picked, populate_existing=True))
 
 
 def _clear_lease(session: Session, study_id: int, worker_id: int | None) -> None:
@@ -318,11 +329,16 @@ def finish_trial_slot(
         if row.finished >= row.claimed:
             raise IllegalStateChange(f"study {study_id} has no claimed slot to finish")
         row.finished += 1
-        held = hold_at is not None and row.target_trials == hold_at
+        held = _held(row) or (hold_at is not None and row.target_trials == hold_at)
         if row.state in ACTIVE_STATES and row.finished >= row.target_trials and not held:
             row.state = "done"
             row.finished_at = _utcnow(session)
         return _study_record(row)
+
+
+def _held(row: Study) -> bool:
+    """A search that owes seed replicates stays running at its target (the finaliser opens them)."""
+    return row.final_step == "replicates"
 
 
 def extend_target(engine: Engine, study_id: int, extra: int) -> StudyRecord:
@@ -443,7 +459,7 @@ def _settle_slot(session: Session, study_id: int | None, how: str) -> None:
         return
     if how == "finish":
         row.finished += 1
-        if row.state in ACTIVE_STATES and row.finished >= row.target_trials:
+        if row.state in ACTIVE_STATES and row.finished >= row.target_trials and not _held(row):
             row.state = "done"
             row.finished_at = _utcnow(session)
     else:

@@ -58,6 +58,11 @@ class Study(Base):
     error: Mapped[str | None] = mapped_column(Text)
     test_score: Mapped[float | None] = mapped_column(Float)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    # What the study still owes once its search target is reached: "replicates" (the search holds
+    # at its target until they are enqueued), then "score" (the test split), then nothing.
+    final_step: Mapped[str | None] = mapped_column(String(16))
+    # The worker doing that step now; a claim of a worker whose row is gone is free to take.
+    final_step_worker: Mapped[int | None] = mapped_column(Integer)
 
 
 class Worker(Base):

@@ -38,6 +38,7 @@ def submit_spec(
         target_trials=spec.search.n_trials,
         priority=priority,
         idempotency_key=idempotency_key,
+        final_step="replicates" if spec.repeats else "score",
     )
     study = optuna.create_study(
         storage=optuna_storage,

@@ -30,20 +30,19 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models.data import DatasetSplits, load_dataset
 from models.diagnostics import regularisation_diagnostics
-from models.training import EpochMetrics, TrainResult, evaluate, resolve_device, train_model
+from models.training import EpochMetrics, TrainResult, resolve_device, train_model
 from storage import queue
 from storage.queue import IllegalStateChange, StudyNotFound, StudyRecord, WorkerGone
-from storage.trial_attrs import first_complete_trial_with_attr, is_rdb, set_trial_user_attrs
+from studyd.finalize import StudyFinalizer
 from studyd.records import (
     REUSED_ATTRS,
-    best_trial,
     config_attrs,
     constraint_values,
     diagnostic_attrs,
     objective_values,
     result_attrs,
 )
-from studyd.runs import enqueue_replicates, finished_run, trial_config
+from studyd.runs import finished_run, trial_config
 from studyd.search import build_pruner, build_sampler
 from studyd.spec import SpecError, StudySpec, validate_spec
 
@@ -147,6 +146,7 @@ class Worker:
             try:
                 record = queue.claim_trial_slot(self.engine, self.worker_id)
                 if record is None:
+                    self.finalize()
                     if opts.once and self._queue_is_empty():
                         return
                     self._stop.wait(opts.poll)
@@ -214,6 +214,18 @@ class Worker:
             if time.monotonic() - last_reap >= opts.reaper_period:
                 last_reap = time.monotonic()
                 self.reap()
+                self.finalize(scoring=False)
+
+    def finalize(self, *, scoring: bool = True) -> int:
+        """Do the final steps (replicates, test score) studies owe; see `studyd.finalize`."""
+        finalizer = StudyFinalizer(
+            self.engine, self.storage, self.worker_id, self._dataset, self.device, self._stopping
+        )
+        try:
+            return finalizer.run(scoring=scoring)
+        except Exception:  # noqa: BLE001 - retried after the next slot or reaper period
+            logger.exception("finaliser failed")
+            return 0
 
     def reap(self) -> list[int]:
         try:
@@ -248,7 +260,7 @@ class Worker:
         except (IllegalStateChange, StudyNotFound):
             return  # another worker ended it first (and scores it)
         logger.info("study %s: time budget spent after %s trials", record.id, ended.finished)
-        self.evaluate_best_on_test(ended, served)
+        self.finalize()
 
     def _prepare(self, record: StudyRecord) -> _Served | None:
         """Spec, data and Optuna study of `record` (cached); None when not ready yet."""
@@ -313,7 +325,7 @@ class Worker:
             where = {"device": self.device, "worker_id": self.worker_id, "host": self.host}
             attrs = config_attrs(model_cfg, train_cfg, spec.dataset.name, **where)
             _set_attrs(trial, attrs)
-            earlier = _finished_run(study, attrs["run_key"], before=trial.number)
+            earlier = finished_run(study, attrs["run_key"], before=trial.number)
             if earlier is not None:
                 # The same canonical config and seed already finished: its result is this one's.
                 outcome = {
@@ -412,15 +424,15 @@ class Worker:
     ) -> FrozenTrial | None:
         if self._gone.is_set():
             return None
-        try:
-            return study.tell(trial, **kwargs)
-        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
-            # Only now read the trial back (not before every tell: one round trip saved per trial).
-            current = self.storage.get_trial(trial._trial_id)
-            if not current.state.is_finished():
-                raise  # not a late or repeated tell: a real error
+        current = self.storage.get_trial(trial._trial_id)
+        if current.state.is_finished():
             if current.state == kwargs.get("state", TrialState.COMPLETE):
                 return current  # our own tell landed before its reply was lost
+            logger.warning("trial %s was already %s: result dropped", trial.number, current.state)
+            return None
+        try:
+            return study.tell(trial, **kwargs)
+        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError) as exc:
             logger.warning("trial %s could not be told (%s): result dropped", trial.number, exc)
             return None
 
@@ -454,28 +466,11 @@ class Worker:
             self._gone.set()
             return
         self.trials_run += 1
-        if after.state == "running" and after.finished >= after.target_trials == hold_at:
-            after = self._start_replicates(record, served)
-            if after is None:
-                return
-        # Only the finish that reached the target scores the study (one test run per study).
-        if after.state == "done" and after.finished == after.target_trials:
+        if after.state == "done":
             self._served.pop(record.id, None)
-            self._patiently("failing orphaned trials", lambda: _fail_orphans(served.study))
-            self.evaluate_best_on_test(after, served)
-
-    def _start_replicates(self, record: StudyRecord, served: _Served) -> StudyRecord | None:
-        """The search is over: enqueue the seed replicates, then open their slots (or end)."""
-        extra = self._patiently(
-            "enqueuing replicates", lambda: enqueue_replicates(served.study, served.spec)
-        )
-        try:
-            return self._patiently(
-                "extending the target", lambda: queue.extend_target(self.engine, record.id, extra)
-            )
-        except (IllegalStateChange, StudyNotFound):
-            logger.warning("study %s ended before its replicates could start", record.id)
-            return None
+        # Replicates and the test score are owed whoever settles the last slot (we, another
+        # worker or the reaper): the finaliser claims each once.
+        self.finalize()
 
     def _abandon(self, record: StudyRecord, study: optuna.Study, trial: optuna.Trial) -> None:
         """SIGTERM mid-trial: FAIL the trial and give the slot back (no retry: nothing died)."""
@@ -505,30 +500,6 @@ class Worker:
         with suppress(IllegalStateChange, StudyNotFound):
             queue.fail_study(self.engine, record.id, message)
 
-    # --- the test split ----------------------------------------------------------------------
-
-    def evaluate_best_on_test(self, record: StudyRecord, served: _Served) -> float | None:
-        """Retrain the best trial's config with its seed and store its test accuracy, once."""
-        study = optuna.load_study(study_name=record.optuna_name, storage=self.storage)
-        best = best_trial(study)
-        if best is None:
-            return None
-        model_cfg, train_cfg = trial_config(best, served.spec, served.data)
-        result = train_model(
-            model_cfg,
-            train_cfg,
-            served.data,
-            device=self.device,
-            on_epoch=lambda _: self._stopping(),
-        )
-        if len(result.history) < train_cfg.epochs and not result.diverged:
-            return None  # interrupted: the study stays without a test score rather than a wrong one
-        _, acc = evaluate(result.model, served.data.x_test, served.data.y_test)
-        queue.set_test_score(self.engine, record.id, acc)
-        study.set_user_attr("test_trial", best.number)
-        logger.info("study %s: best trial %s scores %.4f on test", record.id, best.number, acc)
-        return acc
-
 
 def _out_of_time(record: StudyRecord, spec: StudySpec) -> bool:
     timeout = spec.search.timeout
@@ -536,17 +507,6 @@ def _out_of_time(record: StudyRecord, spec: StudySpec) -> bool:
         return False
     now = datetime.now(UTC).replace(tzinfo=None)  # the queue's timestamps are naive UTC
     return (now - record.started_at).total_seconds() > timeout
-
-
-def _fail_orphans(study: optuna.Study) -> None:
-    """FAIL the trials still RUNNING once every slot is finished: no live worker holds them.
-
-    `study.ask()` can create a trial and lose the database before handing it back; the reaper
-    sweeps such orphans only while the study runs, so at `done` they would stay RUNNING forever.
-    """
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        with suppress(optuna.exceptions.UpdateFinishedTrialError):
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
 
 
 def _fail_for_retry(study: optuna.Study, trial: optuna.Trial) -> None:
@@ -564,24 +524,11 @@ class _StudyUnusable(Exception):
 
 
 def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    """All of `attrs` in one transaction (Optuna's `set_user_attr` commits each one)."""
-    set_trial_user_attrs(trial.storage, trial._trial_id, attrs)
-    # What `Trial.set_user_attr` does after its write: `trial.user_attrs` reads this copy.
-    trial._cached_frozen_trial.user_attrs.update(attrs)
-
-
-def _finished_run(study: optuna.Study, run_key: str, *, before: int) -> FrozenTrial | None:
-    """`runs.finished_run` as one indexed query, not a load of every trial of the study."""
-    if not is_rdb(study._storage):
-        return finished_run(study, run_key, before=before)
-    return first_complete_trial_with_attr(
-        study._storage, study._study_id, "run_key", run_key, before=before
-    )
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
 
 
 def _set_constraints(trial: optuna.Trial, violations: dict[str, float]) -> None:
-    if not violations:
-        return  # no constraints: skip the read below
     already = trial.storage.get_trial_system_attrs(trial._trial_id)
     for name, value in violations.items():
         if f"constraints:{name}" not in already:  # a retried call must not warn

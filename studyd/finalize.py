@@ -1,0 +1,141 @@
+"""The study finaliser: seed replicates and the test score, owed once a search reaches its target.
+
+Whoever settles a study's last slot — the worker that trained it, another worker, or the reaper on
+behalf of a dead one — the work after it must happen exactly once. So no one does it inline: every
+worker, after each slot, when idle and on its reaper tick, asks `storage.final_steps` for studies
+that owe a step, claims one atomically, and does it. A claimant that dies leaves a claim whose
+worker row the reaper deletes, and the next worker takes the step over.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import TrialState
+from sqlalchemy import Engine
+
+from models.data import DatasetSplits
+from models.training import evaluate, train_model
+from storage import final_steps
+from storage.final_steps import OwedStep
+from storage.optuna_storage import STORAGE_ERRORS
+from studyd.records import best_trial
+from studyd.runs import replicate_seeds, replicate_targets, trial_config
+from studyd.spec import StudySpec, validate_spec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StudyFinalizer:
+    """One worker's view: how it loads data, where it trains, and when it must stop."""
+
+    engine: Engine
+    storage: BaseStorage
+    worker_id: int
+    load_data: Callable[[StudySpec], DatasetSplits]
+    device: str = "cpu"
+    stopping: Callable[[], bool] = lambda: False
+
+    def run(self, *, scoring: bool = True) -> int:
+        """Do every owed step this worker can claim; returns how many it completed.
+
+        `scoring=False` (the heartbeat thread) only opens replicates, which is quick: a test run
+        trains a network and would hold up the heartbeats.
+        """
+        done = 0
+        for owed in final_steps.owed_steps(self.engine):
+            if self.stopping():
+                break
+            if owed.step == "score" and not scoring:
+                continue
+            if not final_steps.claim_step(self.engine, owed, self.worker_id):
+                continue  # another worker has it
+            try:
+                completed = self._do(owed)
+            except STORAGE_ERRORS:
+                logger.exception("study %s: %s failed: given back", owed.study_id, owed.step)
+                completed = False
+            if completed:
+                done += 1
+            else:
+                final_steps.release_step(self.engine, owed.study_id, self.worker_id)
+        return done
+
+    def _do(self, owed: OwedStep) -> bool:
+        spec = validate_spec(owed.spec)
+        study = optuna.load_study(study_name=owed.optuna_name, storage=self.storage)
+        if owed.step == "replicates":
+            return self._open_replicates(owed, spec, study)
+        return self._score(owed, spec, study)
+
+    def _open_replicates(self, owed: OwedStep, spec: StudySpec, study: optuna.Study) -> bool:
+        extra = enqueue_missing_replicates(study, spec)
+        after = final_steps.open_replicates(self.engine, owed.study_id, self.worker_id, extra)
+        if after is not None:
+            logger.info("study %s: %s seed replicates open", owed.study_id, extra)
+        return after is not None
+
+    def _score(self, owed: OwedStep, spec: StudySpec, study: optuna.Study) -> bool:
+        fail_orphans(study)
+        best = best_trial(study)
+        score = None
+        if best is not None:
+            data = self.load_data(spec)
+            model_cfg, train_cfg = trial_config(best, spec, data)
+            stop = self.stopping
+            result = train_model(
+                model_cfg, train_cfg, data, device=self.device, on_epoch=lambda _: stop()
+            )
+            if len(result.history) < train_cfg.epochs and not result.diverged:
+                return False  # interrupted: given back rather than a wrong score stored
+            _, score = evaluate(result.model, data.x_test, data.y_test)
+            study.set_user_attr("test_trial", best.number)
+        if not final_steps.record_score(self.engine, owed.study_id, self.worker_id, score):
+            logger.warning("study %s: scored after losing its claim: dropped", owed.study_id)
+            return True  # the step is not ours any more: nothing to give back
+        if best is not None:
+            logger.info(
+                "study %s: best trial %s scores %.4f on test", owed.study_id, best.number, score
+            )
+        return True
+
+
+def enqueue_missing_replicates(study: optuna.Study, spec: StudySpec) -> int:
+    """Enqueue each replicate (`replicate_of`, `replicate_seed`) not already in the study.
+
+    Returns how many replicates the study has in all: a claimant that died after enqueuing some
+    leaves them for the next, which must neither enqueue them twice nor forget to count them.
+    """
+    if spec.repeats == 0:
+        return 0
+    present = {
+        (t.user_attrs.get("replicate_of"), t.user_attrs.get("replicate_seed"))
+        for t in study.get_trials(deepcopy=False)
+        if "replicate_of" in t.user_attrs and "retry_of" not in t.user_attrs
+    }
+    total = 0
+    for trial in replicate_targets(study, spec):
+        for seed in replicate_seeds(spec):
+            total += 1
+            if (trial.number, seed) not in present:
+                attrs = {"replicate_of": trial.number, "replicate_seed": seed}
+                study.enqueue_trial(trial.params, user_attrs=attrs)
+    logger.info("%s: %s seed replicates", study.study_name, total)
+    return total
+
+
+def fail_orphans(study: optuna.Study) -> None:
+    """FAIL the trials still RUNNING once every slot is finished: no live worker holds them.
+
+    `study.ask()` can create a trial and lose the database before handing it back; the reaper
+    sweeps such orphans only while the study runs, so at `done` they would stay RUNNING forever.
+    """
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        with suppress(optuna.exceptions.UpdateFinishedTrialError):
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
