@@ -26,12 +26,12 @@ import torch
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from models.data import DatasetSplits, load_dataset
 from models.diagnostics import regularisation_diagnostics
 from models.training import EpochMetrics, TrainResult, resolve_device, train_model
 from storage import queue
+from storage.optuna_storage import STORAGE_ERRORS
 from storage.queue import IllegalStateChange, StudyNotFound, StudyRecord, WorkerGone
 from studyd.finalize import StudyFinalizer
 from studyd.records import (
@@ -49,8 +49,11 @@ from studyd.spec import SpecError, StudySpec, validate_spec
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Database trouble: the queue's SQL, or Optuna's storage (which wraps SQLAlchemy's errors).
-DB_ERRORS = (SQLAlchemyError, optuna.exceptions.StorageInternalError)
+# Storage trouble: the queue's SQL, Optuna's storage (which wraps SQLAlchemy's errors), or the
+# gRPC proxy in front of it (down, or its database down): give the slot back and retry.
+DB_ERRORS = STORAGE_ERRORS
+# Seconds between slots after consecutive storage failures: 1, 2, 4, ... up to this.
+MAX_BACKOFF = 30.0
 # A study whose Optuna study is still missing this long after submit was never fully created.
 MISSING_STUDY_SECONDS = 60.0
 # Stochastic passes for the MC-dropout diagnostics of each trial (on the validation split).
@@ -140,6 +143,7 @@ class Worker:
 
     def _loop(self) -> None:
         opts = self.options
+        failures = 0  # consecutive slots the storage failed: back off while it is down
         while not self._stopping():
             if opts.max_trials is not None and self.trials_run >= opts.max_trials:
                 return
@@ -162,12 +166,15 @@ class Worker:
                 continue
             try:
                 self._serve_slot(record)
+                failures = 0
             except WorkerGone:
                 logger.error("worker %s was reaped mid-slot: stopping", self.worker_id)
                 self._gone.set()
             except DB_ERRORS:
                 logger.exception("study %s: the database failed mid-slot", record.id)
                 self._give_back_after_error(record)
+                failures += 1
+                self._stop.wait(min(2.0 ** (failures - 1), MAX_BACKOFF))
 
     def _give_back_after_error(self, record: StudyRecord) -> None:
         """Release a slot whose trial is in an unknown state (retried through the grace period).
