@@ -38,6 +38,12 @@ def worker(
     reaper_period: float = typer.Option(
         None, "--reaper-period", min=0.1, help="seconds between reaper runs"
     ),
+    batch_trials: str = typer.Option(
+        "1",
+        "--batch-trials",
+        help="train up to K trials of one study at once as one stacked model (same "
+        "architecture; others train alone): K, or auto (by free memory)",
+    ),
 ) -> None:
     """Claim trial slots, train, report every epoch, tell Optuna; SIGTERM stops within one epoch."""
     from models.training import DeviceError
@@ -65,6 +71,7 @@ def worker(
         data_dir=settings.data_dir,
         data_roots=settings.allowed_data_roots(),
         threads=threads,
+        batch_trials=_batch_trials(batch_trials),
     )
     try:
         ensure_schema(url)
@@ -78,3 +85,11 @@ def worker(
     if runner.gone:
         typer.echo("error: this worker was reaped or lost the database; it stopped", err=True)
         raise typer.Exit(3)
+
+
+def _batch_trials(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise typer.BadParameter(f"{text!r} is not a number of trials (1 or more) or auto")

@@ -1,0 +1,85 @@
+"""`--batch-trials K`: K slots of one study trained as one stack; same target, same results."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import studyd.worker
+from storage import queue
+from storage.engine import make_engine
+from storage.migrate import ensure_schema
+from storage.optuna_storage import make_optuna_storage
+from studyd.service import submit_spec
+from studyd.spec import load_spec
+from studyd.worker import Worker, WorkerOptions, auto_batch_trials
+
+# Standout cannot share a stack (models.batched.BATCHABLE_VARIANTS): those trials train alone.
+SPEC = (
+    "name: batch\nmodel: {depth: 2, width: 32}\n"
+    "dropout: {variants: [standard, standout], placements: [hidden], rate: [0.1, 0.5]}\n"
+    "training: {epochs: 6, batch_size: 64, lr: [0.002, 0.006]}\n"
+    "search: {sampler: random, pruner: none, n_trials: 10, seed: 3}"
+)
+
+
+def _run(tmp_path, name: str, batch_trials: int):
+    url = f"sqlite:///{tmp_path / f'{name}.db'}"
+    ensure_schema(url)
+    engine, storage = make_engine(url), make_optuna_storage(url)
+    record = submit_spec(engine, storage, load_spec(SPEC))
+    options = WorkerOptions(
+        device="cpu", once=True, heartbeat=0.5, grace=30, poll=0.05, data_dir=tmp_path
+    )
+    options.batch_trials = batch_trials
+    ran = Worker(engine, storage, options).run()
+    trials = optuna.load_study(study_name=record.optuna_name, storage=storage).trials
+    done = queue.get_study(engine, record.id)
+    workers = queue.list_workers(engine)
+    engine.dispose()
+    return ran, trials, done, workers
+
+
+@pytest.mark.slow
+def test_batched_worker_reaches_exactly_its_target_and_agrees_with_unbatched(tmp_path, monkeypatch):
+    stacks: list[int] = []  # trials per `train_batched` call (a spy: the real one runs)
+    real = studyd.worker.train_batched
+
+    def spy(model_cfgs, *args, **kwargs):
+        stacks.append(len(model_cfgs))
+        return real(model_cfgs, *args, **kwargs)
+
+    monkeypatch.setattr(studyd.worker, "train_batched", spy)
+    ran, batched, done, workers = _run(tmp_path, "batched", 4)
+    assert ran == done.target_trials == done.finished == done.claimed == 10
+    assert done.state == "done" and done.test_score is not None
+    assert workers == []  # every lease row was unregistered
+    assert len(batched) == 10 and all(t.state == TrialState.COMPLETE for t in batched)
+    # Batchable trials shared stacks of 2..4; standout trials (never stacked) trained alone.
+    variants = [t.user_attrs["variant"] for t in batched]
+    assert "standout" in variants and stacks and all(2 <= k <= 4 for k in stacks)
+    assert sum(stacks) <= sum(v != "standout" for v in variants)
+
+    _, alone, _, _ = _run(tmp_path, "alone", 1)
+    by_number = {t.number: t for t in alone}
+    diffs = []
+    for trial in batched:
+        other = by_number[trial.number]
+        # The random sampler draws the same configs in the same order either way.
+        assert trial.params == other.params
+        assert trial.user_attrs["run_key"] == other.user_attrs["run_key"]
+        if "reused_from" in trial.user_attrs or "reused_from" in other.user_attrs:
+            continue
+        diffs.append(abs(trial.value - other.value))
+    # Same init and data order per seed, other dropout masks (models.batched): tolerance as in
+    # tests/models/test_batched.py, 6 points per trial and 3 on the mean, seed 3, digits.
+    print("batched-vs-alone val_acc differences", [round(d, 3) for d in diffs], stacks)
+    assert diffs and max(diffs) <= 0.06, diffs
+    assert sum(diffs) / len(diffs) <= 0.03, diffs
+
+
+def test_auto_batch_trials_is_bounded_by_memory_and_the_cpu_cap():
+    assert auto_batch_trials("cpu", 64, 32, 2, 10, 64) == 8
+    # A network whose state alone needs more than the machine: one trial at a time.
+    assert auto_batch_trials("cpu", 10**6, 10**5, 8, 10, 4096) == 1
