@@ -12,6 +12,9 @@ from sqlalchemy.engine import URL, CreateEnginePlugin, make_url
 # How long a SQLite writer waits for the lock before "database is locked" (seconds).
 SQLITE_BUSY_TIMEOUT_S = 60.0
 SQLITE_PLUGIN = "studyd_sqlite_immediate"
+# Execution option of connections that only read: SQLite opens their transactions with a
+# deferred BEGIN, so under WAL they read beside the writer instead of queueing for its lock.
+READ_ONLY = "studyd_read_only"
 # Which connections of this thread hold a SQLite file's write lock. Module-level on purpose: the
 # lock belongs to the file, shared by every engine on it (ours and Optuna's) in this process.
 _write_locks = threading.local()
@@ -56,6 +59,15 @@ def make_engine(url: str) -> Engine:
     return create_engine(sqlalchemy_url(url), **engine_options(url))
 
 
+def read_only(engine: Engine) -> Engine:
+    """`engine` (same pool) for transactions that never write: on SQLite a deferred BEGIN.
+
+    A write in such a transaction would fail at once with "database is locked" under
+    contention (the trap `BEGIN IMMEDIATE` avoids), so only pure reads may use it.
+    """
+    return engine.execution_options(**{READ_ONLY: True})
+
+
 class SQLiteImmediatePlugin(CreateEnginePlugin):
     """WAL, a busy timeout and `BEGIN IMMEDIATE` for every transaction on a pysqlite engine.
 
@@ -94,6 +106,9 @@ def _held_locks() -> dict[str, set[int]]:
 
 
 def _sqlite_on_begin(connection: Any) -> None:
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+        return
     database = connection.engine.url.database or ""
     holders = _held_locks().setdefault(database, set())
     if holders:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from sqlalchemy import Engine, delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from storage.engine import read_only
 from storage.schema import ACTIVE_STATES, FINAL_STATES, Study, Worker
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,11 @@ def _worker_record(row: Worker) -> WorkerRecord:
 def _transaction(engine: Engine) -> Iterator[Session]:
     with Session(engine, expire_on_commit=False) as session, session.begin():
         yield session
+
+
+def _reading(engine: Engine) -> AbstractContextManager[Session]:
+    """A transaction that only reads (SQLite: deferred BEGIN, beside the writer under WAL)."""
+    return _transaction(read_only(engine))
 
 
 def _utcnow(session: Session) -> datetime:
@@ -161,7 +167,7 @@ def submit_study(
 
 
 def get_study(engine: Engine, study_id: int) -> StudyRecord:
-    with _transaction(engine) as session:
+    with _reading(engine) as session:
         row = session.get(Study, study_id)
         if row is None:
             raise StudyNotFound(f"study {study_id} does not exist")
@@ -175,7 +181,7 @@ def list_studies(
     query = select(Study).order_by(Study.id.desc()).limit(limit).offset(offset)
     if state is not None:
         query = query.where(Study.state == state)
-    with _transaction(engine) as session:
+    with _reading(engine) as session:
         return [_study_record(row) for row in session.scalars(query)]
 
 
@@ -183,7 +189,7 @@ def count_studies(engine: Engine, state: str | None = None) -> int:
     query = select(func.count()).select_from(Study)
     if state is not None:
         query = query.where(Study.state == state)
-    with _transaction(engine) as session:
+    with _reading(engine) as session:
         return int(session.scalar(query) or 0)
 
 
@@ -407,7 +413,7 @@ def unregister_worker(engine: Engine, worker_id: int) -> None:
 
 def list_workers(engine: Engine, alive_within: float | None = None) -> list[WorkerRecord]:
     """Registered workers, optionally only those heard from in the last `alive_within` seconds."""
-    with _transaction(engine) as session:
+    with _reading(engine) as session:
         query = select(Worker).order_by(Worker.id)
         if alive_within is not None:
             cutoff = _utcnow(session) - timedelta(seconds=alive_within)

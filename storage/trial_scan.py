@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from storage.engine import read_only
 from storage.trials import (
     _attrs,
     _directions,
@@ -69,7 +70,7 @@ def scan_trials(
     wanted = None if states is None else [s.upper() for s in states]
     last = -1
     while True:
-        with engine.connect() as conn:
+        with read_only(engine).connect() as conn:
             study_id = _optuna_study_id(conn, optuna_name)
             if study_id is None:
                 return
@@ -133,7 +134,7 @@ def _page_constraints(conn: sa.Connection, ids: list[int]) -> dict[int, dict[str
 
 def trial_columns(engine: Engine, optuna_name: str) -> tuple[int, list[str], list[str]]:
     """(number of objectives, param names, user attribute keys) used anywhere in the study."""
-    with engine.connect() as conn:
+    with read_only(engine).connect() as conn:
         study_id = _optuna_study_id(conn, optuna_name)
         if study_id is None:
             return 0, [], []

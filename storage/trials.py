@@ -20,6 +20,8 @@ from optuna.distributions import BaseDistribution, json_to_distribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from sqlalchemy.engine import Connection, Engine
 
+from storage.engine import read_only
+
 TRIAL_STATES: tuple[str, ...] = ("running", "waiting", "complete", "pruned", "fail")
 TrialSort = Literal["number", "value"]
 SortOrder = Literal["asc", "desc"]
@@ -222,7 +224,7 @@ def _rows(
 
 def study_progress(engine: Engine, optuna_name: str) -> tuple[StudyTrialStats, TrialRow | None]:
     """Counts by state, direction, trial timings and the best trial, in one transaction."""
-    with engine.connect() as conn:
+    with read_only(engine).connect() as conn:
         study_id = _optuna_study_id(conn, optuna_name)
         if study_id is None:
             return StudyTrialStats(dict.fromkeys(TRIAL_STATES, 0), "maximize", None, None), None
@@ -288,7 +290,7 @@ def list_trials(
     offset: int = 0,
 ) -> tuple[list[TrialRow], int]:
     """One page of trials and the total matching the filters."""
-    with engine.connect() as conn:
+    with read_only(engine).connect() as conn:
         study_id = _optuna_study_id(conn, optuna_name)
         if study_id is None:
             return [], 0
@@ -317,7 +319,7 @@ def list_trials(
 
 def get_trial(engine: Engine, optuna_name: str, number: int) -> TrialRow | None:
     """One trial with all its params, user attributes and intermediate values."""
-    with engine.connect() as conn:
+    with read_only(engine).connect() as conn:
         study_id = _optuna_study_id(conn, optuna_name)
         if study_id is None:
             return None
@@ -349,7 +351,7 @@ def complete_values(engine: Engine, optuna_name: str) -> list[CompleteValue]:
     """(value, variant, placement) of every complete trial: three scalars a row, not trials."""
     variant = _attrs.alias("variant_attr")
     placement = _attrs.alias("placement_attr")
-    with engine.connect() as conn:
+    with read_only(engine).connect() as conn:
         study_id = _optuna_study_id(conn, optuna_name)
         if study_id is None:
             return []
@@ -386,7 +388,7 @@ def recent_complete_trials(engine: Engine, optuna_name: str, limit: int) -> list
 
     Enough for parameter importances without loading user attributes or curves.
     """
-    with engine.connect() as conn:
+    with read_only(engine).connect() as conn:
         study_id = _optuna_study_id(conn, optuna_name)
         if study_id is None:
             return []
