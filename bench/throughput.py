@@ -17,7 +17,9 @@
     `PyTorchLightningPruningCallback.on_validation_end`: skip sanity checks, report, prune)
     because optuna-integration is not a dependency.
 (b) studyd's worker, unchanged: the spec is submitted to a fresh SQLite database and a real
-    `Worker` claims, trains and tells every trial through the real Optuna `RDBStorage`.
+    `Worker` claims, trains and tells every trial through the real Optuna `RDBStorage`, one
+    trial at a time (the default `--batch-trials 1`). (bK), with `--worker-batch K`: the same
+    worker with `--batch-trials K` (K slots claimed, K trials asked, trained as one stack).
 (c) the arithmetic's floor: a bare torch loop over tensors already on the device.
 All three see the same data (`load_dataset`, split seed 0), the same spec, the same sampler
 (TPE, the worker's seed) and map trials onto configs with `suggest_config`, so they train the
@@ -181,7 +183,9 @@ def run_bare(spec: StudySpec, data: DatasetSplits, device: torch.device) -> list
 # --- (b) studyd's worker ---------------------------------------------------------------------
 
 
-def run_studyd(spec: StudySpec, device: str, root: Path) -> tuple[list[float], float]:
+def run_studyd(
+    spec: StudySpec, device: str, root: Path, batch_trials: int = 1
+) -> tuple[list[float], float]:
     """Run the real worker on a fresh SQLite database; (values, steady seconds per trial).
 
     Steady seconds per trial = first trial's start to last trial's end over the trial count, as
@@ -193,12 +197,14 @@ def run_studyd(spec: StudySpec, device: str, root: Path) -> tuple[list[float], f
     from studyd.service import submit_spec
     from studyd.worker import Worker, WorkerOptions
 
-    url = f"sqlite:///{root / 'bench.db'}"
+    url = f"sqlite:///{root / f'bench-{time.monotonic_ns()}.db'}"
     upgrade(url)
     engine = make_engine(url)
     storage = make_optuna_storage(url, heartbeat_interval=5.0, grace_period=30.0)
     record = submit_spec(engine, storage, spec)
-    options = WorkerOptions(device=device, once=True, data_dir=root, data_roots=[root])
+    options = WorkerOptions(
+        device=device, once=True, data_dir=root, data_roots=[root], batch_trials=batch_trials
+    )
     Worker(engine, storage, options).run()
     trials = optuna.load_study(study_name=record.optuna_name, storage=storage).trials
     span = max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)
@@ -269,6 +275,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--ways", default="abc", help="which of a, b, c to run")
     parser.add_argument("--batch-k", type=int, nargs="*", default=[1, 8])
+    parser.add_argument(
+        "--worker-batch", type=int, default=0, help="also run (b) with --batch-trials K"
+    )
     parser.add_argument("--batch-trials", type=int, default=16)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
@@ -295,18 +304,28 @@ def main(argv: list[str] | None = None) -> None:
                 "b": ("studyd", run_studyd, (spec, str(device), root)),
                 "c": ("bare", run_bare, (spec, data, device)),
             }
-            for way in args.ways:
+            ways = args.ways
+            if args.worker_batch > 1:
+                runs["k"] = (
+                    f"studyd K={args.worker_batch}",
+                    run_studyd,
+                    (*runs["b"][2], args.worker_batch),
+                )
+                ways += "k"
+            for way in ways:
                 label, fn, fn_args = runs[way]
                 out, wall, load_note = timed(fn, *fn_args)
-                values, steady = out if way == "b" else (out, None)
+                values, steady = out if way in "bk" else (out, None)
                 sec[way] = steady if steady is not None else wall / n
                 extra = f" (wall incl. start-up + test run {wall / n:.3f})" if steady else ""
-                print(f"  ({way}) {label:9s} {sec[way]:7.3f} s/trial{extra}  [{load_note}]")
+                print(f"  ({way}) {label:12s} {sec[way]:7.3f} s/trial{extra}  [{load_note}]")
                 print(f"      val_acc {[round(v, 3) for v in values]}")
             if {"a", "b"} <= sec.keys():
                 print(f"  (a)/(b) = {sec['a'] / sec['b']:.2f}x", end="")
             if {"b", "c"} <= sec.keys():
                 print(f"  (b)/(c) = {sec['b'] / sec['c']:.2f}x", end="")
+            if {"a", "k"} <= sec.keys():
+                print(f"  (a)/(k) = {sec['a'] / sec['k']:.2f}x", end="")
             print()
         if args.batch_k:
             name, data = load("mnist1d", root)
