@@ -13,7 +13,9 @@ endpoint: `GET /studies/{id}`, `GET /studies/{id}/trials?limit=100` (random offs
 alone first). Printed: p50/p99 latency and requests/s per endpoint and study, and
 the API process's RSS after start, after the small study's load and after the large one's (it
 must not grow with study size). Client and server share this machine's cores: latencies include
-the client's own scheduling; every figure has the 1-minute load average next to it.
+the client's own scheduling, so the API process's CPU time per request is printed too (with 50
+clients in a closed loop, p50 ≈ 50 / throughput by Little's law); every figure has the 1-minute
+load average next to it.
 """
 
 from __future__ import annotations
@@ -240,6 +242,12 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def serve(url: str) -> Iterator[tuple[str, int]]:
     """`studyd serve --no-workers` on `url`; yields (base URL, its pid)."""
@@ -249,7 +257,8 @@ def serve(url: str) -> Iterator[tuple[str, int]]:
     command = [sys.executable, "-m", "studyd.cli.main", "serve", "--no-workers"]
     command += ["--port", str(port), "--log-level", "warning"]
     # Its log (uvicorn, Optuna's per-request study notices) would drown the figures.
-    proc = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    log = open(Path(tempfile.gettempdir()) / "studyd-api-load-serve.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen(command, env=env, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -329,11 +338,13 @@ def run_backend(label: str, url: str, args: argparse.Namespace) -> None:
                 "GET /summary": [f"/studies/{study_id}/summary"],
             }
             for endpoint, paths in endpoints.items():
+                cpu = cpu_seconds(pid)
                 lat, wall = asyncio.run(drive(base, paths, args.clients, args.requests))
+                cpu_ms = (cpu_seconds(pid) - cpu) / len(lat) * 1e3
                 print(
                     f"  {name:5s} ({n:>5} trials) {endpoint:22s} p50 {_pct(lat, 50) * 1e3:7.1f} ms"
-                    f"  p99 {_pct(lat, 99) * 1e3:7.1f} ms  {len(lat) / wall:7.0f} req/s"
-                    f"  [load {_load()}]"
+                    f"  p99 {_pct(lat, 99) * 1e3:7.1f} ms  {len(lat) / wall:6.0f} req/s"
+                    f"  API CPU {cpu_ms:5.1f} ms/req  RSS {rss_mib(pid):5.0f} MiB  [load {_load()}]"
                 )
             print(f"  API RSS after {name:5s} study {rss_mib(pid):7.1f} MiB")
 

@@ -12,6 +12,8 @@ from sqlalchemy.engine import URL, CreateEnginePlugin, make_url
 # How long a SQLite writer waits for the lock before "database is locked" (seconds).
 SQLITE_BUSY_TIMEOUT_S = 60.0
 SQLITE_PLUGIN = "studyd_sqlite_immediate"
+# Connections kept open per SQLite engine (as many again may open under a burst).
+SQLITE_POOL_SIZE = 40
 # Execution option of connections that only read: SQLite opens their transactions with a
 # deferred BEGIN, so under WAL they read beside the writer instead of queueing for its lock.
 READ_ONLY = "studyd_read_only"
@@ -47,6 +49,11 @@ def engine_options(url: str) -> dict[str, Any]:
         return {
             "connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S},
             "plugins": [SQLITE_PLUGIN],
+            # The API serves sync routes from ~40 threads: with QueuePool's default 5 (+10
+            # overflow) they queued for connections and every overflow one was reopened (and
+            # its PRAGMAs rerun) per request. SQLite connections are cheap file handles.
+            "pool_size": SQLITE_POOL_SIZE,
+            "max_overflow": SQLITE_POOL_SIZE,
         }
     if is_postgresql(url):
         # Idle connections get dropped by servers and proxies: test each one before use.
