@@ -116,6 +116,9 @@ class Worker:
         self.trials_run = 0
         self._stop = threading.Event()  # SIGTERM / stop(): finish up and exit
         self._gone = threading.Event()  # our row was reaped: never tell again
+        # The study being trained was cancelled or deleted: stop its trials at the next epoch.
+        self._training_study: int | None = None
+        self._cancelled = threading.Event()
         self._served: dict[int, _Served] = {}
         self._leases: list[int] = []  # extra worker rows, one per extra slot of a batch
         self._data_cache: dict[tuple[str, int, int | None], DatasetSplits] = {}
@@ -206,6 +209,22 @@ class Worker:
     def _stopping(self) -> bool:
         return self._stop.is_set() or self._gone.is_set()
 
+    def _interrupted(self) -> bool:
+        return self._stopping() or self._cancelled.is_set()
+
+    def _check_cancelled(self) -> None:
+        """Flag the study being trained when it was cancelled or deleted (heartbeat thread)."""
+        study_id = self._training_study
+        if study_id is None:
+            return
+        try:
+            state = queue.get_study(self.engine, study_id).state
+        except StudyNotFound:
+            state = "deleted"
+        if state in ("cancelled", "deleted") and not self._cancelled.is_set():
+            logger.info("study %s was %s: stopping its trials at the next epoch", study_id, state)
+            self._cancelled.set()
+
     def _queue_is_empty(self) -> bool:
         # With --once, wait while another worker still holds slots: if it dies, its slots come
         # back through the reaper and must be served.
@@ -220,6 +239,7 @@ class Worker:
                 for row in [self.worker_id, *self._leases]:
                     queue.heartbeat(self.engine, row)
                 last_ok = time.monotonic()
+                self._check_cancelled()
             except WorkerGone:
                 logger.error("worker %s was reaped: stopping without telling", self.worker_id)
                 self._gone.set()
@@ -269,10 +289,17 @@ class Worker:
             self._end_early(record, served)
             return
         more = self._claim_more(record, served) if self.options.batch_trials != 1 else []
-        if more:
-            self._run_batch([(record, self.worker_id), *more], served)
-        else:
-            self._run_trial(record, served)
+        self._cancelled.clear()
+        self._training_study = record.id
+        try:
+            if more:
+                self._run_batch([(record, self.worker_id), *more], served)
+            else:
+                self._run_trial(record, served)
+        finally:
+            self._training_study = None
+            if self._cancelled.is_set():
+                self._served.pop(record.id, None)
 
     def _end_early(self, record: StudyRecord, served: _Served) -> None:
         """The spec's `search.timeout` ran out: no new trial; the study is done as it stands."""
@@ -458,13 +485,13 @@ class Worker:
 
         def on_epoch(m: EpochMetrics) -> bool:
             nonlocal pruned
-            if self._stopping():
+            if self._interrupted():
                 return True
             pruned = self._report_epoch(trial, spec, train_cfg, m)
             return pruned
 
         result = train_model(model_cfg, train_cfg, data, device=self.device, on_epoch=on_epoch)
-        if self._stopping() and not pruned and len(result.history) < train_cfg.epochs:
+        if self._interrupted() and not pruned and len(result.history) < train_cfg.epochs:
             raise _Stop()
         return result, pruned
 
@@ -580,7 +607,7 @@ class Worker:
         pruned = [False] * len(group)
 
         def on_epoch(_epoch: int, metrics: list[EpochMetrics | None]) -> list[bool]:
-            if self._stopping():
+            if self._interrupted():
                 return [True] * len(group)
             for k, m in enumerate(metrics):
                 if m is not None:
@@ -596,7 +623,7 @@ class Worker:
             on_epoch=on_epoch,
         )
         for k, result in enumerate(results):
-            if self._stopping() and not pruned[k] and len(result.history) < group[k][4].epochs:
+            if self._interrupted() and not pruned[k] and len(result.history) < group[k][4].epochs:
                 raise _Stop()
         return list(zip(results, pruned, strict=True))
 
@@ -671,11 +698,13 @@ class Worker:
         trial: optuna.Trial,
         lease: int | None = None,
     ) -> None:
-        """SIGTERM mid-trial: FAIL the trial and give the slot back (no retry: nothing died)."""
+        """SIGTERM or a cancelled study mid-trial: FAIL the trial, give the slot back (no retry:
+        nothing died)."""
         if self._gone.is_set():
             return
+        why = "study cancelled" if self._cancelled.is_set() else "worker stopped (SIGTERM)"
         with suppress(optuna.exceptions.UpdateFinishedTrialError):
-            trial.set_user_attr("error", "worker stopped (SIGTERM) mid-trial")
+            trial.set_user_attr("error", f"{why} mid-trial")
         if self._tell(study, trial, state=TrialState.FAIL) is not None:
             self._release(record, lease)
 
@@ -688,7 +717,7 @@ class Worker:
             )
         except WorkerGone:
             self._gone.set()
-        except IllegalStateChange:
+        except (IllegalStateChange, StudyNotFound):
             logger.warning("study %s had no slot to release", record.id)
 
     def _fail_study(self, record: StudyRecord, message: str) -> None:
