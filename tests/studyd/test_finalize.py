@@ -14,9 +14,6 @@ import pytest
 
 from models.data import load_dataset
 from storage import queue
-from storage.engine import make_engine
-from storage.migrate import ensure_schema
-from storage.optuna_storage import make_optuna_storage
 from studyd.records import config_attrs
 from studyd.runs import trial_config
 from studyd.service import submit_spec
@@ -32,14 +29,6 @@ training: {epochs: 2, batch_size: 64}
 search: {sampler: random, pruner: none, n_trials: 1}
 repeats: %d
 """
-
-
-@pytest.fixture
-def backend(db_url, tmp_path):
-    ensure_schema(db_url)
-    engine = make_engine(db_url)
-    yield db_url, engine, make_optuna_storage(db_url)
-    engine.dispose()
 
 
 def _options(tmp_path) -> WorkerOptions:
@@ -83,7 +72,7 @@ def _run_worker(engine, storage, tmp_path, timeout: float) -> Worker:
 def test_a_search_whose_last_slot_was_settled_without_its_replicates_gets_them_once(
     backend, tmp_path, settled_by
 ):
-    _, engine, storage = backend
+    engine, storage = backend
     record = submit_spec(engine, storage, load_spec(SPEC % 2))
     _last_trial_told_by_a_worker_that_then_dies(
         engine, storage, record, tmp_path, counted=settled_by == "dying worker"
@@ -102,8 +91,10 @@ def test_a_search_whose_last_slot_was_settled_without_its_replicates_gets_them_o
 
 
 @pytest.mark.slow
-def test_a_study_the_reaper_ended_is_scored_exactly_once_by_two_worker_processes(backend, tmp_path):
-    url, engine, storage = backend
+def test_a_study_the_reaper_ended_is_scored_exactly_once_by_two_worker_processes(
+    backend, db_url, tmp_path
+):
+    engine, storage = backend
     record = submit_spec(engine, storage, load_spec(SPEC % 0))
     _last_trial_told_by_a_worker_that_then_dies(engine, storage, record, tmp_path, counted=False)
     queue.reap_stale_workers(engine, storage, grace_seconds=0)
@@ -112,7 +103,7 @@ def test_a_study_the_reaper_ended_is_scored_exactly_once_by_two_worker_processes
 
     env = {**os.environ, "STUDYD_DATA_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
     env.pop("STUDYD_DATABASE_URL", None)
-    command = [sys.executable, "-m", "studyd.cli.main", "worker", "--database-url", url]
+    command = [sys.executable, "-m", "studyd.cli.main", "worker", "--database-url", db_url]
     command += ["--device", "cpu", "--once", "--poll", "0.2", "--heartbeat", "0.5"]
     start = time.monotonic()
     workers = [

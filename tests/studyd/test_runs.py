@@ -6,25 +6,13 @@ from __future__ import annotations
 from collections import Counter
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 
 from storage import queue
-from storage.engine import make_engine
-from storage.migrate import ensure_schema
-from storage.optuna_storage import make_optuna_storage
 from studyd.records import FLAT_DIAGNOSTICS
 from studyd.service import submit_spec
 from studyd.spec import load_spec
 from studyd.worker import Worker, WorkerOptions
-
-
-@pytest.fixture
-def backend(sqlite_url):
-    ensure_schema(sqlite_url)
-    engine = make_engine(sqlite_url)
-    yield engine, make_optuna_storage(sqlite_url)
-    engine.dispose()
 
 
 def _run(backend, tmp_path, text):
@@ -36,10 +24,10 @@ def _run(backend, tmp_path, text):
     return queue.get_study(engine, record.id), study
 
 
-def test_three_canonical_configs_train_three_times_in_ten_trials(backend, tmp_path):
+def test_three_canonical_configs_train_three_times_in_ten_trials(sqlite_backend, tmp_path):
     # standard with p = 0 is `none`: {none, standard 0.3, standard 0.5} are the only runs.
     done, study = _run(
-        backend,
+        sqlite_backend,
         tmp_path,
         "name: dedupe\nmodel: {depth: 1, width: 8}\ntraining: {epochs: 2, lr: 0.01}\n"
         "dropout: {variants: [none, standard], rate: {choices: [0.0, 0.3, 0.5]}}\n"
@@ -68,10 +56,12 @@ def test_three_canonical_configs_train_three_times_in_ten_trials(backend, tmp_pa
             assert diag["stochastic_layers"] == 0 and diag["train_eval_sym_kl"] == 0
 
 
-def test_constraints_are_recorded_for_optuna_and_the_best_trial_is_feasible(backend, tmp_path):
+def test_constraints_are_recorded_for_optuna_and_the_best_trial_is_feasible(
+    sqlite_backend, tmp_path
+):
     # digits: 64 inputs, 10 classes; one hidden layer of w units has 75w + 10 parameters.
     done, study = _run(
-        backend,
+        sqlite_backend,
         tmp_path,
         "name: constrained\nmodel: {depth: 1, width: {choices: [4, 8, 64]}}\n"
         "training: {epochs: 3}\ndropout: {variants: [none]}\n"
@@ -89,10 +79,10 @@ def test_constraints_are_recorded_for_optuna_and_the_best_trial_is_feasible(back
 
 
 def test_replicates_retrain_the_top_configs_with_new_seeds_before_the_study_is_done(
-    backend, tmp_path
+    sqlite_backend, tmp_path
 ):
     done, study = _run(
-        backend,
+        sqlite_backend,
         tmp_path,
         "name: reps\nmodel: {depth: 1, width: [8, 32]}\ntraining: {epochs: 2}\n"
         "dropout: {variants: [none, standard], rate: 0.3}\n"

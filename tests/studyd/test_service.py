@@ -8,9 +8,6 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from storage import queue
-from storage.engine import make_engine
-from storage.migrate import ensure_schema
-from storage.optuna_storage import make_optuna_storage
 from studyd.service import submit_spec
 from studyd.spec import SpecError, load_spec
 
@@ -20,14 +17,6 @@ dropout: {variants: [none, standard], rate: [0.1, 0.7]}
 search: {n_trials: 7}
 baselines: [{variant: none}, {variant: standard, rate: 0.5}]
 """
-
-
-@pytest.fixture
-def backend(db_url):
-    ensure_schema(db_url)
-    engine = make_engine(db_url)
-    yield engine, make_optuna_storage(db_url)
-    engine.dispose()
 
 
 def test_submit_makes_the_row_the_optuna_study_and_enqueues_baselines_first(backend):

@@ -12,20 +12,9 @@ import pytest
 from optuna.trial import TrialState
 
 from storage import queue
-from storage.engine import make_engine
-from storage.migrate import ensure_schema
-from storage.optuna_storage import make_optuna_storage
 from studyd.service import submit_spec
 from studyd.spec import load_spec
 from studyd.worker import Worker, WorkerOptions
-
-
-@pytest.fixture
-def backend(sqlite_url, tmp_path):
-    ensure_schema(sqlite_url)
-    engine = make_engine(sqlite_url)
-    yield engine, make_optuna_storage(sqlite_url)
-    engine.dispose()
 
 
 def _options(tmp_path, **kw) -> WorkerOptions:
@@ -33,8 +22,8 @@ def _options(tmp_path, **kw) -> WorkerOptions:
     return WorkerOptions(data_dir=tmp_path, **{**base, **kw})
 
 
-def test_multi_objective_study_records_every_objective_and_a_test_score(backend, tmp_path):
-    engine, storage = backend
+def test_multi_objective_study_records_every_objective_and_a_test_score(sqlite_backend, tmp_path):
+    engine, storage = sqlite_backend
     spec = load_spec(
         "name: mo\nmodel: {width: [4, 32]}\ntraining: {epochs: 2}\n"
         "search: {objectives: [val_acc, param_count], pruner: none, n_trials: 4}"
@@ -50,8 +39,8 @@ def test_multi_objective_study_records_every_objective_and_a_test_score(backend,
     assert study.user_attrs["test_trial"] in {t.number for t in study.best_trials}
 
 
-def test_a_spent_time_budget_ends_the_study_early_with_a_test_score(backend, tmp_path):
-    engine, storage = backend
+def test_a_spent_time_budget_ends_the_study_early_with_a_test_score(sqlite_backend, tmp_path):
+    engine, storage = sqlite_backend
     spec = load_spec(
         "name: budget\nmodel: {width: 8}\ntraining: {epochs: 2}\n"
         "search: {n_trials: 5000, timeout: 4, pruner: none}"
@@ -65,8 +54,8 @@ def test_a_spent_time_budget_ends_the_study_early_with_a_test_score(backend, tmp
     assert (ended.finished_at - ended.started_at).total_seconds() < 4 + 30
 
 
-def test_a_result_told_after_the_reaper_failed_the_trial_is_dropped(backend, tmp_path):
-    engine, storage = backend
+def test_a_result_told_after_the_reaper_failed_the_trial_is_dropped(sqlite_backend, tmp_path):
+    engine, storage = sqlite_backend
     spec = load_spec(
         "name: late\nmodel: {width: 256}\ndropout: {variants: [standard]}\n"
         "training: {epochs: 200, batch_size: 16}\nsearch: {n_trials: 2, pruner: none}"
@@ -103,8 +92,10 @@ def test_a_result_told_after_the_reaper_failed_the_trial_is_dropped(backend, tmp
 
 
 # Cancelling a study stops the trials already training on it, within about one epoch.
-def test_cancelling_a_study_fails_its_training_trial_and_the_worker_serves_on(backend, tmp_path):
-    engine, storage = backend
+def test_cancelling_a_study_fails_its_training_trial_and_the_worker_serves_on(
+    sqlite_backend, tmp_path
+):
+    engine, storage = sqlite_backend
     long = load_spec(
         "name: long\nmodel: {width: 256}\ndropout: {variants: [standard]}\n"
         "training: {epochs: 500, batch_size: 16}\nsearch: {n_trials: 3, pruner: none}"
