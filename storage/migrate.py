@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
 from storage.engine import is_postgresql, make_engine
+from storage.trial_indexes import create_trial_indexes
 
 # Our own version table: Optuna keeps its schema version in `alembic_version`.
 VERSION_TABLE = "studyd_alembic_version"
@@ -88,13 +89,17 @@ def ensure_schema(url: str) -> None:
         return
     if current_revision(url) != head_revision():
         upgrade(url)
-    if not is_postgresql(url):
-        # SQLite: Optuna's create_all runs in one BEGIN IMMEDIATE transaction, already serial.
-        make_optuna_storage(url).engine.dispose()
-        return
     engine = make_engine(url)
     try:
-        with _migration_connection(engine):
+        if not is_postgresql(url):
+            # SQLite: Optuna's create_all runs in one BEGIN IMMEDIATE transaction, already serial.
             make_optuna_storage(url).engine.dispose()
+            with engine.begin() as connection:
+                create_trial_indexes(connection)
+            return
+        with _migration_connection(engine) as connection:
+            make_optuna_storage(url).engine.dispose()
+            # Our indexes on Optuna's tables need those tables: made just now on a fresh database.
+            create_trial_indexes(connection)
     finally:
         engine.dispose()
