@@ -33,6 +33,8 @@ from models.dropout import (
 )
 
 ECE_BINS = 15
+# Rows of stacked MC-dropout passes per forward group (passes × validation rows).
+MC_STACK_ROWS = 65536
 # Every module whose forward draws noise in train mode (torch's own dropouts included).
 STOCHASTIC_MODULES: tuple[type[nn.Module], ...] = (
     nn.modules.dropout._DropoutNd,
@@ -121,6 +123,24 @@ def inference_ms_per_1k(
     return statistics.median(times) * 1e3 * 1000.0 / len(x)
 
 
+def _mc_logits(model: nn.Module, x: Tensor, passes: int, batch_size: int) -> Iterator[Tensor]:
+    """Logits of `passes` stochastic passes over `x`, as [g, n, classes] groups of passes.
+
+    Several passes go through the network as one stacked batch (x repeated), so T passes cost a
+    few large forwards instead of T small ones. DropConnect draws one weight mask per forward
+    call, which would tie the stacked passes together: a network with it runs pass by pass.
+    """
+    per_call = 1
+    if not any(isinstance(m, DropConnectLinear) for m in model.modules()):
+        per_call = max(1, min(passes, MC_STACK_ROWS // max(len(x), 1)))
+    done = 0
+    while done < passes:
+        g = min(per_call, passes - done)
+        stacked = _logits(model, x.repeat(g, *[1] * (x.dim() - 1)) if g > 1 else x, batch_size)
+        yield stacked.view(g, len(x), -1)
+        done += g
+
+
 def regularisation_diagnostics(
     model: nn.Module,
     x_val: Tensor,
@@ -155,16 +175,16 @@ def regularisation_diagnostics(
     cuda_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices), dropout_sampling(model) as n_stochastic:
         torch.manual_seed(seed)
-        for _ in range(mc_passes):
-            logp = F.log_softmax(_logits(model, x, batch_size).double(), dim=1)
+        for logits in _mc_logits(model, x, mc_passes, batch_size):
+            logp = F.log_softmax(logits.double(), dim=-1)  # [passes, n, classes]
             p = logp.exp()
-            sum_p += p
-            log_p_target.append(logp.gather(1, y[:, None]).squeeze(1))
-            sym_kl += float((0.5 * (p - eval_p) * (logp - eval_logp)).sum(dim=1).mean())
-            tv += float((0.5 * (p - eval_p).abs()).sum(dim=1).mean())
+            sum_p += p.sum(0)
+            log_p_target.append(logp.gather(2, y.expand(len(p), -1)[..., None]).squeeze(2))
+            sym_kl += float((0.5 * (p - eval_p) * (logp - eval_logp)).sum(-1).mean(1).sum())
+            tv += float((0.5 * (p - eval_p).abs()).sum(-1).mean(1).sum())
     mc_p = sum_p / mc_passes
     # log mean_t p_t(y|x) computed in log space so a confident wrong pass cannot give log 0.
-    mc_log_p = torch.logsumexp(torch.stack(log_p_target), dim=0) - math.log(mc_passes)
+    mc_log_p = torch.logsumexp(torch.cat(log_p_target), dim=0) - math.log(mc_passes)
 
     return {
         "n": len(y),

@@ -21,6 +21,7 @@ from models.dropout import (
     StandoutInput,
     StandoutLinear,
     VanillaDropout,
+    keep_mask,
     validate_rate,
 )
 
@@ -85,7 +86,7 @@ def test_dropconnect_masks_weights_not_activations():
     torch.manual_seed(4)
     out = layer(x)
     torch.manual_seed(4)
-    mask = torch.empty_like(layer.weight).bernoulli_(1 - P)
+    mask = keep_mask(layer.weight, P)
     assert torch.allclose(out, F.linear(x, layer.weight * mask, layer.bias), atol=1e-6)
     # Activation dropout would zero whole outputs; weight masking leaves (almost) none at zero.
     assert (out == 0).sum() == 0
