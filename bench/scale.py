@@ -35,6 +35,7 @@ from storage import queue
 from storage.engine import make_engine
 from storage.migrate import ensure_schema
 from storage.optuna_storage import make_optuna_storage
+from studyd.readiness import ProcessExited, wait_until_ready
 from studyd.service import submit_spec
 
 STUDYD = [sys.executable, "-m", "studyd.cli.main"]
@@ -101,14 +102,17 @@ def worker_processes(url: str, count: int, device: str, workdir: Path) -> Iterat
             )
     try:
         engine = make_engine(url)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while len(queue.list_workers(engine)) < count:
-            for process, log in zip(processes, logs, strict=True):
-                if process.poll() is not None:
-                    raise SystemExit(f"a worker exited at start:\n{log.read_text()}")
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{count} workers did not register in {START_TIMEOUT_S}s")
-            time.sleep(0.2)
+
+        def registered() -> bool:
+            return len(queue.list_workers(engine)) >= count
+
+        try:
+            wait_until_ready(registered, processes, timeout=START_TIMEOUT_S, every=0.2)
+        except ProcessExited as exc:
+            log = logs[processes.index(exc.process)]
+            raise SystemExit(f"a worker exited at start:\n{log.read_text()}") from exc
+        except TimeoutError as exc:
+            raise SystemExit(f"{count} workers did not register in {START_TIMEOUT_S}s") from exc
         yield
     finally:
         for process in processes:

@@ -2,104 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import httpx
 import optuna
 import psycopg
-
-REPO = Path(__file__).resolve().parents[2]
-STARTUP_SECONDS = 60.0
+from serve_harness import Server, start_server  # noqa: F401 - the API tests import it from here
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Server:
-    """A running server process and a client for it."""
-
-    url: str
-    database_url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    token: str | None = None
-    client: httpx.Client = field(init=False)
-
-    def __post_init__(self) -> None:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        self.client = httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def stop(self) -> int:
-        self.client.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-def start_server(
-    database_url: str,
-    log_dir: Path,
-    *,
-    token: str | None = None,
-    env: dict[str, str] | None = None,
-    command: list[str] | None = None,
-) -> Server:
-    """`studyd serve --no-workers` on a free port (or `command`), waited on until /healthz."""
-    port = free_port()
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("STUDYD_")}
-    full_env |= {"STUDYD_DATABASE_URL": database_url, "PYTHONPATH": str(REPO)}
-    if token:
-        full_env["STUDYD_API_TOKEN"] = token
-    full_env |= env or {}
-    args = command or [
-        sys.executable,
-        "-m",
-        "studyd.cli.main",
-        "serve",
-        "--no-workers",
-        "--log-level",
-        "warning",
-    ]
-    args = [*args, "--port", str(port)]
-    log_path = log_dir / f"server-{port}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(args, cwd=REPO, env=full_env, stdout=log, stderr=log)
-    server = Server(f"http://127.0.0.1:{port}", database_url, process, log_path, token)
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=1.0).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"server did not start in {STARTUP_SECONDS}s:\n{server.log()}")
 
 
 @contextmanager

@@ -10,31 +10,27 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractContextManager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+from serve_harness import (  # noqa: F401 - the reliability tests import them from here
+    REPO,
+    Server,
+    clean_env,
+    free_port,
+    start_server,
+    stop_process,
+)
 
-REPO = Path(__file__).resolve().parents[2]
 FIGURES = Path(__file__).resolve().parent / ".figures"
-STARTUP_SECONDS = 60.0
 REQUIRE_SERVICES = os.environ.get("STUDYD_TEST_REQUIRE_SERVICES") == "1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_figure(test: str, **values: Any) -> dict[str, Any]:
@@ -45,91 +41,6 @@ def write_figure(test: str, **values: Any) -> dict[str, Any]:
     with (FIGURES / f"{module}.jsonl").open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(record, default=str) + "\n")
     return record
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any STUDYD_ setting, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STUDYD_")}
-    env["PYTHONPATH"] = str(REPO)
-    return env | extra
-
-
-# --- the API server ----------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    """A running `studyd serve` process and a client for it."""
-
-    url: str
-    database_url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    token: str | None = None
-    client: httpx.Client = field(init=False)
-
-    def __post_init__(self) -> None:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        self.client = httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-    def stop(self) -> None:
-        self.client.close()
-        stop_process(self.process)
-
-
-def start_server(
-    database_url: str,
-    log_dir: Path,
-    *,
-    token: str | None = None,
-    env: dict[str, str] | None = None,
-    host: str | None = None,
-    workers: int = 0,
-) -> Server:
-    """`studyd serve` (API only unless `workers`) on a free port, waited on until /healthz."""
-    port = free_port()
-    full_env = clean_env(STUDYD_DATABASE_URL=database_url) | (env or {})
-    if token:
-        full_env["STUDYD_API_TOKEN"] = token
-    args = [sys.executable, "-m", "studyd.cli.main", "serve", "--log-level", "warning"]
-    args += ["--workers", str(workers)] if workers else ["--no-workers"]
-    args += ["--port", str(port)] + (["--host", host] if host else [])
-    log_path = log_dir / f"server-{port}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(args, cwd=REPO, env=full_env, stdout=log, stderr=log)
-    server = Server(f"http://127.0.0.1:{port}", database_url, process, log_path, token)
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=1.0).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"server did not start in {STARTUP_SECONDS}s:\n{server.log()}")
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
-    """SIGTERM (after SIGCONT, in case a test stopped it), then SIGKILL after `timeout`."""
-    if process.poll() is None:
-        with _ignore_gone():
-            process.send_signal(signal.SIGCONT)
-            process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
-
-
-def _ignore_gone() -> AbstractContextManager[None]:
-    return suppress(ProcessLookupError)
 
 
 # --- workers -----------------------------------------------------------------------------------
