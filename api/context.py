@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +16,36 @@ from storage.engine import make_engine
 from storage.optuna_storage import make_optuna_storage
 from studyd.settings import Settings
 
-# Importances are recomputed only when a study's complete-trial count changes.
-IMPORTANCE_CACHE_SIZE = 64
+# Best trials (small, one per study and completion) and summaries (a few KiB to a few hundred
+# KiB each): bounded so that the API's memory does not grow with the number of studies read.
+BEST_TRIAL_CACHE_SIZE = 256
+SUMMARY_CACHE_SIZE = 16
+
+
+class LruCache:
+    """A bounded, thread-safe map: the least recently used entry goes first."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        with self._lock:
+            if key not in self._entries:
+                return default
+            self._entries.move_to_end(key)
+            return self._entries[key]
+
+    def __setitem__(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 @dataclass
@@ -27,7 +56,12 @@ class AppContext:
     engine: Engine
     _optuna_storage: BaseStorage | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _importances: OrderedDict[tuple[int, int], Any] = field(default_factory=OrderedDict)
+    # Keyed by `StudyTrialStats.complete_key`, which changes whenever a trial completes.
+    best_trials: LruCache = field(default_factory=lambda: LruCache(BEST_TRIAL_CACHE_SIZE))
+    summaries: LruCache = field(default_factory=lambda: LruCache(SUMMARY_CACHE_SIZE))
+    # One summary computed at a time: two cold 10 000-trial summaries at once would double the
+    # peak memory, and the second would find the first's result in the cache anyway.
+    summary_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:
@@ -39,16 +73,6 @@ class AppContext:
             if self._optuna_storage is None:
                 self._optuna_storage = make_optuna_storage(self.settings.database_url)
             return self._optuna_storage
-
-    def cached_importances(self, key: tuple[int, int]) -> Any:
-        with self._lock:
-            return self._importances.get(key)
-
-    def cache_importances(self, key: tuple[int, int], value: Any) -> None:
-        with self._lock:
-            self._importances[key] = value
-            while len(self._importances) > IMPORTANCE_CACHE_SIZE:
-                self._importances.popitem(last=False)
 
     def close(self) -> None:
         self.engine.dispose()

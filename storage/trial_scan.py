@@ -25,7 +25,6 @@ from storage.trials import (
     _side_tables,
     _state_name,
     _stored_value,
-    _text,
     _trials,
     _utc,
     _values,
@@ -82,7 +81,7 @@ def scan_trials(
                 _trials.c.datetime_complete,
             ).where(_trials.c.study_id == study_id, _trials.c.number > last)
             if wanted is not None:
-                query = query.where(_text(_trials.c.state).in_(wanted))
+                query = query.where(_trials.c.state.in_(wanted))
             rows = list(conn.execute(query.order_by(_trials.c.number).limit(page_size)))
             if not rows:
                 return

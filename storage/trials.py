@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
 from optuna.distributions import BaseDistribution, json_to_distribution
@@ -23,6 +23,8 @@ from sqlalchemy.engine import Connection, Engine
 from storage.engine import read_only
 
 TRIAL_STATES: tuple[str, ...] = ("running", "waiting", "complete", "pruned", "fail")
+# Finished states, COMPLETE first (its latest completion keys the caches).
+_FINISHED: tuple[str, ...] = ("COMPLETE", "PRUNED", "FAIL")
 TrialSort = Literal["number", "value"]
 SortOrder = Literal["asc", "desc"]
 # The user attributes a page row carries; the detail view carries them all.
@@ -41,12 +43,17 @@ _studies = sa.table("studies", sa.column("study_id"), sa.column("study_name"))
 _directions = sa.table(
     "study_directions", sa.column("study_id"), sa.column("objective"), sa.column("direction")
 )
+# Optuna's enum (a native type on PostgreSQL): typed so that `state == 'COMPLETE'` binds as the
+# enum and rides our (study_id, state, ...) index, where a cast of the column to text would not.
+_TRIAL_STATE = sa.Enum(
+    *(s.upper() for s in TRIAL_STATES), name="trialstate", create_constraint=False
+)
 _trials = sa.table(
     "trials",
     sa.column("trial_id"),
     sa.column("number"),
     sa.column("study_id"),
-    sa.column("state"),
+    sa.column("state", _TRIAL_STATE),
     sa.column("datetime_start", sa.DateTime),
     sa.column("datetime_complete", sa.DateTime),
 )
@@ -105,6 +112,17 @@ class StudyTrialStats:
     direction: str
     first_trial_start: dt.datetime | None
     last_trial_complete: dt.datetime | None
+    # Optuna's study id and the latest completion of a COMPLETE trial: with the complete count
+    # they name the set of complete trials (see `complete_key`).
+    optuna_study_id: int | None = None
+    last_complete: dt.datetime | None = None
+
+    @property
+    def complete_key(self) -> tuple[Any, ...]:
+        """Changes whenever a trial completes: Optuna never changes a finished trial, so the
+        complete set only grows, and the same count (with the same latest completion, against
+        ids SQLite reuses after a delete) is the same set of trials, values and attributes."""
+        return (self.optuna_study_id, self.counts["complete"], self.last_complete)
 
 
 def _text(enum_column: sa.ColumnClause[Any]) -> sa.ColumnElement[str]:
@@ -139,12 +157,15 @@ def _optuna_study_id(conn: Connection, optuna_name: str) -> int | None:
     return conn.execute(query).scalar_one_or_none()
 
 
+def _direction_name(stored: Any) -> str:
+    return "minimize" if _state_name(stored) == "minimize" else "maximize"
+
+
 def _direction(conn: Connection, study_id: int) -> str:
     query = sa.select(_directions.c.direction).where(
         _directions.c.study_id == study_id, _directions.c.objective == 0
     )
-    found = conn.execute(query).scalar_one_or_none()
-    return "minimize" if _state_name(found) == "minimize" else "maximize"
+    return _direction_name(conn.execute(query).scalar_one_or_none())
 
 
 def _value_order(direction: str, order: SortOrder | None) -> list[sa.ColumnElement[Any]]:
@@ -158,7 +179,7 @@ def _value_order(direction: str, order: SortOrder | None) -> list[sa.ColumnEleme
         else_=1,
     )
     missing = sa.case(
-        (_values.c.trial_id.is_(None), 2), (_text(_trials.c.state) != "COMPLETE", 1), else_=0
+        (_values.c.trial_id.is_(None), 2), (_trials.c.state != "COMPLETE", 1), else_=0
     )
     keys = [rank.desc(), _values.c.value.desc()] if descending else [rank, _values.c.value]
     return [missing, *keys, _trials.c.number]
@@ -171,15 +192,22 @@ def _side_tables(
     attrs: dict[int, dict[str, Any]] = {tid: {} for tid in trial_ids}
     if not trial_ids:
         return params, attrs
-    query = sa.select(_params).where(_params.c.trial_id.in_(trial_ids))
-    for row in conn.execute(query):
-        dist = _distribution(row.distribution_json)
-        params[row.trial_id][row.param_name] = dist.to_external_repr(row.param_value)
-    query = sa.select(_attrs).where(_attrs.c.trial_id.in_(trial_ids))
+    query = sa.select(
+        _params.c.trial_id, _params.c.param_name, _params.c.param_value, _params.c.distribution_json
+    ).where(_params.c.trial_id.in_(trial_ids))
+    # fetchall + tuple unpacking: a page is ~1000 side rows, and per-row fetches dominated it.
+    for tid, name, value, dist_json in conn.execute(query).all():
+        params[tid][name] = _distribution(dist_json).to_external_repr(value)
+    query = sa.select(_attrs.c.trial_id, _attrs.c.key, _attrs.c.value_json).where(
+        _attrs.c.trial_id.in_(trial_ids)
+    )
     if attr_keys is not None:
         query = query.where(_attrs.c.key.in_(list(attr_keys)))
-    for row in conn.execute(query):
-        attrs[row.trial_id][row.key] = json.loads(row.value_json)
+    found = conn.execute(query).all()
+    # Each value is a JSON document: one array of them decodes in one call, not one per value.
+    values = json.loads("[" + ",".join(row[2] for row in found) + "]")
+    for (tid, key, _), value in zip(found, values, strict=True):
+        attrs[tid][key] = value
     return params, attrs
 
 
@@ -205,7 +233,7 @@ def _trial_query(study_id: int) -> sa.Select[Any]:
 def _rows(
     conn: Connection, result: Iterable[Any], attr_keys: Iterable[str] | None
 ) -> list[TrialRow]:
-    found = list(result)
+    found = result.all() if isinstance(result, sa.CursorResult) else list(result)
     params, attrs = _side_tables(conn, [r.trial_id for r in found], attr_keys)
     return [
         TrialRow(
@@ -222,14 +250,50 @@ def _rows(
     ]
 
 
-def study_progress(engine: Engine, optuna_name: str) -> tuple[StudyTrialStats, TrialRow | None]:
-    """Counts by state, direction, trial timings and the best trial, in one transaction."""
+class BestCache(Protocol):
+    """Where `study_progress` keeps best trials between calls (a bounded, thread-safe map)."""
+
+    def get(self, key: Hashable, default: Any = None) -> Any: ...
+
+    def __setitem__(self, key: Hashable, value: Any) -> None: ...
+
+
+_MISSING = object()
+
+
+def study_progress(
+    engine: Engine, optuna_name: str, best_cache: BestCache | None = None
+) -> tuple[StudyTrialStats, TrialRow | None]:
+    """Counts by state, direction, trial timings and the best trial, in one transaction.
+
+    The counts read our (study_id, state) index only and the timings are index seeks; the best
+    trial is an ORDER BY over the complete trials, so with `best_cache` it is looked up under
+    `StudyTrialStats.complete_key` and recomputed only after a trial completes.
+    """
     with read_only(engine).connect() as conn:
-        study_id = _optuna_study_id(conn, optuna_name)
-        if study_id is None:
+        found = conn.execute(
+            sa.select(_studies.c.study_id, _directions.c.direction)
+            .select_from(_studies)
+            .outerjoin(
+                _directions,
+                sa.and_(
+                    _directions.c.study_id == _studies.c.study_id, _directions.c.objective == 0
+                ),
+            )
+            .where(_studies.c.study_name == optuna_name)
+        ).first()
+        if found is None:
             return StudyTrialStats(dict.fromkeys(TRIAL_STATES, 0), "maximize", None, None), None
-        stats = _stats(conn, study_id)
-        return stats, _best(conn, study_id, stats.direction)
+        stats = _stats(conn, found.study_id, _direction_name(found.direction))
+        if stats.counts["complete"] == 0:
+            return stats, None
+        key = ("best", *stats.complete_key)
+        best = _MISSING if best_cache is None else best_cache.get(key, _MISSING)
+        if best is _MISSING:
+            best = _best(conn, found.study_id, stats.direction)
+            if best_cache is not None:
+                best_cache[key] = best
+        return stats, best  # type: ignore[return-value]
 
 
 def study_trial_stats(engine: Engine, optuna_name: str) -> StudyTrialStats:
@@ -242,35 +306,47 @@ def best_trial(engine: Engine, optuna_name: str) -> TrialRow | None:
     return study_progress(engine, optuna_name)[1]
 
 
-def _stats(conn: Connection, study_id: int) -> StudyTrialStats:
+def _last_complete(study_id: int, state: str) -> sa.ScalarSelect[Any]:
+    return (
+        sa.select(sa.func.max(_trials.c.datetime_complete))
+        .where(_trials.c.study_id == study_id, _trials.c.state == state)
+        .scalar_subquery()
+    )
+
+
+def _stats(conn: Connection, study_id: int, direction: str) -> StudyTrialStats:
     counts = dict.fromkeys(TRIAL_STATES, 0)
     query = (
-        sa.select(
-            _trials.c.state,
-            sa.func.count(),
-            sa.func.min(_trials.c.datetime_start),
-            sa.func.max(_trials.c.datetime_complete),
-        )
+        sa.select(_trials.c.state, sa.func.count())
         .where(_trials.c.study_id == study_id)
         .group_by(_trials.c.state)
     )
-    starts, completes = [], []
-    for state, n, first, last in conn.execute(query):
+    for state, n in conn.execute(query):
         counts[_state_name(state)] = n
-        starts += [first] if first is not None else []
-        completes += [last] if last is not None else []
+    # One seek each on our indexes (a max per state, as a max over an IN list would scan).
+    first_start = (
+        sa.select(sa.func.min(_trials.c.datetime_start))
+        .where(_trials.c.study_id == study_id)
+        .scalar_subquery()
+    )
+    times = conn.execute(
+        sa.select(first_start, *(_last_complete(study_id, s) for s in _FINISHED))
+    ).one()
+    completes = [t for t in times[1:] if t is not None]
     return StudyTrialStats(
         counts,
-        _direction(conn, study_id),
-        _utc(min(starts, default=None)),
+        direction,
+        _utc(times[0]),
         _utc(max(completes, default=None)),
+        optuna_study_id=study_id,
+        last_complete=_utc(times[1]),
     )
 
 
 def _best(conn: Connection, study_id: int, direction: str) -> TrialRow | None:
     query = (
         _trial_query(study_id)
-        .where(_text(_trials.c.state) == "COMPLETE", _values.c.trial_id.is_not(None))
+        .where(_trials.c.state == "COMPLETE", _values.c.trial_id.is_not(None))
         .order_by(*_value_order(direction, None))
         .limit(1)
     )
@@ -294,9 +370,9 @@ def list_trials(
         study_id = _optuna_study_id(conn, optuna_name)
         if study_id is None:
             return [], 0
-        query = _trial_query(study_id)
+        filters: list[sa.ColumnElement[bool]] = [_trials.c.study_id == study_id]
         if state is not None:
-            query = query.where(_text(_trials.c.state) == state.upper())
+            filters.append(_trials.c.state == state.upper())
         if variant is not None:
             # The worker stores user attributes JSON-encoded, so the string carries its quotes.
             # EXISTS per trial rides the (trial_id, key) unique index; an IN over every
@@ -306,12 +382,14 @@ def list_trials(
                 _attrs.c.key == "variant",
                 _attrs.c.value_json == json.dumps(variant),
             )
-            query = query.where(tagged)
-        total_query = sa.select(sa.func.count()).select_from(query.subquery())
-        total = conn.execute(total_query).scalar_one()
+            filters.append(tagged)
+        # Counted on `trials` alone: our (study_id, state) index answers it without the rows.
+        total = conn.execute(sa.select(sa.func.count()).where(*filters)).scalar_one()
+        query = _trial_query(study_id).where(*filters)
         if sort == "value":
             keys = _value_order(_direction(conn, study_id), order)
         else:
+            # Our (study_id, number) index: the page is an index range, the study is not sorted.
             keys = [_trials.c.number.desc() if order == "desc" else _trials.c.number]
         page = conn.execute(query.order_by(*keys).limit(limit).offset(offset))
         return _rows(conn, page, BRIEF_ATTRS), total
@@ -371,7 +449,7 @@ def complete_values(engine: Engine, optuna_name: str) -> list[CompleteValue]:
                 placement,
                 sa.and_(placement.c.trial_id == _trials.c.trial_id, placement.c.key == "placement"),
             )
-            .where(_trials.c.study_id == study_id, _text(_trials.c.state) == "COMPLETE")
+            .where(_trials.c.study_id == study_id, _trials.c.state == "COMPLETE")
         )
         return [
             CompleteValue(
@@ -394,7 +472,7 @@ def recent_complete_trials(engine: Engine, optuna_name: str, limit: int) -> list
             return []
         query = (
             _trial_query(study_id)
-            .where(_text(_trials.c.state) == "COMPLETE", _text(_values.c.value_type) == "FINITE")
+            .where(_trials.c.state == "COMPLETE", _text(_values.c.value_type) == "FINITE")
             .order_by(_trials.c.number.desc())
             .limit(limit)
         )

@@ -14,7 +14,6 @@ from api.convert import study_detail, study_out
 from api.errors import IdempotencyConflict, responses
 from api.params import DEFAULT_PAGE_SIZE, Limit, Offset, StudyId, capped
 from api.schemas import Page, Study, StudyDetail, StudyState
-from models.data import DataError, resolve_user_path
 from storage import queue, trials
 from studyd.service import submit_spec
 from studyd.spec import SpecError, StudySpec, validate_spec
@@ -59,7 +58,7 @@ def load_study(ctx: AppContext, study_id: int) -> queue.StudyRecord:
 
 
 def detail(ctx: AppContext, record: queue.StudyRecord) -> StudyDetail:
-    stats, best = trials.study_progress(ctx.engine, record.optuna_name)
+    stats, best = trials.study_progress(ctx.engine, record.optuna_name, ctx.best_trials)
     return study_detail(record, stats, best)
 
 
@@ -82,6 +81,10 @@ def check_data_path(spec: StudySpec, roots: list[Path]) -> None:
     kind, sep, raw = spec.dataset.name.partition(":")
     if not sep or kind not in ("npz", "csv"):
         return
+    # Imported here: models.data imports torch (~250 MiB resident), which nothing else in the
+    # API process needs.
+    from models.data import DataError, resolve_user_path
+
     for text in {raw, unquote(raw)}:
         candidate = Path(text)
         missing = not any(

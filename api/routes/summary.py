@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import optuna
 from fastapi import APIRouter, Depends
-from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 from optuna.storages import InMemoryStorage
 
 from api.context import AppContext, context
@@ -18,8 +17,7 @@ from api.errors import responses
 from api.params import StudyId
 from api.schemas import PlacementStats, Summary, VariantStats
 from storage import queue, trials
-from storage.trials import CompleteValue
-from studyd.evidence import study_evidence
+from storage.trials import CompleteValue, StudyTrialStats, TrialRow
 from studyd.spec import SpecError, validate_spec
 
 router = APIRouter(tags=["studies"])
@@ -62,10 +60,9 @@ def _importances(
         return {}, (
             f"importances need at least {IMPORTANCE_MIN_TRIALS} complete trials (have {n_complete})"
         )
-    key = (record.id, n_complete)
-    cached = ctx.cached_importances(key)
-    if cached is not None:
-        return cached
+    # Imported on first use: optuna.importance brings scikit-learn and SciPy (~80 MiB).
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
     frozen = trials.recent_complete_trials(ctx.engine, record.optuna_name, IMPORTANCE_MAX_TRIALS)
     result: tuple[dict[str, float], str | None]
     try:
@@ -80,7 +77,6 @@ def _importances(
     except (ValueError, RuntimeError) as exc:
         # Optuna refuses e.g. a search space where no parameter varies.
         result = ({}, f"importances unavailable: {exc}")
-    ctx.cache_importances(key, result)
     return result
 
 
@@ -91,49 +87,45 @@ def _unreplicated(verdict: str | None) -> str | None:
 
 
 def _evidence(
-    ctx: AppContext, record: queue.StudyRecord, n_complete: int
+    ctx: AppContext, record: queue.StudyRecord, direction: str
 ) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
     """Verdict, CIs, variant importances, diagnostics and Pareto front (studyd.evidence)."""
+    from studyd.evidence import study_evidence  # brings optuna.importance (see _importances)
+
     try:
         spec = validate_spec(record.spec)
         objectives, directions = spec.search.objective_names(), spec.search.directions()
         constraints = list(spec.search.constraints)
     except SpecError:
-        stats = trials.study_trial_stats(ctx.engine, record.optuna_name)
-        objectives, directions, constraints = ["value"], [stats.direction], []
-    # Negative ids: this cache's other entries are the plain importances of study `id`.
-    key = (-record.id, n_complete)
-    evidence = ctx.cached_importances(key)
-    if evidence is None:
-        evidence = study_evidence(
-            ctx.engine,
-            record.optuna_name,
-            directions=directions,
-            importance_max_trials=IMPORTANCE_MAX_TRIALS,
-            seed=IMPORTANCE_SEED,
-        )
-        ctx.cache_importances(key, evidence)
+        objectives, directions, constraints = ["value"], [direction], []
+    evidence = study_evidence(
+        ctx.engine,
+        record.optuna_name,
+        directions=directions,
+        importance_max_trials=IMPORTANCE_MAX_TRIALS,
+        seed=IMPORTANCE_SEED,
+    )
     return dict(evidence), objectives, directions, constraints
 
 
-@router.get(
-    "/studies/{study_id}/summary", response_model=Summary, responses=responses(404, 422, 503)
-)
-def study_summary(study_id: StudyId, ctx: Annotated[AppContext, Depends(context)]) -> Summary:
-    """Per-variant and per-placement best and median, importances, best config, test score."""
-    record = queue.get_study(ctx.engine, study_id)
-    stats, best = trials.study_progress(ctx.engine, record.optuna_name)
+def _complete_trials_summary(
+    ctx: AppContext, record: queue.StudyRecord, stats: StudyTrialStats, best: TrialRow | None
+) -> Summary:
+    """Everything of the summary that the study's complete trials decide (all but state and
+    test score): computed once per `StudyTrialStats.complete_key`."""
     values = trials.complete_values(ctx.engine, record.optuna_name)
     variants = _groups(values, lambda v: v.variant, stats.direction)
     placements = _groups(values, lambda v: v.placement, stats.direction)
-    importances, note = _importances(ctx, record, stats.direction, len(values))
+    n_complete = len(values)
+    del values  # 10 000 trials: the rest of the computation need not hold them too
+    importances, note = _importances(ctx, record, stats.direction, n_complete)
     attrs: dict[str, Any] = best.user_attrs if best is not None else {}
-    evidence, objectives, directions, constraints = _evidence(ctx, record, len(values))
+    evidence, objectives, directions, constraints = _evidence(ctx, record, stats.direction)
     return Summary(
         study_id=record.id,
         state=record.state,  # type: ignore[arg-type]
         direction=stats.direction,  # type: ignore[arg-type]
-        n_complete=len(values),
+        n_complete=n_complete,
         # With seed replicates, the verdict the paired tests support; else best medians.
         verdict=evidence.pop("verdict") or _unreplicated(_verdict(variants)),
         objectives=objectives,
@@ -151,3 +143,26 @@ def study_summary(study_id: StudyId, ctx: Annotated[AppContext, Depends(context)
         best_train=attrs.get("train") if isinstance(attrs.get("train"), dict) else None,
         test_score=record.test_score,
     )
+
+
+@router.get(
+    "/studies/{study_id}/summary", response_model=Summary, responses=responses(404, 422, 503)
+)
+def study_summary(study_id: StudyId, ctx: Annotated[AppContext, Depends(context)]) -> Summary:
+    """Per-variant and per-placement best and median, importances, best config, test score.
+
+    Recomputed only after a trial completes (cached per study, a few studies at a time).
+    """
+    record = queue.get_study(ctx.engine, study_id)
+    stats, best = trials.study_progress(ctx.engine, record.optuna_name, ctx.best_trials)
+    key = (record.id, *stats.complete_key)
+    summary = ctx.summaries.get(key)
+    if summary is None:
+        # One cold computation at a time: concurrent requests for the same study wait for the
+        # first and find its result; two different studies never double the peak memory.
+        with ctx.summary_lock:
+            summary = ctx.summaries.get(key)
+            if summary is None:
+                summary = _complete_trials_summary(ctx, record, stats, best)
+                ctx.summaries[key] = summary
+    return summary.model_copy(update={"state": record.state, "test_score": record.test_score})
