@@ -20,7 +20,7 @@ from torch import Tensor
 from models.config import ModelConfig, TrainConfig
 from models.mlp import _dropconnect_rates, _sites, build_mlp
 from models.module import DropoutClassifier
-from models.training import EpochMetrics, TrainResult, resolve_device
+from models.training import EpochMetrics, TrainResult, gap_split, resolve_device
 
 # Variants whose noise is elementwise on activations (or on weights, once per batch), so one
 # stacked tensor op per site serves every trial. The others fall back to unbatched training.
@@ -300,6 +300,7 @@ def train_batched(
     orders = [torch.Generator(device=dev).manual_seed(s) for s in seeds]
     splits = data.to(dev)
     running = train_cfgs[0].train_metrics == "running"
+    x_gap, y_gap = gap_split(splits)
     batch_size = train_cfgs[0].batch_size
     param_count = model.flat.numel() // len(seeds)
     results = [TrainResult(model, param_count=param_count, device=str(dev)) for _ in seeds]
@@ -309,11 +310,10 @@ def train_batched(
         model.train()
         order = [orders[k] for k in active]
         running_sums = _train_epoch(model, optimizer, splits, order, batch_size, running)
-        sums = (
-            running_sums if running else _loss_correct_sums(model, splits.x_train, splits.y_train)
-        )
+        sums = running_sums if running else _loss_correct_sums(model, x_gap, y_gap)
         val = _loss_correct_sums(model, splits.x_val, splits.y_val)
-        n_train, n_val = len(splits.y_train), len(splits.y_val)
+        n_train = len(splits.y_train) if running else len(y_gap)
+        n_val = len(splits.y_val)
         stats = torch.stack([sums[0] / n_train, sums[1] / n_train, val[0] / n_val, val[1] / n_val])
         rows = stats.T.tolist()  # the epoch's one device sync
         seconds = (time.perf_counter() - started) / len(active)

@@ -27,6 +27,8 @@ from models.mlp import count_parameters
 from models.module import DropoutClassifier
 
 EVAL_CHUNK = 8192
+# Seed of the fixed sample of training rows that train metrics are measured on (eval mode).
+GAP_SAMPLE_SEED = 0
 
 
 class DeviceError(ValueError):
@@ -35,7 +37,11 @@ class DeviceError(ValueError):
 
 @dataclass(frozen=True)
 class EpochMetrics:
-    """One epoch's losses and accuracies (train in eval mode unless `train_metrics="running"`)."""
+    """One epoch's losses and accuracies.
+
+    Train metrics are measured in eval mode on `gap_sample`'s fixed training rows (as many as the
+    validation split has), unless `train_metrics="running"` (the training batches' own sums).
+    """
 
     epoch: int
     train_loss: float
@@ -96,6 +102,29 @@ def _loss_correct_sums(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     return sums
 
 
+def gap_sample(n_train: int, n_val: int, device: torch.device | str) -> Tensor | None:
+    """Indices of the training rows the train metrics are measured on; None for all of them.
+
+    As many rows as the validation split, drawn once (seed `GAP_SAMPLE_SEED`), the same for every
+    epoch and trial: the generalisation gap train − val then has equal precision on both sides,
+    and the extra eval pass per epoch costs a validation pass instead of a pass over the whole
+    training split (12× less on a 60000-row split with 5000 validation rows).
+    """
+    if n_train <= n_val:
+        return None
+    generator = torch.Generator().manual_seed(GAP_SAMPLE_SEED)
+    rows = torch.randperm(n_train, generator=generator)[:n_val].sort().values
+    return rows.to(device)
+
+
+def gap_split(splits: DatasetSplits) -> tuple[Tensor, Tensor]:
+    """(x, y) of `gap_sample`'s training rows, on the splits' device."""
+    rows = gap_sample(len(splits.y_train), len(splits.y_val), splits.x_train.device)
+    if rows is None:
+        return splits.x_train, splits.y_train
+    return splits.x_train[rows], splits.y_train[rows]
+
+
 def evaluate(model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of `model` in eval mode on (x, y)."""
     device = next(model.parameters()).device
@@ -154,6 +183,7 @@ def _fit(
     shuffle = torch.Generator(device=fabric.device).manual_seed(train_cfg.seed)
     n, bs = len(splits.y_train), train_cfg.batch_size
     running = train_cfg.train_metrics == "running"
+    x_gap, y_gap = gap_split(splits)
     result = TrainResult(module, param_count=count_parameters(module), device=str(fabric.device))
 
     for epoch in range(train_cfg.epochs):
@@ -171,13 +201,13 @@ def _fit(
         model.eval()
         sums = [_loss_correct_sums(module, splits.x_val, splits.y_val)]
         if not running:
-            sums.append(_loss_correct_sums(module, splits.x_train, splits.y_train))
+            sums.append(_loss_correct_sums(module, x_gap, y_gap))
         values = torch.cat(sums).tolist()  # the epoch's one device sync
         val_loss, val_acc = values[0] / len(splits.y_val), values[1] / len(splits.y_val)
         if running:
             train_loss, train_acc = module.pop_epoch_metrics("train")
         else:
-            train_loss, train_acc = values[2] / n, values[3] / n
+            train_loss, train_acc = values[2] / len(y_gap), values[3] / len(y_gap)
         metrics = EpochMetrics(
             epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - started
         )

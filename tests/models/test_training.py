@@ -17,6 +17,7 @@ from models.training import (
     DeviceError,
     EpochMetrics,
     evaluate,
+    gap_sample,
     resolve_device,
     train_model,
 )
@@ -101,9 +102,14 @@ def test_on_epoch_sees_each_epoch_and_true_stops_the_run(digits):
     assert result.device == "cpu" and not result.model.training
 
 
-def test_eval_train_metrics_match_evaluate_on_the_training_set(digits):
+def test_eval_train_metrics_match_evaluate_on_the_gap_sample(digits):
     result = train_model(_model(), FAST.model_copy(update={"epochs": 2}), digits, device="cpu")
-    loss, acc = evaluate(result.model, digits.x_train, digits.y_train)
+    rows = gap_sample(len(digits.y_train), len(digits.y_val), "cpu")
+    # As many training rows as validation rows, each once, the same every call.
+    assert len(rows) == len(digits.y_val) < len(digits.y_train)
+    assert len(rows.unique()) == len(rows)
+    assert torch.equal(rows, gap_sample(len(digits.y_train), len(digits.y_val), "cpu"))
+    loss, acc = evaluate(result.model, digits.x_train[rows], digits.y_train[rows])
     assert math.isclose(result.final.train_loss, loss, rel_tol=1e-4)
     assert result.final.train_acc == acc
     val_loss, val_acc = evaluate(result.model, digits.x_val, digits.y_val)
