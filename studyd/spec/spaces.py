@@ -1,0 +1,160 @@
+"""The spec's search spaces: which data, and the model, dropout and training sections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from models.config import PLACEMENTS, VARIANTS, Activation, Optimizer
+from studyd.spec.dims import Dim, StrictModel, bounded, is_log
+
+
+def _as_list(raw: Any, field: str) -> list[Any]:
+    # pydantic turns only ValueError into a validation error: list(None) would be a TypeError.
+    if not isinstance(raw, list | tuple):
+        raise ValueError(f"{field} must be a list (or one name), not {type(raw).__name__}")
+    return list(raw)
+
+
+def _choice_list(raw: Any, allowed: tuple[str, ...], field: str) -> list[str]:
+    values = [raw] if isinstance(raw, str) else _as_list(raw, field)
+    if not values:
+        raise ValueError(f"{field} is empty; write one or more of {', '.join(allowed)}")
+    for v in values:
+        if v not in allowed:
+            raise ValueError(f"{v!r} is not one of {', '.join(allowed)}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{values} repeats a value; list each once")
+    return values
+
+
+class DatasetSpec(StrictModel):
+    """Which data: `digits`, `mnist1d`, `fashion-mnist`, `npz:PATH` or `csv:PATH`."""
+
+    name: str = "digits"
+    train_subset: int | None = Field(default=None, ge=10, le=10_000_000)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name in ("digits", "mnist1d", "fashion-mnist"):
+            return name
+        kind, sep, path = name.partition(":")
+        if sep and kind in ("npz", "csv") and path.strip():
+            return name
+        raise ValueError(
+            f"unknown dataset {name!r}; write digits, mnist1d, fashion-mnist, npz:PATH or csv:PATH"
+        )
+
+
+class ModelSpace(StrictModel):
+    """Depth, widths (shared or per layer, `log` for a log-scale width range) and activation."""
+
+    depth: Dim = 2
+    width: Dim = [64, 512]
+    log: bool = True
+    per_layer_widths: bool = False
+    activation: Activation | list[Activation] = "relu"
+
+    _bounds = field_validator("depth", "width", mode="before")(bounded)
+
+    @field_validator("activation")
+    @classmethod
+    def _activations(cls, raw: Any) -> Any:
+        return (
+            raw
+            if isinstance(raw, str)
+            else _choice_list(raw, ("relu", "gelu", "tanh"), "activation")
+        )
+
+
+def _placement_parts(placement: str) -> list[str]:
+    return placement.split("+")
+
+
+class DropoutSpace(StrictModel):
+    """Variants, rates and placements, and each variant's own parameters."""
+
+    variants: list[str] = Field(default_factory=lambda: ["none", "standard"])
+    rate: Dim = [0.1, 0.7]
+    rate_log: bool = False
+    placements: list[str] = Field(default_factory=lambda: ["hidden"])
+    per_layer_rates: bool = False
+    input_rate: Dim = 0.2
+    rdrop_alpha: Dim = [0.1, 5.0]
+    multisample_k: Dim = [2, 4, 8]
+    standout_alpha: Dim = [0.5, 2.0]
+    standout_beta: Dim = [-1.0, 1.0]
+
+    _bounds = field_validator(
+        "rate",
+        "input_rate",
+        "rdrop_alpha",
+        "multisample_k",
+        "standout_alpha",
+        "standout_beta",
+        mode="before",
+    )(bounded)
+
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _variants(cls, raw: Any) -> list[str]:
+        return _choice_list(raw, VARIANTS, "variants")
+
+    @field_validator("placements", mode="before")
+    @classmethod
+    def _placements(cls, raw: Any) -> list[str]:
+        values = [raw] if isinstance(raw, str) else _as_list(raw, "placements")
+        if not values:
+            raise ValueError("placements is empty; write e.g. [hidden] or [hidden, input+hidden]")
+        for v in values:
+            parts = _placement_parts(v) if isinstance(v, str) else [v]
+            bad = [p for p in parts if p not in PLACEMENTS]
+            if bad or len(set(parts)) != len(parts):
+                raise ValueError(
+                    f"{v!r} is not a placement; write one of {', '.join(PLACEMENTS)} "
+                    "or a combination joined with '+', e.g. input+hidden"
+                )
+        if len(set(values)) != len(values):
+            raise ValueError(f"{values} repeats a placement; list each once")
+        return values
+
+    @model_validator(mode="after")
+    def _log_ranges(self) -> DropoutSpace:
+        if self.rate_log and self.rate.kind == "range" and self.rate.low <= 0:  # type: ignore[operator]
+            raise ValueError("rate: a log range needs lo > 0; write e.g. [0.05, 0.7]")
+        return self
+
+
+class TrainingSpace(StrictModel):
+    """Epochs, batch size, optimizer, learning rate (log scale by default) and weight decay."""
+
+    epochs: Dim = 10
+    batch_size: Dim = 128
+    optimizer: Optimizer | list[Optimizer] = "adam"
+    lr: Dim = [1e-4, 1e-2]
+    lr_log: bool = True
+    weight_decay: Dim = 0.0
+    weight_decay_log: bool = False
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+    _bounds = field_validator("epochs", "batch_size", "lr", "weight_decay", mode="before")(bounded)
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizers(cls, raw: Any) -> Any:
+        return (
+            raw
+            if isinstance(raw, str)
+            else _choice_list(raw, ("sgd", "adam", "adamw"), "optimizer")
+        )
+
+    @model_validator(mode="after")
+    def _log_ranges(self) -> TrainingSpace:
+        wd = self.weight_decay
+        if is_log(wd, self.weight_decay_log) and wd.kind == "range" and wd.low <= 0:  # type: ignore[operator]
+            raise ValueError("weight_decay: a log range needs lo > 0; write e.g. [1e-6, 1e-3]")
+        return self

@@ -1,0 +1,60 @@
+"""`StudySpec`: a whole study, its sections checked against each other."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from studyd.spec.dims import StrictModel
+from studyd.spec.limits import MAX_BASELINES, MAX_REPEATS, MAX_TOP_K
+from studyd.spec.search_settings import SearchSpec
+from studyd.spec.spaces import DatasetSpec, DropoutSpace, ModelSpace, TrainingSpace
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class StudySpec(StrictModel):
+    """A whole study: name, data, search space, search settings and baseline configs."""
+
+    name: str
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    model: ModelSpace = Field(default_factory=ModelSpace)
+    dropout: DropoutSpace = Field(default_factory=DropoutSpace)
+    training: TrainingSpace = Field(default_factory=TrainingSpace)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    baselines: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_BASELINES)
+    # Seed replicates: when the search reaches n_trials, the `top_k` best distinct canonical
+    # configs, and each variant's best, are trained again with `repeats` more seeds each.
+    repeats: int = Field(default=0, ge=0, le=MAX_REPEATS)
+    top_k: int = Field(default=3, ge=1, le=MAX_TOP_K)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not _NAME.match(name):
+            raise ValueError(
+                f"{name!r} is not a study name; use 1-100 letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit"
+            )
+        return name
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _dataset_shorthand(cls, raw: Any) -> Any:
+        return {"name": raw} if isinstance(raw, str) else raw
+
+    @model_validator(mode="after")
+    def _check_space(self) -> StudySpec:
+        from studyd.search import check_baselines, grid_space
+
+        if len(self.baselines) > self.search.n_trials:
+            raise ValueError(
+                f"baselines: {len(self.baselines)} baselines but search.n_trials is "
+                f"{self.search.n_trials}; raise n_trials or list fewer baselines"
+            )
+        check_baselines(self)
+        if self.search.sampler == "grid":
+            grid_space(self)
+        return self
