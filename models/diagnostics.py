@@ -31,6 +31,7 @@ from models.dropout import (
     StandoutLinear,
     VanillaDropout,
 )
+from models.mlp import DropoutMLP
 
 ECE_BINS = 15
 # Rows of stacked MC-dropout passes per forward group (passes × validation rows).
@@ -126,19 +127,31 @@ def inference_ms_per_1k(
 def _mc_logits(model: nn.Module, x: Tensor, passes: int, batch_size: int) -> Iterator[Tensor]:
     """Logits of `passes` stochastic passes over `x`, as [g, n, classes] groups of passes.
 
-    Several passes go through the network as one stacked batch (x repeated), so T passes cost a
-    few large forwards instead of T small ones. DropConnect draws one weight mask per forward
-    call, which would tie the stacked passes together: a network with it runs pass by pass.
+    A `DropoutMLP` (bare or inside a `DropoutClassifier`) draws g masks in one call: the layers
+    before its first stochastic one run once, the rest on the batch repeated g times. Any other
+    network gets `x` repeated g times, unless it has DropConnect, whose weight mask is drawn once
+    per call and would tie stacked passes together: that one runs pass by pass.
     """
+    net = getattr(model, "net", model)
+    sampler = net if isinstance(net, DropoutMLP) else None
     per_call = 1
-    if not any(isinstance(m, DropConnectLinear) for m in model.modules()):
+    if sampler is not None or not any(isinstance(m, DropConnectLinear) for m in model.modules()):
         per_call = max(1, min(passes, MC_STACK_ROWS // max(len(x), 1)))
     done = 0
-    while done < passes:
-        g = min(per_call, passes - done)
-        stacked = _logits(model, x.repeat(g, *[1] * (x.dim() - 1)) if g > 1 else x, batch_size)
-        yield stacked.view(g, len(x), -1)
-        done += g
+    with torch.inference_mode():
+        while done < passes:
+            g = min(per_call, passes - done)
+            if sampler is not None:
+                chunks = [
+                    sampler(x[i : i + batch_size], samples=g) for i in range(0, len(x), batch_size)
+                ]
+                yield torch.cat([c.view(g, -1, c.shape[-1]) for c in chunks], dim=1)
+            else:
+                stacked = _logits(
+                    model, x.repeat(g, *[1] * (x.dim() - 1)) if g > 1 else x, batch_size
+                )
+                yield stacked.view(g, len(x), -1)
+            done += g
 
 
 def regularisation_diagnostics(
