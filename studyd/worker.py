@@ -36,6 +36,7 @@ from storage import queue
 from storage.optuna_storage import STORAGE_ERRORS
 from storage.queue import IllegalStateChange, StudyNotFound, StudyRecord, WorkerGone
 from storage.trial_attrs import first_complete_trial_with_attr, is_rdb, set_trial_user_attrs
+from storage.trial_batch import report_many, set_many_user_attrs
 from studyd.finalize import StudyFinalizer
 from studyd.records import (
     REUSED_ATTRS,
@@ -403,18 +404,28 @@ class Worker:
         self, trial: optuna.Trial, served: _Served
     ) -> tuple[ModelConfig, TrainConfig, dict[str, Any] | None]:
         """The trial's configs, recorded; plus the outcome of a finished equal run, if any."""
+        return self._configure_all([trial], served)[0]
+
+    def _configure_all(
+        self, trials: list[optuna.Trial], served: _Served
+    ) -> list[tuple[ModelConfig, TrainConfig, dict[str, Any] | None]]:
+        """`_configure` for each trial, their config attributes recorded in one transaction."""
         spec = served.spec
-        model_cfg, train_cfg = trial_config(trial, spec, served.data)
         where = {"device": self.device, "worker_id": self.worker_id, "host": self.host}
-        attrs = config_attrs(model_cfg, train_cfg, spec.dataset.name, **where)
-        _set_attrs(trial, attrs)
-        earlier = _finished_run(served.study, attrs["run_key"], before=trial.number)
-        if earlier is None:
-            return model_cfg, train_cfg, None
-        # The same canonical config and seed already finished: its result is this one's.
-        outcome = {k: earlier.user_attrs[k] for k in REUSED_ATTRS if k in earlier.user_attrs}
-        outcome["reused_from"] = earlier.number
-        return model_cfg, train_cfg, outcome
+        configs = [trial_config(trial, spec, served.data) for trial in trials]
+        attrs = [config_attrs(m, t, spec.dataset.name, **where) for m, t in configs]
+        set_many_user_attrs(list(zip(trials, attrs, strict=True)))
+        planned = []
+        for trial, (model_cfg, train_cfg), recorded in zip(trials, configs, attrs, strict=True):
+            earlier = _finished_run(served.study, recorded["run_key"], before=trial.number)
+            if earlier is None:
+                planned.append((model_cfg, train_cfg, None))
+                continue
+            # The same canonical config and seed already finished: its result is this one's.
+            outcome = {k: earlier.user_attrs[k] for k in REUSED_ATTRS if k in earlier.user_attrs}
+            outcome["reused_from"] = earlier.number
+            planned.append((model_cfg, train_cfg, outcome))
+        return planned
 
     def _outcome(
         self, result: TrainResult, pruned: bool, served: _Served, train_cfg: TrainConfig
@@ -436,12 +447,15 @@ class Worker:
         outcome: dict[str, Any],
         pruned: bool,
         lease: int | None,
+        *,
+        recorded: bool = False,
     ) -> None:
-        """Record the outcome, tell Optuna, settle the slot."""
+        """Record the outcome (unless `recorded` already), tell Optuna, settle the slot."""
         spec, study = served.spec, served.study
         violations = constraint_values(spec.search.constraints, outcome)
         try:
-            self._patiently("recording the result", lambda: _set_attrs(trial, outcome))
+            if not recorded:
+                self._patiently("recording the result", lambda: _set_attrs(trial, outcome))
             # Optuna's samplers and best_trial(s) read these (system attrs `constraints:<name>`).
             self._patiently("recording constraints", lambda: _set_constraints(trial, violations))
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -457,6 +471,15 @@ class Worker:
             told = self._tell(study, trial, values=values)
         self._settle(record, served, told, lease)
 
+    def _record_all(self, outcomes: list[tuple[optuna.Trial, dict[str, Any]]]) -> bool:
+        """A batch's outcomes in one transaction; False leaves them to `_conclude` one by one
+        (a trial the reaper failed, or a database hiccup, is then handled per trial)."""
+        try:
+            set_many_user_attrs(outcomes)
+        except (*DB_ERRORS, optuna.exceptions.UpdateFinishedTrialError):
+            return False
+        return True
+
     def _can_prune(self, trial: optuna.Trial, spec: StudySpec) -> bool:
         # A seed replicate is evidence for the verdict: it always runs to the end.
         replicate = "replicate_of" in trial.user_attrs
@@ -466,18 +489,35 @@ class Worker:
         self, trial: optuna.Trial, spec: StudySpec, train_cfg: TrainConfig, m: EpochMetrics
     ) -> bool:
         """Report the epoch's metric; True when the pruner stops the trial here."""
-        # After the last epoch there is nothing left to save: the trial is complete.
-        last = m.epoch + 1 >= train_cfg.epochs
-        value = getattr(m, spec.search.metric)
+        self._report_stack([(trial, m)], spec)
+        return self._should_prune(trial, spec, train_cfg, m)
+
+    def _report_stack(
+        self, reports: list[tuple[optuna.Trial, EpochMetrics]], spec: StudySpec
+    ) -> None:
+        """Report each trial's epoch metric, a stack's in one transaction (`report_many`)."""
+        if spec.search.objectives:
+            return  # multi-objective: Optuna takes no intermediate values
+        metric = spec.search.metric
+        items = [(t, m.epoch, getattr(m, metric)) for t, m in reports]
         try:
-            if not spec.search.objectives and math.isfinite(value):
-                trial.report(value, step=m.epoch)
-            if self._can_prune(trial, spec) and not last and trial.should_prune():
-                return True
+            report_many([(t, step, v) for t, step, v in items if math.isfinite(v)])
         except DB_ERRORS:
             # A lost report costs one point of the curve; the training goes on.
-            logger.warning("trial %s: epoch %s could not be reported", trial.number, m.epoch)
-        return False
+            logger.warning("epoch %s of %s trial(s) could not be reported", items[0][1], len(items))
+
+    def _should_prune(
+        self, trial: optuna.Trial, spec: StudySpec, train_cfg: TrainConfig, m: EpochMetrics
+    ) -> bool:
+        """True when the pruner stops the trial after epoch `m` (never after its last epoch)."""
+        # After the last epoch there is nothing left to save: the trial is complete.
+        if m.epoch + 1 >= train_cfg.epochs or not self._can_prune(trial, spec):
+            return False
+        try:
+            return trial.should_prune()
+        except DB_ERRORS:
+            logger.warning("trial %s: epoch %s could not be judged", trial.number, m.epoch)
+            return False
 
     def _train(self, trial, spec, model_cfg, train_cfg, data) -> tuple[TrainResult, bool]:
         """Train with per-epoch reports; (result, pruned). Raises `_Stop` when told to stop."""
@@ -548,7 +588,8 @@ class Worker:
         try:
             for record, lease in claims:
                 begun.append((record, lease, self._begin(record, served, lease)))
-            planned = [(*b, *self._configure(b[2], served)) for b in begun]
+            configs = self._configure_all([trial for *_, trial in begun], served)
+            planned = [(*b, *c) for b, c in zip(begun, configs, strict=True)]
             outcomes = self._train_all(planned, served)
         except _Stop:
             for record, lease, trial in begun:
@@ -575,9 +616,11 @@ class Worker:
                 self._release(record, lease)
             self._fail_study(claims[0][0], message)
             return
+        results = [(p[2], outcome) for p, (outcome, _) in zip(planned, outcomes, strict=True)]
+        recorded = self._record_all(results)
         for (record, lease, trial, *_), (outcome, pruned) in zip(planned, outcomes, strict=True):
             try:
-                self._conclude(record, served, trial, outcome, pruned, lease)
+                self._conclude(record, served, trial, outcome, pruned, lease, recorded=recorded)
             except DB_ERRORS:
                 logger.exception("study %s: the database failed settling a trial", record.id)
                 self._give_back_after_error(record, lease)
@@ -609,10 +652,11 @@ class Worker:
         def on_epoch(_epoch: int, metrics: list[EpochMetrics | None]) -> list[bool]:
             if self._interrupted():
                 return [True] * len(group)
-            for k, m in enumerate(metrics):
-                if m is not None:
-                    _, _, trial, _, train_cfg, _ = group[k]
-                    pruned[k] = self._report_epoch(trial, spec, train_cfg, m)
+            live = [(k, m) for k, m in enumerate(metrics) if m is not None]
+            self._report_stack([(group[k][2], m) for k, m in live], spec)
+            for k, m in live:
+                _, _, trial, _, train_cfg, _ = group[k]
+                pruned[k] = self._should_prune(trial, spec, train_cfg, m)
             return pruned
 
         results = train_batched(
