@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -79,6 +80,19 @@ class AppContext:
         storage = self._optuna_storage
         if storage is not None and hasattr(storage, "engine"):
             storage.engine.dispose()
+
+
+def return_freed_memory() -> None:
+    """Hand the heap's free pages back to the OS (glibc's malloc_trim; elsewhere a no-op).
+
+    A cold summary of a 10 000-trial study holds its trials for a few seconds; freed, that memory
+    stayed in the route thread's malloc arena and the process never shrank back.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the process's own symbols: libc's, if glibc
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 def context(request: Request) -> AppContext:

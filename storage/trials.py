@@ -271,17 +271,7 @@ def study_progress(
     `StudyTrialStats.complete_key` and recomputed only after a trial completes.
     """
     with read_only(engine).connect() as conn:
-        found = conn.execute(
-            sa.select(_studies.c.study_id, _directions.c.direction)
-            .select_from(_studies)
-            .outerjoin(
-                _directions,
-                sa.and_(
-                    _directions.c.study_id == _studies.c.study_id, _directions.c.objective == 0
-                ),
-            )
-            .where(_studies.c.study_name == optuna_name)
-        ).first()
+        found = conn.execute(_STUDY_QUERY, {"optuna_name": optuna_name}).first()
         if found is None:
             return StudyTrialStats(dict.fromkeys(TRIAL_STATES, 0), "maximize", None, None), None
         stats = _stats(conn, found.study_id, _direction_name(found.direction))
@@ -306,40 +296,50 @@ def best_trial(engine: Engine, optuna_name: str) -> TrialRow | None:
     return study_progress(engine, optuna_name)[1]
 
 
-def _last_complete(study_id: int, state: str) -> sa.ScalarSelect[Any]:
-    return (
-        sa.select(sa.func.max(_trials.c.datetime_complete))
-        .where(_trials.c.study_id == study_id, _trials.c.state == state)
-        .scalar_subquery()
+def _stats_query() -> sa.Select[Any]:
+    """One row: the count per state (an index range each, of our (study_id, state) index, read
+    without the table), the first start and the last completion per finished state (one index
+    seek each: a max over an IN list would scan instead)."""
+    study = _trials.c.study_id == sa.bindparam("study_id", type_=sa.Integer)
+
+    def scalar(column: Any, *where: sa.ColumnElement[bool]) -> sa.ScalarSelect[Any]:
+        return sa.select(column).where(study, *where).scalar_subquery()
+
+    return sa.select(
+        *(scalar(sa.func.count(), _trials.c.state == s.upper()) for s in TRIAL_STATES),
+        scalar(sa.func.min(_trials.c.datetime_start)),
+        *(
+            scalar(sa.func.max(_trials.c.datetime_complete), _trials.c.state == s)
+            for s in _FINISHED
+        ),
     )
+
+
+# Built once: a statement object caches its own cache key, so each request only binds its values.
+_STATS_QUERY = _stats_query()
+_STUDY_QUERY = (
+    sa.select(_studies.c.study_id, _directions.c.direction)
+    .select_from(_studies)
+    .outerjoin(
+        _directions,
+        sa.and_(_directions.c.study_id == _studies.c.study_id, _directions.c.objective == 0),
+    )
+    .where(_studies.c.study_name == sa.bindparam("optuna_name", type_=sa.String))
+)
 
 
 def _stats(conn: Connection, study_id: int, direction: str) -> StudyTrialStats:
-    counts = dict.fromkeys(TRIAL_STATES, 0)
-    query = (
-        sa.select(_trials.c.state, sa.func.count())
-        .where(_trials.c.study_id == study_id)
-        .group_by(_trials.c.state)
-    )
-    for state, n in conn.execute(query):
-        counts[_state_name(state)] = n
-    # One seek each on our indexes (a max per state, as a max over an IN list would scan).
-    first_start = (
-        sa.select(sa.func.min(_trials.c.datetime_start))
-        .where(_trials.c.study_id == study_id)
-        .scalar_subquery()
-    )
-    times = conn.execute(
-        sa.select(first_start, *(_last_complete(study_id, s) for s in _FINISHED))
-    ).one()
-    completes = [t for t in times[1:] if t is not None]
+    row = conn.execute(_STATS_QUERY, {"study_id": study_id}).one()
+    n = len(TRIAL_STATES)
+    counts = dict(zip(TRIAL_STATES, row[:n], strict=True))
+    first_start, completes = row[n], row[n + 1 :]
     return StudyTrialStats(
         counts,
         direction,
-        _utc(times[0]),
-        _utc(max(completes, default=None)),
+        _utc(first_start),
+        _utc(max((t for t in completes if t is not None), default=None)),
         optuna_study_id=study_id,
-        last_complete=_utc(times[1]),
+        last_complete=_utc(completes[0]),
     )
 
 

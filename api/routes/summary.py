@@ -11,7 +11,7 @@ import optuna
 from fastapi import APIRouter, Depends
 from optuna.storages import InMemoryStorage
 
-from api.context import AppContext, context
+from api.context import AppContext, context, return_freed_memory
 from api.convert import trial_brief
 from api.errors import responses
 from api.params import StudyId
@@ -165,4 +165,5 @@ def study_summary(study_id: StudyId, ctx: Annotated[AppContext, Depends(context)
             if summary is None:
                 summary = _complete_trials_summary(ctx, record, stats, best)
                 ctx.summaries[key] = summary
+                return_freed_memory()
     return summary.model_copy(update={"state": record.state, "test_score": record.test_score})
