@@ -1,0 +1,116 @@
+"""The reaper: settles the leases of workers whose heartbeat went stale, and orphan trials.
+
+A RUNNING trial of a dead worker is failed (only if still RUNNING) and retried once; a trial it
+had already told is counted; then its row is deleted, so its slot is settled exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import Engine, select
+
+from storage.queue.records import StudyNotFound
+from storage.queue.sessions import transaction, utcnow
+from storage.queue.slots import settle_slot
+from storage.queue.studies import get_study
+from storage.schema import Study, Worker
+
+logger = logging.getLogger(__name__)
+# User attributes an enqueued trial was given that its retry keeps.
+RETRY_KEEPS_ATTRS = ("replicate_of", "replicate_seed", "baseline")
+
+
+def reap_stale_workers(
+    engine: Engine, optuna_storage: BaseStorage, grace_seconds: float
+) -> list[int]:
+    """Fail the trials of workers silent for `grace_seconds`, give their slots back, retry once.
+
+    Optuna fails a dead worker's trial only when another trial of the same study starts, so a
+    lone dead worker's trial would stay RUNNING forever without this. Returns the reaped ids.
+    """
+    with transaction(engine) as session:
+        cutoff = utcnow(session) - timedelta(seconds=grace_seconds)
+        stale = list(session.scalars(select(Worker).where(Worker.last_heartbeat < cutoff)))
+    reaped = [w.id for w in stale if _reap_worker(engine, optuna_storage, w)]
+    _fail_orphan_trials(engine, optuna_storage, grace_seconds)
+    return reaped
+
+
+def _reap_worker(engine: Engine, optuna_storage: BaseStorage, worker: Worker) -> bool:
+    settle = "release"
+    if worker.trial_id is not None:
+        state = _fail_and_retry(engine, optuna_storage, worker.study_id, worker.trial_id)
+        if state in (TrialState.COMPLETE, TrialState.PRUNED):
+            # Told but not yet counted when the worker died.
+            settle = "finish"
+    with transaction(engine) as session:
+        row = session.get(Worker, worker.id, with_for_update=True)
+        if row is None:
+            return False  # another reaper got there first and settled the slot
+        settle_slot(session, row.study_id, settle)
+        session.delete(row)
+    logger.warning("reaped worker %s (pid %s on %s)", worker.id, worker.pid, worker.host)
+    return True
+
+
+def _fail_and_retry(
+    engine: Engine, optuna_storage: BaseStorage, study_id: int | None, trial_id: int
+) -> TrialState | None:
+    """FAIL the trial if still RUNNING and, when this call failed it, enqueue one retry."""
+    try:
+        optuna_storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        return optuna_storage.get_trial(trial_id).state  # finished meanwhile, or failed by Optuna
+    except KeyError:
+        return None  # its Optuna study was deleted
+    trial = optuna_storage.get_trial(trial_id)
+    if study_id is not None:
+        try:
+            optuna_name = get_study(engine, study_id).optuna_name
+        except StudyNotFound:
+            return trial.state
+        _enqueue_retry(optuna_storage, optuna_name, trial)
+    return trial.state
+
+
+def _enqueue_retry(optuna_storage: BaseStorage, optuna_name: str, trial: FrozenTrial) -> None:
+    if "retry_of" in trial.user_attrs or trial.system_attrs.get("failed_trial") is not None:
+        return  # one retry only: a retry that dies again stays failed
+    study = optuna.load_study(study_name=optuna_name, storage=optuna_storage)
+    # A seed replicate's retry must train the same seed (the worker reads `replicate_seed`).
+    kept = {k: trial.user_attrs[k] for k in RETRY_KEEPS_ATTRS if k in trial.user_attrs}
+    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, **kept})
+
+
+def _fail_orphan_trials(engine: Engine, optuna_storage: BaseStorage, grace_seconds: float) -> None:
+    """FAIL RUNNING trials of running studies that no registered worker holds.
+
+    A trial younger than the grace period is left alone: its worker asked for it and has not
+    heartbeated its id yet. Optuna stamps `datetime_start` with the local naive clock.
+    """
+    with transaction(engine) as session:
+        studies = list(
+            session.execute(select(Study.id, Study.optuna_name).where(Study.state == "running"))
+        )
+        held = set(session.scalars(select(Worker.trial_id).where(Worker.trial_id.is_not(None))))
+    started_before = datetime.now() - timedelta(seconds=grace_seconds)
+    for study_id, optuna_name in studies:
+        try:
+            optuna_id = optuna_storage.get_study_id_from_name(optuna_name)
+        except KeyError:
+            continue
+        running = optuna_storage.get_all_trials(
+            optuna_id, deepcopy=False, states=(TrialState.RUNNING,)
+        )
+        for trial in running:
+            start = trial.datetime_start
+            if trial._trial_id in held or start is None or start > started_before:
+                continue
+            logger.warning("failing orphan trial %s of %s", trial.number, optuna_name)
+            _fail_and_retry(engine, optuna_storage, study_id, trial._trial_id)
