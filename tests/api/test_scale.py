@@ -1,0 +1,174 @@
+"""The API at scale: cached reads follow every finished trial, statements per request do not grow
+with the study, our indexes exist on every path to a schema, torch stays out of the process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import optuna
+import pytest
+import sqlalchemy as sa
+from api_harness import Server, _optuna_url, add_trials, submit
+from optuna.trial import TrialState
+
+from api.context import LruCache
+from storage import migrate, trials
+from storage.engine import make_engine
+from storage.optuna_storage import make_optuna_storage
+from storage.trial_indexes import TRIAL_INDEXES
+
+
+def _tell(server: Server, optuna_name: str, value: float | None, state: TrialState) -> None:
+    """One more trial, told `value` (COMPLETE) or ended in `state`; None leaves it running."""
+    study = optuna.load_study(study_name=optuna_name, storage=_optuna_url(server.database_url))
+    trial = study.ask()
+    trial.suggest_categorical("variant", ["standard", "gaussian"])
+    trial.set_user_attr("variant", "gaussian")
+    trial.set_user_attr("placement", "hidden")
+    if state == TrialState.COMPLETE:
+        study.tell(trial, value)
+    elif state != TrialState.RUNNING:
+        study.tell(trial, state=state)
+
+
+def test_detail_and_summary_follow_every_finished_trial(server: Server):
+    study = submit(server)
+    path = f"/studies/{study['id']}"
+    values = add_trials(server, study["optuna_name"], 6, pruned_every=3)
+    for _ in range(2):  # the second read is served from the caches
+        detail = server.client.get(path).json()
+        summary = server.client.get(f"{path}/summary").json()
+    assert detail["trial_counts"]["complete"] == summary["n_complete"] == len(values) == 4
+    assert detail["best_trial"]["value"] == summary["best"]["value"] == max(values)
+
+    _tell(server, study["optuna_name"], None, TrialState.RUNNING)
+    _tell(server, study["optuna_name"], None, TrialState.FAIL)
+    detail = server.client.get(path).json()
+    assert detail["trial_counts"] == {
+        "running": 1,
+        "waiting": 0,
+        "complete": 4,
+        "pruned": 2,
+        "fail": 1,
+    }
+    assert detail["best_trial"]["value"] == max(values)
+
+    _tell(server, study["optuna_name"], 9.5, TrialState.COMPLETE)
+    detail = server.client.get(path).json()
+    summary = server.client.get(f"{path}/summary").json()
+    assert detail["trial_counts"]["complete"] == summary["n_complete"] == 5
+    assert detail["best_trial"]["value"] == summary["best"]["value"] == 9.5
+    assert detail["best_trial"]["number"] == summary["best"]["number"] == 8
+    gaussian = next(r for r in summary["variants"] if r["variant"] == "gaussian")
+    assert gaussian["best"] == 9.5
+    assert detail["timings"]["last_trial_complete"] >= detail["timings"]["first_trial_start"]
+
+
+def test_summary_shows_the_current_state_and_test_score_over_a_cached_computation(
+    server: Server,
+):
+    study = submit(server)
+    add_trials(server, study["optuna_name"], 4)
+    path = f"/studies/{study['id']}"
+    assert server.client.get(f"{path}/summary").json()["state"] == "queued"
+    assert server.client.post(f"{path}/cancel").status_code == 200
+    assert server.client.get(f"{path}/summary").json()["state"] == "cancelled"
+
+
+def _statements(engine: sa.Engine) -> list[str]:
+    seen: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    return seen
+
+
+@pytest.fixture
+def two_studies(db_url: str) -> Iterator[tuple[sa.Engine, list[str]]]:
+    """A 3-trial and a 60-trial study (values 0..n-1, the last one running) on a fresh database."""
+    migrate.ensure_schema(db_url)
+    storage = make_optuna_storage(db_url)
+    names = []
+    for n in (3, 60):
+        name = f"scale-{n}"
+        study = optuna.create_study(study_name=name, storage=storage)
+        for i in range(n):
+            trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+            trial.set_user_attr("variant", "standard" if i % 2 else "gaussian")
+            if i < n - 1:
+                study.tell(trial, float(i))
+        names.append(name)
+    storage.engine.dispose()
+    engine = make_engine(db_url)
+    yield engine, names
+    engine.dispose()
+
+
+def test_reads_run_the_same_statements_whatever_the_study_size(two_studies):
+    engine, (small, large) = two_studies
+    seen = _statements(engine)
+    counts = {}
+    for name in (small, large):
+        for label, read in {
+            "progress": lambda n: trials.study_progress(engine, n, LruCache(4)),
+            "page": lambda n: trials.list_trials(engine, n, limit=2, offset=1),
+            "filtered page": lambda n: trials.list_trials(engine, n, state="complete", limit=2),
+        }.items():
+            seen.clear()
+            read(name)
+            counts[name, label] = len(seen)
+    for label in ("progress", "page", "filtered page"):
+        assert counts[small, label] == counts[large, label], label
+
+
+def test_progress_counts_times_and_best_match_a_full_load(two_studies, db_url):
+    engine, names = two_studies
+    cache = LruCache(4)
+    storage = make_optuna_storage(db_url)
+    for name in names:
+        every = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+        for _ in range(2):
+            stats, best = trials.study_progress(engine, name, cache)
+        assert stats.counts["complete"] == len(every) - 1
+        assert stats.counts["running"] == 1
+        assert best is not None and best.value == min(t.value for t in every if t.value is not None)
+        assert stats.direction == "minimize"
+        assert stats.first_trial_start == min(t.datetime_start for t in every).replace(
+            tzinfo=stats.first_trial_start.tzinfo
+        )
+        page, total = trials.list_trials(engine, name, limit=2, offset=1)
+        assert total == len(every) and [r.number for r in page] == [1, 2]
+        _, complete = trials.list_trials(engine, name, state="complete", limit=1)
+        assert complete == len(every) - 1
+    storage.engine.dispose()
+
+
+def _index_names(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return {i["name"] for i in sa.inspect(engine).get_indexes("trials")}
+    finally:
+        engine.dispose()
+
+
+def test_trial_indexes_exist_on_a_fresh_database_and_after_upgrading_an_old_one(db_url):
+    migrate.ensure_schema(db_url)  # ours first, Optuna's tables after: created by ensure_schema
+    assert set(TRIAL_INDEXES) <= _index_names(db_url)
+    migrate.downgrade(db_url, "0002")
+    assert not set(TRIAL_INDEXES) & _index_names(db_url)
+    migrate.upgrade(db_url)  # Optuna's tables already there: the migration creates them
+    assert set(TRIAL_INDEXES) <= _index_names(db_url)
+
+
+def test_lru_cache_keeps_the_most_recently_used_entries():
+    cache = LruCache(2)
+    cache["a"], cache["b"] = 1, 2
+    assert cache.get("a") == 1  # "b" is now the least recently used
+    cache["c"] = 3
+    assert (cache.get("a"), cache.get("b", "gone"), cache.get("c"), len(cache)) == (1, "gone", 3, 2)
+
+
+def test_the_api_process_does_not_import_torch_or_scikit_learn():
+    code = "import sys, api.app; print(sorted({'torch', 'sklearn'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
