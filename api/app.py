@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 
 from api.auth import TokenAuthMiddleware
 from api.body_limit import BodyLimitMiddleware
-from api.context import AppContext
+from api.context import AppContext, settle_heap
 from api.dashboard import mount_dashboard
 from api.docs import mount_docs
 from api.errors import install_error_handlers
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # fought over the GIL (more system than user time under load) for no extra throughput,
         # since every route is a few milliseconds of Python around short queries.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        settle_heap()
         yield
         ctx.close()
 

@@ -1,21 +1,26 @@
 """API latency at scale: 50 concurrent clients over a study of 10 000 trials, SQLite and PostgreSQL.
 
-    python -m bench.api_load [--trials 10000] [--clients 50] [--requests 1000]
-                             [--backends sqlite postgresql]
+    python -m bench.api_load [--trials 10000] [--clients 50] [--requests 1000] [--sequential 200]
+                             [--wrk-seconds 10] [--backends sqlite postgresql]
 
 Per backend: a fresh database (SQLite file; PostgreSQL: a new database on
 STUDYD_TEST_POSTGRES_URL), a small study (100 trials) and a large one (`--trials`), both filled in
 bulk with SQL in Optuna's own schema (trials, params, values, per-epoch intermediate values and
 the user attributes a worker writes: config, curve, diagnostics...), then `studyd serve
---no-workers` in its own process. `--clients` httpx clients share `--requests` requests per
-endpoint: `GET /studies/{id}`, `GET /studies/{id}/trials?limit=100` (random offsets) and
-`GET /studies/{id}/summary` (its cold first request, which computes the importances, is timed
-alone first). Printed: p50/p99 latency and requests/s per endpoint and study, and
-the API process's RSS after start, after the small study's load and after the large one's (it
-must not grow with study size). Client and server share this machine's cores: latencies include
-the client's own scheduling, so the API process's CPU time per request is printed too (with 50
-clients in a closed loop, p50 ≈ 50 / throughput by Little's law); every figure has the 1-minute
-load average next to it.
+--no-workers` in its own process. Endpoints: `GET /studies/{id}`, `GET /studies/{id}/trials?
+limit=100` (random offsets) and `GET /studies/{id}/summary` (its cold first request, which
+computes the importances, is timed alone first). Each endpoint is driven three ways, printed side
+by side: one client in sequence (`--sequential` requests: the server's own latency), `--clients`
+closed-loop httpx clients sharing `--requests` requests, and — when `wrk` is installed (Debian
+package `wrk`) — `--clients` wrk connections for `--wrk-seconds`. Printed per mode: p50/p99
+latency, requests/s, the API process's CPU ms per request (and the httpx client's own, which
+shares the machine's cores with the server), and the 1-minute load average. The API process's
+RSS is printed after start and after each study's load: it must not grow with study size.
+
+With N closed-loop clients, p50 ≈ N / throughput (Little's law): at 50 clients a p99 under 50 ms
+needs over 1000 requests/s, i.e. under 1 ms of server CPU per request on a core the clients do
+not also use. The sequential figures are the server's own cost; the concurrent ones are mostly
+queueing, and on a 2-core machine the clients take their share of the cores too.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import datetime as dt
 import json
 import os
 import random
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -312,6 +319,57 @@ async def drive(base: str, paths: list[str], clients: int, requests: int) -> tup
     return latencies, wall
 
 
+def sequential(base: str, paths: list[str], requests: int) -> tuple[list[float], float]:
+    """One client, one request at a time: the server's own latency, no queueing."""
+    latencies = []
+    with httpx.Client(base_url=base, timeout=60) as http:
+        started = time.perf_counter()
+        for i in range(requests):
+            t0 = time.perf_counter()
+            http.get(paths[i % len(paths)]).raise_for_status()
+            latencies.append(time.perf_counter() - t0)
+        return latencies, time.perf_counter() - started
+
+
+_WRK_SCRIPT = """
+local paths = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", paths[(i %% #paths) + 1])
+end
+"""
+_WRK_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def run_wrk(base: str, paths: list[str], clients: int, seconds: int) -> dict[str, float]:
+    """`clients` wrk connections for `seconds`: p50/p99 (s), requests/s and request count."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_WRK_SCRIPT % ", ".join(json.dumps(p) for p in paths))
+    try:
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--latency", "-s", script.name, base],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+
+    def latency(pct: str) -> float:
+        value, unit = re.search(rf"^\s*{pct}%\s+([\d.]+)(\w+)", out, re.M).groups()  # type: ignore[union-attr]
+        return float(value) * _WRK_UNITS[unit]
+
+    return {
+        "p50": latency("50"),
+        "p99": latency("99"),
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "n": float(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+    }
+
+
 def _load() -> str:
     return f"{os.getloadavg()[0]:.2f}"
 
@@ -320,18 +378,51 @@ def _pct(xs: list[float], q: float) -> float:
     return statistics.quantiles(xs, n=100, method="inclusive")[q - 1] if len(xs) > 1 else xs[0]
 
 
+def _row(mode: str, p50: float, p99: float, rps: float, api_ms: float, extra: str = "") -> str:
+    return (
+        f"      {mode:14s} p50 {p50 * 1e3:7.1f} ms  p99 {p99 * 1e3:7.1f} ms  {rps:6.0f} req/s"
+        f"  API CPU {api_ms:5.2f} ms/req{extra}  [load {_load()}]"
+    )
+
+
+def measure(base: str, pid: int, paths: list[str], args: argparse.Namespace) -> None:
+    """One endpoint three ways, one printed line each."""
+    cpu = cpu_seconds(pid)
+    lat, wall = sequential(base, paths, args.sequential)
+    api_ms = (cpu_seconds(pid) - cpu) / len(lat) * 1e3
+    print(_row("1 client", _pct(lat, 50), _pct(lat, 99), len(lat) / wall, api_ms))
+
+    cpu, own = cpu_seconds(pid), time.process_time()
+    lat, wall = asyncio.run(drive(base, paths, args.clients, args.requests))
+    api_ms = (cpu_seconds(pid) - cpu) / len(lat) * 1e3
+    client_ms = (time.process_time() - own) / len(lat) * 1e3
+    extra = f"  httpx CPU {client_ms:5.2f} ms/req"
+    mode = f"{args.clients} httpx"
+    print(_row(mode, _pct(lat, 50), _pct(lat, 99), len(lat) / wall, api_ms, extra))
+
+    if args.wrk_seconds and shutil.which("wrk"):
+        cpu = cpu_seconds(pid)
+        found = run_wrk(base, paths, args.clients, args.wrk_seconds)
+        api_ms = (cpu_seconds(pid) - cpu) / found["n"] * 1e3
+        mode = f"{args.clients} wrk"
+        print(_row(mode, found["p50"], found["p99"], found["rps"], api_ms))
+
+
 def run_backend(label: str, url: str, args: argparse.Namespace) -> None:
     ensure_schema(url)
     started = time.perf_counter()
     small = fill_study(url, "small", 100, seed=1)
     big = fill_study(url, "large", args.trials, seed=2)
     print(f"\n{label}: filled 100 + {args.trials} trials in {time.perf_counter() - started:.1f} s")
+    if not (args.wrk_seconds and shutil.which("wrk")):
+        print("  (wrk not installed or --wrk-seconds 0: httpx clients only)")
     with serve(url) as (base, pid):
         httpx.get(f"{base}/studies/{small}", timeout=60)  # the first request builds lazy state
-        print(f"  API RSS after start        {rss_mib(pid):7.1f} MiB")
+        rss = {"start": rss_mib(pid)}
+        print(f"  API RSS after start        {rss['start']:7.1f} MiB")
         for name, study_id, n in (("small", small, 100), ("large", big, args.trials)):
-            # The summary's importances (fANOVA) are computed once per complete-trial count and
-            # cached: time that cold request alone, then measure the steady state.
+            # The summary is computed once per set of complete trials and cached: time that cold
+            # request alone, then measure the steady state.
             started = time.perf_counter()
             httpx.get(f"{base}/studies/{study_id}/summary", timeout=900).raise_for_status()
             cold = time.perf_counter() - started
@@ -346,15 +437,12 @@ def run_backend(label: str, url: str, args: argparse.Namespace) -> None:
                 "GET /summary": [f"/studies/{study_id}/summary"],
             }
             for endpoint, paths in endpoints.items():
-                cpu = cpu_seconds(pid)
-                lat, wall = asyncio.run(drive(base, paths, args.clients, args.requests))
-                cpu_ms = (cpu_seconds(pid) - cpu) / len(lat) * 1e3
-                print(
-                    f"  {name:5s} ({n:>5} trials) {endpoint:22s} p50 {_pct(lat, 50) * 1e3:7.1f} ms"
-                    f"  p99 {_pct(lat, 99) * 1e3:7.1f} ms  {len(lat) / wall:6.0f} req/s"
-                    f"  API CPU {cpu_ms:5.1f} ms/req  RSS {rss_mib(pid):5.0f} MiB  [load {_load()}]"
-                )
-            print(f"  API RSS after {name:5s} study {rss_mib(pid):7.1f} MiB")
+                print(f"  {name:5s} ({n:>5} trials) {endpoint}")
+                measure(base, pid, paths, args)
+            rss[name] = rss_mib(pid)
+            print(f"  API RSS after {name:5s} study {rss[name]:7.1f} MiB")
+        growth = rss["large"] - rss["small"]
+        print(f"  API RSS large - small      {growth:+7.1f} MiB  ({args.trials} vs 100 trials)")
 
 
 @contextmanager
@@ -378,6 +466,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=1000, help="per endpoint and study")
+    parser.add_argument("--sequential", type=int, default=200, help="one-client requests")
+    parser.add_argument(
+        "--wrk-seconds", type=int, default=10, help="seconds of wrk per endpoint (0: no wrk)"
+    )
     parser.add_argument("--backends", nargs="*", default=["sqlite", "postgresql"])
     args = parser.parse_args(argv)
     print(f"{os.cpu_count()} cpus, {args.clients} clients, {args.requests} requests per endpoint")

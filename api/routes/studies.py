@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
 
-from api.context import AppContext, context
+from api.context import AppContext, context, in_thread
 from api.convert import study_detail, study_out
 from api.errors import IdempotencyConflict, responses
 from api.params import DEFAULT_PAGE_SIZE, Limit, Offset, StudyId, capped
@@ -194,12 +194,12 @@ def list_studies(
 
 
 @router.get("/studies/{study_id}", response_model=StudyDetail, responses=responses(404, 422, 503))
-def get_study(
+async def get_study(
     study_id: StudyId,
     ctx: Annotated[AppContext, Depends(context)],
 ) -> StudyDetail:
     """A study: state, progress by trial state, best trial so far, timings, error."""
-    return detail(ctx, load_study(ctx, study_id))
+    return await in_thread(lambda: detail(ctx, load_study(ctx, study_id)))
 
 
 @router.post(

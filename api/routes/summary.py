@@ -11,7 +11,7 @@ import optuna
 from fastapi import APIRouter, Depends
 from optuna.storages import InMemoryStorage
 
-from api.context import AppContext, context, return_freed_memory
+from api.context import AppContext, context, in_thread, settle_heap
 from api.convert import trial_brief
 from api.errors import responses
 from api.params import StudyId
@@ -148,11 +148,15 @@ def _complete_trials_summary(
 @router.get(
     "/studies/{study_id}/summary", response_model=Summary, responses=responses(404, 422, 503)
 )
-def study_summary(study_id: StudyId, ctx: Annotated[AppContext, Depends(context)]) -> Summary:
+async def study_summary(study_id: StudyId, ctx: Annotated[AppContext, Depends(context)]) -> Summary:
     """Per-variant and per-placement best and median, importances, best config, test score.
 
     Recomputed only after a trial completes (cached per study, a few studies at a time).
     """
+    return await in_thread(lambda: _summary(ctx, study_id))
+
+
+def _summary(ctx: AppContext, study_id: int) -> Summary:
     record = queue.get_study(ctx.engine, study_id)
     stats, best = trials.study_progress(ctx.engine, record.optuna_name, ctx.best_trials)
     key = (record.id, *stats.complete_key)
@@ -165,5 +169,5 @@ def study_summary(study_id: StudyId, ctx: Annotated[AppContext, Depends(context)
             if summary is None:
                 summary = _complete_trials_summary(ctx, record, stats, best)
                 ctx.summaries[key] = summary
-                return_freed_memory()
+                settle_heap()
     return summary.model_copy(update={"state": record.state, "test_score": record.test_score})

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from api.context import AppContext, context
+from api.context import AppContext, context, in_thread
 from api.convert import trial_brief, trial_detail
 from api.errors import TrialNotFound, responses
 from api.params import DEFAULT_PAGE_SIZE, Limit, Offset, StudyId, TrialNumber, capped
@@ -23,7 +23,7 @@ router = APIRouter(tags=["trials"])
     response_model=Page[TrialBrief],
     responses=responses(404, 422, 503),
 )
-def list_trials(
+async def list_trials(
     study_id: StudyId,
     ctx: Annotated[AppContext, Depends(context)],
     state: Annotated[TrialState | None, Query(description="only trials in this state")] = None,
@@ -38,8 +38,21 @@ def list_trials(
     offset: Offset = 0,
 ) -> Page[TrialBrief]:
     """A page of a study's trials, filtered by state and variant, sorted by number or value."""
-    record = queue.get_study(ctx.engine, study_id)
     limit = capped(limit)
+    return await in_thread(lambda: _page(ctx, study_id, state, variant, sort, order, limit, offset))
+
+
+def _page(
+    ctx: AppContext,
+    study_id: int,
+    state: str | None,
+    variant: str | None,
+    sort: TrialSort,
+    order: SortOrder | None,
+    limit: int,
+    offset: int,
+) -> Page[TrialBrief]:
+    record = queue.get_study(ctx.engine, study_id)
     rows, total = trials.list_trials(
         ctx.engine,
         record.optuna_name,
@@ -60,10 +73,14 @@ def list_trials(
     response_model=TrialDetail,
     responses=responses(404, 422, 503),
 )
-def get_trial(
+async def get_trial(
     study_id: StudyId, number: TrialNumber, ctx: Annotated[AppContext, Depends(context)]
 ) -> TrialDetail:
     """One trial: params, model config, learning curve, every user attribute."""
+    return await in_thread(lambda: _trial(ctx, study_id, number))
+
+
+def _trial(ctx: AppContext, study_id: int, number: int) -> TrialDetail:
     record = queue.get_study(ctx.engine, study_id)
     row = trials.get_trial(ctx.engine, record.optuna_name, number)
     if row is None:
