@@ -385,8 +385,20 @@ def _row(mode: str, p50: float, p99: float, rps: float, api_ms: float, extra: st
     )
 
 
+def settle(pid: int, timeout: float = 30.0) -> None:
+    """Wait until the API process is idle: wrk stops with requests still in flight, and the
+    server's work on them would be charged to the next measurement."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cpu = cpu_seconds(pid)
+        time.sleep(0.3)
+        if cpu_seconds(pid) - cpu < 0.01:
+            return
+
+
 def measure(base: str, pid: int, paths: list[str], args: argparse.Namespace) -> None:
     """One endpoint three ways, one printed line each."""
+    settle(pid)
     cpu = cpu_seconds(pid)
     lat, wall = sequential(base, paths, args.sequential)
     api_ms = (cpu_seconds(pid) - cpu) / len(lat) * 1e3
@@ -403,6 +415,7 @@ def measure(base: str, pid: int, paths: list[str], args: argparse.Namespace) -> 
     if args.wrk_seconds and shutil.which("wrk"):
         cpu = cpu_seconds(pid)
         found = run_wrk(base, paths, args.clients, args.wrk_seconds)
+        settle(pid)  # the requests still in flight when wrk stopped are not in its count
         api_ms = (cpu_seconds(pid) - cpu) / found["n"] * 1e3
         mode = f"{args.clients} wrk"
         print(_row(mode, found["p50"], found["p99"], found["rps"], api_ms))
