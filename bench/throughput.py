@@ -1,7 +1,7 @@
 """Seconds per trial, three ways, on one search: hand-written Lightning, studyd, bare torch.
 
-    python -m bench.throughput [--datasets mnist1d digits synthetic] [--trials 4] [--epochs 5]
-                               [--batch-k 1 8] [--device cpu]
+    python -m bench.throughput [--datasets mnist1d digits synthetic] [--trials 16]
+                               [--synthetic-trials 8] [--epochs 5] [--batch-k 1 8] [--device cpu]
 
 (a) what a user writes by hand, following Optuna's `pytorch/pytorch_lightning_simple.py`: per
     trial a new `LightningModule` (Linear/ReLU/Dropout stack, Adam), `DataLoader`s over a
@@ -17,9 +17,11 @@
     `PyTorchLightningPruningCallback.on_validation_end`: skip sanity checks, report, prune)
     because optuna-integration is not a dependency.
 (b) studyd's worker, unchanged: the spec is submitted to a fresh SQLite database and a real
-    `Worker` claims, trains and tells every trial through the real Optuna `RDBStorage`, one
-    trial at a time (the default `--batch-trials 1`). (bK), with `--worker-batch K`: the same
-    worker with `--batch-trials K` (K slots claimed, K trials asked, trained as one stack).
+    `Worker` with its default options claims, trains and tells every trial through the real
+    Optuna `RDBStorage`. The default is `--batch-trials auto`: this spec fixes the architecture,
+    so on a CPU it claims 8 slots, asks 8 trials and trains them as one stack. (1): the same
+    worker with `--batch-trials 1`, one trial at a time. (k), with `--worker-batch K`: `--batch-
+    trials K`.
 (c) the arithmetic's floor: a bare torch loop over tensors already on the device.
 All three see the same data (`load_dataset`, split seed 0), the same spec, the same sampler
 (TPE, the worker's seed) and map trials onto configs with `suggest_config`, so they train the
@@ -34,6 +36,7 @@ import argparse
 import contextlib
 import io
 import logging
+import math
 import os
 import tempfile
 import time
@@ -184,7 +187,7 @@ def run_bare(spec: StudySpec, data: DatasetSplits, device: torch.device) -> list
 
 
 def run_studyd(
-    spec: StudySpec, device: str, root: Path, batch_trials: int = 1
+    spec: StudySpec, device: str, root: Path, batch_trials: int | None = None
 ) -> tuple[list[float], float]:
     """Run the real worker on a fresh SQLite database; (values, steady seconds per trial).
 
@@ -202,9 +205,9 @@ def run_studyd(
     engine = make_engine(url)
     storage = make_optuna_storage(url, heartbeat_interval=5.0, grace_period=30.0)
     record = submit_spec(engine, storage, spec)
-    options = WorkerOptions(
-        device=device, once=True, data_dir=root, data_roots=[root], batch_trials=batch_trials
-    )
+    options = WorkerOptions(device=device, once=True, data_dir=root, data_roots=[root])
+    if batch_trials is not None:
+        options.batch_trials = batch_trials
     Worker(engine, storage, options).run()
     trials = optuna.load_study(study_name=record.optuna_name, storage=storage).trials
     span = max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)
@@ -269,11 +272,12 @@ def timed(fn, *args) -> tuple[Any, float, str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="*", default=["mnist1d", "digits", "synthetic"])
-    parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--synthetic-trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--ways", default="abc", help="which of a, b, c to run")
+    parser.add_argument("--ways", default="ab1c", help="which of a, b, 1, c to run")
     parser.add_argument("--batch-k", type=int, nargs="*", default=[1, 8])
     parser.add_argument(
         "--worker-batch", type=int, default=0, help="also run (b) with --batch-trials K"
@@ -295,13 +299,14 @@ def main(argv: list[str] | None = None) -> None:
         root = Path(tmp)
         for dataset in args.datasets:
             name, data = load(dataset, root)
-            spec = bench_spec(name, args.trials, args.epochs, args.batch_size)
-            n = args.trials
+            n = args.synthetic_trials if dataset == "synthetic" else args.trials
+            spec = bench_spec(name, n, args.epochs, args.batch_size)
             print(f"\n{dataset}: {tuple(data.x_train.shape)} train, {n} trials × {args.epochs} ep")
             sec: dict[str, float] = {}
             runs = {
                 "a": ("lightning", run_lightning, (spec, data, root / "lightning")),
                 "b": ("studyd", run_studyd, (spec, str(device), root)),
+                "1": ("studyd K=1", run_studyd, (spec, str(device), root, 1)),
                 "c": ("bare", run_bare, (spec, data, device)),
             }
             ways = args.ways
@@ -315,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
             for way in ways:
                 label, fn, fn_args = runs[way]
                 out, wall, load_note = timed(fn, *fn_args)
-                values, steady = out if way in "bk" else (out, None)
+                values, steady = out if way in "b1k" else (out, None)
                 sec[way] = steady if steady is not None else wall / n
                 extra = f" (wall incl. start-up + test run {wall / n:.3f})" if steady else ""
                 print(f"  ({way}) {label:12s} {sec[way]:7.3f} s/trial{extra}  [{load_note}]")
@@ -324,6 +329,12 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  (a)/(b) = {sec['a'] / sec['b']:.2f}x", end="")
             if {"b", "c"} <= sec.keys():
                 print(f"  (b)/(c) = {sec['b'] / sec['c']:.2f}x", end="")
+            if {"a", "1"} <= sec.keys():
+                print(f"  (a)/(1) = {sec['a'] / sec['1']:.2f}x", end="")
+            if {"1", "c"} <= sec.keys():
+                print(f"  (1)/(c) = {sec['1'] / sec['c']:.2f}x", end="")
+            if {"1", "b"} <= sec.keys():
+                print(f"  (1)/(b) = {sec['1'] / sec['b']:.2f}x", end="")
             if {"a", "k"} <= sec.keys():
                 print(f"  (a)/(k) = {sec['a'] / sec['k']:.2f}x", end="")
             print()
@@ -331,11 +342,28 @@ def main(argv: list[str] | None = None) -> None:
             name, data = load("mnist1d", root)
             spec = bench_spec(name, args.batch_trials, args.epochs, args.batch_size)
             print(f"\nbatched trials, mnist1d, {args.batch_trials} trials × {args.epochs} epochs")
+            print("  K           training only (train_batched)   studyd worker, to the database")
+            rates: dict[int, tuple[float, float]] = {}
             for k in [0, *args.batch_k]:
-                values, wall, load_note = timed(run_batched, spec, data, str(device), k)
+                _, wall, load_note = timed(run_batched, spec, data, str(device), k)
+                train_rate = 3600 * args.batch_trials / wall
+                worker_rate = math.nan
+                if k:
+                    _, steady = run_studyd(spec, str(device), root, k)
+                    worker_rate = 3600 / steady
+                rates[k] = (train_rate, worker_rate)
                 label = "train_model" if k == 0 else f"K={k}"
-                per_hour = 3600 * args.batch_trials / wall
-                print(f"  {label:11s} {per_hour:9.0f} trials/hour  [{load_note}]")
+                print(
+                    f"  {label:11s} {train_rate:9.0f} trials/hour"
+                    f"               {worker_rate:9.0f} trials/hour  [{load_note}]"
+                )
+            base = rates.get(1)
+            for k, (train_rate, worker_rate) in rates.items():
+                if base and k > 1:
+                    print(
+                        f"  K={k}/K=1: {train_rate / base[0]:.2f}x training only, "
+                        f"{worker_rate / base[1]:.2f}x worker"
+                    )
 
 
 if __name__ == "__main__":

@@ -68,6 +68,51 @@ def _strings(value: str | list[str]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+# Parameters whose values change what `models.batched.batch_key` groups trials by.
+ARCHITECTURE_PARAMS = (
+    "depth",
+    "width",
+    "activation",
+    "variant",
+    "placement",
+    "batch_size",
+    "optimizer",
+)
+
+
+def architecture_count(spec: StudySpec) -> float:
+    """How many stacks (`batch_key`s) the spec's trials can fall into; `inf` for a continuum.
+
+    K trials asked at once train as one stack only when they share an architecture; with A
+    possible architectures a batch splits into about min(K, A) groups. Variants that cannot be
+    stacked count as a continuum (they always train alone).
+    """
+    from models.batched import BATCHABLE_VARIANTS
+
+    if not set(spec.dropout.variants) <= set(BATCHABLE_VARIANTS):
+        return math.inf
+    count = 1.0
+    for name, param in search_params(spec).items():
+        if name.split("_")[0] not in ARCHITECTURE_PARAMS and name not in ARCHITECTURE_PARAMS:
+            continue
+        count *= _value_count(param)
+    return count
+
+
+def _value_count(param: Param) -> float:
+    if param.fixed:
+        return 1.0
+    if param.choices is not None:
+        return float(len(param.choices))
+    dim = param.dim
+    assert dim is not None
+    if dim.kind == "choice":
+        return float(len(dim.choices or ()))
+    if param.integer and not param.log:
+        return float((dim.high - dim.low) // (dim.step or 1) + 1)  # type: ignore[operator]
+    return math.inf
+
+
 def search_params(spec: StudySpec) -> dict[str, Param]:
     """Every parameter this spec can ever produce (fixed ones included), by Optuna name."""
     m, d, t = spec.model, spec.dropout, spec.training

@@ -47,7 +47,7 @@ from studyd.records import (
     result_attrs,
 )
 from studyd.runs import finished_run, trial_config
-from studyd.search import build_pruner, build_sampler
+from studyd.search import architecture_count, build_pruner, build_sampler
 from studyd.spec import SpecError, StudySpec, validate_spec
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class WorkerOptions:
     # oversubscribed OpenMP threads were measured 3x slower on 2 cores; torch's default on CUDA.
     threads: int | None = None
     # Trials trained at once as one stacked model (models.batched): an int, or "auto".
-    batch_trials: int | str = 1
+    batch_trials: int | str = "auto"
 
 
 class _Stop(Exception):
@@ -289,7 +289,7 @@ class Worker:
         if _out_of_time(record, served.spec):
             self._end_early(record, served)
             return
-        more = self._claim_more(record, served) if self.options.batch_trials != 1 else []
+        more = self._claim_more(record, served) if self._batch_trials(served) > 1 else []
         self._cancelled.clear()
         self._training_study = record.id
         try:
@@ -554,11 +554,17 @@ class Worker:
         return claims
 
     def _batch_trials(self, served: _Served) -> int:
-        """K: the option, or with `auto` what the device's free memory holds (at most 32)."""
+        """K: the option, or with `auto` what the device's free memory holds (at most 32) when
+        the spec's trials would form stacks of two or more; 1 when they would mostly train alone
+        (a searched width, say), since claimed slots then wait in line instead of going to other
+        workers."""
         k = self.options.batch_trials
         if k != "auto":
             return max(int(k), 1)
         data, space = served.data, served.spec.model
+        most = AUTO_MAX_TRIALS if self.device.startswith("cuda") else AUTO_CPU_TRIALS
+        if 2 * architecture_count(served.spec) > most:
+            return 1
         return auto_batch_trials(
             self.device,
             data.input_dim,
@@ -626,19 +632,34 @@ class Worker:
                 self._give_back_after_error(record, lease)
 
     def _train_all(self, planned: list[tuple], served: _Served) -> list[tuple[dict, bool]]:
-        """(outcome, pruned) per planned trial: reused, trained in a stack, or trained alone."""
+        """(outcome, pruned) per planned trial: reused, trained in a stack, or trained alone.
+
+        Trials of one batch with the same canonical run (`run_key`) train once: the others take
+        its outcome with `reused_from`, as a later trial takes a finished run's.
+        """
         out: list[tuple[dict, bool] | None] = [None] * len(planned)
         groups: dict[Any, list[int]] = {}
-        for i, (*_, model_cfg, train_cfg, reused) in enumerate(planned):
+        first_of: dict[str, int] = {}
+        twins: dict[int, int] = {}
+        for i, (*_, trial, model_cfg, train_cfg, reused) in enumerate(planned):
             if reused is not None:
                 out[i] = (reused, False)
                 continue
+            run_key = trial.user_attrs.get("run_key")
+            if run_key in first_of:
+                twins[i] = first_of[run_key]
+                continue
+            first_of[run_key] = i
             key = batch_key(model_cfg, train_cfg)
             groups.setdefault(("alone", i) if key is None else key, []).append(i)
         for members in groups.values():
             trained = self._train_group([planned[i] for i in members], served)
             for i, (result, pruned) in zip(members, trained, strict=True):
                 out[i] = (self._outcome(result, pruned, served, planned[i][4]), pruned)
+        for i, j in twins.items():
+            outcome, pruned = out[j]  # type: ignore[misc]
+            copied = {k: outcome[k] for k in REUSED_ATTRS if k in outcome}
+            out[i] = ({**copied, "reused_from": planned[j][2].number}, pruned)
         return out
 
     def _train_group(self, group: list[tuple], served: _Served) -> list[tuple[TrainResult, bool]]:

@@ -39,10 +39,11 @@ def worker(
         None, "--reaper-period", min=0.1, help="seconds between reaper runs"
     ),
     batch_trials: str = typer.Option(
-        "1",
+        "auto",
         "--batch-trials",
         help="train up to K trials of one study at once as one stacked model (same "
-        "architecture; others train alone): K, or auto (by free memory)",
+        "architecture; others train alone): K, or auto (8 on a CPU, by free memory up to 32 on "
+        "a GPU, when the spec fixes the architecture; 1 when it searches it)",
     ),
 ) -> None:
     """Claim trial slots, train, report every epoch, tell Optuna; SIGTERM stops within one epoch."""

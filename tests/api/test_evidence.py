@@ -117,11 +117,14 @@ def test_cs231n_verdict_is_what_the_raw_trials_support(server, tmp_path):
         assert (
             verdict == f"No evidence of a difference between {best['group']} and {other['group']}."
         )
-    # What dropout is for: the no-dropout net memorises 500 examples and has the largest gap.
+    # The no-dropout net memorises its 500 examples. Which variant has the larger gap is noise
+    # here (SGD at lr 0.1 on 500 digits: per-seed train loss 0.01..1.4; with one mask stream
+    # none had it, 0.070 vs 0.065, with another standard, 0.076): the verdict above says so.
     diagnostics = {d["variant"]: d for d in summary["diagnostics"]}
     print(f"diagnostics: {json.dumps(summary['diagnostics'], indent=1)}")
-    assert summary["diagnostics"][0]["variant"] == "none"
     assert diagnostics["none"]["train_acc"] > 0.99
+    gaps_desc = [d["gap"] for d in summary["diagnostics"]]
+    assert gaps_desc == sorted(gaps_desc, reverse=True)  # listed largest gap first
     for variant, d in diagnostics.items():
         gaps = [t["user_attrs"]["gap"] for t in details if t["user_attrs"]["variant"] == variant]
         assert d["gap"] == pytest.approx(statistics.fmean(gaps)) and d["n"] == len(gaps)

@@ -39,6 +39,10 @@ def sqlite_cluster(sqlite_url, tmp_path):
     running.close()
 
 
+# The spec fixes the architecture, so `--batch-trials auto` would stack its trials.
+ONE_AT_A_TIME = ("--batch-trials", "1")
+
+
 def _mid_trial(cluster: Cluster, pid: int, min_epochs: int = 1):
     """The trial worker `pid` is training once it has reported `min_epochs` epochs, else None."""
     worker = worker_of(cluster, pid)
@@ -50,8 +54,9 @@ def _mid_trial(cluster: Cluster, pid: int, min_epochs: int = 1):
 
 def test_sigkill_mid_trial_fails_that_trial_and_the_study_still_reaches_its_target(cluster):
     record = cluster.submit(LONG_TRIALS % (128, 12, 6))
-    victim = cluster.start_worker("--grace", "8")
-    survivor = cluster.start_worker("--grace", "8", "--once")
+    # One trial per slot: this is the one-trial protocol (stacks: tests/studyd/test_worker_batch).
+    victim = cluster.start_worker("--grace", "8", *ONE_AT_A_TIME)
+    survivor = cluster.start_worker("--grace", "8", "--once", *ONE_AT_A_TIME)
     killed = wait_for(lambda: _mid_trial(cluster, victim.pid), 180, "the victim to be mid-trial")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
@@ -69,6 +74,34 @@ def test_sigkill_mid_trial_fails_that_trial_and_the_study_still_reaches_its_targ
     assert worker_of(cluster, victim.pid) is None
 
 
+def test_sigkill_mid_stack_fails_every_trial_of_the_stack_and_retries_each_once(sqlite_cluster):
+    cluster = sqlite_cluster
+    record = cluster.submit(LONG_TRIALS % (128, 12, 5))
+    victim = cluster.start_worker("--grace", "8", "--batch-trials", "3")
+
+    def mid_stack():
+        rows = [w for w in queue.list_workers(cluster.engine) if w.pid == victim.pid]
+        trials = [cluster.storage.get_trial(w.trial_id) for w in rows if w.trial_id is not None]
+        return trials if len(trials) == 3 and all(t.intermediate_values for t in trials) else None
+
+    stack = wait_for(mid_stack, 180, "the victim's stack of 3 to be mid-training")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    survivor = cluster.start_worker("--grace", "8", "--once", *ONE_AT_A_TIME)
+
+    assert cluster.wait_exit(survivor, 300) == 0, cluster.log(1)
+    done = queue.get_study(cluster.engine, record.id)
+    assert done.state == "done" and done.finished == done.claimed == 5
+    trials = cluster.trials(record)
+    assert Counter(t.state for t in trials) == {TrialState.COMPLETE: 5, TrialState.FAIL: 3}
+    for killed in stack:
+        assert trials[killed.number].state == TrialState.FAIL
+        retries = [t for t in trials if t.user_attrs.get("retry_of") == killed.number]
+        assert len(retries) == 1 and retries[0].params == killed.params
+        assert retries[0].state == TrialState.COMPLETE
+    assert queue.list_workers(cluster.engine) == []
+
+
 SHORT_THEN_LONG = """
 name: e2e-sigterm
 dataset: digits
@@ -83,7 +116,7 @@ baselines: [{epochs: 2}, {epochs: 80}]
 def test_sigterm_stops_within_one_epoch_and_fails_the_trial_cleanly(sqlite_cluster):
     cluster = sqlite_cluster
     record = cluster.submit(SHORT_THEN_LONG)
-    worker = cluster.start_worker()
+    worker = cluster.start_worker(*ONE_AT_A_TIME)
     # A 2-epoch trial first, to know how long an epoch takes on this machine right now; then an
     # 80-epoch one, far longer than one epoch plus the process's teardown.
     wait_for(lambda: queue.get_study(cluster.engine, record.id).finished >= 1, 240, "a trial")

@@ -61,7 +61,8 @@ def test_a_result_told_after_the_reaper_failed_the_trial_is_dropped(sqlite_backe
         "training: {epochs: 200, batch_size: 16}\nsearch: {n_trials: 2, pruner: none}"
     )
     record = submit_spec(engine, storage, spec)
-    worker = Worker(engine, storage, _options(tmp_path))
+    # One trial per slot: the reaper's view of one worker row (test_worker_batch has stacks).
+    worker = Worker(engine, storage, _options(tmp_path, batch_trials=1))
     thread = threading.Thread(target=worker.run)
     thread.start()
 
