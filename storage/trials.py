@@ -385,14 +385,34 @@ def list_trials(
             filters.append(tagged)
         # Counted on `trials` alone: our (study_id, state) index answers it without the rows.
         total = conn.execute(sa.select(sa.func.count()).where(*filters)).scalar_one()
-        query = _trial_query(study_id).where(*filters)
         if sort == "value":
             keys = _value_order(_direction(conn, study_id), order)
+            query = _trial_query(study_id).where(*filters).order_by(*keys)
+            page = conn.execute(query.limit(limit).offset(offset))
         else:
-            # Our (study_id, number) index: the page is an index range, the study is not sorted.
-            keys = [_trials.c.number.desc() if order == "desc" else _trials.c.number]
-        page = conn.execute(query.order_by(*keys).limit(limit).offset(offset))
+            page = conn.execute(_number_page(filters, order, limit, offset))
         return _rows(conn, page, BRIEF_ATTRS), total
+
+
+def _number_page(
+    filters: list[sa.ColumnElement[bool]], order: SortOrder | None, limit: int, offset: int
+) -> sa.Select[Any]:
+    """A page by number: the trials first (a range of our (study_id, number) index), their
+    values joined to those rows only. Joined before the LIMIT, PostgreSQL hashed the whole
+    study's values and sorted every trial (10 ms a page at 10 000 trials)."""
+    columns = [c for c in _trial_query(0).selected_columns if c.table is _trials]
+    number = _trials.c.number.desc() if order == "desc" else _trials.c.number
+    trials_page = (
+        sa.select(*columns).where(*filters).order_by(number).limit(limit).offset(offset)
+    ).subquery("page")
+    return (
+        sa.select(trials_page, _values.c.value, _values.c.value_type)
+        .outerjoin(
+            _values,
+            sa.and_(_values.c.trial_id == trials_page.c.trial_id, _values.c.objective == 0),
+        )
+        .order_by(trials_page.c.number.desc() if order == "desc" else trials_page.c.number)
+    )
 
 
 def get_trial(engine: Engine, optuna_name: str, number: int) -> TrialRow | None:
