@@ -1,4 +1,4 @@
-"""What every route needs: settings, the engine, Optuna's storage (built on first use)."""
+"""What every route needs: settings, the engine, Optuna's storage (lazily built), read caches."""
 
 from __future__ import annotations
 
