@@ -1,7 +1,7 @@
 """Seconds per trial, three ways, on one search: hand-written Lightning, studyd, bare torch.
 
     python -m bench.throughput [--datasets mnist1d digits synthetic] [--trials 16]
-                               [--synthetic-trials 8] [--epochs 5] [--batch-k 1 8] [--device cpu]
+                               [--synthetic-trials 8] [--epochs 10] [--batch-k 1 8] [--device cpu]
 
 (a) what a user writes by hand, following Optuna's `pytorch/pytorch_lightning_simple.py`: per
     trial a new `LightningModule` (Linear/ReLU/Dropout stack, Adam), `DataLoader`s over a
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", nargs="*", default=["mnist1d", "digits", "synthetic"])
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--synthetic-trials", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=10)  # the spec default
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--ways", default="ab1c", help="which of a, b, 1, c to run")
