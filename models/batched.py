@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.config import ModelConfig, TrainConfig
-from models.mlp import _dropconnect_rates, _sites, build_mlp
+from models.mlp import build_mlp, dropconnect_rates, dropout_sites
 from models.module import DropoutClassifier
 from models.training import EpochMetrics, TrainResult, gap_split, resolve_device
 
@@ -46,7 +46,7 @@ def batch_key(model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[Any, ...]
     """
     if model_cfg.variant not in BATCHABLE_VARIANTS:
         return None
-    use_input, pre, post = _sites(model_cfg)
+    use_input, pre, post = dropout_sites(model_cfg)
     sites = () if model_cfg.variant == "none" else (use_input, tuple(pre), tuple(post))
     return (
         model_cfg.input_dim,
@@ -82,7 +82,7 @@ class StackedMLP(torch.nn.Module):
         super().__init__()
         self.variant = cfg.variant
         self.act = _ACTIVATIONS[cfg.activation]
-        use_input, pre, post = _sites(cfg)
+        use_input, pre, post = dropout_sites(cfg)
         noisy = cfg.variant not in ("none", "dropconnect")
         self.input_site = noisy and use_input
         self.pre_sites = [noisy and on for on in pre]
@@ -108,7 +108,7 @@ class StackedMLP(torch.nn.Module):
         biases = [torch.stack([t[i][1] for t in per_trial]) for i in range(len(dims) - 1)]
         rates = [c.layer_rates() for c in cfgs]
         weight_rates = [
-            _dropconnect_rates(c, r) if c.variant == "dropconnect" else [0.0] * len(dims[1:])
+            dropconnect_rates(c, r) if c.variant == "dropconnect" else [0.0] * len(dims[1:])
             for c, r in zip(cfgs, rates, strict=True)
         ]
         return cls(

@@ -86,7 +86,7 @@ class DropoutMLP(nn.Module):
         return x.view(samples, batch, -1)
 
 
-def _sites(cfg: ModelConfig) -> tuple[bool, list[bool], list[bool]]:
+def dropout_sites(cfg: ModelConfig) -> tuple[bool, list[bool], list[bool]]:
     """(input site on, pre site on per layer, post site on per layer)."""
     depth = len(cfg.hidden)
     placements = set(cfg.placements)
@@ -97,9 +97,9 @@ def _sites(cfg: ModelConfig) -> tuple[bool, list[bool], list[bool]]:
     return "input" in placements, pre, post
 
 
-def _dropconnect_rates(cfg: ModelConfig, rates: list[float]) -> list[float]:
+def dropconnect_rates(cfg: ModelConfig, rates: list[float]) -> list[float]:
     """The weight-drop rate of Linear_0 … Linear_L (the head) under DropConnect."""
-    use_input, pre, post = _sites(cfg)
+    use_input, pre, post = dropout_sites(cfg)
     keep = [1.0] * (len(cfg.hidden) + 1)
     if use_input:
         keep[0] *= 1.0 - cfg.input_rate
@@ -115,14 +115,14 @@ def build_mlp(cfg: ModelConfig) -> DropoutMLP:
     """Build the network `cfg` describes (see the module docstring for the site mapping)."""
     rates = [validate_rate(p) for p in cfg.layer_rates()]
     validate_rate(cfg.input_rate)
-    use_input, pre, post = _sites(cfg)
+    use_input, pre, post = dropout_sites(cfg)
     widths = [cfg.input_dim, *cfg.hidden]
     act = ACTIVATIONS[cfg.activation]
     variant = cfg.variant
     layers: list[nn.Module] = []
 
     if variant == "dropconnect":
-        weight_rates = _dropconnect_rates(cfg, rates)
+        weight_rates = dropconnect_rates(cfg, rates)
         for i in range(len(cfg.hidden)):
             layers += [DropConnectLinear(widths[i], widths[i + 1], weight_rates[i]), act()]
         layers.append(DropConnectLinear(widths[-1], cfg.num_classes, weight_rates[-1]))
