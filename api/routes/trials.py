@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
 from api.context import AppContext, context, in_thread
 from api.convert import trial_brief, trial_detail
@@ -36,10 +36,16 @@ async def list_trials(
     ] = None,
     limit: Limit = DEFAULT_PAGE_SIZE,
     offset: Offset = 0,
-) -> Page[TrialBrief]:
+) -> Response:
     """A page of a study's trials, filtered by state and variant, sorted by number or value."""
     limit = capped(limit)
-    return await in_thread(lambda: _page(ctx, study_id, state, variant, sort, order, limit, offset))
+
+    def page_json() -> bytes:
+        # Built from the response model and dumped in the pool: FastAPI's own re-validation and
+        # serialisation of 100 trials on the event loop cost more than the SQL (≈ 6 vs 5 ms).
+        return _page(ctx, study_id, state, variant, sort, order, limit, offset).model_dump_json()
+
+    return Response(await in_thread(page_json), media_type="application/json")
 
 
 def _page(
