@@ -12,6 +12,7 @@ Real `studyd worker` processes on a SQLite file (heartbeat 0.5 s, grace 3 s, rea
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import time
 from collections import Counter
@@ -145,10 +146,33 @@ def test_sigkill_mid_trial_fails_it_in_time_and_retries_it_once(fleet, figure):
     assert states[TrialState.RUNNING] == states[TrialState.WAITING] == 0
 
 
+def _freeze_outside_a_write(fleet: Fleet, process: subprocess.Popen[bytes]) -> None:
+    """SIGSTOP `process` at a moment it holds no write transaction on the SQLite file.
+
+    A process frozen inside a SQLite write transaction keeps the file's one write lock, and every
+    other writer (the reaper included) waits on it until it thaws: SQLite's design, which only a
+    server database avoids. The zombie this test is about stalls between transactions.
+    """
+    path = fleet.url.removeprefix("sqlite:///")
+    for _ in range(100):
+        process.send_signal(signal.SIGSTOP)
+        probe = sqlite3.connect(path, timeout=0.5, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:  # frozen holding the lock: thaw, try again
+            process.send_signal(signal.SIGCONT)
+            time.sleep(0.02)
+        finally:
+            probe.close()
+    raise AssertionError("the worker always held the write lock when frozen")
+
+
 def test_sigstopped_worker_past_grace_is_a_zombie_whose_result_is_dropped(fleet, figure):
     record = submit(fleet, "sigstop")
     zombie, trial = wait_for(fleet.holder, 60, every=0.05, what="a trial mid-way")
-    zombie.send_signal(signal.SIGSTOP)
+    _freeze_outside_a_write(fleet, zombie)
     stopped_at = time.monotonic()
     try:
         wait_for(
