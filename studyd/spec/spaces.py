@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from models.config import PLACEMENTS, VARIANTS, Activation, Optimizer
 from studyd.spec.dims import Dim, StrictModel, bounded, is_log
@@ -27,6 +27,20 @@ def _choice_list(raw: Any, allowed: tuple[str, ...], field: str) -> list[str]:
     if len(set(values)) != len(values):
         raise ValueError(f"{values} repeats a value; list each once")
     return values
+
+
+# Fields written as one name or a list of names, and the names each allows.
+NAMED_CHOICES: dict[str, tuple[str, ...]] = {
+    "activation": get_args(Activation),
+    "optimizer": get_args(Optimizer),
+}
+
+
+def one_or_choices(cls: type, raw: Any, info: ValidationInfo) -> Any:
+    """A `field_validator` body: one name as it is, a list checked against `NAMED_CHOICES`."""
+    if isinstance(raw, str):
+        return raw
+    return _choice_list(raw, NAMED_CHOICES[info.field_name], info.field_name)
 
 
 class DatasetSpec(StrictModel):
@@ -60,14 +74,7 @@ class ModelSpace(StrictModel):
 
     _bounds = field_validator("depth", "width", mode="before")(bounded)
 
-    @field_validator("activation")
-    @classmethod
-    def _activations(cls, raw: Any) -> Any:
-        return (
-            raw
-            if isinstance(raw, str)
-            else _choice_list(raw, ("relu", "gelu", "tanh"), "activation")
-        )
+    _activations = field_validator("activation")(one_or_choices)
 
 
 def _placement_parts(placement: str) -> list[str]:
@@ -143,14 +150,7 @@ class TrainingSpace(StrictModel):
 
     _bounds = field_validator("epochs", "batch_size", "lr", "weight_decay", mode="before")(bounded)
 
-    @field_validator("optimizer")
-    @classmethod
-    def _optimizers(cls, raw: Any) -> Any:
-        return (
-            raw
-            if isinstance(raw, str)
-            else _choice_list(raw, ("sgd", "adam", "adamw"), "optimizer")
-        )
+    _optimizers = field_validator("optimizer")(one_or_choices)
 
     @model_validator(mode="after")
     def _log_ranges(self) -> TrainingSpace:
