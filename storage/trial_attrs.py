@@ -10,7 +10,7 @@ functions do the same work in one round trip, with Optuna's encoding (`json.dump
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,7 +19,8 @@ from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
 
-def _rdb(storage: BaseStorage) -> RDBStorage | None:
+def rdb_backend(storage: BaseStorage) -> RDBStorage | None:
+    """The RDBStorage behind `storage`, None for any other storage (the gRPC proxy)."""
     # A Study wraps its RDBStorage in Optuna's _CachedStorage; writes go to the backend either way.
     backend = getattr(storage, "_backend", storage)
     return backend if isinstance(backend, RDBStorage) else None
@@ -31,28 +32,50 @@ def set_trial_user_attrs(storage: BaseStorage, trial_id: int, attrs: Mapping[str
     Raises `optuna.exceptions.UpdateFinishedTrialError` when the trial is already finished, and
     `KeyError` when it does not exist, like Optuna's per-attribute call.
     """
-    backend = _rdb(storage)
+    set_user_attrs(storage, {trial_id: attrs})
+
+
+def set_user_attrs(storage: BaseStorage, attrs_by_trial: Mapping[int, Mapping[str, Any]]) -> None:
+    """`set_trial_user_attrs` for several trials in one transaction, all or nothing: a finished
+    or missing trial among them raises (as there) and nothing is written."""
+    attrs_by_trial = {trial_id: attrs for trial_id, attrs in attrs_by_trial.items() if attrs}
+    backend = rdb_backend(storage)
     if backend is None:
-        for key, value in attrs.items():
-            storage.set_trial_user_attr(trial_id, key, value)
+        for trial_id, attrs in attrs_by_trial.items():
+            for key, value in attrs.items():
+                storage.set_trial_user_attr(trial_id, key, value)
         return
-    if not attrs:
+    if not attrs_by_trial:
         return
     table = models.TrialUserAttributeModel.__table__
-    trials = models.TrialModel.__table__
-    rows = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
+    rows = [
+        {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+        for trial_id, attrs in attrs_by_trial.items()
+        for k, v in attrs.items()
+    ]
     with backend.engine.begin() as conn:
-        state = conn.execute(
-            sa.select(trials.c.state).where(trials.c.trial_id == trial_id)
-        ).scalar_one_or_none()
-        if state is None:
-            raise KeyError(f"no trial with trial_id {trial_id}")
-        backend.check_trial_is_updatable(trial_id, TrialState[_state_name(state)])
+        check_updatable(conn, backend, list(attrs_by_trial))
         # Delete + insert is the upsert every dialect runs (the unique key is (trial_id, key)).
-        conn.execute(
-            table.delete().where(table.c.trial_id == trial_id, table.c.key.in_(list(attrs)))
-        )
+        for trial_id, attrs in attrs_by_trial.items():
+            conn.execute(
+                table.delete().where(table.c.trial_id == trial_id, table.c.key.in_(list(attrs)))
+            )
         conn.execute(table.insert(), rows)
+
+
+def check_updatable(conn: sa.Connection, backend: RDBStorage, trial_ids: Sequence[int]) -> None:
+    """Inside a write: `KeyError` for a missing trial, `UpdateFinishedTrialError` for a finished
+    one (Optuna's own check), for each of `trial_ids`."""
+    trials = models.TrialModel.__table__
+    states = dict(
+        conn.execute(
+            sa.select(trials.c.trial_id, trials.c.state).where(trials.c.trial_id.in_(trial_ids))
+        ).all()
+    )
+    for trial_id in trial_ids:
+        if trial_id not in states:
+            raise KeyError(f"no trial with trial_id {trial_id}")
+        backend.check_trial_is_updatable(trial_id, TrialState[_state_name(states[trial_id])])
 
 
 def _state_name(state: Any) -> str:
@@ -66,7 +89,7 @@ def first_complete_trial_with_attr(
 
     None when there is none, or when the storage is not an RDBStorage (callers then scan).
     """
-    backend = _rdb(storage)
+    backend = rdb_backend(storage)
     if backend is None:
         return None
     attrs = models.TrialUserAttributeModel.__table__
@@ -91,4 +114,4 @@ def first_complete_trial_with_attr(
 
 def is_rdb(storage: BaseStorage) -> bool:
     """True when the fast paths above apply (an RDBStorage, wrapped or not)."""
-    return _rdb(storage) is not None
+    return rdb_backend(storage) is not None

@@ -9,16 +9,14 @@ storage other than an RDBStorage (the gRPC proxy) falls back to the per-trial ca
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
 import sqlalchemy as sa
 from optuna.storages._rdb import models
-from optuna.trial import TrialState
 
-from storage.trial_attrs import is_rdb, set_trial_user_attrs
+from storage.trial_attrs import check_updatable, rdb_backend, set_user_attrs
 
 
 def report_many(reports: Sequence[tuple[optuna.Trial, int, float]]) -> None:
@@ -33,14 +31,12 @@ def report_many(reports: Sequence[tuple[optuna.Trial, int, float]]) -> None:
     fresh = list({(t._trial_id, s): (t, s, v) for t, s, v in reversed(fresh)}.values())[::-1]
     if not fresh:
         return
-    storage = fresh[0][0].storage
-    if not is_rdb(storage):
+    backend = rdb_backend(fresh[0][0].storage)
+    if backend is None:
         for trial, step, value in fresh:
             trial.report(value, step)
         return
-    backend = getattr(storage, "_backend", storage)
     table = models.TrialIntermediateValueModel.__table__
-    ids = sorted({t._trial_id for t, _, _ in fresh})
     rows = []
     for trial, step, value in fresh:
         stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
@@ -53,7 +49,7 @@ def report_many(reports: Sequence[tuple[optuna.Trial, int, float]]) -> None:
             }
         )
     with backend.engine.begin() as conn:
-        _check_updatable(conn, backend, ids)
+        check_updatable(conn, backend, sorted({t._trial_id for t, _, _ in fresh}))
         conn.execute(
             table.delete().where(
                 sa.or_(
@@ -70,53 +66,17 @@ def report_many(reports: Sequence[tuple[optuna.Trial, int, float]]) -> None:
 
 
 def set_many_user_attrs(items: Sequence[tuple[optuna.Trial, Mapping[str, Any]]]) -> None:
-    """`attrs` on each trial, all in one transaction (an upsert per key, as `set_user_attr`).
+    """`attrs` on each trial, all in one transaction (`trial_attrs.set_user_attrs`), and in each
+    `Trial`'s cached copy as `Trial.set_user_attr` does, so `trial.user_attrs` reads them.
 
     Raises `optuna.exceptions.UpdateFinishedTrialError` (and writes nothing) when any of the
     trials is already finished.
     """
-    items = [(t, dict(a)) for t, a in items if a]
     if not items:
         return
-    storage = items[0][0].storage
-    if not is_rdb(storage) or len(items) == 1:
-        for trial, attrs in items:
-            set_trial_user_attrs(storage, trial._trial_id, attrs)
-            trial._cached_frozen_trial.user_attrs.update(attrs)
-        return
-    backend = getattr(storage, "_backend", storage)
-    table = models.TrialUserAttributeModel.__table__
     merged: dict[int, dict[str, Any]] = {}
     for trial, attrs in items:
         merged.setdefault(trial._trial_id, {}).update(attrs)
-    rows = [
-        {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
-        for trial_id, attrs in merged.items()
-        for k, v in attrs.items()
-    ]
-    with backend.engine.begin() as conn:
-        _check_updatable(conn, backend, sorted(merged))
-        for trial_id, attrs in merged.items():
-            conn.execute(
-                table.delete().where(table.c.trial_id == trial_id, table.c.key.in_(list(attrs)))
-            )
-        conn.execute(table.insert(), rows)
+    set_user_attrs(items[0][0].storage, merged)
     for trial, attrs in items:
         trial._cached_frozen_trial.user_attrs.update(attrs)
-
-
-def _check_updatable(conn: sa.Connection, backend: Any, ids: Sequence[int]) -> None:
-    """KeyError for a missing trial, UpdateFinishedTrialError for a finished one."""
-    trials = models.TrialModel.__table__
-    found = dict(
-        conn.execute(
-            sa.select(trials.c.trial_id, trials.c.state).where(trials.c.trial_id.in_(ids))
-        ).all()
-    )
-    for trial_id in ids:
-        if trial_id not in found:
-            raise KeyError(f"no trial with trial_id {trial_id}")
-        state = found[trial_id]
-        backend.check_trial_is_updatable(
-            trial_id, state if isinstance(state, TrialState) else TrialState[str(state)]
-        )

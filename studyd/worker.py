@@ -35,7 +35,7 @@ from models.training import EpochMetrics, TrainResult, resolve_device, train_mod
 from storage import queue
 from storage.optuna_storage import STORAGE_ERRORS
 from storage.queue import IllegalStateChange, StudyNotFound, StudyRecord, WorkerGone
-from storage.trial_attrs import first_complete_trial_with_attr, is_rdb, set_trial_user_attrs
+from storage.trial_attrs import first_complete_trial_with_attr, is_rdb
 from storage.trial_batch import report_many, set_many_user_attrs
 from studyd.finalize import StudyFinalizer
 from studyd.records import (
@@ -289,7 +289,8 @@ class Worker:
         if _out_of_time(record, served.spec):
             self._end_early(record, served)
             return
-        more = self._claim_more(record, served) if self._batch_trials(served) > 1 else []
+        k = self._batch_trials(served)
+        more = self._claim_more(record, k - 1) if k > 1 else []
         self._cancelled.clear()
         self._training_study = record.id
         try:
@@ -422,9 +423,7 @@ class Worker:
                 planned.append((model_cfg, train_cfg, None))
                 continue
             # The same canonical config and seed already finished: its result is this one's.
-            outcome = {k: earlier.user_attrs[k] for k in REUSED_ATTRS if k in earlier.user_attrs}
-            outcome["reused_from"] = earlier.number
-            planned.append((model_cfg, train_cfg, outcome))
+            planned.append((model_cfg, train_cfg, _reused(earlier.user_attrs, earlier.number)))
         return planned
 
     def _outcome(
@@ -455,7 +454,8 @@ class Worker:
         violations = constraint_values(spec.search.constraints, outcome)
         try:
             if not recorded:
-                self._patiently("recording the result", lambda: _set_attrs(trial, outcome))
+                record_one = [(trial, outcome)]
+                self._patiently("recording the result", lambda: set_many_user_attrs(record_one))
             # Optuna's samplers and best_trial(s) read these (system attrs `constraints:<name>`).
             self._patiently("recording constraints", lambda: _set_constraints(trial, violations))
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -537,9 +537,8 @@ class Worker:
 
     # --- batched trials ----------------------------------------------------------------------
 
-    def _claim_more(self, record: StudyRecord, served: _Served) -> list[tuple[StudyRecord, int]]:
-        """Extra slots of `record`'s study for one batch, each on its own lease row."""
-        want = self._batch_trials(served) - 1
+    def _claim_more(self, record: StudyRecord, want: int) -> list[tuple[StudyRecord, int]]:
+        """Up to `want` extra slots of `record`'s study for one batch, each on its own lease row."""
         if self.options.max_trials is not None:
             want = min(want, self.options.max_trials - self.trials_run - 1)
         claims: list[tuple[StudyRecord, int]] = []
@@ -658,8 +657,7 @@ class Worker:
                 out[i] = (self._outcome(result, pruned, served, planned[i][4]), pruned)
         for i, j in twins.items():
             outcome, pruned = out[j]  # type: ignore[misc]
-            copied = {k: outcome[k] for k in REUSED_ATTRS if k in outcome}
-            out[i] = ({**copied, "reused_from": planned[j][2].number}, pruned)
+            out[i] = (_reused(outcome, planned[j][2].number), pruned)
         return out
 
     def _train_group(self, group: list[tuple], served: _Served) -> list[tuple[TrainResult, bool]]:
@@ -839,11 +837,9 @@ class _StudyUnusable(Exception):
     """The study cannot run here at all (data will not load, spec invalid): fail it."""
 
 
-def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    """All of `attrs` in one transaction (Optuna's `set_user_attr` commits each one)."""
-    set_trial_user_attrs(trial.storage, trial._trial_id, attrs)
-    # What `Trial.set_user_attr` does after its write: `trial.user_attrs` reads this copy.
-    trial._cached_frozen_trial.user_attrs.update(attrs)
+def _reused(outcome: dict[str, Any], number: int) -> dict[str, Any]:
+    """The outcome a trial takes from trial `number`, which ran its canonical config and seed."""
+    return {k: outcome[k] for k in REUSED_ATTRS if k in outcome} | {"reused_from": number}
 
 
 def _finished_run(study: optuna.Study, run_key: str, *, before: int) -> FrozenTrial | None:
