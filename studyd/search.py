@@ -10,6 +10,7 @@ optimizer, lr, weight_decay.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,9 @@ ARCHITECTURE_PARAMS = (
 )
 
 
+_WIDTH_OF_LAYER = re.compile(r"^width_\d+$")
+
+
 def architecture_count(spec: StudySpec) -> float:
     """How many stacks (`batch_key`s) the spec's trials can fall into; `inf` for a continuum.
 
@@ -93,9 +97,9 @@ def architecture_count(spec: StudySpec) -> float:
         return math.inf
     count = 1.0
     for name, param in search_params(spec).items():
-        if name.split("_")[0] not in ARCHITECTURE_PARAMS and name not in ARCHITECTURE_PARAMS:
-            continue
-        count *= _value_count(param)
+        # `width_{i}`: one width per hidden layer (`per_layer_widths`).
+        if _WIDTH_OF_LAYER.sub("width", name) in ARCHITECTURE_PARAMS:
+            count *= _value_count(param)
     return count
 
 

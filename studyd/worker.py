@@ -561,8 +561,7 @@ class Worker:
         if k != "auto":
             return max(int(k), 1)
         data, space = served.data, served.spec.model
-        most = AUTO_MAX_TRIALS if self.device.startswith("cuda") else AUTO_CPU_TRIALS
-        if 2 * architecture_count(served.spec) > most:
+        if 2 * architecture_count(served.spec) > _auto_cap(self.device):
             return 1
         return auto_batch_trials(
             self.device,
@@ -803,11 +802,14 @@ def auto_batch_trials(
     per_trial = 4 * (4 * params + 3 * batch_size * width * depth)
     if device.startswith("cuda"):
         free, _ = torch.cuda.mem_get_info(torch.device(device))
-        limit = AUTO_MAX_TRIALS
     else:
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        limit = AUTO_CPU_TRIALS
-    return max(1, min(limit, int(0.5 * free) // per_trial))
+    return max(1, min(_auto_cap(device), int(0.5 * free) // per_trial))
+
+
+def _auto_cap(device: str) -> int:
+    """The most trials `auto` stacks on `device`."""
+    return AUTO_MAX_TRIALS if device.startswith("cuda") else AUTO_CPU_TRIALS
 
 
 def _dim_max(dim: Any) -> int:
