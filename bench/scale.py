@@ -6,7 +6,8 @@
 For each worker count: a fresh database (a SQLite file, or a new PostgreSQL database when
 `--postgres` names a server role that may create databases), N `studyd worker` processes started
 as separate OS processes, the way machines would run them; once all N have registered, the same
-study is submitted with `studyd.service.submit_spec`, and the workers get SIGTERM when it is done.
+study is submitted with `submit_spec` (studyd.daemon.service), and the workers get SIGTERM
+when it is done.
 
 Two figures per count: `trials/min` over the busy span (first trial started → last trial
 finished, from Optuna's own timestamps), and `wall` from the submission to the study's `done`.
@@ -35,8 +36,8 @@ from storage import queue
 from storage.engine import make_engine
 from storage.migrate import ensure_schema
 from storage.optuna_storage import make_optuna_storage
-from studyd.readiness import ProcessExited, wait_until_ready
-from studyd.service import submit_spec
+from studyd.client.readiness import ProcessExited, wait_until_ready
+from studyd.daemon.service import submit_spec
 
 STUDYD = [sys.executable, "-m", "studyd.cli.main"]
 START_TIMEOUT_S = 300.0

@@ -55,7 +55,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from models.batched import train_batched
 from models.data import DatasetSplits, load_dataset
 from models.training import resolve_device, train_model
-from studyd.search import build_sampler, suggest_config
+from studyd.daemon.search import build_sampler, suggest_config
 from studyd.spec import StudySpec, validate_spec
 
 
@@ -197,8 +197,8 @@ def run_studyd(
     from storage.engine import make_engine
     from storage.migrate import upgrade
     from storage.optuna_storage import make_optuna_storage
-    from studyd.service import submit_spec
-    from studyd.worker import Worker, WorkerOptions
+    from studyd.daemon.service import submit_spec
+    from studyd.daemon.worker import Worker, WorkerOptions
 
     url = f"sqlite:///{root / f'bench-{time.monotonic_ns()}.db'}"
     upgrade(url)

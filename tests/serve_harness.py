@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from studyd.readiness import ProcessExited, wait_until_ready
+from studyd.client.readiness import ProcessExited, wait_until_ready
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_SECONDS = 60.0

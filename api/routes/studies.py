@@ -15,7 +15,7 @@ from api.errors import IdempotencyConflict, responses
 from api.params import DEFAULT_PAGE_SIZE, Limit, Offset, StudyId, capped
 from api.schemas import Page, Study, StudyDetail, StudyState
 from storage import queue, trials
-from studyd.service import submit_spec
+from studyd.daemon.service import submit_spec
 from studyd.spec import SpecError, StudySpec, validate_spec
 
 logger = logging.getLogger(__name__)

@@ -89,8 +89,10 @@ def _unreplicated(verdict: str | None) -> str | None:
 def _evidence(
     ctx: AppContext, record: queue.StudyRecord, direction: str
 ) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
-    """Verdict, CIs, variant importances, diagnostics and Pareto front (studyd.evidence)."""
-    from studyd.evidence import study_evidence  # brings optuna.importance (see _importances)
+    """Verdict, CIs, variant importances, diagnostics, Pareto front (analysis.evidence)."""
+    from studyd.analysis.evidence import (
+        study_evidence,  # brings optuna.importance (see _importances)
+    )
 
     try:
         spec = validate_spec(record.spec)

@@ -16,7 +16,7 @@ from rich.text import Text
 from studyd.cli import render
 from studyd.cli.output import connect, emit, err, fail, out, print_json
 from studyd.cli.watch import EXIT_FAILED, exit_for_final_state, follow, poll_and_show
-from studyd.client import ClientError, InvalidRequest, StudydClient
+from studyd.client.rest import ClientError, InvalidRequest, StudydClient
 from studyd.settings import Settings
 
 DEFAULT_URL = Settings.model_fields["url"].default
@@ -213,7 +213,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Write a static HTML + PNG report of a study (plots of its trials) to --out."""
-        from studyd.report import write_report
+        from studyd.client.report import write_report
 
         with connect(url, token) as api:
             written = write_report(api, study_id, out_dir)
@@ -282,8 +282,8 @@ def _run_dashboard(database_url: str, host: str, port: int) -> None:
 def run_demo(
     directory: Path, spec: Path | None, *, workers: int, port: int | None, keep_serving: bool
 ) -> None:
-    from studyd import demo
-    from studyd.report import write_report
+    from studyd.client import demo
+    from studyd.client.report import write_report
 
     began = time.monotonic()
     try:

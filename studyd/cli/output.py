@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from studyd.client import ClientError, StudydClient
+from studyd.client.rest import ClientError, StudydClient
 
 # markup off: names, errors and paths from users are printed as they are.
 out = Console(highlight=False, markup=False)

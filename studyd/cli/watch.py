@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from studyd.cli import render
 from studyd.cli.output import fail, out, print_json
-from studyd.client import StudydClient
+from studyd.client.rest import StudydClient
 
 # Exit codes of `watch` (and `submit --watch`) for a study that ended badly.
 EXIT_FAILED = 1

@@ -51,7 +51,7 @@ def worker(
     from storage.engine import make_engine
     from storage.migrate import ensure_schema
     from storage.optuna_storage import make_optuna_storage
-    from studyd.worker import Worker, WorkerOptions
+    from studyd.daemon.worker import Worker, WorkerOptions
 
     settings = Settings()
     url = database_url or settings.database_url

@@ -70,7 +70,7 @@ __all__ = [
     "SpecError",
     "StudySpec",
     "TrainingSpace",
-    "_is_log",  # studyd.search's import of it predates this package
+    "_is_log",  # studyd.daemon.search's import of it predates this package
     "constraint_violation",
     "load_spec",
     "parse_constraint",

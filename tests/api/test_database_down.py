@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from api_harness import Server, postgres_database, spec, start_server
 
-from studyd.client import ServerError, StudydClient
+from studyd.client.rest import ServerError, StudydClient
 
 DB_ROUTES = [
     ("GET", "/studies"),

@@ -17,7 +17,7 @@ from scipy import stats
 
 from storage.engine import make_engine
 from storage.optuna_storage import make_optuna_storage
-from studyd.worker import Worker, WorkerOptions
+from studyd.daemon.worker import Worker, WorkerOptions
 
 # cs231n's regime on digits: 500 training examples, a wide 2-layer net, SGD with momentum.
 CS231N = {

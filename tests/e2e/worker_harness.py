@@ -16,7 +16,7 @@ from storage import queue
 from storage.engine import make_engine
 from storage.migrate import ensure_schema
 from storage.optuna_storage import make_optuna_storage
-from studyd.service import submit_spec
+from studyd.daemon.service import submit_spec
 from studyd.spec import load_spec
 
 STUDYD = [sys.executable, "-m", "studyd.cli.main"]

@@ -30,7 +30,7 @@ from reliability_harness import (
 )
 
 from storage.optuna_storage import make_optuna_storage
-from studyd.search import suggest_config
+from studyd.daemon.search import suggest_config
 from studyd.spec import validate_spec
 
 pytestmark = pytest.mark.slow

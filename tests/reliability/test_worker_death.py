@@ -29,7 +29,7 @@ from storage import queue
 from storage.engine import make_engine
 from storage.migrate import upgrade
 from storage.optuna_storage import make_optuna_storage
-from studyd.service import submit_spec
+from studyd.daemon.service import submit_spec
 
 pytestmark = pytest.mark.slow
 

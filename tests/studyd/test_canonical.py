@@ -8,7 +8,12 @@ import torch
 
 from models.config import ModelConfig, TrainConfig
 from models.mlp import build_mlp
-from studyd.canonical import canonicalize, canonicalize_model, canonicalize_train, config_key
+from studyd.analysis.canonical import (
+    canonicalize,
+    canonicalize_model,
+    canonicalize_train,
+    config_key,
+)
 
 BASE = {"input_dim": 64, "num_classes": 10, "hidden": [128, 64]}
 TRAIN = TrainConfig()

@@ -14,11 +14,11 @@ import pytest
 
 from models.data import load_dataset
 from storage import queue
-from studyd.records import config_attrs
-from studyd.runs import trial_config
-from studyd.service import submit_spec
+from studyd.daemon.records import config_attrs
+from studyd.daemon.runs import trial_config
+from studyd.daemon.service import submit_spec
+from studyd.daemon.worker import Worker, WorkerOptions
 from studyd.spec import load_spec
-from studyd.worker import Worker, WorkerOptions
 
 SPEC = """
 name: final

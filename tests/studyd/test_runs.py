@@ -9,10 +9,10 @@ import optuna
 from optuna.trial import TrialState
 
 from storage import queue
-from studyd.records import FLAT_DIAGNOSTICS
-from studyd.service import submit_spec
+from studyd.daemon.records import FLAT_DIAGNOSTICS
+from studyd.daemon.service import submit_spec
+from studyd.daemon.worker import Worker, WorkerOptions
 from studyd.spec import load_spec
-from studyd.worker import Worker, WorkerOptions
 
 
 def _run(backend, tmp_path, text):

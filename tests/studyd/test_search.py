@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from studyd.search import (
+from studyd.daemon.search import (
     baseline_params,
     build_pruner,
     build_sampler,

@@ -8,7 +8,7 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from storage import queue
-from studyd.service import submit_spec
+from studyd.daemon.service import submit_spec
 from studyd.spec import SpecError, load_spec
 
 SPEC = """

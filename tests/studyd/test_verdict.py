@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from studyd.importance import param_importances, variant_importances
-from studyd.verdict import holm, mean_ci, rank_groups, study_verdict, verdict_sentence
+from studyd.analysis.importance import param_importances, variant_importances
+from studyd.analysis.verdict import holm, mean_ci, rank_groups, study_verdict, verdict_sentence
 
 SEEDS = range(6)
 

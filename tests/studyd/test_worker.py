@@ -12,9 +12,9 @@ import pytest
 from optuna.trial import TrialState
 
 from storage import queue
-from studyd.service import submit_spec
+from studyd.daemon.service import submit_spec
+from studyd.daemon.worker import Worker, WorkerOptions
 from studyd.spec import load_spec
-from studyd.worker import Worker, WorkerOptions
 
 
 def _options(tmp_path, **kw) -> WorkerOptions:

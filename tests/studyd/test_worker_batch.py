@@ -6,14 +6,14 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import studyd.worker
+import studyd.daemon.worker
 from storage import queue
 from storage.engine import make_engine
 from storage.migrate import ensure_schema
 from storage.optuna_storage import make_optuna_storage
-from studyd.service import submit_spec
+from studyd.daemon.service import submit_spec
+from studyd.daemon.worker import Worker, WorkerOptions, auto_batch_trials
 from studyd.spec import load_spec
-from studyd.worker import Worker, WorkerOptions, auto_batch_trials
 
 # Standout cannot share a stack (models.batched.BATCHABLE_VARIANTS): those trials train alone.
 SPEC = (
@@ -44,13 +44,13 @@ def _run(tmp_path, name: str, batch_trials: int):
 @pytest.mark.slow
 def test_batched_worker_reaches_exactly_its_target_and_agrees_with_unbatched(tmp_path, monkeypatch):
     stacks: list[int] = []  # trials per `train_batched` call (a spy: the real one runs)
-    real = studyd.worker.train_batched
+    real = studyd.daemon.worker.train_batched
 
     def spy(model_cfgs, *args, **kwargs):
         stacks.append(len(model_cfgs))
         return real(model_cfgs, *args, **kwargs)
 
-    monkeypatch.setattr(studyd.worker, "train_batched", spy)
+    monkeypatch.setattr(studyd.daemon.worker, "train_batched", spy)
     ran, batched, done, workers = _run(tmp_path, "batched", 4)
     assert ran == done.target_trials == done.finished == done.claimed == 10
     assert done.state == "done" and done.test_score is not None

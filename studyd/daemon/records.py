@@ -10,7 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from models.config import ModelConfig, TrainConfig
 from models.training import TrainResult
-from studyd.canonical import config_key
+from studyd.analysis.canonical import config_key
 from studyd.spec import constraint_violation, parse_constraint
 
 # Diagnostics also stored as top-level user attributes (objectives, constraints, CSV columns).

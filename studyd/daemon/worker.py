@@ -37,8 +37,8 @@ from storage.optuna_storage import STORAGE_ERRORS
 from storage.queue import IllegalStateChange, StudyNotFound, StudyRecord, WorkerGone
 from storage.trial_attrs import first_complete_trial_with_attr, is_rdb
 from storage.trial_batch import report_many, set_many_user_attrs
-from studyd.finalize import StudyFinalizer
-from studyd.records import (
+from studyd.daemon.finalize import StudyFinalizer
+from studyd.daemon.records import (
     REUSED_ATTRS,
     config_attrs,
     constraint_values,
@@ -46,8 +46,8 @@ from studyd.records import (
     objective_values,
     result_attrs,
 )
-from studyd.runs import finished_run, trial_config
-from studyd.search import architecture_count, build_pruner, build_sampler
+from studyd.daemon.runs import finished_run, trial_config
+from studyd.daemon.search import architecture_count, build_pruner, build_sampler
 from studyd.spec import SpecError, StudySpec, validate_spec
 
 logger = logging.getLogger(__name__)
@@ -257,7 +257,7 @@ class Worker:
                 self.finalize(scoring=False)
 
     def finalize(self, *, scoring: bool = True) -> int:
-        """Do the final steps (replicates, test score) studies owe; see `studyd.finalize`."""
+        """Do the final steps (replicates, test score) studies owe; see `studyd.daemon.finalize`."""
         finalizer = StudyFinalizer(
             self.engine, self.storage, self.worker_id, self._dataset, self.device, self._stopping
         )

@@ -10,7 +10,7 @@ from optuna.storages import BaseStorage
 from sqlalchemy import Engine
 
 from storage.queue import StudyRecord, submit_study
-from studyd.search import baseline_params, build_pruner, build_sampler
+from studyd.daemon.search import baseline_params, build_pruner, build_sampler
 from studyd.spec import StudySpec, validate_spec
 
 logger = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from studyd.cli.render import (  # noqa: E402
     trial_attr,
     trial_rates,
 )
-from studyd.client import ClientError, StudydClient  # noqa: E402
+from studyd.client.rest import ClientError, StudydClient  # noqa: E402
 
 JSON = dict[str, Any]
 BEST_CURVES = 5

@@ -24,8 +24,8 @@ from models.training import evaluate, train_model
 from storage import final_steps
 from storage.final_steps import OwedStep
 from storage.optuna_storage import STORAGE_ERRORS
-from studyd.records import best_trial
-from studyd.runs import replicate_seeds, replicate_targets, trial_config
+from studyd.daemon.records import best_trial
+from studyd.daemon.runs import replicate_seeds, replicate_targets, trial_config
 from studyd.spec import StudySpec, validate_spec
 
 logger = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from storage.trial_scan import scan_trials
-from studyd.importance import variant_importances
-from studyd.verdict import rank_groups, verdict_sentence
+from studyd.analysis.importance import variant_importances
+from studyd.analysis.verdict import rank_groups, verdict_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ Trial = Mapping[str, Any]
 
 
 def verdict_record(trial: Trial) -> dict[str, Any]:
-    """What `studyd.verdict` reads: variant, placement, config_key, seed, value, gap, params."""
+    """What `analysis.verdict` reads: variant, placement, config_key, seed, value, gap, params."""
     attrs = trial["user_attrs"]
     train = attrs.get("train") if isinstance(attrs.get("train"), dict) else {}
     return {

@@ -25,7 +25,7 @@ from typing import Any
 
 from scipy import stats
 
-from studyd.importance import variant_importances
+from studyd.analysis.importance import variant_importances
 
 Record = Mapping[str, Any]
 

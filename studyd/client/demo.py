@@ -17,7 +17,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from studyd.client import ClientError, ServerUnreachable, StudydClient
+from studyd.client.rest import ClientError, ServerUnreachable, StudydClient
 
 SPEC_NAME = "shootout.yaml"
 STARTUP_SECONDS = 120.0

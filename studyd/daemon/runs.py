@@ -15,9 +15,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from models.config import ModelConfig, TrainConfig
-from studyd.canonical import canonicalize
-from studyd.records import is_feasible
-from studyd.search import suggest_config
+from studyd.analysis.canonical import canonicalize
+from studyd.daemon.records import is_feasible
+from studyd.daemon.search import suggest_config
 from studyd.spec import StudySpec
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""The analysis side: what a study's trials say (verdict, evidence, importances, canonical)."""

@@ -1,0 +1,1 @@
+"""The client side: the REST client, the report writer, the demo and readiness waits."""

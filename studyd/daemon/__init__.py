@@ -1,0 +1,1 @@
+"""The daemon side: workers that claim studies, train trials and record them."""
