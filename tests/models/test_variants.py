@@ -24,7 +24,7 @@ def _cfg(variant: str, rate: float, **knobs) -> ModelConfig:
 def test_variant_literal_and_names_follow_the_registry_order():
     names = tuple(v.name for v in REGISTRY)
     assert typing.get_args(Variant) == names == VARIANTS
-    assert BATCHABLE_VARIANTS == tuple(v.name for v in REGISTRY if v.stackable)
+    assert tuple(v.name for v in REGISTRY if v.stackable) == BATCHABLE_VARIANTS
 
 
 def test_every_knob_is_a_config_field_with_the_registry_default_and_one_owner():
