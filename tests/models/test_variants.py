@@ -60,12 +60,12 @@ def test_unknown_variant_names_the_known_ones():
 def test_one_network_and_a_stack_apply_the_same_noise_function(variant, training):
     # The same generator state and rate give the same values through the single network's layer
     # (a float rate) and the stack's site (a [K, 1, 1] tensor of rates): one implementation.
-    rate = 0.3
+    rate, cfg = 0.3, _cfg(variant, 0.3)
     x = torch.randn(4, 5, generator=torch.Generator().manual_seed(1))
-    layer = noise_module(variant, rate).train(training)
+    layer = noise_module(variant, rate, cfg.variant_knobs()).train(training)
     torch.manual_seed(11)
     single = layer(x)
-    stack = StackedMLP.from_configs([_cfg(variant, rate)], seeds=[0]).train(training)
+    stack = StackedMLP.from_configs([cfg], seeds=[0]).train(training)
     stack.generator = torch.Generator().manual_seed(11)
     stacked = stack._noise(x.unsqueeze(0), stack.rates[0])[0]
     torch.testing.assert_close(single, stacked, rtol=1e-6, atol=0.0)
