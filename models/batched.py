@@ -21,10 +21,12 @@ from models.config import ModelConfig, TrainConfig
 from models.mlp import build_mlp, dropconnect_rates, dropout_sites
 from models.module import DropoutClassifier
 from models.training import EpochMetrics, TrainResult, gap_split, resolve_device
+from models.variants import REGISTRY, dropout_variant
 
 # Variants whose noise is elementwise on activations (or on weights, once per batch), so one
-# stacked tensor op per site serves every trial. The others fall back to unbatched training.
-BATCHABLE_VARIANTS: tuple[str, ...] = ("none", "standard", "vanilla", "gaussian", "dropconnect")
+# stacked tensor op per site serves every trial (`stackable` in models/variants.py). The others
+# fall back to unbatched training.
+BATCHABLE_VARIANTS: tuple[str, ...] = tuple(v.name for v in REGISTRY if v.stackable)
 # Rows of the whole stack evaluated at once: K·rows·width activations must stay in cache (on a
 # 2-core Xeon, 512 rows × 8 trials evaluated 2× faster than 8192 × 8).
 _EVAL_ROWS = 4096
@@ -47,7 +49,8 @@ def batch_key(model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[Any, ...]
     if model_cfg.variant not in BATCHABLE_VARIANTS:
         return None
     use_input, pre, post = dropout_sites(model_cfg)
-    sites = () if model_cfg.variant == "none" else (use_input, tuple(pre), tuple(post))
+    noisy = dropout_variant(model_cfg.variant).noisy
+    sites = (use_input, tuple(pre), tuple(post)) if noisy else ()
     return (
         model_cfg.input_dim,
         model_cfg.num_classes,
@@ -66,8 +69,10 @@ class StackedMLP(torch.nn.Module):
 
     Sites and rates follow `models.mlp.build_mlp`: `input` (rate `input_rate`), `pre_activation`
     and `hidden` (rate `rates[i]` of hidden layer i), `last_hidden` (the post site of the last
-    layer). `dropconnect` instead masks the weights of the Linear each site feeds, one mask per
-    trial per batch, with `build_mlp`'s combined per-Linear rates.
+    layer). A variant whose noise acts on weights (`dropconnect`) instead masks the weights of
+    the Linear each site feeds, one mask per trial per batch, with `build_mlp`'s combined
+    per-Linear rates. The noise is the registry's function, the one a single network uses, with
+    per-trial rates and knobs as [K, 1, 1] tensors.
     """
 
     def __init__(
@@ -78,12 +83,16 @@ class StackedMLP(torch.nn.Module):
         rates: Tensor,
         input_rate: Tensor,
         weight_rates: Tensor,
+        knobs: dict[str, Tensor] | None = None,
     ) -> None:
         super().__init__()
-        self.variant = cfg.variant
+        entry = dropout_variant(cfg.variant)
+        self.variant = entry.name
+        self.noise = entry.noise
+        self.on_weights = entry.acts_on == "weights"
         self.act = _ACTIVATIONS[cfg.activation]
         use_input, pre, post = dropout_sites(cfg)
-        noisy = cfg.variant not in ("none", "dropconnect")
+        noisy = entry.acts_on == "activations"
         self.input_site = noisy and use_input
         self.pre_sites = [noisy and on for on in pre]
         self.post_sites = [noisy and on for on in post]
@@ -96,6 +105,10 @@ class StackedMLP(torch.nn.Module):
         self.register_buffer("rates", rates)
         self.register_buffer("input_rate", input_rate)
         self.register_buffer("weight_rates", weight_rates)
+        # The variant's own knobs, one value per trial, [K, 1, 1] each.
+        self.knob_names = list(knobs or {})
+        for name, values in (knobs or {}).items():
+            self.register_buffer(f"knob_{name}", values)
         self.generator: torch.Generator | None = None
 
     @classmethod
@@ -107,17 +120,23 @@ class StackedMLP(torch.nn.Module):
         weights = [torch.stack([t[i][0] for t in per_trial]) for i in range(len(dims) - 1)]
         biases = [torch.stack([t[i][1] for t in per_trial]) for i in range(len(dims) - 1)]
         rates = [c.layer_rates() for c in cfgs]
+        on_weights = dropout_variant(first.variant).acts_on == "weights"
         weight_rates = [
-            dropconnect_rates(c, r) if c.variant == "dropconnect" else [0.0] * len(dims[1:])
+            dropconnect_rates(c, r) if on_weights else [0.0] * len(dims[1:])
             for c, r in zip(cfgs, rates, strict=True)
         ]
+        knobs = {
+            name: _per_trial([c.variant_knobs()[name] for c in cfgs])
+            for name in first.variant_knobs()
+        }
         return cls(
             first,
             weights,
             biases,
             _per_layer(rates),
-            torch.tensor([c.input_rate for c in cfgs], dtype=torch.float32).view(-1, 1, 1),
+            _per_trial([c.input_rate for c in cfgs]),
             _per_layer(weight_rates),
+            knobs,
         )
 
     @property
@@ -143,6 +162,8 @@ class StackedMLP(torch.nn.Module):
         self.rates = self.rates[:, keep]
         self.weight_rates = self.weight_rates[:, keep]
         self.input_rate = self.input_rate[keep]
+        for name in self.knob_names:
+            setattr(self, f"knob_{name}", getattr(self, f"knob_{name}")[keep])
 
     def export_trial(
         self, model_cfg: ModelConfig, train_cfg: TrainConfig, k: int
@@ -157,12 +178,11 @@ class StackedMLP(torch.nn.Module):
         return module.eval()
 
     def forward(self, x: Tensor) -> Tensor:
-        dropconnect = self.variant == "dropconnect"
         h = x
         if self.input_site:
             h = self._noise(h.expand(self.num_trials, *h.shape[-2:]), self.input_rate)
         for i, (w, b) in enumerate(self.layers()):
-            if dropconnect:
+            if self.on_weights:
                 w = self._noise(w, self.weight_rates[i])
             h = torch.baddbmm(b, h, w) if h.dim() == 3 else h @ w + b
             if i == len(self.pre_sites):
@@ -175,17 +195,15 @@ class StackedMLP(torch.nn.Module):
         raise AssertionError("unreachable: the head returns")
 
     def _noise(self, h: Tensor, p: Tensor) -> Tensor:
-        """Dropout noise with per-trial rate p ([K, 1, 1]), by DESIGN's variant table."""
-        v = self.variant
-        if not self.training:
-            return h * (1.0 - p) if v in ("vanilla", "dropconnect") else h
-        if v == "gaussian":
-            eps = torch.randn(h.shape, generator=self.generator, device=h.device, dtype=h.dtype)
-            return h * eps.mul_(torch.sqrt(p / (1.0 - p))).add_(1.0)
-        # The mask, its scale folded in, built in place in the uniform draws' buffer: one
-        # full-size multiply forward and one backward (2–3× cheaper than F.dropout on CPU).
-        mask = torch.rand(h.shape, generator=self.generator, device=h.device, dtype=h.dtype).ge_(p)
-        return h * (mask.div_(1.0 - p) if v == "standard" else mask)
+        """The variant's noise (models/variants.py) with per-trial rate p ([K, 1, 1])."""
+        assert self.noise is not None
+        knobs = {name: getattr(self, f"knob_{name}") for name in self.knob_names}
+        return self.noise(h, p, self.training, self.generator, knobs)
+
+
+def _per_trial(values: Sequence[float]) -> Tensor:
+    """One value per trial as a [K, 1, 1] tensor: it broadcasts over [K, B, width]."""
+    return torch.tensor(values, dtype=torch.float32).view(-1, 1, 1)
 
 
 def _per_layer(rates: Sequence[Sequence[float]]) -> Tensor:

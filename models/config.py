@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-Variant = Literal[
-    "none", "standard", "vanilla", "gaussian", "dropconnect", "standout", "rdrop", "multisample"
-]
-VARIANTS: tuple[str, ...] = (
-    "none",
-    "standard",
-    "vanilla",
-    "gaussian",
-    "dropconnect",
-    "standout",
-    "rdrop",
-    "multisample",
-)
+from models.variants import KNOBS, VARIANT_NAMES, dropout_variant
+
+# Built from the registry (models/variants.py), in its order: the JSON schema's enum keeps it.
+Variant = Literal[VARIANT_NAMES]  # type: ignore[valid-type]
+VARIANTS: tuple[str, ...] = VARIANT_NAMES
 Placement = Literal["input", "hidden", "pre_activation", "last_hidden"]
 PLACEMENTS: tuple[str, ...] = ("input", "hidden", "pre_activation", "last_hidden")
 Activation = Literal["relu", "gelu", "tanh"]
 Optimizer = Literal["sgd", "adam", "adamw"]
 
 
-class ModelConfig(BaseModel):
-    """An MLP with one dropout variant at one or more placements.
-
-    `rates[i]` is the dropout rate used at the sites of hidden layer i (after its activation for
-    `hidden`, between its Linear and activation for `pre_activation`; `last_hidden` uses
-    `rates[-1]`). `input_rate` is the rate of the `input` placement (noise on the data).
-    """
-
+class _ModelShape(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     input_dim: int = Field(gt=0)
@@ -43,10 +28,26 @@ class ModelConfig(BaseModel):
     placements: list[Placement] = Field(default_factory=lambda: ["hidden"])
     rates: list[float] = Field(default_factory=list, description="one rate per hidden layer")
     input_rate: float = 0.0
-    rdrop_alpha: float = Field(default=1.0, ge=0.0)
-    multisample_k: int = Field(default=4, ge=1)
-    standout_alpha: float = 1.0
-    standout_beta: float = 0.0
+
+
+# Each variant's own knobs (`rdrop_alpha`, …) as fields after the shape, from the registry.
+_ModelWithKnobs: Any = create_model(
+    "_ModelWithKnobs",
+    __base__=_ModelShape,
+    **{
+        k.name: (int if k.integer else float, Field(default=k.default, ge=k.config_min))
+        for k in KNOBS
+    },
+)
+
+
+class ModelConfig(_ModelWithKnobs):  # type: ignore[misc]
+    """An MLP with one dropout variant at one or more placements.
+
+    `rates[i]` is the dropout rate used at the sites of hidden layer i (after its activation for
+    `hidden`, between its Linear and activation for `pre_activation`; `last_hidden` uses
+    `rates[-1]`). `input_rate` is the rate of the `input` placement (noise on the data).
+    """
 
     @model_validator(mode="after")
     def _check_rates(self) -> ModelConfig:
@@ -63,6 +64,10 @@ class ModelConfig(BaseModel):
     def layer_rates(self) -> list[float]:
         """Rates per hidden layer (zeros when none were given)."""
         return list(self.rates) if self.rates else [0.0] * len(self.hidden)
+
+    def variant_knobs(self) -> dict[str, Any]:
+        """The values of this config's variant's own knobs, by name."""
+        return {k.name: getattr(self, k.name) for k in dropout_variant(self.variant).knobs}
 
 
 class TrainConfig(BaseModel):

@@ -1,17 +1,44 @@
-"""Dropout variants as `nn.Module`s, with the formulas of DESIGN.md's variants table.
+"""Dropout layers of one network: the registry's noise functions (models/variants.py) as modules.
 
-Every random draw goes through torch's own generator (`torch.rand`, `torch.bernoulli`,
-`torch.randn`), so `torch.manual_seed(train_cfg.seed)` makes a whole trial reproducible; no module
-keeps random state of its own. In eval mode every module is deterministic.
+Every random draw goes through torch's own generator (`uniform_`, `normal_`, `bernoulli`), so
+`torch.manual_seed(train_cfg.seed)` makes a whole trial reproducible; no module keeps random
+state of its own. In eval mode every module is deterministic.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from models.variants import (
+    Noise,
+    dropout_variant,
+    gaussian_noise,
+    keep_mask,
+    standard_noise,
+    standout_keep_prob,
+    standout_mask,
+    vanilla_noise,
+)
+
+__all__ = [
+    "DropConnectLinear",
+    "DropoutRateError",
+    "GaussianDropout",
+    "NoiseLayer",
+    "StandardDropout",
+    "StandoutInput",
+    "StandoutLinear",
+    "VanillaDropout",
+    "keep_mask",
+    "noise_module",
+    "standout_keep_prob",
+    "standout_mask",
+    "validate_rate",
+]
 
 
 class DropoutRateError(ValueError):
@@ -34,15 +61,6 @@ def validate_rate(p: float) -> float:
     return p
 
 
-def keep_mask(like: Tensor, p: float) -> Tensor:
-    """m ~ Bernoulli(1−p) shaped like `like`, as 1.0/0.0 in its dtype: u ≥ p for u ~ U[0, 1).
-
-    One uniform draw compared in place: on a CPU about half the time of `bernoulli_` or
-    `F.dropout` (113 vs 205–214 µs for a 128×128 forward + backward, one thread).
-    """
-    return torch.rand(like.shape, device=like.device, dtype=like.dtype).ge_(p)
-
-
 class _RateModule(nn.Module):
     def __init__(self, p: float) -> None:
         super().__init__()
@@ -52,81 +70,78 @@ class _RateModule(nn.Module):
         return f"p={self.p}"
 
 
-class StandardDropout(_RateModule):
-    """Inverted dropout: train x·m/(1−p) with m ~ Bernoulli(1−p); eval x (cs231n's second form)."""
+class NoiseLayer(_RateModule):
+    """A site's noise in one network: a registry noise function at rate p, torch's global stream.
 
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        if x.is_cuda:
-            # F.dropout is exactly x·m/(1−p), drawn from torch's generator, fused on CUDA.
-            return F.dropout(x, self.p, training=True)
-        return x * keep_mask(x, self.p).div_(1.0 - self.p)
-
-
-class VanillaDropout(_RateModule):
-    """Dropout scaled at test time: train x·m with m ~ Bernoulli(1−p); eval x·(1−p).
-
-    cs231n's first form: the expectation in training is (1−p)·x, so eval multiplies by 1−p.
+    p = 0 is the identity in both modes (no draw, no scale).
     """
+
+    def __init__(self, noise: Noise, p: float, knobs: Mapping[str, float] | None = None) -> None:
+        super().__init__(p)
+        self.noise = noise
+        self.knobs = dict(knobs or {})
 
     def forward(self, x: Tensor) -> Tensor:
         if self.p == 0.0:
             return x
-        if not self.training:
-            return x * (1.0 - self.p)
-        return x * keep_mask(x, self.p)
+        return self.noise(x, self.p, self.training, None, self.knobs)
+
+    def extra_repr(self) -> str:
+        named = type(self) is not NoiseLayer
+        return super().extra_repr() if named else f"{self.noise.__name__}, {super().extra_repr()}"
 
 
-class GaussianDropout(_RateModule):
-    """Multiplicative Gaussian noise: train x·ε with ε ~ N(1, σ²), σ² = p/(1−p); eval x.
+class StandardDropout(NoiseLayer):
+    """Inverted dropout (`models.variants.standard_noise`): train x·m/(1−p); eval x."""
 
-    σ² = p/(1−p) is the variance of Bernoulli(1−p)/(1−p), so the noise matches inverted dropout's
-    first two moments (Srivastava et al. 2014, §10).
-    """
+    def __init__(self, p: float) -> None:
+        super().__init__(standard_noise, p)
 
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        sigma = math.sqrt(self.p / (1.0 - self.p))
-        return x * (1.0 + sigma * torch.randn_like(x))
+
+class VanillaDropout(NoiseLayer):
+    """Dropout scaled at test time (`models.variants.vanilla_noise`): train x·m; eval x·(1−p)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__(vanilla_noise, p)
+
+
+class GaussianDropout(NoiseLayer):
+    """Gaussian noise (`models.variants.gaussian_noise`): train x·ε, ε ~ N(1, p/(1−p)); eval x."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__(gaussian_noise, p)
 
 
 class DropConnectLinear(nn.Linear):
     """A Linear whose weights are masked: train (W·M)x + b, M ~ Bernoulli(1−p); eval (W·(1−p))x + b.
 
-    One weight mask is drawn per forward call (per mini-batch, as in the seed's implementation;
-    a mask per example would cost batch × out × in memory). The bias is never masked.
+    `noise` acts on the weights (the registry's DropConnect entry: `vanilla_noise`). One weight
+    mask is drawn per forward call (per mini-batch, as in the seed's implementation; a mask per
+    example would cost batch × out × in memory). The bias is never masked.
     """
 
-    def __init__(self, in_features: int, out_features: int, p: float, bias: bool = True) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        p: float,
+        bias: bool = True,
+        noise: Noise = vanilla_noise,
+        knobs: Mapping[str, float] | None = None,
+    ) -> None:
         super().__init__(in_features, out_features, bias=bias)
         self.p = validate_rate(p)
+        self.noise = noise
+        self.knobs = dict(knobs or {})
 
     def forward(self, x: Tensor) -> Tensor:
         if self.p == 0.0:
             return super().forward(x)
-        if self.training:
-            weight = self.weight * keep_mask(self.weight, self.p)
-        else:
-            weight = self.weight * (1.0 - self.p)
+        weight = self.noise(self.weight, self.p, self.training, None, self.knobs)
         return F.linear(x, weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, p={self.p}"
-
-
-def standout_keep_prob(drive: Tensor, alpha: float, beta: float) -> Tensor:
-    """Standout's keep probability π = sigmoid(α·drive + β), drive = Wx (Ba & Frey 2013)."""
-    return torch.sigmoid(alpha * drive + beta)
-
-
-def standout_mask(h: Tensor, keep: Tensor, training: bool) -> Tensor:
-    """Mask `h` with m ~ Bernoulli(π) in training; scale by the expectation π in eval."""
-    if training:
-        # The mask is a sample, not a function of the weights: no gradient flows through π here.
-        return h * torch.bernoulli(keep.detach())
-    return h * keep
 
 
 class StandoutLinear(nn.Linear):
@@ -198,22 +213,22 @@ class StandoutInput(nn.Module):
         return f"alpha={self.alpha}, beta={self.beta}"
 
 
-NOISE_MODULES: dict[str, type[_RateModule]] = {
-    "standard": StandardDropout,
-    "vanilla": VanillaDropout,
-    "gaussian": GaussianDropout,
-    # R-Dropout and Multi-Sample are objectives over inverted-dropout networks.
-    "rdrop": StandardDropout,
-    "multisample": StandardDropout,
+# The named layer of a registry noise function, so `print(net)` says what each site does.
+_NAMED_LAYERS: dict[Noise, Callable[[float], NoiseLayer]] = {
+    standard_noise: StandardDropout,
+    vanilla_noise: VanillaDropout,
+    gaussian_noise: GaussianDropout,
 }
 
 
-def noise_module(variant: str, p: float) -> nn.Module:
-    """The activation-noise module of `variant` at rate p (identity when p = 0 or variant none)."""
+def noise_module(variant: str, p: float, knobs: Mapping[str, float] | None = None) -> nn.Module:
+    """The activation-noise layer of `variant` at rate p (identity when p = 0 or no noise)."""
     p = validate_rate(p)
-    if variant == "none" or p == 0.0:
+    entry = dropout_variant(variant)
+    if not entry.noisy or p == 0.0:
         return nn.Identity()
-    try:
-        return NOISE_MODULES[variant](p)
-    except KeyError:
-        raise ValueError(f"variant {variant!r} does not act on activations") from None
+    if entry.acts_on != "activations" or entry.noise is None:
+        raise ValueError(f"variant {variant!r} does not act on activations")
+    if entry.noise in _NAMED_LAYERS:  # these read no knobs
+        return _NAMED_LAYERS[entry.noise](p)
+    return NoiseLayer(entry.noise, p, knobs)

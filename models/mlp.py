@@ -9,20 +9,20 @@ Placements name sites: `input` (the data), `pre_activation` (the pre site of eve
 layer L−1, just before the head). A list of placements is the union of their sites. Rates:
 `input_rate` at the input site, `rates[i]` at both sites of layer i.
 
-How each variant maps onto sites:
+How a variant maps onto sites follows where its noise acts (`acts_on` in models/variants.py):
 
-- `standard`, `vanilla`, `gaussian`, `rdrop`, `multisample`: a noise module at each site
-  (`rdrop` and `multisample` use inverted dropout; their difference is the objective).
-- `dropconnect`: no noise module; a site masks the weights of a Linear instead. A site sits on the
-  input of the Linear that reads it (input site → Linear_0, post site i → Linear_{i+1}, so
-  `last_hidden` → the head) except the pre site i, which masks Linear_i, the layer that makes
-  the pre-activation. Dropping unit j of a layer's input is dropping column j of its weights;
-  DropConnect drops single weights instead. Two sites on one Linear combine their keep
-  probabilities: p = 1 − (1−p₁)(1−p₂).
-- `standout`: a pre or post site of layer i makes Linear_i a `StandoutLinear` that masks z_i
-  (pre) and/or act(z_i) (post) with π = sigmoid(α·W_i h + β); the input site uses drive = x
-  (an identity layer). Standout takes no rate: π is the rate.
-- `none`: every site is the identity.
+- `activations` (`standard`, `vanilla`, `gaussian`, `rdrop`, `multisample`): a noise layer at
+  each site (`rdrop` and `multisample` use inverted dropout; their difference is the objective).
+- `weights` (`dropconnect`): no noise layer; a site masks the weights of a Linear instead. A
+  site sits on the input of the Linear that reads it (input site → Linear_0, post site i →
+  Linear_{i+1}, so `last_hidden` → the head) except the pre site i, which masks Linear_i, the
+  layer that makes the pre-activation. Dropping unit j of a layer's input is dropping column j
+  of its weights; DropConnect drops single weights instead. Two sites on one Linear combine
+  their keep probabilities: p = 1 − (1−p₁)(1−p₂).
+- `units` (`standout`): a pre or post site of layer i makes Linear_i a `StandoutLinear` that
+  masks z_i (pre) and/or act(z_i) (post) with π = sigmoid(α·W_i h + β); the input site uses
+  drive = x (an identity layer). Standout takes no rate: π is the rate.
+- `nothing` (`none`): every site is the identity.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from models.dropout import (
     noise_module,
     validate_rate,
 )
+from models.variants import dropout_variant
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
@@ -118,17 +119,25 @@ def build_mlp(cfg: ModelConfig) -> DropoutMLP:
     use_input, pre, post = dropout_sites(cfg)
     widths = [cfg.input_dim, *cfg.hidden]
     act = ACTIVATIONS[cfg.activation]
-    variant = cfg.variant
+    variant = dropout_variant(cfg.variant)
+    knobs = cfg.variant_knobs()
     layers: list[nn.Module] = []
 
-    if variant == "dropconnect":
+    if variant.acts_on == "weights":
         weight_rates = dropconnect_rates(cfg, rates)
-        for i in range(len(cfg.hidden)):
-            layers += [DropConnectLinear(widths[i], widths[i + 1], weight_rates[i]), act()]
-        layers.append(DropConnectLinear(widths[-1], cfg.num_classes, weight_rates[-1]))
+        assert variant.noise is not None
+        dims = [*widths, cfg.num_classes]
+        for i in range(len(dims) - 1):
+            layers.append(
+                DropConnectLinear(
+                    dims[i], dims[i + 1], weight_rates[i], noise=variant.noise, knobs=knobs
+                )
+            )
+            if i < len(cfg.hidden):
+                layers.append(act())
         return DropoutMLP(layers, cfg.num_classes)
 
-    if variant == "standout":
+    if variant.acts_on == "units":
         if use_input:
             layers.append(StandoutInput(cfg.standout_alpha, cfg.standout_beta))
         for i in range(len(cfg.hidden)):
@@ -146,16 +155,20 @@ def build_mlp(cfg: ModelConfig) -> DropoutMLP:
         layers.append(nn.Linear(widths[-1], cfg.num_classes))
         return DropoutMLP(layers, cfg.num_classes)
 
-    noisy = variant != "none"
+    noisy = variant.noisy
+
+    def noise(p: float) -> nn.Module:
+        return noise_module(variant.name, p, knobs)
+
     if noisy and use_input and cfg.input_rate > 0.0:
-        layers.append(noise_module(variant, cfg.input_rate))
+        layers.append(noise(cfg.input_rate))
     for i, rate in enumerate(rates):
         layers.append(nn.Linear(widths[i], widths[i + 1]))
         if noisy and pre[i] and rate > 0.0:
-            layers.append(noise_module(variant, rate))
+            layers.append(noise(rate))
         layers.append(act())
         if noisy and post[i] and rate > 0.0:
-            layers.append(noise_module(variant, rate))
+            layers.append(noise(rate))
     layers.append(nn.Linear(widths[-1], cfg.num_classes))
     return DropoutMLP(layers, cfg.num_classes)
 

@@ -9,11 +9,11 @@ from torch import Tensor
 
 from models.config import ModelConfig, TrainConfig
 from models.mlp import build_mlp
-from models.objectives import multisample_loss, rdrop_loss
+from models.variants import dropout_variant
 
 
 class DropoutClassifier(L.LightningModule):
-    """Cross-entropy classification with the variant's objective.
+    """Cross-entropy classification with the variant's objective (its registry entry's).
 
     `rdrop` trains on two dropout passes (CE averaged + α·symmetric KL); `multisample` on K masks
     through the shared head (CE averaged over K); every other variant on one pass. Metrics are
@@ -29,6 +29,8 @@ class DropoutClassifier(L.LightningModule):
             {"model": model_cfg.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json")}
         )
         self.net = build_mlp(model_cfg)
+        self._objective = dropout_variant(model_cfg.variant).objective
+        self._knobs = model_cfg.variant_knobs()
         self._sums: dict[str, Tensor] = {}
         self._counts: dict[str, int] = {}
 
@@ -37,13 +39,8 @@ class DropoutClassifier(L.LightningModule):
 
     def objective(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """(loss to minimise, logits used for the accuracy of this batch)."""
-        variant = self.model_cfg.variant
-        if variant == "rdrop":
-            out = self.net(x, samples=2)
-            return rdrop_loss(out[0], out[1], y, self.model_cfg.rdrop_alpha), out.mean(0)
-        if variant == "multisample":
-            out = self.net(x, samples=self.model_cfg.multisample_k)
-            return multisample_loss(out, y), out.mean(0)
+        if self._objective is not None:
+            return self._objective(self.net, x, y, self._knobs)
         logits = self.net(x)
         return F.cross_entropy(logits, y), logits
 

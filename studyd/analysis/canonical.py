@@ -13,20 +13,9 @@ import hashlib
 import json
 from typing import Any
 
-from models.config import PLACEMENTS, ModelConfig, TrainConfig
+from models.config import PLACEMENTS, VARIANTS, ModelConfig, TrainConfig
+from models.variants import KNOBS, dropout_variant
 
-# Each variant keeps only its own knobs; every other variant's are reset to the field default.
-VARIANT_PARAMS: dict[str, tuple[str, ...]] = {
-    "none": (),
-    "standard": (),
-    "vanilla": (),
-    "gaussian": (),
-    "dropconnect": (),
-    "standout": ("standout_alpha", "standout_beta"),
-    "rdrop": ("rdrop_alpha",),
-    "multisample": ("multisample_k",),
-}
-_ALL_VARIANT_PARAMS = tuple(sorted({p for ps in VARIANT_PARAMS.values() for p in ps}))
 _PER_LAYER = ("hidden", "pre_activation")
 
 
@@ -45,7 +34,7 @@ def _live_placements(cfg: ModelConfig, rates: list[float]) -> list[str]:
     if "hidden" in named and "last_hidden" in named:
         # `hidden`'s sites already include the one `last_hidden` names (models/mlp.py).
         named.remove("last_hidden")
-    if cfg.variant == "standout":
+    if not dropout_variant(cfg.variant).takes_rate:
         # Standout takes no rate (π = sigmoid(α·Wx + β) is the rate): a named site is live.
         return named
     live = []
@@ -69,25 +58,22 @@ def canonicalize_model(cfg: ModelConfig) -> ModelConfig:
     placement reads are 0 (`last_hidden` alone reads only the last layer's rate); with no
     placement left — every p = 0 — the variant is `none`; `none` has the default placements, no
     rates, input rate 0; `standout` takes no rate, so its rates are cleared and every named
-    placement stays; knobs of other variants are reset to defaults; Multi-Sample with K = 1 is
-    one mask per step, i.e. `standard`; R-Dropout with α = 0 is Multi-Sample with K = 2
-    (models/objectives.py: both average the cross-entropy of two independent masks).
+    placement stays; knobs of other variants are reset to defaults; a variant's `same_as` maps
+    it onto another: Multi-Sample with K = 1 is one mask per step, i.e. `standard`; R-Dropout
+    with α = 0 is Multi-Sample with K = 2 (models/objectives.py: both average the cross-entropy
+    of two independent masks).
     """
     rates = [_zero(p) for p in cfg.layer_rates()]
     live = _live_placements(cfg, rates)
-    variant = cfg.variant
-    updates: dict[str, Any] = {}
-    if variant == "multisample" and cfg.multisample_k == 1:
-        variant = "standard"
-    elif variant == "rdrop" and cfg.rdrop_alpha == 0:
-        # ½(CE(a) + CE(b)) over two independent inverted-dropout passes is Multi-Sample, K = 2.
-        variant, updates["multisample_k"] = "multisample", 2
-    if variant == "none" or not live:
+    variant, own = _same_run_variant(cfg)
+    entry = dropout_variant(variant)
+    if not entry.noisy or not live:
         variant = "none"
         live = list(_default(ModelConfig, "placements"))
         rates = []
         input_rate = 0.0
-    elif variant == "standout":
+        own = {}
+    elif not entry.takes_rate:
         rates, input_rate = [], 0.0
     else:
         if not any(p in live for p in _PER_LAYER):
@@ -96,14 +82,7 @@ def canonicalize_model(cfg: ModelConfig) -> ModelConfig:
         if not any(p > 0 for p in rates):
             rates = []
         input_rate = _zero(cfg.input_rate) if "input" in live else 0.0
-    knobs = {
-        name: (
-            updates.get(name, getattr(cfg, name))
-            if name in VARIANT_PARAMS[variant]
-            else _default(ModelConfig, name)
-        )
-        for name in _ALL_VARIANT_PARAMS
-    }
+    knobs = {k.name: own.get(k.name, _default(ModelConfig, k.name)) for k in KNOBS}
     return cfg.model_copy(
         update={
             "variant": variant,
@@ -113,6 +92,19 @@ def canonicalize_model(cfg: ModelConfig) -> ModelConfig:
             **knobs,
         }
     )
+
+
+def _same_run_variant(cfg: ModelConfig) -> tuple[str, dict[str, Any]]:
+    """The variant that trains what `cfg`'s does, and its own knob values (registry `same_as`)."""
+    name, updates = cfg.variant, {}
+    for _ in range(len(VARIANTS)):  # a registry cycle must not hang dedupe
+        entry = dropout_variant(name)
+        own = {k.name: updates.get(k.name, getattr(cfg, k.name)) for k in entry.knobs}
+        reduced = entry.same_as(own) if entry.same_as is not None else None
+        if reduced is None:
+            return name, own
+        name, updates = reduced
+    raise ValueError(f"models.variants: same_as reductions of {cfg.variant!r} form a cycle")
 
 
 def canonicalize_train(cfg: TrainConfig) -> TrainConfig:

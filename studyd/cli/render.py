@@ -11,6 +11,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from models.variants import KNOBS, knob_owner
+
 JSON = dict[str, Any]
 STATE_STYLE = {
     "queued": "yellow",
@@ -269,13 +271,8 @@ SUMMARY_SECTIONS = (
     "directions",
     "confidence",
 )
-# A variant's own knobs: shown only for that variant.
-VARIANT_KNOBS = {
-    "rdrop_alpha": "rdrop",
-    "multisample_k": "multisample",
-    "standout_alpha": "standout",
-    "standout_beta": "standout",
-}
+# A variant's own knobs (models/variants.py): shown only for that variant.
+VARIANT_KNOBS = {k.name: knob_owner(k.name) for k in KNOBS}
 
 
 def config_line(config: JSON) -> str:

@@ -3,8 +3,8 @@
 Only searchable values become Optuna parameters (fixed scalars never do), and a variant's own
 parameters are suggested only when that variant is chosen, so samplers see a clean space.
 Parameter names: depth, width | width_{i}, activation, variant, placement, rate | rate_{i},
-input_rate, rdrop_alpha, multisample_k, standout_alpha, standout_beta, epochs, batch_size,
-optimizer, lr, weight_decay.
+input_rate, each variant's own knobs by their names (models/variants.py: rdrop_alpha, …), epochs,
+batch_size, optimizer, lr, weight_decay.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from models.config import ModelConfig, TrainConfig
+from models.variants import KNOBS, Knob, dropout_variant, knob_owner
 from studyd.spec import MAX_GRID, Dim, StudySpec, _is_log
 
 if TYPE_CHECKING:
@@ -91,9 +92,7 @@ def architecture_count(spec: StudySpec) -> float:
     possible architectures a batch splits into about min(K, A) groups. Variants that cannot be
     stacked count as a continuum (they always train alone).
     """
-    from models.batched import BATCHABLE_VARIANTS
-
-    if not set(spec.dropout.variants) <= set(BATCHABLE_VARIANTS):
+    if not all(dropout_variant(v).stackable for v in spec.dropout.variants):
         return math.inf
     count = 1.0
     for name, param in search_params(spec).items():
@@ -151,11 +150,12 @@ def search_params(spec: StudySpec) -> dict[str, Param]:
 def _dropout_space(spec: StudySpec, max_depth: int) -> list[Param]:
     """Only the dropout parameters some variant and placement in the spec can reach."""
     d = spec.dropout
-    variants = set(d.variants) - {"none"}
+    variants = [dropout_variant(v) for v in d.variants if dropout_variant(v).noisy]
     if not variants:
         return []
+    names = {v.name for v in variants}
     out = [Param("placement", "dropout.placements", choices=tuple(d.placements))]
-    rated = variants - {"standout"}
+    rated = any(v.takes_rate for v in variants)
     sites = [[p for p in pl.split("+") if p != "input"] for pl in d.placements]
     rate_log = _is_log(d.rate, d.rate_log)
     if rated and any(s and (not d.per_layer_rates or s == ["last_hidden"]) for s in sites):
@@ -167,17 +167,14 @@ def _dropout_space(spec: StudySpec, max_depth: int) -> list[Param]:
     if rated and any("input" in pl.split("+") for pl in d.placements):
         log = _is_log(d.input_rate, False)
         out.append(Param("input_rate", "dropout.input_rate", dim=d.input_rate, log=log))
-    if "rdrop" in variants:
-        log = _is_log(d.rdrop_alpha, False)
-        out.append(Param("rdrop_alpha", "dropout.rdrop_alpha", dim=d.rdrop_alpha, log=log))
-    if "multisample" in variants:
-        out.append(
-            Param("multisample_k", "dropout.multisample_k", dim=d.multisample_k, integer=True)
-        )
-    if "standout" in variants:
-        out.append(Param("standout_alpha", "dropout.standout_alpha", dim=d.standout_alpha))
-        out.append(Param("standout_beta", "dropout.standout_beta", dim=d.standout_beta))
+    out += [_knob_param(k, getattr(d, k.name)) for k in KNOBS if knob_owner(k.name) in names]
     return out
+
+
+def _knob_param(knob: Knob, dim: Dim) -> Param:
+    """A variant's own knob as a parameter; `knob.log` None: linear whatever the spec says."""
+    log = False if knob.log is None else _is_log(dim, knob.log)
+    return Param(knob.name, f"dropout.{knob.name}", dim=dim, integer=knob.integer, log=log)
 
 
 class _ParamsTrial:
@@ -236,7 +233,7 @@ def suggest_config(
         "activation": get("activation"),
         "variant": get("variant"),
     }
-    if model["variant"] != "none":
+    if dropout_variant(model["variant"]).noisy:
         model.update(_dropout_params(get, spec, model["variant"], depth))
     train = TrainConfig(
         epochs=get("epochs"),
@@ -254,11 +251,10 @@ def _dropout_params(get: Any, spec: StudySpec, variant: str, depth: int) -> dict
     """Placement, rates and the chosen variant's own parameters (and nothing else)."""
     parts = get("placement").split("+")
     out: dict[str, Any] = {"placements": parts}
-    if variant == "standout":
+    entry = dropout_variant(variant)
+    if not entry.takes_rate:
         # Standout takes no rate: π = sigmoid(α·Wx + β) is the rate (models/mlp.py).
-        out["standout_alpha"] = get("standout_alpha")
-        out["standout_beta"] = get("standout_beta")
-        return out
+        return out | {k.name: get(k.name) for k in entry.knobs}
     layer_sites = [p for p in parts if p != "input"]
     # last_hidden alone uses rates[-1] only: one `rate` keeps the space free of dead parameters.
     if layer_sites and spec.dropout.per_layer_rates and layer_sites != ["last_hidden"]:
@@ -267,11 +263,7 @@ def _dropout_params(get: Any, spec: StudySpec, variant: str, depth: int) -> dict
         out["rates"] = [get("rate")] * depth
     if "input" in parts:
         out["input_rate"] = get("input_rate")
-    if variant == "rdrop":
-        out["rdrop_alpha"] = get("rdrop_alpha")
-    elif variant == "multisample":
-        out["multisample_k"] = get("multisample_k")
-    return out
+    return out | {k.name: get(k.name) for k in entry.knobs}
 
 
 def check_baselines(spec: StudySpec) -> None:

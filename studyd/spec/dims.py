@@ -14,7 +14,8 @@ from pydantic import (
     model_validator,
 )
 
-from studyd.spec.limits import MAX_CHOICES, MAX_DEPTH, MAX_EPOCHS, MAX_K, MAX_WIDTH
+from models.variants import KNOBS
+from studyd.spec.limits import MAX_CHOICES, MAX_DEPTH, MAX_EPOCHS, MAX_WIDTH
 
 
 class StrictModel(BaseModel):
@@ -142,15 +143,8 @@ BOUNDS: dict[str, tuple[bool, float, float, str]] = {
     "width": (True, 1, MAX_WIDTH, f"write widths between 1 and {MAX_WIDTH}, e.g. [64, 512]"),
     "rate": (False, 0.0, 0.95, "write a dropout rate 0 <= p <= 0.95, e.g. [0.1, 0.7]"),
     "input_rate": (False, 0.0, 0.95, "write a dropout rate 0 <= p <= 0.95, e.g. [0.1, 0.3]"),
-    "rdrop_alpha": (False, 0.0, 100.0, "write an R-Dropout KL weight 0..100, e.g. [0.1, 5.0]"),
-    "multisample_k": (
-        True,
-        1,
-        MAX_K,
-        f"write a number of samples K of 1 to {MAX_K}, e.g. [2, 4, 8]",
-    ),
-    "standout_alpha": (False, -100.0, 100.0, "write a Standout α between -100 and 100"),
-    "standout_beta": (False, -100.0, 100.0, "write a Standout β between -100 and 100"),
+    # Each variant's own knobs: their bounds are the registry's (models/variants.py).
+    **{k.name: (k.integer, k.low, k.high, k.hint) for k in KNOBS},
     "epochs": (True, 1, MAX_EPOCHS, f"write a number of epochs between 1 and {MAX_EPOCHS}"),
     "batch_size": (True, 1, 65536, "write a batch size of 1 to 65536, e.g. {choices: [64, 128]}"),
     "lr": (False, 1e-7, 10.0, "write a learning rate 1e-7 <= lr <= 10, e.g. [1e-4, 1e-2]"),

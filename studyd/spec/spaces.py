@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, create_model, field_validator, model_validator
 
 from models.config import PLACEMENTS, VARIANTS, Activation, Optimizer
+from models.variants import KNOBS
 from studyd.spec.dims import Dim, StrictModel, bounded, is_log
 
 
@@ -81,29 +82,30 @@ def _placement_parts(placement: str) -> list[str]:
     return placement.split("+")
 
 
-class DropoutSpace(StrictModel):
-    """Variants, rates and placements, and each variant's own parameters."""
-
+class _DropoutSites(StrictModel):
     variants: list[str] = Field(default_factory=lambda: ["none", "standard"])
     rate: Dim = [0.1, 0.7]
     rate_log: bool = False
     placements: list[str] = Field(default_factory=lambda: ["hidden"])
     per_layer_rates: bool = False
     input_rate: Dim = 0.2
-    rdrop_alpha: Dim = [0.1, 5.0]
-    multisample_k: Dim = [2, 4, 8]
-    standout_alpha: Dim = [0.5, 2.0]
-    standout_beta: Dim = [-1.0, 1.0]
 
-    _bounds = field_validator(
-        "rate",
-        "input_rate",
-        "rdrop_alpha",
-        "multisample_k",
-        "standout_alpha",
-        "standout_beta",
-        mode="before",
-    )(bounded)
+
+# Each variant's own knobs (`rdrop_alpha`, …) after the shared fields, with the registry's default
+# search space (models/variants.py); the JSON schema lists them in `KNOBS` order.
+_DropoutWithKnobs: Any = create_model(
+    "_DropoutWithKnobs",
+    __base__=_DropoutSites,
+    **{k.name: (Dim, k.space) for k in KNOBS},
+)
+
+
+class DropoutSpace(_DropoutWithKnobs):  # type: ignore[misc]
+    """Variants, rates and placements, and each variant's own parameters."""
+
+    _bounds = field_validator("rate", "input_rate", *(k.name for k in KNOBS), mode="before")(
+        bounded
+    )
 
     @field_validator("variants", mode="before")
     @classmethod

@@ -1,0 +1,90 @@
+"""The variant registry is the one list of variants: every room reads it, and one noise function
+serves one network and a stack alike."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+import torch
+
+from models.batched import BATCHABLE_VARIANTS, StackedMLP
+from models.config import VARIANTS, ModelConfig, Variant
+from models.dropout import DropConnectLinear, noise_module
+from models.mlp import build_mlp
+from models.variants import KNOBS, REGISTRY, dropout_variant, knob_owner
+
+
+def _cfg(variant: str, rate: float, **knobs) -> ModelConfig:
+    return ModelConfig(
+        input_dim=6, num_classes=3, hidden=[5], variant=variant, rates=[rate], **knobs
+    )
+
+
+def test_variant_literal_and_names_follow_the_registry_order():
+    names = tuple(v.name for v in REGISTRY)
+    assert typing.get_args(Variant) == names == VARIANTS
+    assert tuple(v.name for v in REGISTRY if v.stackable) == BATCHABLE_VARIANTS
+
+
+def test_every_knob_is_a_config_field_with_the_registry_default_and_one_owner():
+    fields = list(ModelConfig.model_fields)
+    # Knobs follow the network's shape fields, in KNOBS order (stored configs keep that order).
+    assert fields[-len(KNOBS) :] == [k.name for k in KNOBS]
+    for knob in KNOBS:
+        assert ModelConfig.model_fields[knob.name].default == knob.default
+        owner = knob_owner(knob.name)
+        assert owner is not None and knob in dropout_variant(owner).knobs
+
+
+def test_spec_bounds_and_dropout_space_come_from_the_registry():
+    from studyd.spec import BOUNDS, DropoutSpace
+
+    for knob in KNOBS:
+        assert BOUNDS[knob.name] == (knob.integer, knob.low, knob.high, knob.hint)
+        assert knob.name in DropoutSpace.model_fields
+    too_high = KNOBS[0].high + 1
+    with pytest.raises(ValueError, match=KNOBS[0].hint.split(",")[0]):
+        DropoutSpace(**{KNOBS[0].name: too_high})
+
+
+def test_unknown_variant_names_the_known_ones():
+    with pytest.raises(ValueError, match="standard"):
+        dropout_variant("spike")
+
+
+@pytest.mark.parametrize(
+    "variant", [v.name for v in REGISTRY if v.stackable and v.acts_on == "activations"]
+)
+@pytest.mark.parametrize("training", [True, False])
+def test_one_network_and_a_stack_apply_the_same_noise_function(variant, training):
+    # The same generator state and rate give the same values through the single network's layer
+    # (a float rate) and the stack's site (a [K, 1, 1] tensor of rates): one implementation.
+    rate, cfg = 0.3, _cfg(variant, 0.3)
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(1))
+    layer = noise_module(variant, rate, cfg.variant_knobs()).train(training)
+    torch.manual_seed(11)
+    single = layer(x)
+    stack = StackedMLP.from_configs([cfg], seeds=[0]).train(training)
+    stack.generator = torch.Generator().manual_seed(11)
+    stacked = stack._noise(x.unsqueeze(0), stack.rates[0])[0]
+    torch.testing.assert_close(single, stacked, rtol=1e-6, atol=0.0)
+
+
+def test_weight_noise_is_the_registry_function_in_both_networks():
+    entry = dropout_variant("dropconnect")
+    net = build_mlp(_cfg("dropconnect", 0.4))
+    linears = [m for m in net.layers if isinstance(m, DropConnectLinear)]
+    assert linears and all(m.noise is entry.noise for m in linears)
+    stack = StackedMLP.from_configs([_cfg("dropconnect", 0.4)], seeds=[0])
+    assert stack.noise is entry.noise and stack.on_weights
+
+
+def test_a_stack_keeps_each_trials_knob_values_per_trial():
+    # No stackable variant has knobs today; a stack of Standout configs is not trained, but the
+    # per-trial knob buffers are built and sliced the same way for any variant that has them.
+    cfgs = [_cfg("standout", 0.0, standout_alpha=a) for a in (0.5, 1.5, 2.5)]
+    stack = StackedMLP.from_configs(cfgs, seeds=[0, 1, 2])
+    assert stack.knob_standout_alpha.flatten().tolist() == [0.5, 1.5, 2.5]
+    stack.keep_trials(torch.tensor([0, 2]))
+    assert stack.knob_standout_alpha.flatten().tolist() == [0.5, 2.5]
