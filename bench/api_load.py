@@ -50,6 +50,14 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from storage.engine import make_engine
 from storage.migrate import ensure_schema
+from storage.optuna_schema import (
+    studies,
+    trial_intermediate_values,
+    trial_params,
+    trial_user_attributes,
+    trial_values,
+    trials,
+)
 from storage.schema import Study
 
 EPOCHS = 20
@@ -135,30 +143,15 @@ def fill_study(url: str, name: str, n: int, seed: int = 0) -> int:
     record = queue.submit_study(engine, name=name, spec={**SPEC, "name": name}, target_trials=n)
     optuna.create_study(storage=storage, study_name=record.optuna_name, direction="maximize")
     storage.engine.dispose()
-    meta = sa.MetaData()
-    meta.reflect(
-        engine,
-        only=[
-            "studies",
-            "trials",
-            "trial_params",
-            "trial_values",
-            "trial_intermediate_values",
-            "trial_user_attributes",
-        ],
-    )
-    t = meta.tables
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     rng = random.Random(seed)
     with engine.begin() as conn:
         study_id = conn.execute(
-            sa.select(t["studies"].c.study_id).where(
-                t["studies"].c.study_name == record.optuna_name
-            )
+            sa.select(studies.c.study_id).where(studies.c.study_name == record.optuna_name)
         ).scalar_one()
         rows = list(_trial_rows(n, rng))
         conn.execute(
-            t["trials"].insert(),
+            trials.insert(),
             [
                 {
                     "number": r["number"],
@@ -172,14 +165,12 @@ def fill_study(url: str, name: str, n: int, seed: int = 0) -> int:
         )
         ids = dict(
             conn.execute(
-                sa.select(t["trials"].c.number, t["trials"].c.trial_id).where(
-                    t["trials"].c.study_id == study_id
-                )
+                sa.select(trials.c.number, trials.c.trial_id).where(trials.c.study_id == study_id)
             ).all()
         )
         dists = {k: optuna.distributions.distribution_to_json(d) for k, d in DISTRIBUTIONS.items()}
         conn.execute(
-            t["trial_params"].insert(),
+            trial_params.insert(),
             [
                 {
                     "trial_id": ids[r["number"]],
@@ -192,7 +183,7 @@ def fill_study(url: str, name: str, n: int, seed: int = 0) -> int:
             ],
         )
         conn.execute(
-            t["trial_values"].insert(),
+            trial_values.insert(),
             [
                 {
                     "trial_id": ids[r["number"]],
@@ -204,7 +195,7 @@ def fill_study(url: str, name: str, n: int, seed: int = 0) -> int:
             ],
         )
         conn.execute(
-            t["trial_intermediate_values"].insert(),
+            trial_intermediate_values.insert(),
             [
                 {
                     "trial_id": ids[r["number"]],
@@ -217,7 +208,7 @@ def fill_study(url: str, name: str, n: int, seed: int = 0) -> int:
             ],
         )
         conn.execute(
-            t["trial_user_attributes"].insert(),
+            trial_user_attributes.insert(),
             [
                 {"trial_id": ids[r["number"]], "key": k, "value_json": json.dumps(v)}
                 for r in rows
