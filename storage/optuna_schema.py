@@ -12,7 +12,6 @@ Also here: Optuna's encodings of what those columns hold (enum names, infinite v
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -134,13 +133,6 @@ def intermediate_to_stored(value: float) -> tuple[float | None, str]:
     if value == -math.inf:
         return None, "INF_NEG"
     return value, "FINITE"
-
-
-def as_utc(value: dt.datetime | None) -> dt.datetime | None:
-    """Optuna (and our queue) store naive UTC datetimes: the same instant, aware."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
 
 
 @lru_cache(maxsize=4096)

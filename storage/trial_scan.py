@@ -18,7 +18,6 @@ from sqlalchemy.engine import Engine
 
 from storage.engine import read_only
 from storage.optuna_schema import (
-    as_utc,
     enum_name,
     optuna_study_id,
     params_and_attrs,
@@ -30,6 +29,7 @@ from storage.optuna_schema import (
     trial_values,
     trials,
 )
+from storage.timestamps import as_utc
 
 SCAN_PAGE_SIZE = 500
 _CONSTRAINT_PREFIX = "constraints:"

@@ -21,7 +21,6 @@ from sqlalchemy.engine import Connection, Engine
 
 from storage.engine import read_only
 from storage.optuna_schema import (
-    as_utc,
     distribution,
     enum_name,
     optuna_study_id,
@@ -35,6 +34,7 @@ from storage.optuna_schema import (
     trial_values,
     trials,
 )
+from storage.timestamps import as_utc
 
 TRIAL_STATES: tuple[str, ...] = ("running", "waiting", "complete", "pruned", "fail")
 # Finished states, COMPLETE first (its latest completion keys the caches).
