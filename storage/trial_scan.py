@@ -139,16 +139,12 @@ def trial_columns(engine: Engine, optuna_name: str) -> tuple[int, list[str], lis
         n_objectives = conn.execute(
             sa.select(sa.func.count()).where(study_directions.c.study_id == study_id)
         ).scalar_one()
-        param_names = conn.execute(
-            sa.select(trial_params.c.param_name)
-            .where(trial_params.c.trial_id.in_(in_study))
-            .distinct()
-            .order_by(trial_params.c.param_name)
-        ).scalars()
-        attr_keys = conn.execute(
-            sa.select(trial_user_attributes.c.key)
-            .where(trial_user_attributes.c.trial_id.in_(in_study))
-            .distinct()
-            .order_by(trial_user_attributes.c.key)
-        ).scalars()
-        return int(n_objectives), list(param_names), list(attr_keys)
+
+        def names(column: sa.Column[str]) -> list[str]:
+            """The distinct values of a side table's `column` over the study's trials, sorted."""
+            query = sa.select(column).where(column.table.c.trial_id.in_(in_study)).distinct()
+            return list(conn.execute(query.order_by(column)).scalars())
+
+        param_names = names(trial_params.c.param_name)
+        attr_keys = names(trial_user_attributes.c.key)
+        return int(n_objectives), param_names, attr_keys
