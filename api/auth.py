@@ -11,9 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 
 from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 # Liveness and readiness probes must work for orchestrators that hold no token.
@@ -60,21 +60,13 @@ class TokenAuthMiddleware:
         if token_matches(presented, self.token):
             await self.app(scope, receive, send)
             return
-        body = json.dumps({"detail": "missing or wrong bearer token"}).encode()
+        response = JSONResponse({"detail": "missing or wrong bearer token"}, 401)
         # Basic makes browsers prompt (dashboard and docs pages); Chromium reads only the first
         # scheme of a header, so each challenge gets its own header, Basic first.
         basic = f'Basic realm="{REALM}", charset="UTF-8"'
         bearer = f'Bearer realm="{REALM}"'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", basic.encode()),
-                    (b"www-authenticate", bearer.encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        response.raw_headers += [
+            (b"www-authenticate", basic.encode()),
+            (b"www-authenticate", bearer.encode()),
+        ]
+        await response(scope, receive, send)

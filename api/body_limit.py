@@ -7,9 +7,8 @@ the app whole, so neither FastAPI nor the mounted dashboard ever sees more than 
 
 from __future__ import annotations
 
-import json
-
 from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -29,10 +28,10 @@ class BodyLimitMiddleware:
             try:
                 too_large = int(declared) > self.max_bytes
             except ValueError:
-                await _answer(send, 400, "Content-Length is not a number")
+                await _answer(scope, receive, send, 400, "Content-Length is not a number")
                 return
             if too_large:
-                await _answer(send, 413, self._message())
+                await _answer(scope, receive, send, 413, self._message())
                 return
         chunks: list[bytes] = []
         size = 0
@@ -43,7 +42,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _answer(send, 413, self._message())
+                await _answer(scope, receive, send, 413, self._message())
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -67,12 +66,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _answer(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+async def _answer(scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
+    # The body may be left unread: close the connection rather than read the rest of it.
+    response = JSONResponse({"detail": detail}, status, headers={"connection": "close"})
+    await response(scope, receive, send)

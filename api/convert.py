@@ -16,6 +16,7 @@ from api.schemas import (
     Worker,
 )
 from storage.queue import StudyRecord
+from storage.timestamps import as_utc
 from storage.trials import StudyTrialStats, TrialRow
 
 _STUDY_FIELDS = tuple(Study.model_fields)
@@ -25,17 +26,11 @@ def study_out(record: StudyRecord) -> Study:
     return Study(**{name: getattr(record, name) for name in _STUDY_FIELDS})
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
-
-
 def _elapsed(record: StudyRecord) -> float | None:
-    start = _aware(record.started_at)
+    start = as_utc(record.started_at)
     if start is None:
         return None
-    end = _aware(record.finished_at) or dt.datetime.now(dt.UTC)
+    end = as_utc(record.finished_at) or dt.datetime.now(dt.UTC)
     return max(0.0, (end - start).total_seconds())
 
 

@@ -9,15 +9,14 @@ and body limit as the API (they are ASGI middleware around the whole app).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from typing import Any
 
 import anyio.to_thread
 import sqlalchemy as sa
 from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI
+from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -70,9 +69,9 @@ class DashboardMount:
             if not database_unavailable(exc):
                 raise
             logger.warning("dashboard unavailable: %s", exc)
-            await _json(send, 503, {"detail": "the database is unavailable"})
+            await _unavailable()(scope, receive, send)
             return
-        await app(scope, receive, OutageAs503(send, self._dashboard.ctx))
+        await app(scope, receive, OutageAs503(scope, receive, send, self._dashboard.ctx))
 
 
 class OutageAs503:
@@ -82,7 +81,9 @@ class OutageAs503:
     cannot be caught as an exception here; its answer is checked instead.
     """
 
-    def __init__(self, send: Send, ctx: AppContext) -> None:
+    def __init__(self, scope: Scope, receive: Receive, send: Send, ctx: AppContext) -> None:
+        self._scope = scope
+        self._receive = receive
         self._send = send
         self._ctx = ctx
         self._replaced = False
@@ -92,7 +93,7 @@ class OutageAs503:
         if failed and not await anyio.to_thread.run_sync(_database_answers, self._ctx):
             self._replaced = True
             logger.warning("dashboard request failed while the database is unavailable")
-            await _json(self._send, 503, {"detail": "the database is unavailable"})
+            await _unavailable()(self._scope, self._receive, self._send)
             return
         if not self._replaced:  # else: the dashboard's own 500 body, already answered
             await self._send(message)
@@ -109,13 +110,12 @@ def _database_answers(ctx: AppContext) -> bool:
     return True
 
 
-async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
-    data = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    if status == 503:
-        headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
+def _unavailable() -> JSONResponse:
+    return JSONResponse(
+        {"detail": "the database is unavailable"},
+        503,
+        headers={"retry-after": str(RETRY_AFTER_S)},
+    )
 
 
 def mount_dashboard(app: FastAPI, ctx: AppContext) -> None:

@@ -26,18 +26,13 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from storage.timestamps import as_utc
+
 StudyState = Literal["queued", "running", "done", "failed", "cancelled"]
 TrialState = Literal["running", "waiting", "complete", "pruned", "fail"]
 Item = TypeVar("Item")
 
 _NOW = "2026-11-25T14:00:00Z"
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    """Naive datetimes from the database are UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
 
 
 class ErrorBody(BaseModel):
@@ -97,7 +92,7 @@ class Study(BaseModel):
     error: str | None = Field(description="why the study failed, if it did")
     test_score: float | None = Field(description="test accuracy of the best trial, when done")
 
-    _aware_times = field_validator("created_at", "started_at", "finished_at")(_aware)
+    _aware_times = field_validator("created_at", "started_at", "finished_at")(as_utc)
 
 
 class TrialBrief(BaseModel):
@@ -166,7 +161,7 @@ class Timings(BaseModel):
     last_trial_complete: dt.datetime | None
     elapsed_seconds: float | None = Field(description="from start to finish (or to now)")
 
-    _aware_times = field_validator("created_at", "started_at", "finished_at")(_aware)
+    _aware_times = field_validator("created_at", "started_at", "finished_at")(as_utc)
 
 
 class StudyDetail(Study):
@@ -363,7 +358,7 @@ class Worker(BaseModel):
     started_at: dt.datetime | None
     last_heartbeat: dt.datetime | None
 
-    _aware_times = field_validator("started_at", "last_heartbeat")(_aware)
+    _aware_times = field_validator("started_at", "last_heartbeat")(as_utc)
 
 
 class Health(BaseModel):

@@ -33,7 +33,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,7 +49,23 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from storage.engine import make_engine
 from storage.migrate import ensure_schema
+from storage.optuna_schema import (
+    studies,
+    trial_intermediate_values,
+    trial_params,
+    trial_user_attributes,
+    trial_values,
+    trials,
+)
 from storage.schema import Study
+from storage.throwaway_database import throwaway_database
+from studyd.client.readiness import (
+    ProcessExited,
+    answers_health,
+    free_port,
+    start_process,
+    stop_process,
+)
 
 EPOCHS = 20
 DISTRIBUTIONS = {
@@ -135,30 +150,15 @@ def fill_study(url: str, name: str, n: int, seed: int = 0) -> int:
     record = queue.submit_study(engine, name=name, spec={**SPEC, "name": name}, target_trials=n)
     optuna.create_study(storage=storage, study_name=record.optuna_name, direction="maximize")
     storage.engine.dispose()
-    meta = sa.MetaData()
-    meta.reflect(
-        engine,
-        only=[
-            "studies",
-            "trials",
-            "trial_params",
-            "trial_values",
-            "trial_intermediate_values",
-            "trial_user_attributes",
-        ],
-    )
-    t = meta.tables
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     rng = random.Random(seed)
     with engine.begin() as conn:
         study_id = conn.execute(
-            sa.select(t["studies"].c.study_id).where(
-                t["studies"].c.study_name == record.optuna_name
-            )
+            sa.select(studies.c.study_id).where(studies.c.study_name == record.optuna_name)
         ).scalar_one()
         rows = list(_trial_rows(n, rng))
         conn.execute(
-            t["trials"].insert(),
+            trials.insert(),
             [
                 {
                     "number": r["number"],
@@ -172,14 +172,12 @@ def fill_study(url: str, name: str, n: int, seed: int = 0) -> int:
         )
         ids = dict(
             conn.execute(
-                sa.select(t["trials"].c.number, t["trials"].c.trial_id).where(
-                    t["trials"].c.study_id == study_id
-                )
+                sa.select(trials.c.number, trials.c.trial_id).where(trials.c.study_id == study_id)
             ).all()
         )
         dists = {k: optuna.distributions.distribution_to_json(d) for k, d in DISTRIBUTIONS.items()}
         conn.execute(
-            t["trial_params"].insert(),
+            trial_params.insert(),
             [
                 {
                     "trial_id": ids[r["number"]],
@@ -192,7 +190,7 @@ def fill_study(url: str, name: str, n: int, seed: int = 0) -> int:
             ],
         )
         conn.execute(
-            t["trial_values"].insert(),
+            trial_values.insert(),
             [
                 {
                     "trial_id": ids[r["number"]],
@@ -204,7 +202,7 @@ def fill_study(url: str, name: str, n: int, seed: int = 0) -> int:
             ],
         )
         conn.execute(
-            t["trial_intermediate_values"].insert(),
+            trial_intermediate_values.insert(),
             [
                 {
                     "trial_id": ids[r["number"]],
@@ -217,7 +215,7 @@ def fill_study(url: str, name: str, n: int, seed: int = 0) -> int:
             ],
         )
         conn.execute(
-            t["trial_user_attributes"].insert(),
+            trial_user_attributes.insert(),
             [
                 {"trial_id": ids[r["number"]], "key": k, "value_json": json.dumps(v)}
                 for r in rows
@@ -236,12 +234,6 @@ def fill_study(url: str, name: str, n: int, seed: int = 0) -> int:
 # --- the server and the clients --------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -258,30 +250,22 @@ def cpu_seconds(pid: int) -> float:
 @contextmanager
 def serve(url: str) -> Iterator[tuple[str, int]]:
     """`studyd serve --no-workers` on `url`; yields (base URL, its pid)."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "STUDYD_DATABASE_URL": url}
     env.pop("STUDYD_API_TOKEN", None)  # no auth: the bench measures the routes
     command = [sys.executable, "-m", "studyd.cli.main", "serve", "--no-workers"]
     command += ["--port", str(port), "--log-level", "warning"]
     # Its log (uvicorn, Optuna's per-request study notices) would drown the figures.
-    log = open(Path(tempfile.gettempdir()) / "studyd-api-load-serve.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen(command, env=env, stderr=log)
+    log = Path(tempfile.gettempdir()) / f"studyd-api-load-serve-{port}.log"
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("studyd serve did not come up")
-            time.sleep(0.2)
+        proc = start_process(command, log, ready=lambda: answers_health(base), timeout=60, env=env)
+    except (ProcessExited, TimeoutError) as exc:
+        raise RuntimeError(f"studyd serve did not come up ({exc}); see {log}") from exc
+    try:
         yield base, proc.pid
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_process(proc, timeout=30)
 
 
 async def drive(base: str, paths: list[str], clients: int, requests: int) -> tuple[list, float]:
@@ -458,22 +442,6 @@ def run_backend(label: str, url: str, args: argparse.Namespace) -> None:
         print(f"  API RSS large - small      {growth:+7.1f} MiB  ({args.trials} vs 100 trials)")
 
 
-@contextmanager
-def fresh_postgres(admin_url: str) -> Iterator[str]:
-    """A new database on the server of `admin_url`, dropped afterwards."""
-    import psycopg
-
-    name = f"studyd_api_load_{os.getpid()}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10_000)
@@ -495,7 +463,7 @@ def main(argv: list[str] | None = None) -> None:
             if not admin:
                 print("\npostgresql: skipped (set STUDYD_TEST_POSTGRES_URL)")
                 continue
-            with fresh_postgres(admin) as url:
+            with throwaway_database(admin, prefix="studyd_api_load") as url:
                 run_backend("postgresql", url, args)
 
 

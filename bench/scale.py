@@ -36,6 +36,7 @@ from storage import queue
 from storage.engine import make_engine
 from storage.migrate import ensure_schema
 from storage.optuna_storage import make_optuna_storage
+from storage.throwaway_database import throwaway_database
 from studyd.client.readiness import ProcessExited, wait_until_ready
 from studyd.daemon.service import submit_spec
 
@@ -74,16 +75,8 @@ def fresh_database(postgres_admin_url: str | None, workdir: Path) -> Iterator[st
     if not postgres_admin_url:
         yield f"sqlite:///{workdir / f'scale-{uuid.uuid4().hex[:8]}.db'}"
         return
-    import psycopg
-
-    name = f"studyd_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{postgres_admin_url.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database(postgres_admin_url, prefix="studyd_bench") as url:
+        yield url
 
 
 def load_average() -> float:

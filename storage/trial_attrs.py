@@ -3,8 +3,8 @@
 Optuna's storage API writes one user attribute per transaction (≈ 3 ms each on SQLite, a worker
 records ~30 per trial) and finds a finished run only by loading every trial of the study. These
 functions do the same work in one round trip, with Optuna's encoding (`json.dumps(value)` in
-`trial_user_attributes.value_json`, models in `optuna.storages._rdb.models`). Any other storage
-(the gRPC proxy) falls back to the public API.
+`trial_user_attributes.value_json`; the tables are declared in `storage.optuna_schema`). Any
+other storage (the gRPC proxy) falls back to the public API.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from optuna.storages import BaseStorage, RDBStorage
-from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
+
+from storage.optuna_schema import enum_name, trial_user_attributes, trials
 
 
 def rdb_backend(storage: BaseStorage) -> RDBStorage | None:
@@ -47,7 +48,7 @@ def set_user_attrs(storage: BaseStorage, attrs_by_trial: Mapping[int, Mapping[st
         return
     if not attrs_by_trial:
         return
-    table = models.TrialUserAttributeModel.__table__
+    table = trial_user_attributes
     rows = [
         {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
         for trial_id, attrs in attrs_by_trial.items()
@@ -66,7 +67,6 @@ def set_user_attrs(storage: BaseStorage, attrs_by_trial: Mapping[int, Mapping[st
 def check_updatable(conn: sa.Connection, backend: RDBStorage, trial_ids: Sequence[int]) -> None:
     """Inside a write: `KeyError` for a missing trial, `UpdateFinishedTrialError` for a finished
     one (Optuna's own check), for each of `trial_ids`."""
-    trials = models.TrialModel.__table__
     states = dict(
         conn.execute(
             sa.select(trials.c.trial_id, trials.c.state).where(trials.c.trial_id.in_(trial_ids))
@@ -75,11 +75,7 @@ def check_updatable(conn: sa.Connection, backend: RDBStorage, trial_ids: Sequenc
     for trial_id in trial_ids:
         if trial_id not in states:
             raise KeyError(f"no trial with trial_id {trial_id}")
-        backend.check_trial_is_updatable(trial_id, TrialState[_state_name(states[trial_id])])
-
-
-def _state_name(state: Any) -> str:
-    return state.name if isinstance(state, TrialState) else str(state)
+        backend.check_trial_is_updatable(trial_id, TrialState[enum_name(states[trial_id])])
 
 
 def first_complete_trial_with_attr(
@@ -92,14 +88,13 @@ def first_complete_trial_with_attr(
     backend = rdb_backend(storage)
     if backend is None:
         return None
-    attrs = models.TrialUserAttributeModel.__table__
-    trials = models.TrialModel.__table__
+    attrs = trial_user_attributes
     query = (
         sa.select(trials.c.trial_id)
         .join(attrs, attrs.c.trial_id == trials.c.trial_id)
         .where(
             trials.c.study_id == study_id,
-            trials.c.state == TrialState.COMPLETE,
+            trials.c.state == TrialState.COMPLETE.name,
             trials.c.number < before,
             attrs.c.key == key,
             attrs.c.value_json == json.dumps(value),

@@ -14,8 +14,8 @@ from typing import Any
 
 import optuna
 import sqlalchemy as sa
-from optuna.storages._rdb import models
 
+from storage.optuna_schema import intermediate_to_stored, trial_intermediate_values
 from storage.trial_attrs import check_updatable, rdb_backend, set_user_attrs
 
 
@@ -36,10 +36,10 @@ def report_many(reports: Sequence[tuple[optuna.Trial, int, float]]) -> None:
         for trial, step, value in fresh:
             trial.report(value, step)
         return
-    table = models.TrialIntermediateValueModel.__table__
+    table = trial_intermediate_values
     rows = []
     for trial, step, value in fresh:
-        stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
+        stored, kind = intermediate_to_stored(value)
         rows.append(
             {
                 "trial_id": trial._trial_id,

@@ -12,6 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from storage.optuna_schema import trials
+
 # name -> columns of `trials`
 TRIAL_INDEXES: dict[str, tuple[str, ...]] = {
     # Pages and keyset scans by number: an index range, no sort.
@@ -24,7 +26,7 @@ TRIAL_INDEXES: dict[str, tuple[str, ...]] = {
 
 
 def _has_trials(connection: Connection) -> bool:
-    return sa.inspect(connection).has_table("trials")
+    return sa.inspect(connection).has_table(trials.name)
 
 
 def create_trial_indexes(connection: Connection) -> None:
@@ -32,9 +34,8 @@ def create_trial_indexes(connection: Connection) -> None:
     if not _has_trials(connection):
         return
     for name, columns in TRIAL_INDEXES.items():
-        connection.execute(
-            sa.text(f"CREATE INDEX IF NOT EXISTS {name} ON trials ({', '.join(columns)})")
-        )
+        names = ", ".join(trials.c[column].name for column in columns)
+        connection.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {name} ON {trials.name} ({names})"))
 
 
 def drop_trial_indexes(connection: Connection) -> None:

@@ -17,23 +17,21 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from storage.engine import read_only
-from storage.trials import (
-    _attrs,
-    _directions,
-    _optuna_study_id,
-    _params,
-    _side_tables,
-    _state_name,
-    _stored_value,
-    _trials,
-    _utc,
-    _values,
+from storage.optuna_schema import (
+    enum_name,
+    optuna_study_id,
+    params_and_attrs,
+    stored_value,
+    study_directions,
+    trial_params,
+    trial_system_attributes,
+    trial_user_attributes,
+    trial_values,
+    trials,
 )
+from storage.timestamps import as_utc
 
 SCAN_PAGE_SIZE = 500
-_system_attrs = sa.table(
-    "trial_system_attributes", sa.column("trial_id"), sa.column("key"), sa.column("value_json")
-)
 _CONSTRAINT_PREFIX = "constraints:"
 
 
@@ -70,32 +68,32 @@ def scan_trials(
     last = -1
     while True:
         with read_only(engine).connect() as conn:
-            study_id = _optuna_study_id(conn, optuna_name)
+            study_id = optuna_study_id(conn, optuna_name)
             if study_id is None:
                 return
             query = sa.select(
-                _trials.c.trial_id,
-                _trials.c.number,
-                _trials.c.state,
-                _trials.c.datetime_start,
-                _trials.c.datetime_complete,
-            ).where(_trials.c.study_id == study_id, _trials.c.number > last)
+                trials.c.trial_id,
+                trials.c.number,
+                trials.c.state,
+                trials.c.datetime_start,
+                trials.c.datetime_complete,
+            ).where(trials.c.study_id == study_id, trials.c.number > last)
             if wanted is not None:
-                query = query.where(_trials.c.state.in_(wanted))
-            rows = list(conn.execute(query.order_by(_trials.c.number).limit(page_size)))
+                query = query.where(trials.c.state.in_(wanted))
+            rows = list(conn.execute(query.order_by(trials.c.number).limit(page_size)))
             if not rows:
                 return
             ids = [r.trial_id for r in rows]
-            params, attrs = _side_tables(conn, ids, keys)
+            params, attrs = params_and_attrs(conn, ids, keys)
             values = _page_values(conn, ids)
             constraints = _page_constraints(conn, ids)
         yield [
             ScannedTrial(
                 number=r.number,
-                state=_state_name(r.state),
+                state=enum_name(r.state).lower(),
                 values=values.get(r.trial_id, []),
-                datetime_start=_utc(r.datetime_start),
-                datetime_complete=_utc(r.datetime_complete),
+                datetime_start=as_utc(r.datetime_start),
+                datetime_complete=as_utc(r.datetime_complete),
                 params=params[r.trial_id],
                 user_attrs=attrs[r.trial_id],
                 constraints=constraints.get(r.trial_id, {}),
@@ -109,20 +107,20 @@ def scan_trials(
 
 def _page_values(conn: sa.Connection, ids: list[int]) -> dict[int, list[float | None]]:
     query = (
-        sa.select(_values.c.trial_id, _values.c.value, _values.c.value_type)
-        .where(_values.c.trial_id.in_(ids))
-        .order_by(_values.c.trial_id, _values.c.objective)
+        sa.select(trial_values.c.trial_id, trial_values.c.value, trial_values.c.value_type)
+        .where(trial_values.c.trial_id.in_(ids))
+        .order_by(trial_values.c.trial_id, trial_values.c.objective)
     )
     out: dict[int, list[float | None]] = {}
     for row in conn.execute(query):
-        out.setdefault(row.trial_id, []).append(_stored_value(row.value, row.value_type))
+        out.setdefault(row.trial_id, []).append(stored_value(row.value, row.value_type))
     return out
 
 
 def _page_constraints(conn: sa.Connection, ids: list[int]) -> dict[int, dict[str, float]]:
-    query = sa.select(_system_attrs).where(
-        _system_attrs.c.trial_id.in_(ids),
-        _system_attrs.c.key.like(_CONSTRAINT_PREFIX + "%"),
+    query = sa.select(trial_system_attributes).where(
+        trial_system_attributes.c.trial_id.in_(ids),
+        trial_system_attributes.c.key.like(_CONSTRAINT_PREFIX + "%"),
     )
     out: dict[int, dict[str, float]] = {}
     for row in conn.execute(query):
@@ -134,23 +132,19 @@ def _page_constraints(conn: sa.Connection, ids: list[int]) -> dict[int, dict[str
 def trial_columns(engine: Engine, optuna_name: str) -> tuple[int, list[str], list[str]]:
     """(number of objectives, param names, user attribute keys) used anywhere in the study."""
     with read_only(engine).connect() as conn:
-        study_id = _optuna_study_id(conn, optuna_name)
+        study_id = optuna_study_id(conn, optuna_name)
         if study_id is None:
             return 0, [], []
-        in_study = sa.select(_trials.c.trial_id).where(_trials.c.study_id == study_id)
+        in_study = sa.select(trials.c.trial_id).where(trials.c.study_id == study_id)
         n_objectives = conn.execute(
-            sa.select(sa.func.count()).where(_directions.c.study_id == study_id)
+            sa.select(sa.func.count()).where(study_directions.c.study_id == study_id)
         ).scalar_one()
-        param_names = conn.execute(
-            sa.select(_params.c.param_name)
-            .where(_params.c.trial_id.in_(in_study))
-            .distinct()
-            .order_by(_params.c.param_name)
-        ).scalars()
-        attr_keys = conn.execute(
-            sa.select(_attrs.c.key)
-            .where(_attrs.c.trial_id.in_(in_study))
-            .distinct()
-            .order_by(_attrs.c.key)
-        ).scalars()
-        return int(n_objectives), list(param_names), list(attr_keys)
+
+        def names(column: sa.Column[str]) -> list[str]:
+            """The distinct values of a side table's `column` over the study's trials, sorted."""
+            query = sa.select(column).where(column.table.c.trial_id.in_(in_study)).distinct()
+            return list(conn.execute(query.order_by(column)).scalars())
+
+        param_names = names(trial_params.c.param_name)
+        attr_keys = names(trial_user_attributes.c.key)
+        return int(n_objectives), param_names, attr_keys

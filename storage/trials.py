@@ -10,17 +10,31 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
-from optuna.distributions import BaseDistribution, json_to_distribution
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from sqlalchemy.engine import Connection, Engine
 
 from storage.engine import read_only
+from storage.optuna_schema import (
+    distribution,
+    enum_name,
+    optuna_study_id,
+    params_and_attrs,
+    stored_value,
+    studies,
+    study_directions,
+    trial_intermediate_values,
+    trial_params,
+    trial_user_attributes,
+    trial_values,
+    trials,
+)
+from storage.timestamps import as_utc
 
 TRIAL_STATES: tuple[str, ...] = ("running", "waiting", "complete", "pruned", "fail")
 # Finished states, COMPLETE first (its latest completion keys the caches).
@@ -37,49 +51,6 @@ BRIEF_ATTRS: tuple[str, ...] = (
     "param_count",
     "epoch_seconds",
     "retry_of",
-)
-
-_studies = sa.table("studies", sa.column("study_id"), sa.column("study_name"))
-_directions = sa.table(
-    "study_directions", sa.column("study_id"), sa.column("objective"), sa.column("direction")
-)
-# Optuna's enum (a native type on PostgreSQL): typed so that `state == 'COMPLETE'` binds as the
-# enum and rides our (study_id, state, ...) index, where a cast of the column to text would not.
-_TRIAL_STATE = sa.Enum(
-    *(s.upper() for s in TRIAL_STATES), name="trialstate", create_constraint=False
-)
-_trials = sa.table(
-    "trials",
-    sa.column("trial_id"),
-    sa.column("number"),
-    sa.column("study_id"),
-    sa.column("state", _TRIAL_STATE),
-    sa.column("datetime_start", sa.DateTime),
-    sa.column("datetime_complete", sa.DateTime),
-)
-_values = sa.table(
-    "trial_values",
-    sa.column("trial_id"),
-    sa.column("objective"),
-    sa.column("value", sa.Float),
-    sa.column("value_type"),
-)
-_params = sa.table(
-    "trial_params",
-    sa.column("trial_id"),
-    sa.column("param_name"),
-    sa.column("param_value", sa.Float),
-    sa.column("distribution_json"),
-)
-_attrs = sa.table(
-    "trial_user_attributes", sa.column("trial_id"), sa.column("key"), sa.column("value_json")
-)
-_steps = sa.table(
-    "trial_intermediate_values",
-    sa.column("trial_id"),
-    sa.column("step"),
-    sa.column("intermediate_value", sa.Float),
-    sa.column("intermediate_value_type"),
 )
 
 
@@ -130,31 +101,8 @@ def _text(enum_column: sa.ColumnClause[Any]) -> sa.ColumnElement[str]:
     return sa.cast(enum_column, sa.String)
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    return None if value is None else value.replace(tzinfo=dt.UTC)
-
-
-@lru_cache(maxsize=4096)
-def _distribution(text: str) -> BaseDistribution:
-    return json_to_distribution(text)
-
-
-def _stored_value(value: float | None, value_type: Any) -> float | None:
-    kind = getattr(value_type, "name", value_type)
-    if kind == "INF_POS":
-        return float("inf")
-    if kind == "INF_NEG":
-        return float("-inf")
-    return value
-
-
 def _state_name(state: Any) -> str:
-    return str(getattr(state, "name", state)).lower()
-
-
-def _optuna_study_id(conn: Connection, optuna_name: str) -> int | None:
-    query = sa.select(_studies.c.study_id).where(_studies.c.study_name == optuna_name)
-    return conn.execute(query).scalar_one_or_none()
+    return enum_name(state).lower()
 
 
 def _direction_name(stored: Any) -> str:
@@ -162,8 +110,8 @@ def _direction_name(stored: Any) -> str:
 
 
 def _direction(conn: Connection, study_id: int) -> str:
-    query = sa.select(_directions.c.direction).where(
-        _directions.c.study_id == study_id, _directions.c.objective == 0
+    query = sa.select(study_directions.c.direction).where(
+        study_directions.c.study_id == study_id, study_directions.c.objective == 0
     )
     return _direction_name(conn.execute(query).scalar_one_or_none())
 
@@ -174,59 +122,36 @@ def _value_order(direction: str, order: SortOrder | None) -> list[sa.ColumnEleme
     descending = (direction == "maximize") == best_first
     # -inf < finite < +inf, whatever the column holds for the infinite rows (NULL).
     rank = sa.case(
-        (_text(_values.c.value_type) == "INF_NEG", 0),
-        (_text(_values.c.value_type) == "INF_POS", 2),
+        (_text(trial_values.c.value_type) == "INF_NEG", 0),
+        (_text(trial_values.c.value_type) == "INF_POS", 2),
         else_=1,
     )
     missing = sa.case(
-        (_values.c.trial_id.is_(None), 2), (_trials.c.state != "COMPLETE", 1), else_=0
+        (trial_values.c.trial_id.is_(None), 2), (trials.c.state != "COMPLETE", 1), else_=0
     )
-    keys = [rank.desc(), _values.c.value.desc()] if descending else [rank, _values.c.value]
-    return [missing, *keys, _trials.c.number]
-
-
-def _side_tables(
-    conn: Connection, trial_ids: Sequence[int], attr_keys: Iterable[str] | None
-) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
-    params: dict[int, dict[str, Any]] = {tid: {} for tid in trial_ids}
-    attrs: dict[int, dict[str, Any]] = {tid: {} for tid in trial_ids}
-    if not trial_ids:
-        return params, attrs
-    query = sa.select(
-        _params.c.trial_id, _params.c.param_name, _params.c.param_value, _params.c.distribution_json
-    ).where(_params.c.trial_id.in_(trial_ids))
-    # fetchall + tuple unpacking: a page is ~1000 side rows, and per-row fetches dominated it.
-    for tid, name, value, dist_json in conn.execute(query).all():
-        params[tid][name] = _distribution(dist_json).to_external_repr(value)
-    query = sa.select(_attrs.c.trial_id, _attrs.c.key, _attrs.c.value_json).where(
-        _attrs.c.trial_id.in_(trial_ids)
+    keys = (
+        [rank.desc(), trial_values.c.value.desc()] if descending else [rank, trial_values.c.value]
     )
-    if attr_keys is not None:
-        query = query.where(_attrs.c.key.in_(list(attr_keys)))
-    found = conn.execute(query).all()
-    # Each value is a JSON document: one array of them decodes in one call, not one per value.
-    values = json.loads("[" + ",".join(row[2] for row in found) + "]")
-    for (tid, key, _), value in zip(found, values, strict=True):
-        attrs[tid][key] = value
-    return params, attrs
+    return [missing, *keys, trials.c.number]
 
 
 def _trial_query(study_id: int) -> sa.Select[Any]:
     return (
         sa.select(
-            _trials.c.trial_id,
-            _trials.c.number,
-            _trials.c.state,
-            _trials.c.datetime_start,
-            _trials.c.datetime_complete,
-            _values.c.value,
-            _values.c.value_type,
+            trials.c.trial_id,
+            trials.c.number,
+            trials.c.state,
+            trials.c.datetime_start,
+            trials.c.datetime_complete,
+            trial_values.c.value,
+            trial_values.c.value_type,
         )
-        .select_from(_trials)
+        .select_from(trials)
         .outerjoin(
-            _values, sa.and_(_values.c.trial_id == _trials.c.trial_id, _values.c.objective == 0)
+            trial_values,
+            sa.and_(trial_values.c.trial_id == trials.c.trial_id, trial_values.c.objective == 0),
         )
-        .where(_trials.c.study_id == study_id)
+        .where(trials.c.study_id == study_id)
     )
 
 
@@ -234,15 +159,15 @@ def _rows(
     conn: Connection, result: Iterable[Any], attr_keys: Iterable[str] | None
 ) -> list[TrialRow]:
     found = result.all() if isinstance(result, sa.CursorResult) else list(result)
-    params, attrs = _side_tables(conn, [r.trial_id for r in found], attr_keys)
+    params, attrs = params_and_attrs(conn, [r.trial_id for r in found], attr_keys)
     return [
         TrialRow(
             trial_id=r.trial_id,
             number=r.number,
             state=_state_name(r.state),
-            value=_stored_value(r.value, r.value_type),
-            datetime_start=_utc(r.datetime_start),
-            datetime_complete=_utc(r.datetime_complete),
+            value=stored_value(r.value, r.value_type),
+            datetime_start=as_utc(r.datetime_start),
+            datetime_complete=as_utc(r.datetime_complete),
             params=params[r.trial_id],
             user_attrs=attrs[r.trial_id],
         )
@@ -300,31 +225,30 @@ def _stats_query() -> sa.Select[Any]:
     """One row: the count per state (an index range each, of our (study_id, state) index, read
     without the table), the first start and the last completion per finished state (one index
     seek each: a max over an IN list would scan instead)."""
-    study = _trials.c.study_id == sa.bindparam("study_id", type_=sa.Integer)
+    study = trials.c.study_id == sa.bindparam("study_id", type_=sa.Integer)
 
     def scalar(column: Any, *where: sa.ColumnElement[bool]) -> sa.ScalarSelect[Any]:
         return sa.select(column).where(study, *where).scalar_subquery()
 
     return sa.select(
-        *(scalar(sa.func.count(), _trials.c.state == s.upper()) for s in TRIAL_STATES),
-        scalar(sa.func.min(_trials.c.datetime_start)),
-        *(
-            scalar(sa.func.max(_trials.c.datetime_complete), _trials.c.state == s)
-            for s in _FINISHED
-        ),
+        *(scalar(sa.func.count(), trials.c.state == s.upper()) for s in TRIAL_STATES),
+        scalar(sa.func.min(trials.c.datetime_start)),
+        *(scalar(sa.func.max(trials.c.datetime_complete), trials.c.state == s) for s in _FINISHED),
     )
 
 
 # Built once: a statement object caches its own cache key, so each request only binds its values.
 _STATS_QUERY = _stats_query()
 _STUDY_QUERY = (
-    sa.select(_studies.c.study_id, _directions.c.direction)
-    .select_from(_studies)
+    sa.select(studies.c.study_id, study_directions.c.direction)
+    .select_from(studies)
     .outerjoin(
-        _directions,
-        sa.and_(_directions.c.study_id == _studies.c.study_id, _directions.c.objective == 0),
+        study_directions,
+        sa.and_(
+            study_directions.c.study_id == studies.c.study_id, study_directions.c.objective == 0
+        ),
     )
-    .where(_studies.c.study_name == sa.bindparam("optuna_name", type_=sa.String))
+    .where(studies.c.study_name == sa.bindparam("optuna_name", type_=sa.String))
 )
 
 
@@ -336,17 +260,17 @@ def _stats(conn: Connection, study_id: int, direction: str) -> StudyTrialStats:
     return StudyTrialStats(
         counts,
         direction,
-        _utc(first_start),
-        _utc(max((t for t in completes if t is not None), default=None)),
+        as_utc(first_start),
+        as_utc(max((t for t in completes if t is not None), default=None)),
         optuna_study_id=study_id,
-        last_complete=_utc(completes[0]),
+        last_complete=as_utc(completes[0]),
     )
 
 
 def _best(conn: Connection, study_id: int, direction: str) -> TrialRow | None:
     query = (
         _trial_query(study_id)
-        .where(_trials.c.state == "COMPLETE", _values.c.trial_id.is_not(None))
+        .where(trials.c.state == "COMPLETE", trial_values.c.trial_id.is_not(None))
         .order_by(*_value_order(direction, None))
         .limit(1)
     )
@@ -367,20 +291,20 @@ def list_trials(
 ) -> tuple[list[TrialRow], int]:
     """One page of trials and the total matching the filters."""
     with read_only(engine).connect() as conn:
-        study_id = _optuna_study_id(conn, optuna_name)
+        study_id = optuna_study_id(conn, optuna_name)
         if study_id is None:
             return [], 0
-        filters: list[sa.ColumnElement[bool]] = [_trials.c.study_id == study_id]
+        filters: list[sa.ColumnElement[bool]] = [trials.c.study_id == study_id]
         if state is not None:
-            filters.append(_trials.c.state == state.upper())
+            filters.append(trials.c.state == state.upper())
         if variant is not None:
             # The worker stores user attributes JSON-encoded, so the string carries its quotes.
             # EXISTS per trial rides the (trial_id, key) unique index; an IN over every
             # study's variant attributes would scan them all.
             tagged = sa.exists().where(
-                _attrs.c.trial_id == _trials.c.trial_id,
-                _attrs.c.key == "variant",
-                _attrs.c.value_json == json.dumps(variant),
+                trial_user_attributes.c.trial_id == trials.c.trial_id,
+                trial_user_attributes.c.key == "variant",
+                trial_user_attributes.c.value_json == json.dumps(variant),
             )
             filters.append(tagged)
         # Counted on `trials` alone: our (study_id, state) index answers it without the rows.
@@ -400,16 +324,18 @@ def _number_page(
     """A page by number: the trials first (a range of our (study_id, number) index), their
     values joined to those rows only. Joined before the LIMIT, PostgreSQL hashed the whole
     study's values and sorted every trial (10 ms a page at 10 000 trials)."""
-    columns = [c for c in _trial_query(0).selected_columns if c.table is _trials]
-    number = _trials.c.number.desc() if order == "desc" else _trials.c.number
+    columns = [c for c in _trial_query(0).selected_columns if c.table is trials]
+    number = trials.c.number.desc() if order == "desc" else trials.c.number
     trials_page = (
         sa.select(*columns).where(*filters).order_by(number).limit(limit).offset(offset)
     ).subquery("page")
     return (
-        sa.select(trials_page, _values.c.value, _values.c.value_type)
+        sa.select(trials_page, trial_values.c.value, trial_values.c.value_type)
         .outerjoin(
-            _values,
-            sa.and_(_values.c.trial_id == trials_page.c.trial_id, _values.c.objective == 0),
+            trial_values,
+            sa.and_(
+                trial_values.c.trial_id == trials_page.c.trial_id, trial_values.c.objective == 0
+            ),
         )
         .order_by(trials_page.c.number.desc() if order == "desc" else trials_page.c.number)
     )
@@ -418,18 +344,20 @@ def _number_page(
 def get_trial(engine: Engine, optuna_name: str, number: int) -> TrialRow | None:
     """One trial with all its params, user attributes and intermediate values."""
     with read_only(engine).connect() as conn:
-        study_id = _optuna_study_id(conn, optuna_name)
+        study_id = optuna_study_id(conn, optuna_name)
         if study_id is None:
             return None
-        query = _trial_query(study_id).where(_trials.c.number == number).limit(1)
+        query = _trial_query(study_id).where(trials.c.number == number).limit(1)
         rows = _rows(conn, conn.execute(query), None)
         if not rows:
             return None
         steps_query = (
-            sa.select(_steps).where(_steps.c.trial_id == rows[0].trial_id).order_by(_steps.c.step)
+            sa.select(trial_intermediate_values)
+            .where(trial_intermediate_values.c.trial_id == rows[0].trial_id)
+            .order_by(trial_intermediate_values.c.step)
         )
         steps = [
-            (s.step, _stored_value(s.intermediate_value, s.intermediate_value_type))
+            (s.step, stored_value(s.intermediate_value, s.intermediate_value_type))
             for s in conn.execute(steps_query)
         ]
         row = rows[0]
@@ -447,33 +375,39 @@ class CompleteValue:
 
 def complete_values(engine: Engine, optuna_name: str) -> list[CompleteValue]:
     """(value, variant, placement) of every complete trial: three scalars a row, not trials."""
-    variant = _attrs.alias("variant_attr")
-    placement = _attrs.alias("placement_attr")
+    variant = trial_user_attributes.alias("variant_attr")
+    placement = trial_user_attributes.alias("placement_attr")
     with read_only(engine).connect() as conn:
-        study_id = _optuna_study_id(conn, optuna_name)
+        study_id = optuna_study_id(conn, optuna_name)
         if study_id is None:
             return []
         query = (
             sa.select(
-                _values.c.value, _values.c.value_type, variant.c.value_json, placement.c.value_json
+                trial_values.c.value,
+                trial_values.c.value_type,
+                variant.c.value_json,
+                placement.c.value_json,
             )
-            .select_from(_trials)
+            .select_from(trials)
             .join(
-                _values, sa.and_(_values.c.trial_id == _trials.c.trial_id, _values.c.objective == 0)
+                trial_values,
+                sa.and_(
+                    trial_values.c.trial_id == trials.c.trial_id, trial_values.c.objective == 0
+                ),
             )
             .outerjoin(
                 variant,
-                sa.and_(variant.c.trial_id == _trials.c.trial_id, variant.c.key == "variant"),
+                sa.and_(variant.c.trial_id == trials.c.trial_id, variant.c.key == "variant"),
             )
             .outerjoin(
                 placement,
-                sa.and_(placement.c.trial_id == _trials.c.trial_id, placement.c.key == "placement"),
+                sa.and_(placement.c.trial_id == trials.c.trial_id, placement.c.key == "placement"),
             )
-            .where(_trials.c.study_id == study_id, _trials.c.state == "COMPLETE")
+            .where(trials.c.study_id == study_id, trials.c.state == "COMPLETE")
         )
         return [
             CompleteValue(
-                value=_stored_value(value, value_type),  # type: ignore[arg-type]
+                value=stored_value(value, value_type),  # type: ignore[arg-type]
                 variant=None if v is None else str(json.loads(v)),
                 placement=None if p is None else str(json.loads(p)),
             )
@@ -487,13 +421,13 @@ def recent_complete_trials(engine: Engine, optuna_name: str, limit: int) -> list
     Enough for parameter importances without loading user attributes or curves.
     """
     with read_only(engine).connect() as conn:
-        study_id = _optuna_study_id(conn, optuna_name)
+        study_id = optuna_study_id(conn, optuna_name)
         if study_id is None:
             return []
         query = (
             _trial_query(study_id)
-            .where(_trials.c.state == "COMPLETE", _text(_values.c.value_type) == "FINITE")
-            .order_by(_trials.c.number.desc())
+            .where(trials.c.state == "COMPLETE", _text(trial_values.c.value_type) == "FINITE")
+            .order_by(trials.c.number.desc())
             .limit(limit)
         )
         found = list(conn.execute(query))
@@ -501,8 +435,10 @@ def recent_complete_trials(engine: Engine, optuna_name: str, limit: int) -> list
         params: dict[int, dict[str, Any]] = {tid: {} for tid in ids}
         dists: dict[int, dict[str, BaseDistribution]] = {tid: {} for tid in ids}
         if ids:
-            for row in conn.execute(sa.select(_params).where(_params.c.trial_id.in_(ids))):
-                dist = _distribution(row.distribution_json)
+            for row in conn.execute(
+                sa.select(trial_params).where(trial_params.c.trial_id.in_(ids))
+            ):
+                dist = distribution(row.distribution_json)
                 params[row.trial_id][row.param_name] = dist.to_external_repr(row.param_value)
                 dists[row.trial_id][row.param_name] = dist
     return [

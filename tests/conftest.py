@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
+
+from storage.throwaway_database import throwaway_database
 
 PG_ADMIN_URL = os.environ.get("STUDYD_TEST_POSTGRES_URL", "")
 REQUIRE_SERVICES = os.environ.get("STUDYD_TEST_REQUIRE_SERVICES") == "1"
@@ -38,18 +39,6 @@ def postgres_admin_url() -> str:
     return PG_ADMIN_URL
 
 
-def _fresh_postgres_url(admin_url: str) -> Iterator[str]:
-    name = f"studyd_test_{uuid.uuid4().hex[:12]}"
-    with _pg_admin_connect() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = admin_url.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with _pg_admin_connect() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'studyd.db'}"
@@ -57,7 +46,8 @@ def sqlite_url(tmp_path) -> str:
 
 @pytest.fixture
 def postgres_url(postgres_admin_url) -> Iterator[str]:
-    yield from _fresh_postgres_url(postgres_admin_url)
+    with throwaway_database(postgres_admin_url) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -67,4 +57,5 @@ def db_url(request, tmp_path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'studyd.db'}"
     else:
         admin = request.getfixturevalue("postgres_admin_url")
-        yield from _fresh_postgres_url(admin)
+        with throwaway_database(admin) as url:
+            yield url

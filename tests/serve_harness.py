@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from studyd.client.readiness import ProcessExited, wait_until_ready
+from studyd.client.readiness import (  # noqa: F401 - the harnesses import them from here
+    ProcessExited,
+    answers_health,
+    free_port,
+    start_process,
+    stop_process,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_SECONDS = 60.0
 SERVE = [sys.executable, "-m", "studyd.cli.main", "serve", "--no-workers", "--log-level", "warning"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -31,20 +28,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STUDYD_")}
     env["PYTHONPATH"] = str(REPO)
     return env | extra
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
-    """SIGTERM (after SIGCONT, in case a test stopped it), then SIGKILL after `timeout`."""
-    if process.poll() is None:
-        with suppress(ProcessLookupError):
-            process.send_signal(signal.SIGCONT)
-            process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
 
 
 @dataclass
@@ -70,10 +53,7 @@ class Server:
         return stop_process(self.process)
 
     def healthy(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return answers_health(self.url)
 
 
 def start_server(
@@ -92,14 +72,16 @@ def start_server(
     full_env |= env or {}
     args = [*(command or SERVE), "--port", str(port)]
     log_path = log_dir / f"server-{port}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(args, cwd=REPO, env=full_env, stdout=log, stderr=log)
-    server = Server(f"http://127.0.0.1:{port}", database_url, process, log_path, token)
+    url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(server.healthy, [process], timeout=STARTUP_SECONDS)
+        process = start_process(
+            args, log_path, ready=lambda: answers_health(url), timeout=STARTUP_SECONDS,
+            env=full_env, cwd=REPO,
+        )  # fmt: skip
     except ProcessExited as exc:
-        raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}") from exc
+        log = log_path.read_text(errors="replace")[-6000:]
+        raise RuntimeError(f"server exited with {exc.process.returncode}:\n{log}") from exc
     except TimeoutError as exc:
-        server.stop()
-        raise RuntimeError(f"server did not start in {STARTUP_SECONDS}s:\n{server.log()}") from exc
-    return server
+        log = log_path.read_text(errors="replace")[-6000:]
+        raise RuntimeError(f"server did not start in {STARTUP_SECONDS}s:\n{log}") from exc
+    return Server(url, database_url, process, log_path, token)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,8 +11,19 @@ from rich.table import Table
 from rich.text import Text
 
 from models.variants import KNOBS, knob_owner
+from studyd.client.summary_rows import (
+    JSON,
+    SUMMARY_HEADER,
+    best_of,
+    best_trial_line,
+    fmt_value,
+    importance_rows,
+    pareto_rows,
+    ranking_rows,
+    trial_attr,
+    trial_rates,
+)
 
-JSON = dict[str, Any]
 STATE_STYLE = {
     "queued": "yellow",
     "running": "cyan",
@@ -53,11 +63,6 @@ def running_of(study: JSON) -> int:
     return max(0, int(study.get("claimed", 0)) - finished_of(study))
 
 
-def best_of(study: JSON) -> JSON | None:
-    best = study.get("best_trial", study.get("best"))
-    return best if isinstance(best, dict) else None
-
-
 def parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
@@ -79,24 +84,6 @@ def eta_seconds(study: JSON, now: datetime | None = None) -> float | None:
 
 
 # -- formatting values -----------------------------------------------------------------------
-
-
-def fmt_value(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
-            return f"{value:.3g}"
-        return f"{value:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{value:.0f}"
-    if isinstance(value, list):
-        return ", ".join(fmt_value(v, digits) for v in value)
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={fmt_value(v, digits)}" for k, v in value.items())
-    return str(value)
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -198,23 +185,6 @@ def study_view(study: JSON) -> Group:
     return Group(key_value_table([(k, v) for k, v in rows if v not in (None, "")]))
 
 
-def trial_attr(trial: JSON, key: str) -> Any:
-    for source in (trial, trial.get("user_attrs") or {}, trial.get("attrs") or {}):
-        if isinstance(source, dict) and key in source:
-            return source[key]
-    return None
-
-
-def trial_rates(trial: JSON) -> Any:
-    """The dropout rate(s) a trial used, from its params or its stored model config."""
-    params = trial.get("params") or {}
-    rates = [v for k, v in sorted(params.items()) if "rate" in k and "lr" not in k]
-    if rates:
-        return rates[0] if len(rates) == 1 else rates
-    config = trial_attr(trial, "config") or {}
-    return config.get("rates") if isinstance(config, dict) else None
-
-
 def trial_net(trial: JSON) -> str:
     """`2×128` (depth × width) from the params, or the stored config's hidden widths."""
     params = trial.get("params") or {}
@@ -250,9 +220,8 @@ def trials_table(items: list[JSON], total: int | None = None) -> Table:
 
 # -- summary ---------------------------------------------------------------------------------
 
-# Keys of the summary shown in its header or its own section; anything else the API adds later
-# (e.g. confidence intervals) is shown after them, generically.
-SUMMARY_HEADER = ("study_id", "state", "direction", "n_complete", "verdict")
+# Keys of the summary shown in its header (SUMMARY_HEADER) or its own section; anything else the
+# API adds later (e.g. confidence intervals) is shown after them, generically.
 SUMMARY_SECTIONS = (
     "variants",
     "placements",
@@ -324,67 +293,6 @@ def importances_table(importances: dict[str, Any]) -> Table:
     return table
 
 
-def _diff(cmp: Any) -> str:
-    """`+1.2±0.8 pts (p=0.03)`: a paired comparison, in accuracy points, Holm-adjusted p."""
-    if not isinstance(cmp, dict) or cmp.get("improvement") is None:
-        return "—"
-    text = f"{100 * cmp['improvement']:+.1f}"
-    if cmp.get("half_width") is not None:
-        text += f"±{100 * cmp['half_width']:.1f}"
-    p = cmp.get("p_holm")
-    text += " pts" + (f" (p={p:.2g})" if p is not None else "")
-    return text + (" *" if cmp.get("different") else "")
-
-
-def ranking_rows(rows: Any) -> list[JSON]:
-    """The verdict's ranking as flat rows: mean over seeds with its 95% CI, paired diffs."""
-    out = []
-    for row in rows if isinstance(rows, list) else []:
-        low, high = row.get("ci_low"), row.get("ci_high")
-        out.append(
-            {
-                "group": row.get("group"),
-                "seeds": row.get("n_seeds"),
-                "configs": row.get("n_configs"),
-                "mean": row.get("mean"),
-                "95% CI": "—" if low is None else f"[{fmt_value(low)}, {fmt_value(high)}]",
-                "gap": row.get("gap_mean"),
-                "vs best": _diff(row.get("vs_best")),
-                "vs none": _diff(row.get("vs_none")),
-            }
-        )
-    return out
-
-
-def importance_rows(importances: Any) -> list[JSON]:
-    """Variant-aware importances: each variant's marginal effect and its top parameters."""
-    variants = importances.get("variants") if isinstance(importances, dict) else None
-    out = []
-    for name, v in (variants or {}).items():
-        ranked = sorted((v.get("params") or {}).items(), key=lambda kv: -kv[1])
-        out.append(
-            {
-                "variant": name,
-                "trials": v.get("n_trials"),
-                "marginal effect": v.get("marginal_effect"),
-                "own parameters (fANOVA)": ", ".join(f"{k} {x:.2f}" for k, x in ranked[:4]) or "—",
-            }
-        )
-    return out
-
-
-def pareto_rows(summary: JSON) -> list[JSON]:
-    names = summary.get("objectives") or []
-    out = []
-    for p in summary.get("pareto_front") or []:
-        row: JSON = {"#": p.get("number"), "variant": p.get("variant")}
-        values = p.get("values") or []
-        row.update({n: v for n, v in zip(names, values, strict=False)})
-        row["placement"] = p.get("placement")
-        out.append(row)
-    return out
-
-
 def evidence_parts(summary: JSON) -> list[Any]:
     """Tables of the evidence: rankings with CIs, diagnostics, importances, Pareto front."""
     parts: list[Any] = []
@@ -403,11 +311,6 @@ def evidence_parts(summary: JSON) -> list[Any]:
     if rows := pareto_rows(summary):
         parts.append(rows_table(rows, "Pareto front (feasible, non-dominated)"))
     return parts
-
-
-def best_trial_line(best: JSON) -> str:
-    where = " · ".join(str(best[k]) for k in ("variant", "placement") if best.get(k))
-    return f"#{best.get('number')} value {fmt_value(best.get('value'))} ({where})"
 
 
 def summary_view(summary: JSON) -> Group:

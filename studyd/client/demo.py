@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from studyd.client.rest import ClientError, ServerUnreachable, StudydClient
+from studyd.client.readiness import (
+    ProcessExited,
+    answers_health,
+    free_port,
+    start_process,
+    stop_process,
+)
+from studyd.client.rest import ClientError, StudydClient
 
 SPEC_NAME = "shootout.yaml"
 STARTUP_SECONDS = 120.0
@@ -37,12 +42,13 @@ class DemoServer:
     database_url: str
     log_path: Path
 
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+
+def _tail(log_path: Path, lines: int = 15) -> str:
+    try:
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def bundled_spec() -> Path:
@@ -52,12 +58,6 @@ def bundled_spec() -> Path:
         if candidate.is_file():
             return candidate
     raise DemoError(f"the bundled spec {SPEC_NAME} is missing from this install")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def start_server(directory: Path, *, port: int | None = None, workers: int = 1) -> DemoServer:
@@ -77,44 +77,26 @@ def start_server(directory: Path, *, port: int | None = None, workers: int = 1) 
     command = [sys.executable, "-m", "studyd.cli.main", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(workers)]
     log_path = directory / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = DemoServer(process, f"http://127.0.0.1:{port}", database_url, log_path)
+    url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(server)
-    except BaseException:
-        stop_server(server)
-        raise
-    return server
-
-
-def wait_until_ready(server: DemoServer, timeout: float = STARTUP_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    with StudydClient(server.url, timeout=5.0) as api:
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                raise DemoError(
-                    f"`studyd serve` exited with code {server.process.returncode}; "
-                    f"last lines of {server.log_path}:\n{server.log_tail()}"
-                )
-            try:
-                api.health()
-                return
-            except ServerUnreachable:
-                time.sleep(0.25)
-    raise DemoError(f"`studyd serve` did not answer within {timeout:.0f}s (see {server.log_path})")
+        process = start_process(
+            command, log_path, ready=lambda: answers_health(url), timeout=STARTUP_SECONDS, env=env
+        )
+    except ProcessExited as exc:
+        raise DemoError(
+            f"`studyd serve` exited with code {exc.process.returncode}; "
+            f"last lines of {log_path}:\n{_tail(log_path)}"
+        ) from exc
+    except TimeoutError as exc:
+        raise DemoError(
+            f"`studyd serve` did not answer within {STARTUP_SECONDS:.0f}s (see {log_path})"
+        ) from exc
+    return DemoServer(process, url, database_url, log_path)
 
 
 def stop_server(server: DemoServer) -> int | None:
     """SIGTERM (workers finish or fail their trial cleanly), then SIGKILL if it hangs."""
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
-    return server.process.returncode
+    return stop_process(server.process, STOP_SECONDS)
 
 
 @contextmanager

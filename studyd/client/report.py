@@ -19,7 +19,8 @@ matplotlib.use("Agg")  # reports are written on servers without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from models.config import VARIANTS  # noqa: E402
-from studyd.cli.render import (  # noqa: E402
+from studyd.client.rest import ClientError, StudydClient  # noqa: E402
+from studyd.client.summary_rows import (  # noqa: E402
     SUMMARY_HEADER,
     best_of,
     best_trial_line,
@@ -30,7 +31,6 @@ from studyd.cli.render import (  # noqa: E402
     trial_attr,
     trial_rates,
 )
-from studyd.client.rest import ClientError, StudydClient  # noqa: E402
 
 JSON = dict[str, Any]
 BEST_CURVES = 5

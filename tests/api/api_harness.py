@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import optuna
-import psycopg
 from serve_harness import Server, start_server  # noqa: F401 - the API tests import it from here
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL database for a module (tests/conftest.py's `db_url` is per test)."""
-    name = f"studyd_api_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin_url.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def spec(name: str | None = None, **search: Any) -> dict[str, Any]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from api_harness import Server, postgres_database, start_server
+from api_harness import Server, start_server
+
+from storage.throwaway_database import throwaway_database
 
 
 @pytest.fixture(
@@ -19,7 +21,7 @@ def server(request, tmp_path_factory) -> Iterator[Server]:
         yield srv
         srv.stop()
         return
-    with postgres_database(request.getfixturevalue("postgres_admin_url")) as url:
+    with throwaway_database(request.getfixturevalue("postgres_admin_url")) as url:
         srv = start_server(url, tmp)
         yield srv
         srv.stop()

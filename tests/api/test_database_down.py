@@ -7,8 +7,9 @@ import time
 
 import psycopg
 import pytest
-from api_harness import Server, postgres_database, spec, start_server
+from api_harness import Server, spec, start_server
 
+from storage.throwaway_database import throwaway_database
 from studyd.client.rest import ServerError, StudydClient
 
 DB_ROUTES = [
@@ -71,7 +72,7 @@ def _rename(admin_url: str, old: str, new: str) -> None:
 
 @pytest.mark.postgres
 def test_postgresql_going_away_is_503_and_the_api_recovers(postgres_admin_url, tmp_path):
-    with postgres_database(postgres_admin_url) as url:
+    with throwaway_database(postgres_admin_url) as url:
         server = start_server(url, tmp_path)
         try:
             study = server.client.post("/studies", json=spec()).json()

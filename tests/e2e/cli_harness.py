@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
+
+from studyd.client.readiness import (  # noqa: F401 - the CLI tests import free_port from here
+    ProcessExited,
+    answers_health,
+    free_port,
+    start_process,
+    stop_process,
+)
 
 TOKEN = "cli-test-token-7c1f"
 STUDYD = Path(sys.executable).with_name("studyd")
@@ -38,12 +43,6 @@ class Server:
     log: Path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_server(directory: Path, *, workers: int, token: str | None = TOKEN) -> Server:
     """`studyd serve` as its own process on a fresh SQLite file; waits for /healthz."""
     port = free_port()
@@ -57,31 +56,20 @@ def start_server(directory: Path, *, workers: int, token: str | None = TOKEN) ->
     command = [str(STUDYD), "serve", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", str(workers)] if workers else ["--no-workers"]
     log = directory / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", database_url, process, log)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"studyd serve exited {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    stop_server(server)
-    pytest.fail(f"studyd serve did not answer in 90 s:\n{log.read_text()[-3000:]}")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        process = start_process(
+            command, log, ready=lambda: answers_health(url), timeout=90, env=env
+        )
+    except ProcessExited as exc:
+        pytest.fail(f"studyd serve exited {exc.process.returncode}:\n{log.read_text()[-3000:]}")
+    except TimeoutError:
+        pytest.fail(f"studyd serve did not answer in 90 s:\n{log.read_text()[-3000:]}")
+    return Server(url, database_url, process, log)
 
 
 def stop_server(server: Server) -> None:
-    if server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(30)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+    stop_process(server.process, timeout=30)
 
 
 def studyd(

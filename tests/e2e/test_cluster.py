@@ -7,7 +7,6 @@ cluster would run them; the test talks to them over HTTP and gRPC only.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,13 @@ import optuna
 import pytest
 
 from storage.optuna_storage import make_optuna_storage
+from studyd.client.readiness import (
+    ProcessExited,
+    free_port,
+    listens,
+    stop_process,
+    wait_until_ready,
+)
 
 STUDYD = [sys.executable, "-m", "studyd.cli.main"]
 WORKERS = 4
@@ -33,23 +39,13 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 FINAL_STATES = {"done", "failed", "cancelled"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"exited with {process.returncode} before listening:\n{log.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"nothing listened on {port} within {timeout}s:\n{log.read_text()}")
+    try:
+        wait_until_ready(lambda: listens(port), [process], timeout=timeout, every=0.2)
+    except ProcessExited:
+        pytest.fail(f"exited with {process.returncode} before listening:\n{log.read_text()}")
+    except TimeoutError:
+        pytest.fail(f"nothing listened on {port} within {timeout}s:\n{log.read_text()}")
 
 
 @contextmanager
@@ -66,12 +62,7 @@ def studyd_process(args: list[str], log: Path, env: dict[str, str] | None = None
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=30)
 
 
 def proxy_args(database_url: str, port: int) -> list[str]:

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from storage import queue
 from storage.engine import make_engine
 from storage.migrate import ensure_schema
 from storage.optuna_storage import make_optuna_storage
+from studyd.client.readiness import wait_until_ready
 from studyd.daemon.service import submit_spec
 from studyd.spec import load_spec
 
@@ -75,13 +75,10 @@ class Cluster:
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    try:
+        return wait_until_ready(condition, [], timeout=timeout, every=0.05)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
 
 
 def worker_of(cluster: Cluster, pid: int) -> queue.WorkerRecord | None:

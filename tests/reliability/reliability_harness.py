@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,8 @@ from serve_harness import (  # noqa: F401 - the reliability tests import them fr
     start_server,
     stop_process,
 )
+
+from storage.throwaway_database import create_database
 
 FIGURES = Path(__file__).resolve().parent / ".figures"
 REQUIRE_SERVICES = os.environ.get("STUDYD_TEST_REQUIRE_SERVICES") == "1"
@@ -152,12 +153,8 @@ class PrivatePostgres:
         self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def create_database(self) -> str:
-        import psycopg
-
-        name = f"studyd_rel_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(self.url(), autocommit=True, connect_timeout=10) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
+        # Never dropped: the whole server goes with `destroy`.
+        return create_database(self.url(), prefix="studyd_rel")
 
     def destroy(self) -> None:
         self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop", check=False)
