@@ -1,9 +1,9 @@
 """The worker's trial calls that Optuna's public API does not cover alone.
 
 A trial's storage id (Optuna keeps it private), a tell whose reply was lost, a FAIL with one
-retry of its params, constraints written once, and the finished run a new trial can reuse: one
-indexed query on an RDBStorage, a scan of the study's trials on any other storage (the gRPC
-proxy). Only this module (and the others under `storage/`) touch Optuna's private attributes.
+retry of its params, an orphan FAILed, constraints written once, and the finished run a new
+trial can reuse: one indexed query on an RDBStorage, a scan of the study's trials on any other
+storage (the gRPC proxy). Only `storage/` touches Optuna's private attributes.
 """
 
 from __future__ import annotations
@@ -56,6 +56,11 @@ def fail_for_retry(study: optuna.Study, trial: optuna.Trial, error: str) -> None
     study.tell(trial, state=TrialState.FAIL)
     if "retry_of" not in trial.user_attrs:
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+
+
+def fail_stored_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+    """FAIL a trial known only from storage (no live `Trial`: an orphan nobody will tell)."""
+    study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
 
 
 def set_constraints(trial: optuna.Trial, violations: dict[str, float]) -> None:
