@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The settings a `studyd worker` runs with; `studyd serve` hands its own to the workers it starts.
+WORKER_SETTINGS = (
+    "worker_device",
+    "worker_threads",
+    "worker_batch_trials",
+    "worker_poll",
+    "heartbeat_interval",
+    "heartbeat_grace",
+    "reaper_period",
+)
 
 
 class Settings(BaseSettings):
@@ -25,9 +37,21 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     # npz:/csv:/IDX paths a spec names must resolve inside one of these (data_dir when empty).
     data_roots: list[Path] = Field(default_factory=list)
+    # Worker heartbeats: period, seconds before a silent worker is reaped, reaper period.
     heartbeat_interval: float = 5.0
     heartbeat_grace: float = 30.0
     reaper_period: float = 10.0
+
+    # Worker side
+    # cuda:N, cpu or auto (CUDA if present).
+    worker_device: str = "auto"
+    # torch CPU threads; None: 1 on a CPU device, since several CPU workers per machine with
+    # oversubscribed OpenMP threads were measured 3x slower on 2 cores; torch's default on CUDA.
+    worker_threads: int | None = Field(default=None, ge=1)
+    # Trials trained at once as one stacked model (models.batched): K, or auto.
+    worker_batch_trials: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    # Seconds between claims while the queue is empty.
+    worker_poll: float = Field(default=1.0, ge=0.05)
 
     # Client side
     url: str = "http://127.0.0.1:8000"
@@ -36,3 +60,13 @@ class Settings(BaseSettings):
         """Resolved roots user data files may come from."""
         roots = self.data_roots or [self.data_dir]
         return [Path(r).expanduser().resolve() for r in roots]
+
+    def worker_env(self) -> dict[str, str]:
+        """The worker settings as STUDYD_ variables, for a worker process started from here."""
+        values = {name: getattr(self, name) for name in WORKER_SETTINGS}
+        return {f"STUDYD_{k.upper()}": str(v) for k, v in values.items() if v is not None}
+
+
+def settings_with(**overrides: Any) -> Settings:
+    """The environment's settings with every override that is not None on top (CLI flags)."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

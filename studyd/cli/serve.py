@@ -10,13 +10,17 @@ from typing import Annotated
 
 import typer
 
+from studyd.settings import Settings
+
 # How long embedded workers get to finish or fail their trial after SIGTERM.
 WORKER_STOP_SECONDS = 30.0
 
 
-def start_workers(count: int, database_url: str) -> list[subprocess.Popen[bytes]]:
-    """`count` `studyd worker` subprocesses on `database_url` (they inherit stdout/stderr)."""
-    env = {**os.environ, "STUDYD_DATABASE_URL": database_url}
+def start_workers(count: int, settings: Settings) -> list[subprocess.Popen[bytes]]:
+    """`count` `studyd worker` subprocesses with the database and the worker settings of
+    `settings` (flags included: they override the environment there too); they inherit
+    stdout/stderr."""
+    env = {**os.environ, "STUDYD_DATABASE_URL": settings.database_url, **settings.worker_env()}
     command = [sys.executable, "-m", "studyd.cli.main", "worker"]
     return [subprocess.Popen(command, env=env) for _ in range(count)]
 
@@ -48,16 +52,38 @@ def serve(
         str | None, typer.Option(help="Database URL (default STUDYD_DATABASE_URL or ./studyd.db).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    worker_device: Annotated[
+        str | None,
+        typer.Option(help="Embedded workers' device: cuda:N, cpu or auto (STUDYD_WORKER_DEVICE)."),
+    ] = None,
+    worker_threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="Embedded workers' torch CPU threads (STUDYD_WORKER_THREADS)."),
+    ] = None,
+    worker_batch_trials: Annotated[
+        str | None,
+        typer.Option(
+            help="Embedded workers' trials per stack: K or auto (STUDYD_WORKER_BATCH_TRIALS)."
+        ),
+    ] = None,
 ) -> None:
     """Run the REST API and N embedded workers; brings the database schema up to date first."""
     import uvicorn
 
     from api.app import create_app
     from storage.migrate import ensure_schema
-    from studyd.settings import Settings
+    from studyd.cli.worker import load_settings, parse_batch_trials
 
-    overrides = {"database_url": database_url, "host": host, "port": port}
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = load_settings(
+        database_url=database_url,
+        host=host,
+        port=port,
+        worker_device=worker_device,
+        worker_threads=worker_threads,
+        worker_batch_trials=(
+            None if worker_batch_trials is None else parse_batch_trials(worker_batch_trials)
+        ),
+    )
     try:
         ensure_schema(settings.database_url)
     except Exception as exc:  # noqa: BLE001 - any failure here is one line for the user
@@ -69,7 +95,7 @@ def serve(
     # SIGTERM disposition that would kill this process before the workers are stopped.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _note_signal)
-    embedded = [] if no_workers else start_workers(workers, settings.database_url)
+    embedded = [] if no_workers else start_workers(workers, settings)
     try:
         uvicorn.run(
             app,

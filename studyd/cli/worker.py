@@ -6,8 +6,9 @@ import logging
 import sys
 
 import typer
+from pydantic import ValidationError
 
-from studyd.settings import Settings
+from studyd.settings import Settings, settings_with
 
 
 def register(app: typer.Typer) -> None:
@@ -24,26 +25,39 @@ def worker(
         "--storage",
         help="Optuna storage, e.g. grpc://HOST:PORT of `studyd proxy` (default: the database URL)",
     ),
-    device: str = typer.Option("auto", "--device", help="cuda:N, cpu or auto"),
+    device: str = typer.Option(
+        None, "--device", help="cuda:N, cpu or auto (default: STUDYD_WORKER_DEVICE or auto)"
+    ),
     max_trials: int = typer.Option(None, "--max-trials", min=1, help="stop after N trials"),
     once: bool = typer.Option(False, "--once", help="exit when no study is queued or running"),
-    heartbeat: float = typer.Option(None, "--heartbeat", min=0.1, help="heartbeat period (s)"),
-    grace: float = typer.Option(
-        None, "--grace", min=0.5, help="seconds before a silent worker is reaped"
+    heartbeat: float = typer.Option(
+        None, "--heartbeat", min=0.1, help="heartbeat period (s; STUDYD_HEARTBEAT_INTERVAL)"
     ),
-    poll: float = typer.Option(1.0, "--poll", min=0.05, help="seconds between claims when idle"),
+    grace: float = typer.Option(
+        None,
+        "--grace",
+        min=0.5,
+        help="seconds before a silent worker is reaped (STUDYD_HEARTBEAT_GRACE)",
+    ),
+    poll: float = typer.Option(
+        None, "--poll", min=0.05, help="seconds between claims when idle (STUDYD_WORKER_POLL)"
+    ),
     threads: int = typer.Option(
-        None, "--threads", min=1, help="torch CPU threads (default: 1 on cpu, torch's on cuda)"
+        None,
+        "--threads",
+        min=1,
+        help="torch CPU threads (STUDYD_WORKER_THREADS; default: 1 on cpu, torch's on cuda)",
     ),
     reaper_period: float = typer.Option(
-        None, "--reaper-period", min=0.1, help="seconds between reaper runs"
+        None, "--reaper-period", min=0.1, help="seconds between reaper runs (STUDYD_REAPER_PERIOD)"
     ),
     batch_trials: str = typer.Option(
-        "auto",
+        None,
         "--batch-trials",
         help="train up to K trials of one study at once as one stacked model (same "
         "architecture; others train alone): K, or auto (8 on a CPU, by free memory up to 32 on "
-        "a GPU, when the spec fixes the architecture; 1 when it searches it)",
+        "a GPU, when the spec fixes the architecture; 1 when it searches it); "
+        "STUDYD_WORKER_BATCH_TRIALS, default auto",
     ),
 ) -> None:
     """Claim trial slots, train, report every epoch, tell Optuna; SIGTERM stops within one epoch."""
@@ -53,27 +67,24 @@ def worker(
     from storage.optuna_storage import make_optuna_storage
     from studyd.daemon.worker import Worker, WorkerOptions
 
-    settings = Settings()
-    url = database_url or settings.database_url
+    settings = load_settings(
+        database_url=database_url,
+        worker_device=device,
+        worker_threads=threads,
+        worker_batch_trials=None if batch_trials is None else parse_batch_trials(batch_trials),
+        worker_poll=poll,
+        heartbeat_interval=heartbeat,
+        heartbeat_grace=grace,
+        reaper_period=reaper_period,
+    )
+    url = settings.database_url
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("optuna").setLevel(logging.WARNING)
-    options = WorkerOptions(
-        device=device,
-        max_trials=max_trials,
-        once=once,
-        heartbeat=heartbeat or settings.heartbeat_interval,
-        grace=grace or settings.heartbeat_grace,
-        poll=poll,
-        reaper_period=reaper_period or settings.reaper_period,
-        data_dir=settings.data_dir,
-        data_roots=settings.allowed_data_roots(),
-        threads=threads,
-        batch_trials=_batch_trials(batch_trials),
-    )
+    options = WorkerOptions.from_settings(settings, max_trials=max_trials, once=once)
     try:
         ensure_schema(url)
         engine = make_engine(url)
@@ -88,7 +99,18 @@ def worker(
         raise typer.Exit(3)
 
 
-def _batch_trials(text: str) -> int | str:
+def load_settings(**flags: object) -> Settings:
+    """The environment's settings under the flags given; a bad STUDYD_ value is one line."""
+    try:
+        return settings_with(**flags)
+    except ValidationError as exc:
+        problems = "; ".join(f"STUDYD_{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors())
+        typer.echo(f"error: invalid setting: {problems}", err=True)
+        raise typer.Exit(2) from None
+
+
+def parse_batch_trials(text: str) -> int | str:
+    """`--batch-trials`: a number of trials (1 or more), or auto."""
     if text == "auto":
         return text
     if text.isdigit() and int(text) >= 1:

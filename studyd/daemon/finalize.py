@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from models.data import DatasetSplits
 from models.training import evaluate, train_model
-from storage import final_steps
+from storage import final_steps, trial_store
 from storage.final_steps import OwedStep
 from storage.optuna_storage import STORAGE_ERRORS
 from studyd.daemon.records import best_trial
@@ -138,4 +138,4 @@ def fail_orphans(study: optuna.Study) -> None:
     """
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         with suppress(optuna.exceptions.UpdateFinishedTrialError):
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            trial_store.fail_stored_trial(study, trial)

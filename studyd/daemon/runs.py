@@ -1,5 +1,6 @@
-"""Runs: the canonical configuration a trial trains, the finished run it can reuse instead, and
-the seed replicates that turn a search's best configurations into evidence.
+"""Runs: the canonical configuration a trial trains (a finished run with its `run_key` is reused
+instead: `storage.trial_store.first_complete_with_attr`), and the seed replicates that turn a
+search's best configurations into evidence.
 
 A *run* is a canonical configuration plus a seed (`run_key`): two trials of one run would train
 the same distribution of networks from the same seed, so the second reuses the first's result.
@@ -36,15 +37,6 @@ def trial_config(
     model_cfg, train_cfg = suggest_config(trial, spec, data_shape)
     train_cfg = train_cfg.model_copy(update={"seed": trial_seed(trial, spec)})
     return canonicalize(model_cfg, train_cfg)
-
-
-def finished_run(study: optuna.Study, run_key: str, *, before: int) -> FrozenTrial | None:
-    """The first COMPLETE trial numbered below `before` that trained run `run_key`, if any."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    for trial in sorted(complete, key=lambda t: t.number):
-        if trial.number < before and trial.user_attrs.get("run_key") == run_key:
-            return trial
-    return None
 
 
 def replicate_targets(study: optuna.Study, spec: StudySpec) -> list[FrozenTrial]:

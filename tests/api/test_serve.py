@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 
 import pytest
 from api_harness import start_server
@@ -43,6 +44,51 @@ def test_serve_runs_n_workers_and_stops_them_on_sigterm(tmp_path):
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(60) == 0, server.log()
         assert not any(_alive(pid) for pid in pids)
+    finally:
+        server.stop()
+
+
+# One stack per slot of this study whatever K is: depth and width fixed (models.batched).
+SETTINGS_SPEC = {
+    "name": "serve-settings",
+    "dataset": "digits",
+    "model": {"depth": 1, "width": 8},
+    "dropout": {"variants": ["standard"], "placements": ["hidden"], "rate": 0.2},
+    "training": {"epochs": 1, "batch_size": 64},
+    "search": {"sampler": "random", "pruner": "none", "n_trials": 2},
+}
+
+
+@pytest.mark.slow
+def test_serve_gives_its_workers_the_environment_s_settings_with_its_flags_on_top(tmp_path):
+    env = {
+        "STUDYD_WORKER_DEVICE": "cpu",
+        "STUDYD_HEARTBEAT_INTERVAL": "0.2",
+        "STUDYD_WORKER_BATCH_TRIALS": "3",  # --worker-batch-trials 2 below wins
+        "STUDYD_DATA_DIR": str(tmp_path / "data"),
+    }
+    command = [*SERVE, "--workers", "1", "--worker-batch-trials", "2"]
+    server = start_server(f"sqlite:///{tmp_path / 'studyd.db'}", tmp_path, env=env, command=command)
+    try:
+        created = server.client.post("/studies", json=SETTINGS_SPEC)
+        assert created.status_code == 201, created.text
+        study_id = created.json()["id"]
+        deadline = time.monotonic() + 240
+        while server.client.get(f"/studies/{study_id}").json()["state"] != "done":
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.5)
+        # A worker holds one row per slot of its stack (its own and K - 1 leases), kept until
+        # it stops: K = 2 shows as two rows of one pid, the environment's 3 would be three.
+        workers = server.client.get("/workers").json()
+        assert list(Counter(w["pid"] for w in workers).values()) == [2], workers
+        assert {w["device"] for w in workers} == {"cpu"}
+        # Heartbeats every 0.2 s (STUDYD_HEARTBEAT_INTERVAL), not every 5 s (the default).
+        beats: set[str] = set()
+        until = time.monotonic() + 4
+        while time.monotonic() < until:
+            beats |= {w["last_heartbeat"] for w in server.client.get("/workers").json()}
+            time.sleep(0.1)
+        assert len(beats) >= 8, beats
     finally:
         server.stop()
 

@@ -6,7 +6,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import studyd.daemon.worker
+import studyd.daemon.worker.stack
 from storage import queue
 from storage.engine import make_engine
 from storage.migrate import ensure_schema
@@ -44,13 +44,13 @@ def _run(tmp_path, name: str, batch_trials: int):
 @pytest.mark.slow
 def test_batched_worker_reaches_exactly_its_target_and_agrees_with_unbatched(tmp_path, monkeypatch):
     stacks: list[int] = []  # trials per `train_batched` call (a spy: the real one runs)
-    real = studyd.daemon.worker.train_batched
+    real = studyd.daemon.worker.stack.train_batched
 
     def spy(model_cfgs, *args, **kwargs):
         stacks.append(len(model_cfgs))
         return real(model_cfgs, *args, **kwargs)
 
-    monkeypatch.setattr(studyd.daemon.worker, "train_batched", spy)
+    monkeypatch.setattr(studyd.daemon.worker.stack, "train_batched", spy)
     ran, batched, done, workers = _run(tmp_path, "batched", 4)
     assert ran == done.target_trials == done.finished == done.claimed == 10
     assert done.state == "done" and done.test_score is not None

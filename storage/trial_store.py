@@ -1,0 +1,88 @@
+"""The worker's trial calls that Optuna's public API does not cover alone.
+
+A trial's storage id (Optuna keeps it private), a tell whose reply was lost, a FAIL with one
+retry of its params, an orphan FAILed, constraints written once, and the finished run a new
+trial can reuse: one indexed query on an RDBStorage, a scan of the study's trials on any other
+storage (the gRPC proxy). Only `storage/` touches Optuna's private attributes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from storage.trial_attrs import first_complete_trial_with_attr, is_rdb
+
+# Errors `Study.tell` raises for a trial that is already finished (a late or repeated tell).
+TELL_ERRORS = (RuntimeError, optuna.exceptions.UpdateFinishedTrialError, ValueError)
+
+
+def trial_id(trial: optuna.Trial) -> int:
+    """The trial's id in the storage (what the queue's lease records)."""
+    return trial._trial_id
+
+
+def read_back(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
+    """The trial as stored now, never from the study's cache (another process may have ended it)."""
+    storage = study._storage
+    return getattr(storage, "_backend", storage).get_trial(trial._trial_id)
+
+
+def tell_or_read_back(
+    study: optuna.Study, trial: optuna.Trial, **kwargs: Any
+) -> tuple[FrozenTrial | None, Exception | None]:
+    """`study.tell(trial, **kwargs)`; when the storage refuses it as finished: (the trial as
+    stored, None) if our own tell landed before its reply was lost, (None, the error) if someone
+    else finished it (the reaper). Raises when the trial is not finished: a real error."""
+    try:
+        return study.tell(trial, **kwargs), None
+    except TELL_ERRORS as exc:
+        # Only now read the trial back (not before every tell: one round trip saved per trial).
+        current = read_back(study, trial)
+        if not current.state.is_finished():
+            raise
+        if current.state == kwargs.get("state", TrialState.COMPLETE):
+            return current, None
+        return None, exc
+
+
+def fail_for_retry(study: optuna.Study, trial: optuna.Trial, error: str) -> None:
+    """FAIL a running trial with `error` and enqueue its params once (`retry_of`)."""
+    if study._storage.get_trial(trial._trial_id).state.is_finished():
+        return
+    trial.set_user_attr("error", error)
+    study.tell(trial, state=TrialState.FAIL)
+    if "retry_of" not in trial.user_attrs:
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+
+
+def fail_stored_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+    """FAIL a trial known only from storage (no live `Trial`: an orphan nobody will tell)."""
+    study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+
+
+def set_constraints(trial: optuna.Trial, violations: dict[str, float]) -> None:
+    """Each constraint's value (system attr `constraints:<name>`) unless already set."""
+    if not violations:
+        return  # no constraints: skip the read below
+    already = trial.storage.get_trial_system_attrs(trial._trial_id)
+    for name, value in violations.items():
+        if f"constraints:{name}" not in already:  # a retried call must not warn
+            trial.set_constraint(name, value)
+
+
+def first_complete_with_attr(
+    study: optuna.Study, key: str, value: Any, *, before: int
+) -> FrozenTrial | None:
+    """The lowest-numbered COMPLETE trial below `before` whose user attribute `key` is `value`."""
+    if is_rdb(study._storage):
+        return first_complete_trial_with_attr(
+            study._storage, study._study_id, key, value, before=before
+        )
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    for trial in sorted(complete, key=lambda t: t.number):
+        if trial.number < before and trial.user_attrs.get(key) == value:
+            return trial
+    return None

@@ -1,0 +1,157 @@
+"""The worker's claim loop: register, heartbeat, claim a slot, serve it, back off while the
+storage is down, and leave cleanly on SIGTERM. Everything else is delegated (`slot`, `heartbeat`,
+`studyd.daemon.finalize`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from typing import Any
+
+import torch
+from optuna.storages import BaseStorage
+from sqlalchemy import Engine
+
+from models.training import resolve_device
+from storage import queue
+from storage.queue import WorkerGone
+from studyd.daemon.finalize import StudyFinalizer
+from studyd.daemon.worker.heartbeat import heartbeating
+from studyd.daemon.worker.options import WorkerOptions
+from studyd.daemon.worker.slot import SlotServer
+from studyd.daemon.worker.state import DB_ERRORS, WorkerState
+
+logger = logging.getLogger(__name__)
+
+# Seconds between slots after consecutive storage failures: 1, 2, 4, ... up to this.
+MAX_BACKOFF = 30.0
+
+
+class Worker:
+    """One worker process's loop; `run()` returns the number of trials it settled."""
+
+    def __init__(self, engine: Engine, optuna_storage: BaseStorage, options: WorkerOptions):
+        device = str(resolve_device(options.device))
+        # None: 1 thread on a CPU (oversubscribed OpenMP threads of several workers per machine
+        # were measured 3x slower on 2 cores), torch's default on CUDA.
+        threads = options.threads or (1 if device == "cpu" else None)
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.state = WorkerState(engine, optuna_storage, options, device, socket.gethostname())
+        self.slots = SlotServer(self.state, self.finalize)
+
+    @property
+    def device(self) -> str:
+        return self.state.device
+
+    @property
+    def worker_id(self) -> int | None:
+        return self.state.worker_id
+
+    @property
+    def trials_run(self) -> int:
+        return self.state.trials_run
+
+    @property
+    def gone(self) -> bool:
+        """True when the worker stopped because its row was reaped or the database was lost."""
+        return self.state.gone.is_set()
+
+    def stop(self, *_: Any) -> None:
+        """Ask the worker to stop within one epoch (the current trial is failed cleanly)."""
+        if not self.state.stop.is_set():
+            logger.info("worker %s: stop requested", self.worker_id)
+        self.state.stop.set()
+
+    def run(self) -> int:
+        state = self.state
+        state.worker_id = queue.register_worker(
+            state.engine, host=state.host, device=state.device, pid=os.getpid()
+        )
+        logger.info("worker %s registered on %s (%s)", state.worker_id, state.host, state.device)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+        try:
+            with heartbeating(state, self._reaper_tick):
+                self._loop()
+        finally:
+            if not state.gone.is_set():
+                for row in [*state.leases, state.worker_id]:
+                    queue.unregister_worker(state.engine, row)
+            logger.info("worker %s stopped after %s trials", state.worker_id, state.trials_run)
+        return state.trials_run
+
+    def _loop(self) -> None:
+        state, opts = self.state, self.state.options
+        failures = 0  # consecutive slots the storage failed: back off while it is down
+        while not state.stopping():
+            if opts.max_trials is not None and state.trials_run >= opts.max_trials:
+                return
+            try:
+                record = queue.claim_trial_slot(state.engine, state.worker_id)
+                if record is None:
+                    self.finalize()
+                    if opts.once and self._queue_is_empty():
+                        return
+                    state.stop.wait(opts.poll)
+                    continue
+            except WorkerGone:
+                # Reaped between slots (the heartbeat thread may not have noticed yet).
+                logger.error("worker %s was reaped: stopping", state.worker_id)
+                state.gone.set()
+                return
+            except DB_ERRORS:
+                logger.exception("claiming a slot failed: retrying")
+                state.stop.wait(max(opts.poll, 1.0))
+                continue
+            try:
+                self.slots.serve(record)
+                failures = 0
+            except WorkerGone:
+                logger.error("worker %s was reaped mid-slot: stopping", state.worker_id)
+                state.gone.set()
+            except DB_ERRORS:
+                logger.exception("study %s: the database failed mid-slot", record.id)
+                self.slots.outcomes.give_back_after_error(record)
+                failures += 1
+                state.stop.wait(min(2.0 ** (failures - 1), MAX_BACKOFF))
+
+    def _queue_is_empty(self) -> bool:
+        # With --once, wait while another worker still holds slots: if it dies, its slots come
+        # back through the reaper and must be served.
+        engine = self.state.engine
+        return sum(queue.count_studies(engine, s) for s in ("queued", "running")) == 0
+
+    def _reaper_tick(self) -> None:
+        self.reap()
+        self.finalize(scoring=False)
+
+    def finalize(self, *, scoring: bool = True) -> int:
+        """Do the final steps (replicates, test score) studies owe; see `studyd.daemon.finalize`."""
+        state = self.state
+        finalizer = StudyFinalizer(
+            state.engine,
+            state.storage,
+            state.worker_id,
+            self.slots.dataset,
+            state.device,
+            state.stopping,
+        )
+        try:
+            return finalizer.run(scoring=scoring)
+        except Exception:  # noqa: BLE001 - retried after the next slot or reaper period
+            logger.exception("finaliser failed")
+            return 0
+
+    def reap(self) -> list[int]:
+        try:
+            return queue.reap_stale_workers(
+                self.state.engine, self.state.storage, self.state.options.grace
+            )
+        except Exception:  # noqa: BLE001 - the reaper is retried next period
+            logger.exception("reaper failed")
+            return []

@@ -1,0 +1,185 @@
+"""Recording outcomes: a trial's results and constraints, Optuna's tell, and its slot settled,
+given back, or its study failed. A trial the reaper already failed is dropped, never told twice."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from storage import queue, trial_store
+from storage.queue import IllegalStateChange, StudyNotFound, StudyRecord, WorkerGone
+from storage.trial_batch import set_many_user_attrs
+from studyd.daemon.records import REUSED_ATTRS, constraint_values, objective_values
+from studyd.daemon.worker.state import DB_ERRORS, ServedStudy, WorkerState
+
+logger = logging.getLogger(__name__)
+
+
+class Outcomes:
+    """How one worker ends each trial and each slot."""
+
+    def __init__(self, state: WorkerState, finalize: Callable[[], int]) -> None:
+        self.state = state
+        # Replicates and the test score are owed whoever settles the last slot (we, another
+        # worker or the reaper): the finaliser claims each once.
+        self.finalize = finalize
+
+    def conclude(
+        self,
+        record: StudyRecord,
+        served: ServedStudy,
+        trial: optuna.Trial,
+        outcome: dict[str, Any],
+        pruned: bool,
+        lease: int | None,
+        *,
+        recorded: bool = False,
+    ) -> None:
+        """Record the outcome (unless `recorded` already), tell Optuna, settle the slot."""
+        spec, study = served.spec, served.study
+        violations = constraint_values(spec.search.constraints, outcome)
+        patiently = self.state.patiently
+        try:
+            if not recorded:
+                record_one = [(trial, outcome)]
+                patiently("recording the result", lambda: set_many_user_attrs(record_one))
+            # Optuna's samplers and best_trial(s) read these (system attrs `constraints:<name>`).
+            patiently(
+                "recording constraints", lambda: trial_store.set_constraints(trial, violations)
+            )
+        except optuna.exceptions.UpdateFinishedTrialError:
+            logger.warning("trial %s was failed by the reaper: result dropped", trial.number)
+            return
+        values = objective_values(spec.search.objective_names(), outcome)
+        if pruned:
+            told = self.tell(study, trial, state=TrialState.PRUNED)
+        elif values is None:
+            trial.set_user_attr("error", "training diverged: the objective is not finite")
+            told = self.tell(study, trial, state=TrialState.FAIL)
+        else:
+            told = self.tell(study, trial, values=values)
+        self.settle(record, served, told, lease)
+
+    def record_all(self, outcomes: list[tuple[optuna.Trial, dict[str, Any]]]) -> bool:
+        """A batch's outcomes in one transaction; False leaves them to `conclude` one by one
+        (a trial the reaper failed, or a database hiccup, is then handled per trial)."""
+        try:
+            set_many_user_attrs(outcomes)
+        except (*DB_ERRORS, optuna.exceptions.UpdateFinishedTrialError):
+            return False
+        return True
+
+    def tell(self, study: optuna.Study, trial: optuna.Trial, **kwargs: Any) -> FrozenTrial | None:
+        """Tell once; None when the reaper already failed the trial (a late result is dropped)."""
+        return self.state.patiently(
+            "telling the trial", lambda: self._tell_once(study, trial, **kwargs)
+        )
+
+    def _tell_once(
+        self, study: optuna.Study, trial: optuna.Trial, **kwargs: Any
+    ) -> FrozenTrial | None:
+        if self.state.gone.is_set():
+            return None
+        told, refused = trial_store.tell_or_read_back(study, trial, **kwargs)
+        if refused is not None:
+            logger.warning("trial %s could not be told (%s): result dropped", trial.number, refused)
+        return told
+
+    def fail_for_retry(self, study: optuna.Study, trial: optuna.Trial) -> None:
+        """The database, not the spec, interrupted the trial: once it answers, FAIL the trial
+        with one retry of its params (as the reaper does for a dead worker)."""
+        self.state.patiently(
+            "failing the trial",
+            lambda: trial_store.fail_for_retry(
+                study, trial, "the database was unreachable mid-trial"
+            ),
+        )
+
+    def settle(
+        self,
+        record: StudyRecord,
+        served: ServedStudy,
+        told: FrozenTrial | None,
+        lease: int | None = None,
+    ) -> None:
+        state = self.state
+        row = state.lease_row(lease)
+        if told is None:
+            return  # the reaper failed the trial and settled its slot
+        spec = served.spec
+        # With repeats, the search holds at its target until its replicates are enqueued.
+        hold_at = spec.search.n_trials if spec.repeats else None
+        try:
+            after = state.patiently(
+                "settling the slot",
+                lambda: queue.finish_trial_slot(
+                    state.engine, record.id, worker_id=row, hold_at=hold_at
+                ),
+            )
+        except WorkerGone:
+            logger.warning("slot of study %s was settled by the reaper", record.id)
+            state.gone.set()
+            return
+        state.trials_run += 1
+        if after.state == "done":
+            state.served.pop(record.id, None)
+        self.finalize()
+
+    def abandon(
+        self,
+        record: StudyRecord,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        lease: int | None = None,
+    ) -> None:
+        """SIGTERM or a cancelled study mid-trial: FAIL the trial, give the slot back (no retry:
+        nothing died)."""
+        if self.state.gone.is_set():
+            return
+        why = "study cancelled" if self.state.cancelled.is_set() else "worker stopped (SIGTERM)"
+        with suppress(optuna.exceptions.UpdateFinishedTrialError):
+            trial.set_user_attr("error", f"{why} mid-trial")
+        if self.tell(study, trial, state=TrialState.FAIL) is not None:
+            self.release(record, lease)
+
+    def release(self, record: StudyRecord, lease: int | None = None) -> None:
+        state = self.state
+        row = state.lease_row(lease)
+        try:
+            state.patiently(
+                "giving the slot back",
+                lambda: queue.release_trial_slot(state.engine, record.id, worker_id=row),
+            )
+        except WorkerGone:
+            state.gone.set()
+        except (IllegalStateChange, StudyNotFound):
+            logger.warning("study %s had no slot to release", record.id)
+
+    def give_back_after_error(self, record: StudyRecord, lease: int | None = None) -> None:
+        """Release a slot whose trial is in an unknown state (retried through the grace period).
+
+        Its trial, if RUNNING, is then held by no worker and the reaper fails it (and retries it).
+        """
+        try:
+            self.release(record, lease)
+        except DB_ERRORS:
+            logger.error("could not give back the slot of study %s: stopping", record.id)
+            self.state.gone.set()
+
+    def fail_study(self, record: StudyRecord, message: str) -> None:
+        logger.error("failing study %s: %s", record.id, message)
+        self.state.served.pop(record.id, None)
+        self.release(record)
+        # Already ended (another worker failed it, or it was cancelled or deleted): nothing to do.
+        with suppress(IllegalStateChange, StudyNotFound):
+            queue.fail_study(self.state.engine, record.id, message)
+
+
+def reused(outcome: dict[str, Any], number: int) -> dict[str, Any]:
+    """The outcome a trial takes from trial `number`, which ran its canonical config and seed."""
+    return {k: outcome[k] for k in REUSED_ATTRS if k in outcome} | {"reused_from": number}

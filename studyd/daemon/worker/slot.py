@@ -1,0 +1,161 @@
+"""Serving one slot: the study's spec, data and Optuna study (cached), its time budget, and the
+extra slots a stack takes on lease rows; then one trial or one stack."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import optuna
+
+from models.data import DatasetSplits, load_dataset
+from storage import queue
+from storage.queue import IllegalStateChange, StudyNotFound, StudyRecord
+from studyd.daemon.search import build_pruner, build_sampler
+from studyd.daemon.worker.outcomes import Outcomes
+from studyd.daemon.worker.stack import Claim, StackRunner, trials_per_slot
+from studyd.daemon.worker.state import DB_ERRORS, ServedStudy, StudyUnusable, WorkerState
+from studyd.daemon.worker.trial import TrialRunner
+from studyd.spec import SpecError, StudySpec, validate_spec
+
+logger = logging.getLogger(__name__)
+
+# A study whose Optuna study is still missing this long after submit was never fully created.
+MISSING_STUDY_SECONDS = 60.0
+# Datasets kept in memory across studies.
+DATA_CACHE_SIZE = 4
+
+
+class SlotServer:
+    """Serves the slots one worker claims."""
+
+    def __init__(self, state: WorkerState, finalize: Callable[[], int]) -> None:
+        self.state = state
+        self.finalize = finalize
+        self.outcomes = Outcomes(state, finalize)
+        self.trials = TrialRunner(state, self.outcomes)
+        self.stacks = StackRunner(state, self.outcomes, self.trials)
+        self._data_cache: dict[tuple[str, int, int | None], DatasetSplits] = {}
+
+    def serve(self, record: StudyRecord) -> None:
+        state = self.state
+        try:
+            served = self._prepare(record)
+        except StudyUnusable as exc:
+            self.outcomes.fail_study(record, str(exc))
+            return
+        if served is None:
+            self.outcomes.release(record)
+            state.stop.wait(state.options.poll)
+            return
+        if _out_of_time(record, served.spec):
+            self._end_early(record)
+            return
+        k = trials_per_slot(state.options.batch_trials, served, state.device)
+        more = self._claim_more(record, k - 1) if k > 1 else []
+        state.cancelled.clear()
+        state.training_study = record.id
+        try:
+            if more:
+                self.stacks.run([Claim(record, state.worker_id), *more], served)
+            else:
+                self.trials.run(record, served)
+        finally:
+            state.training_study = None
+            if state.cancelled.is_set():
+                state.served.pop(record.id, None)
+
+    def _end_early(self, record: StudyRecord) -> None:
+        """The spec's `search.timeout` ran out: no new trial; the study is done as it stands."""
+        self.outcomes.release(record)
+        self.state.served.pop(record.id, None)
+        try:
+            ended = queue.end_study_early(self.state.engine, record.id)
+        except (IllegalStateChange, StudyNotFound):
+            return  # another worker ended it first (and scores it)
+        logger.info("study %s: time budget spent after %s trials", record.id, ended.finished)
+        self.finalize()
+
+    def _prepare(self, record: StudyRecord) -> ServedStudy | None:
+        """Spec, data and Optuna study of `record` (cached); None when not ready yet."""
+        state = self.state
+        if record.id in state.served:
+            return state.served[record.id]
+        try:
+            spec = validate_spec(record.spec)
+        except SpecError as exc:
+            raise StudyUnusable(f"the spec no longer validates: {exc}") from exc
+        data = self.dataset(spec)
+        try:
+            study = optuna.load_study(
+                study_name=record.optuna_name,
+                storage=state.storage,
+                sampler=build_sampler(spec, seed_offset=state.worker_id or 0),
+                pruner=build_pruner(spec),
+            )
+        except KeyError:
+            age = (datetime.now(UTC).replace(tzinfo=None) - record.created_at).total_seconds()
+            if age > MISSING_STUDY_SECONDS:
+                raise StudyUnusable(
+                    f"its Optuna study {record.optuna_name} was never created; submit it again"
+                ) from None
+            return None
+        state.served[record.id] = ServedStudy(spec, data, study)
+        return state.served[record.id]
+
+    def dataset(self, spec: StudySpec) -> DatasetSplits:
+        """The spec's dataset splits, loaded once per (name, seed, subset) among the last few."""
+        ds, options = spec.dataset, self.state.options
+        key = (ds.name, ds.seed, ds.train_subset)
+        if key not in self._data_cache:
+            try:
+                self._data_cache[key] = load_dataset(
+                    ds.name,
+                    data_dir=options.data_dir,
+                    data_roots=options.data_roots or None,
+                    seed=ds.seed,
+                    train_subset=ds.train_subset,
+                )
+            except Exception as exc:  # noqa: BLE001 - any load failure makes the study unusable
+                raise StudyUnusable(f"dataset {ds.name!r} could not be loaded: {exc}") from exc
+            while len(self._data_cache) > DATA_CACHE_SIZE:
+                self._data_cache.pop(next(iter(self._data_cache)))
+        return self._data_cache[key]
+
+    def _claim_more(self, record: StudyRecord, want: int) -> list[Claim]:
+        """Up to `want` extra slots of `record`'s study for one batch, each on its own lease row."""
+        state = self.state
+        if state.options.max_trials is not None:
+            want = min(want, state.options.max_trials - state.trials_run - 1)
+        claims: list[Claim] = []
+        try:
+            for lease in self._lease_rows(want):
+                more = queue.claim_trial_slot(state.engine, lease, study_id=record.id)
+                if more is None:
+                    break
+                claims.append(Claim(more, lease))
+        except DB_ERRORS:
+            logger.warning("claiming more slots of study %s failed: a smaller batch", record.id)
+        return claims
+
+    def _lease_rows(self, n: int) -> list[int]:
+        """`n` extra worker rows (same host and pid): one lease per extra slot, so the queue's
+        one-slot leases, the heartbeat and the reaper work unchanged for a batch."""
+        state = self.state
+        while len(state.leases) < n:
+            state.leases.append(
+                queue.register_worker(
+                    state.engine, host=state.host, device=state.device, pid=os.getpid()
+                )
+            )
+        return state.leases[: max(n, 0)]
+
+
+def _out_of_time(record: StudyRecord, spec: StudySpec) -> bool:
+    timeout = spec.search.timeout
+    if timeout is None or record.started_at is None:
+        return False
+    now = datetime.now(UTC).replace(tzinfo=None)  # the queue's timestamps are naive UTC
+    return (now - record.started_at).total_seconds() > timeout

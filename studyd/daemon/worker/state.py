@@ -1,0 +1,88 @@
+"""What every part of one worker shares: database handles, identity, stop flags, served studies."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import optuna
+from optuna.storages import BaseStorage
+from sqlalchemy import Engine
+
+from models.data import DatasetSplits
+from storage.optuna_storage import STORAGE_ERRORS
+from studyd.daemon.worker.options import WorkerOptions
+from studyd.spec import StudySpec
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Storage trouble: the queue's SQL, Optuna's storage (which wraps SQLAlchemy's errors), or the
+# gRPC proxy in front of it (down, or its database down): give the slot back and retry.
+DB_ERRORS = STORAGE_ERRORS
+
+
+class Stop(Exception):
+    """Training was interrupted by SIGTERM or by losing the worker's row."""
+
+
+class StudyUnusable(Exception):
+    """The study cannot run here at all (data will not load, spec invalid): fail it."""
+
+
+@dataclass
+class ServedStudy:
+    """What the worker keeps per study: its spec, data and Optuna study (sampler state lives on)."""
+
+    spec: StudySpec
+    data: DatasetSplits
+    study: optuna.Study
+
+
+@dataclass
+class WorkerState:
+    """One worker process: where it stores, who it is, and whether it must stop."""
+
+    engine: Engine
+    storage: BaseStorage  # Optuna's: the database's, or a gRPC proxy's
+    options: WorkerOptions
+    device: str
+    host: str
+    worker_id: int | None = None
+    trials_run: int = 0
+    # SIGTERM / stop(): finish up and exit.
+    stop: threading.Event = field(default_factory=threading.Event)
+    # Our row was reaped: never tell again.
+    gone: threading.Event = field(default_factory=threading.Event)
+    # The study being trained was cancelled or deleted: stop its trials at the next epoch.
+    training_study: int | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    served: dict[int, ServedStudy] = field(default_factory=dict)
+    # Extra worker rows, one per extra slot of a batch.
+    leases: list[int] = field(default_factory=list)
+
+    def stopping(self) -> bool:
+        return self.stop.is_set() or self.gone.is_set()
+
+    def interrupted(self) -> bool:
+        return self.stopping() or self.cancelled.is_set()
+
+    def lease_row(self, lease: int | None) -> int | None:
+        """The worker row holding a slot: `lease`, or the worker's own row."""
+        return self.worker_id if lease is None else lease
+
+    def patiently(self, what: str, call: Callable[[], T]) -> T:
+        """`call()`, retried through a database outage for up to the grace period."""
+        deadline = time.monotonic() + self.options.grace
+        while True:
+            try:
+                return call()
+            except DB_ERRORS:
+                if self.gone.is_set() or time.monotonic() >= deadline:
+                    raise
+                logger.warning("%s failed (database unreachable?): retrying", what)
+                time.sleep(1.0)

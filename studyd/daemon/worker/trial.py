@@ -1,0 +1,188 @@
+"""Training one trial: ask, record its configs (or reuse a finished equal run), train with a
+report and a pruning decision per epoch, then conclude. The steps a stack shares live here too."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from models.config import ModelConfig, TrainConfig
+from models.diagnostics import regularisation_diagnostics
+from models.training import EpochMetrics, TrainResult, train_model
+from storage import queue, trial_store
+from storage.queue import StudyRecord
+from storage.trial_batch import report_many, set_many_user_attrs
+from studyd.daemon.records import config_attrs, diagnostic_attrs, result_attrs
+from studyd.daemon.runs import trial_config
+from studyd.daemon.worker.outcomes import Outcomes, reused
+from studyd.daemon.worker.state import DB_ERRORS, ServedStudy, Stop, WorkerState
+from studyd.spec import StudySpec
+
+logger = logging.getLogger(__name__)
+
+# Stochastic passes for the MC-dropout diagnostics of each trial (on the validation split).
+MC_PASSES = 20
+
+
+@dataclass
+class TrialPlan:
+    """What a trial trains, and the outcome of a finished equal run it reuses instead (if any)."""
+
+    model: ModelConfig
+    train: TrainConfig
+    reused: dict[str, Any] | None = None
+
+
+@dataclass
+class Trained:
+    """A trial's training: its result, and whether the pruner stopped it."""
+
+    result: TrainResult
+    pruned: bool
+
+
+class TrialRunner:
+    """One worker's trial steps, alone (`run`) or for a stack (`stack.StackRunner`)."""
+
+    def __init__(self, state: WorkerState, outcomes: Outcomes) -> None:
+        self.state = state
+        self.outcomes = outcomes
+
+    def run(self, record: StudyRecord, served: ServedStudy) -> None:
+        """One trial on the worker's own slot, from ask to a settled slot."""
+        study, outcomes = served.study, self.outcomes
+        trial = self.begin(record, served, self.state.worker_id)
+        try:
+            plan = self.configure([trial], served)[0]
+            pruned, outcome = False, plan.reused
+            if outcome is None:
+                trained = self.train(trial, served, plan)
+                pruned = trained.pruned
+                outcome = self.outcome(trained, served, plan.train)
+        except Stop:
+            outcomes.abandon(record, study, trial)
+            return
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # The reaper failed this trial (we looked dead) and settled its slot: drop it.
+            logger.warning("trial %s was failed by the reaper: result dropped", trial.number)
+            return
+        except DB_ERRORS:
+            # The database, not the spec: once it answers, FAIL the trial with one retry of its
+            # params, then the loop gives the slot back. Left RUNNING, the reaper would miss it
+            # once the study is done.
+            outcomes.fail_for_retry(study, trial)
+            raise
+        except Exception as exc:  # noqa: BLE001 - the spec cannot train: fail the study, readably
+            message = f"trial {trial.number} could not train: {type(exc).__name__}: {exc}"
+            logger.exception("study %s: %s", record.id, message)
+            outcomes.tell(study, trial, state=TrialState.FAIL)
+            outcomes.fail_study(record, message)
+            return
+        outcomes.conclude(record, served, trial, outcome, pruned, self.state.worker_id)
+
+    def begin(self, record: StudyRecord, served: ServedStudy, lease: int | None) -> optuna.Trial:
+        """Ask for a trial and record it on the slot's lease (a lost database FAILs it, retried)."""
+        study = served.study
+        trial = study.ask()
+        try:
+            queue.heartbeat(
+                self.state.engine,
+                lease,
+                record.id,
+                trial_id=trial_store.trial_id(trial),
+                trial_number=trial.number,
+            )
+        except DB_ERRORS:
+            self.outcomes.fail_for_retry(study, trial)
+            raise
+        return trial
+
+    def configure(self, trials: list[optuna.Trial], served: ServedStudy) -> list[TrialPlan]:
+        """Each trial's plan, their config attributes recorded in one transaction."""
+        spec, state = served.spec, self.state
+        where = {"device": state.device, "worker_id": state.worker_id, "host": state.host}
+        configs = [trial_config(trial, spec, served.data) for trial in trials]
+        attrs = [config_attrs(m, t, spec.dataset.name, **where) for m, t in configs]
+        set_many_user_attrs(list(zip(trials, attrs, strict=True)))
+        plans = []
+        for trial, (model_cfg, train_cfg), recorded in zip(trials, configs, attrs, strict=True):
+            earlier = trial_store.first_complete_with_attr(
+                served.study, "run_key", recorded["run_key"], before=trial.number
+            )
+            # The same canonical config and seed already finished: its result is this one's.
+            taken = None if earlier is None else reused(earlier.user_attrs, earlier.number)
+            plans.append(TrialPlan(model_cfg, train_cfg, taken))
+        return plans
+
+    def outcome(
+        self, trained: Trained, served: ServedStudy, train_cfg: TrainConfig
+    ) -> dict[str, Any]:
+        """The attributes a trained trial records: its results, and unless pruned its
+        regularisation diagnostics."""
+        outcome = result_attrs(trained.result)
+        if not trained.pruned:
+            data = served.data
+            diagnostics = regularisation_diagnostics(
+                trained.result.model,
+                data.x_val,
+                data.y_val,
+                mc_passes=MC_PASSES,
+                seed=train_cfg.seed,
+            )
+            outcome |= diagnostic_attrs(diagnostics)
+        return outcome
+
+    def train(self, trial: optuna.Trial, served: ServedStudy, plan: TrialPlan) -> Trained:
+        """Train with per-epoch reports. Raises `Stop` when told to stop."""
+        pruned = False
+        spec, train_cfg = served.spec, plan.train
+
+        def on_epoch(m: EpochMetrics) -> bool:
+            nonlocal pruned
+            if self.state.interrupted():
+                return True
+            self.report([(trial, m)], spec)
+            pruned = self.should_prune(trial, spec, train_cfg, m)
+            return pruned
+
+        device = self.state.device
+        result = train_model(plan.model, train_cfg, served.data, device=device, on_epoch=on_epoch)
+        if self.state.interrupted() and not pruned and len(result.history) < train_cfg.epochs:
+            raise Stop()
+        return Trained(result, pruned)
+
+    def report(self, reports: list[tuple[optuna.Trial, EpochMetrics]], spec: StudySpec) -> None:
+        """Report each trial's epoch metric, a stack's in one transaction (`report_many`)."""
+        if spec.search.objectives:
+            return  # multi-objective: Optuna takes no intermediate values
+        metric = spec.search.metric
+        items = [(t, m.epoch, getattr(m, metric)) for t, m in reports]
+        try:
+            report_many([(t, step, v) for t, step, v in items if math.isfinite(v)])
+        except DB_ERRORS:
+            # A lost report costs one point of the curve; the training goes on.
+            logger.warning("epoch %s of %s trial(s) could not be reported", items[0][1], len(items))
+
+    def should_prune(
+        self, trial: optuna.Trial, spec: StudySpec, train_cfg: TrainConfig, m: EpochMetrics
+    ) -> bool:
+        """True when the pruner stops the trial after epoch `m` (never after its last epoch)."""
+        # After the last epoch there is nothing left to save: the trial is complete.
+        if m.epoch + 1 >= train_cfg.epochs or not _can_prune(trial, spec):
+            return False
+        try:
+            return trial.should_prune()
+        except DB_ERRORS:
+            logger.warning("trial %s: epoch %s could not be judged", trial.number, m.epoch)
+            return False
+
+
+def _can_prune(trial: optuna.Trial, spec: StudySpec) -> bool:
+    # A seed replicate is evidence for the verdict: it always runs to the end.
+    replicate = "replicate_of" in trial.user_attrs
+    return not spec.search.objectives and spec.search.pruner.name != "none" and not replicate
