@@ -44,13 +44,20 @@ def _groups(
 
 
 def _verdict(variants: list[tuple[str, int, float, float]]) -> str | None:
+    """Without replicates, no claim: the medians are described as what they are."""
+    from studyd.analysis.verdict import MIN_REPLICATES  # SciPy: loaded by _evidence anyway
+
     if not variants:
         return None
     name, n, _, median = variants[0]
     if len(variants) == 1:
-        return f"only {name} has complete trials (median {median:.4g} over {n})"
+        return f"Only {name} has complete trials (median {median:.4g} over {n})."
     other, _, _, other_median = variants[1]
-    return f"{name} is best (median {median:.4g} over {n} trials; next {other} {other_median:.4g})"
+    return (
+        f"Not enough seed replicates for a verdict (each variant's best config needs "
+        f"{MIN_REPLICATES} fresh seeds: set repeats: {MIN_REPLICATES} or more); highest median "
+        f"so far: {name} ({median:.4g} over {n} trials; next {other} {other_median:.4g})."
+    )
 
 
 def _importances(
@@ -78,12 +85,6 @@ def _importances(
         # Optuna refuses e.g. a search space where no parameter varies.
         result = ({}, f"importances unavailable: {exc}")
     return result
-
-
-def _unreplicated(verdict: str | None) -> str | None:
-    if verdict is None:
-        return None
-    return f"{verdict}; no seed replicates, so no confidence intervals (set repeats: in the spec)"
 
 
 def _evidence(
@@ -128,8 +129,8 @@ def _complete_trials_summary(
         state=record.state,  # type: ignore[arg-type]
         direction=stats.direction,  # type: ignore[arg-type]
         n_complete=n_complete,
-        # With seed replicates, the verdict the paired tests support; else best medians.
-        verdict=evidence.pop("verdict") or _unreplicated(_verdict(variants)),
+        # With seed replicates, the verdict the paired tests support; else the medians, no claim.
+        verdict=evidence.pop("verdict") or _verdict(variants),
         objectives=objectives,
         directions=directions,  # type: ignore[arg-type]
         constraints=constraints,

@@ -46,7 +46,8 @@ Trial = Mapping[str, Any]
 
 
 def verdict_record(trial: Trial) -> dict[str, Any]:
-    """What `analysis.verdict` reads: variant, placement, config_key, seed, value, gap, params."""
+    """What `analysis.verdict` reads: variant, placement, config_key, seed, value, gap, params,
+    and whether the trial is a seed replicate (chosen by the search, so fit to test it)."""
     attrs = trial["user_attrs"]
     train = attrs.get("train") if isinstance(attrs.get("train"), dict) else {}
     return {
@@ -56,6 +57,7 @@ def verdict_record(trial: Trial) -> dict[str, Any]:
         # Trials recorded before canonical keys existed are each their own configuration.
         "config_key": attrs.get("config_key") or f"trial-{trial['number']}",
         "seed": int(train.get("seed", 0)),
+        "replicate": "replicate_of" in attrs,
         "value": float(trial["values"][0]),
         "gap": attrs.get("gap"),
         "params": trial["params"],

@@ -328,15 +328,16 @@ def importances_table(importances: dict[str, Any]) -> Table:
 
 
 def _diff(cmp: Any) -> str:
-    """`+1.2±0.8 pts (p=0.03)`: a paired comparison, in accuracy points, Holm-adjusted p."""
+    """`+1.2±0.8 pts (p=0.03) *`: a paired comparison in accuracy points; * = the verdict
+    claims it."""
     if not isinstance(cmp, dict) or cmp.get("improvement") is None:
         return "—"
     text = f"{100 * cmp['improvement']:+.1f}"
     if cmp.get("half_width") is not None:
         text += f"±{100 * cmp['half_width']:.1f}"
-    p = cmp.get("p_holm")
+    p = cmp.get("p_value")
     text += " pts" + (f" (p={p:.2g})" if p is not None else "")
-    return text + (" *" if cmp.get("different") else "")
+    return text + (" *" if cmp.get("claimed") else "")
 
 
 def ranking_rows(rows: Any) -> list[JSON]:
@@ -394,8 +395,8 @@ def evidence_parts(summary: JSON) -> list[Any]:
     if summary.get("placement_verdict"):
         parts.append(Text(str(summary["placement_verdict"])))
     for key, title in (
-        ("by_variant", "by variant: best config, mean over seeds (* = Holm p < 0.05)"),
-        ("by_placement", "by placement: best config, mean over seeds"),
+        ("by_variant", "by variant: chosen config, mean over replicate seeds (* = claimed)"),
+        ("by_placement", "by placement: chosen config, mean over replicate seeds"),
     ):
         if rows := ranking_rows(summary.get(key)):
             parts.append(rows_table(rows, title))
