@@ -179,20 +179,25 @@ class StudyDetail(Study):
     timings: Timings
 
 
+_TRAINED = "trained runs: a trial that reused an identical run's result counts once, as that run"
+
+
 class VariantStats(BaseModel):
-    """Best and median objective value over the complete trials of one variant."""
+    """Best and median objective value over the trained runs of one variant."""
 
     variant: str
-    n: int
+    n: int = Field(description=_TRAINED)
+    n_reused: int = Field(default=0, description="complete trials that reused a run's result")
     best: float | None
     median: float | None
 
 
 class PlacementStats(BaseModel):
-    """Best and median objective value over the complete trials of one placement."""
+    """Best and median objective value over the trained runs of one placement."""
 
     placement: str
-    n: int
+    n: int = Field(description=_TRAINED)
+    n_reused: int = Field(default=0, description="complete trials that reused a run's result")
     best: float | None
     median: float | None
 
@@ -265,10 +270,10 @@ class VariantImportances(BaseModel):
 
 
 class VariantDiagnostics(BaseModel):
-    """Means over a variant's trained (not reused) complete trials."""
+    """Means over a variant's trained runs (the trials `variants` counts)."""
 
     variant: str
-    n: int
+    n: int = Field(description=_TRAINED)
     train_acc: float | None
     val_acc: float | None
     gap: float | None = Field(description="train − val accuracy")
@@ -318,6 +323,11 @@ class Summary(BaseModel):
     direction: Literal["maximize", "minimize"]
     n_complete: int
     verdict: str | None
+    best_trial_note: str | None = Field(
+        default=None,
+        description="when the single best trial is not of the variant the verdict leads with "
+        "(or, without replicates, of the highest median): both, and why they differ",
+    )
     variants: list[VariantStats]
     placements: list[PlacementStats]
     importances: dict[str, float] = Field(description="Optuna's fANOVA importances, sum 1")

@@ -167,8 +167,10 @@ def test_pareto_front_constraints_importances_and_csv_round_trip(server, tmp_pat
         if t["number"] in front:
             assert front[t["number"]] == list(point(t))
     own = summary["variant_importances"]["variants"]["multisample"]
-    assert "multisample_k" in own["params"] and own["n_trials"] == 10
     assert summary["n_reused"] == sum("reused_from" in t["user_attrs"] for t in complete)
+    # Every per-variant number counts trained runs: a reused trial is its original again.
+    assert "multisample_k" in own["params"] and own["n_trials"] == 10 - summary["n_reused"]
+    assert summary["variants"][0]["n"] == own["n_trials"] == summary["diagnostics"][0]["n"]
 
     study_id = summary["study_id"]
     response = server.client.get(f"/studies/{study_id}/export.csv")
