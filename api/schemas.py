@@ -13,8 +13,10 @@ Shapes (all datetimes ISO 8601 in UTC, `null` when not yet known):
   variant, placement, train_acc, val_acc, gap, param_count, epoch_seconds, retry_of).
 - `TrialDetail` = `TrialBrief` with every user attribute plus `config` (ModelConfig as dict),
   `train` (TrainConfig as dict), `curve` (per-epoch metrics) and `intermediate_values`.
-- `Summary`: `verdict, variants, placements, importances, importances_note, best, best_config,
-  test_score, direction, n_complete`.
+- `Summary`: `verdict, best_trial_note, variants, placements, importances, importances_note, best,
+  best_config, test_score, direction, n_complete`, and the evidence (`by_variant`, `by_placement`:
+  configs chosen on the search trials and tested on replicate seeds; `diagnostics`, ...). Every
+  per-variant count is of trained runs: a trial that reused a run's result counts once.
 - Pages: `{"items": [...], "total": int, "limit": int, "offset": int}`.
 - Errors: `{"detail": "<one readable line>"}`; 422s add `"errors": [{"loc", "msg"}]`.
 """
