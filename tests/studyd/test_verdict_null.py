@@ -41,8 +41,10 @@ def test_a_real_2_point_difference_is_found(sim):
     assert sim.found_rate(200, seed=2, shape=sim.random_shape, noise=noise) >= 0.95
 
 
-def test_two_seeds_with_identical_differences_never_make_a_claim(sim):
-    # Main's verdict: p = 0 and "beats the runner-up by 0.2 ± 0.0 points" on such pairs.
+def test_two_seeds_never_make_a_claim_even_when_their_differences_are_identical(sim):
+    # The search's seed and one replicate, rounded to 359 images, often differ by the same
+    # amount twice: main's verdict then gave p = 0 and "beats the runner-up by 0.2±0.0 points"
+    # (8 % of these null studies).
     noise = sim.Noise(trial_sd=0.001)
-    rates = sim.claim_rates(200, seed=3, shape=sim.fixed_shape((1, 1), 2), noise=noise)
+    rates = sim.claim_rates(200, seed=3, shape=sim.fixed_shape((1, 1), 1), noise=noise)
     assert rates.either == 0
