@@ -109,6 +109,46 @@ def test_out_of_bounds_spec_is_422_naming_the_field(server, field, value):
     assert study_count(server) == before
 
 
+# Issue 15 item 10: counts and sizes are strict integers ("5" ran 5 trials, true ran 1).
+LOOSE_TYPES = [
+    ("search.n_trials", "5"),
+    ("search.n_trials", True),
+    ("search.n_trials", 5.0),
+    ("search.pruner.startup_trials", "3"),
+    ("model.width", "64"),
+    ("model.width", [True, 64]),
+    ("model.depth", {"low": "1", "high": 3}),
+    ("training.batch_size", "64"),
+    ("training.epochs", ["1", "2", "3"]),
+    ("dataset.train_subset", "100"),
+    ("repeats", True),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), LOOSE_TYPES, ids=lambda v: str(v)[:24])
+def test_counts_and_sizes_are_strict_integers(server, field, value):
+    before = study_count(server)
+    response = server.client.post("/studies", json=with_value(field, value))
+    assert_422_naming(response, field)
+    assert "whole number" in response.json()["detail"], response.json()
+    assert study_count(server) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (b'{"name": ', "line 1, column 10"),
+        (b'{"name":\n  "x"\n  "search": {}}', "line 3, column 3"),
+    ],
+)
+def test_truncated_json_names_line_and_column(server, body, where):
+    response = server.client.post(
+        "/studies", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(f"body: invalid JSON at {where}: "), response.json()
+
+
 def test_grid_search_space_over_the_limit_is_422(server):
     spec = with_value("search.sampler", "grid")
     spec["model"] = {"width": list(range(1, 61)), "depth": [1, 2, 3, 4, 5, 6, 7, 8]}
