@@ -81,30 +81,38 @@ def check_data_path(spec: StudySpec, roots: list[Path]) -> None:
     kind, sep, raw = spec.dataset.name.partition(":")
     if not sep or kind not in ("npz", "csv"):
         return
+    for text in {raw, unquote(raw)}:
+        try:
+            _check_one_path(text, roots)
+        except OSError as exc:  # e.g. ENAMETOOLONG: the client's path, not the server, is wrong
+            reason = exc.strerror or type(exc).__name__
+            _refuse_path(f"data path of {len(text)} characters cannot be opened: {reason}")
+
+
+def _check_one_path(text: str, roots: list[Path]) -> None:
     # Imported here: models.data imports torch (~250 MiB resident), which nothing else in the
     # API process needs.
     from models.data import DataError, resolve_user_path
 
-    for text in {raw, unquote(raw)}:
-        candidate = Path(text)
-        missing = not any(
-            (c.exists() or c.is_symlink())
-            for c in ([candidate] if candidate.is_absolute() else [r / candidate for r in roots])
-        )
-        escapes = (
-            ".." in candidate.parts
-            or "\x00" in text
-            or (candidate.is_absolute() and not any(candidate.is_relative_to(r) for r in roots))
-        )
-        if missing and not escapes:
-            # A symlinked directory inside a root leads out even to a file not there yet.
-            if not _lands_inside(candidate, roots):
-                _refuse_path(f"data path {text!r} resolves outside the allowed data roots")
-            continue
-        try:
-            resolve_user_path(text, roots)
-        except DataError as exc:
-            _refuse_path(str(exc))
+    candidate = Path(text)
+    missing = not any(
+        (c.exists() or c.is_symlink())
+        for c in ([candidate] if candidate.is_absolute() else [r / candidate for r in roots])
+    )
+    escapes = (
+        ".." in candidate.parts
+        or "\x00" in text
+        or (candidate.is_absolute() and not any(candidate.is_relative_to(r) for r in roots))
+    )
+    if missing and not escapes:
+        # A symlinked directory inside a root leads out even to a file not there yet.
+        if not _lands_inside(candidate, roots):
+            _refuse_path(f"data path {text!r} resolves outside the allowed data roots")
+        return
+    try:
+        resolve_user_path(text, roots)
+    except DataError as exc:
+        _refuse_path(str(exc))
 
 
 def _lands_inside(candidate: Path, roots: list[Path]) -> bool:

@@ -267,16 +267,19 @@ def register(app: typer.Typer) -> None:
 
 
 def _run_dashboard(database_url: str, host: str, port: int) -> None:
-    from optuna_dashboard import run_server
+    from wsgiref.simple_server import make_server
 
-    try:
-        from storage.optuna_storage import make_optuna_storage
+    import optuna_dashboard
 
-        storage: Any = make_optuna_storage(database_url)
-    except ImportError:
-        storage = database_url
-    err.print(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
-    run_server(storage, host=host, port=port)
+    from api.dashboard_guard import guard_dashboard
+    from storage.optuna_storage import make_optuna_storage
+
+    # The same guarded app the API mounts at /dashboard (optuna-dashboard's run_server would
+    # serve it bare); wsgiref is the server run_server itself uses.
+    app = guard_dashboard(optuna_dashboard.wsgi(make_optuna_storage(database_url)))
+    with make_server(host, port, app) as server:  # type: ignore[arg-type]
+        err.print(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
+        server.serve_forever()
 
 
 def run_demo(

@@ -242,6 +242,29 @@ def test_data_paths_inside_the_roots_are_accepted(server, data_root):
         assert response.status_code == 201, (name, response.text)
 
 
+@pytest.mark.parametrize("length", [300, 5000])
+@pytest.mark.parametrize("kind", ["npz", "csv"])
+def test_data_paths_too_long_for_the_filesystem_are_one_line_422(server, kind, length):
+    before = study_count(server)
+    response = server.client.post(
+        "/studies", json=with_value("dataset.name", f"{kind}:" + "a" * length)
+    )
+    assert_422_naming(response, "dataset.name")
+    detail = response.json()["detail"]
+    assert "\n" not in detail and len(detail) < 300, detail
+    assert study_count(server) == before
+
+
+@pytest.mark.parametrize("path", ["/static/bundle.js", "/dashboard"])
+def test_dashboard_assets_load_without_accept_encoding(server, path):
+    request = server.client.build_request("GET", path)
+    del request.headers["accept-encoding"]  # curl and some proxies send none
+    response = server.client.send(request)
+    assert response.status_code == 200, response.text[:300]
+    assert response.headers.get("content-encoding") in (None, "identity")
+    assert len(response.content) > 100
+
+
 def test_npz_with_pickled_objects_is_refused_without_unpickling(tmp_path):
     marker = tmp_path / "pwned"
 
