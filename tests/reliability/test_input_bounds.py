@@ -237,9 +237,50 @@ def test_data_paths_that_leave_the_roots_are_422_at_submit(server, data_root, ki
 
 
 def test_data_paths_inside_the_roots_are_accepted(server, data_root):
-    for name in ("npz:inside.npz", f"npz:{data_root / 'inside.npz'}", "csv:later/arrives.csv"):
+    for name in ("npz:inside.npz", f"npz:{data_root / 'inside.npz'}"):
         response = server.client.post("/studies", json=with_value("dataset.name", name))
         assert response.status_code == 201, (name, response.text)
+
+
+@pytest.mark.parametrize("name", ["npz:mydata.npz", "csv:later/arrives.csv", "npz:a-directory"])
+def test_missing_or_unreadable_data_file_is_422_naming_roots_and_setting(server, data_root, name):
+    # Issue 15 item 9: `npz:mydata.npz` (absent) was 201 and the study failed later on a worker.
+    (data_root / "a-directory").mkdir(exist_ok=True)
+    before = study_count(server)
+    response = server.client.post("/studies", json=with_value("dataset.name", name))
+    assert_422_naming(response, "dataset.name")
+    detail = response.json()["detail"]
+    assert str(data_root) in detail and "STUDYD_DATA_ROOTS" in detail, detail
+    assert study_count(server) == before
+
+
+def test_data_file_the_server_cannot_read_is_422(server, data_root):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads a file whatever its mode")
+    locked = data_root / "locked.npz"
+    locked.write_bytes((data_root / "inside.npz").read_bytes())
+    locked.chmod(0)
+    try:
+        response = server.client.post("/studies", json=with_value("dataset.name", "npz:locked.npz"))
+        assert_422_naming(response, "dataset.name")
+        assert "cannot be read" in response.json()["detail"]
+    finally:
+        locked.chmod(0o644)
+
+
+def test_data_path_is_let_through_where_the_server_cannot_see_the_roots(tmp_path):
+    # An API-only node without the data: workers elsewhere have the roots and check again.
+    env = {"STUDYD_DATA_ROOTS": f'["{tmp_path / "on-the-workers-only"}"]'}
+    srv = start_server(f"sqlite:///{tmp_path / 'studyd.db'}", tmp_path, env=env)
+    try:
+        response = srv.client.post("/studies", json=with_value("dataset.name", "npz:there.npz"))
+        assert response.status_code == 201, response.text
+        escape = srv.client.post("/studies", json=with_value("dataset.name", "npz:../x.npz"))
+        assert_422_naming(escape, "dataset.name")
+    finally:
+        srv.stop()
 
 
 @pytest.mark.parametrize("length", [300, 5000])
