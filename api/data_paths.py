@@ -9,8 +9,11 @@ lets the path through; each worker checks it again against its own roots.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from urllib.parse import unquote
+
+import numpy as np
 
 from studyd.spec import SpecError, StudySpec
 
@@ -90,3 +93,38 @@ def _lands_inside(candidate: Path, roots: list[Path]) -> bool:
     """Whether each lookup of `candidate` (symlinks in its existing part followed) stays inside."""
     lookups = [candidate] if candidate.is_absolute() else [r / candidate for r in roots]
     return all(any(c.resolve().is_relative_to(r) for r in roots) for c in lookups)
+
+
+def input_features(spec: StudySpec, roots: list[Path]) -> int | None:
+    """Features per example of the spec's npz:/csv: file, read from its header; None if unknown."""
+    from models.data import DataError, resolve_user_path
+
+    kind, sep, raw = spec.dataset.name.partition(":")
+    if not sep or kind not in ("npz", "csv"):
+        return None
+    try:
+        path = resolve_user_path(raw, roots)
+        if kind == "csv":
+            with path.open(encoding="utf-8", errors="replace") as fh:
+                return fh.readline(1 << 20).count(",")  # the last column is the label
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            for member in ("x_train.npy", "x.npy"):
+                if member in names:
+                    with archive.open(member) as fh:
+                        shape = _npy_shape(fh)
+                    return int(np.prod(shape[1:])) if len(shape) > 1 else None
+    except (DataError, OSError, ValueError, zipfile.BadZipFile):
+        return None  # the worker reports a file it cannot read; the size check uses the rest
+    return None
+
+
+def _npy_shape(fh: object) -> tuple[int, ...]:
+    version = np.lib.format.read_magic(fh)  # type: ignore[arg-type]
+    read = (
+        np.lib.format.read_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.read_array_header_2_0
+    )
+    shape, _, _ = read(fh)  # type: ignore[arg-type]
+    return tuple(shape)

@@ -36,3 +36,8 @@ class Settings(BaseSettings):
         """Resolved roots user data files may come from."""
         roots = self.data_roots or [self.data_dir]
         return [Path(r).expanduser().resolve() for r in roots]
+
+    # Submit-time limits (issue 15). The memory one worker may need to train a spec's largest
+    # network (parameters, Adam state and a batch's activations, times a stack of trials): a
+    # spec over it is refused with a 422. 2 GiB suits a small machine; a GPU node may raise it.
+    max_train_bytes: int = Field(default=2 * 1024**3, ge=1)

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
 
 from api.context import AppContext, context, in_thread
 from api.convert import study_detail, study_out
-from api.data_paths import check_data_path
+from api.data_paths import check_data_path, input_features
 from api.errors import IdempotencyConflict, responses
 from api.params import DEFAULT_PAGE_SIZE, Limit, Offset, StudyId, capped
 from api.schemas import Page, Study, StudyDetail, StudyState
 from storage import queue, trials
 from studyd.daemon.service import submit_spec
 from studyd.spec import SpecError, StudySpec, validate_spec
+from studyd.spec.footprint import footprint, over_limit_message
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["studies"])
@@ -71,6 +72,14 @@ def parse_spec(body: dict[str, Any]) -> StudySpec:
         raise SpecError(f"the spec could not be validated: {exc}") from None
 
 
+def check_train_memory(spec: StudySpec, input_dim: int | None, limit: int) -> None:
+    """SpecError (422) when the spec's largest network needs more memory than `limit` bytes."""
+    fp = footprint(spec, input_dim)
+    message = over_limit_message(fp, limit, "STUDYD_MAX_TRAIN_BYTES")
+    if message:
+        raise SpecError(f"{fp.field}: {message}", [{"loc": fp.field, "msg": message}])
+
+
 def _same_spec(stored: dict[str, Any], submitted: StudySpec) -> bool:
     try:
         return validate_spec(dict(stored)).model_dump(mode="json") == submitted.model_dump(
@@ -114,7 +123,9 @@ def submit_study(
 ) -> StudyDetail:
     """Queue a study from its spec; 201 with `Location: /studies/{id}`."""
     parsed = parse_spec(spec)
-    check_data_path(parsed, ctx.settings.allowed_data_roots())
+    roots = ctx.settings.allowed_data_roots()
+    check_data_path(parsed, roots)
+    check_train_memory(parsed, input_features(parsed, roots), ctx.settings.max_train_bytes)
     record = submit_spec(
         ctx.engine,
         ctx.optuna_storage(),

@@ -149,6 +149,47 @@ def test_truncated_json_names_line_and_column(server, body, where):
     assert response.json()["detail"].startswith(f"body: invalid JSON at {where}: "), response.json()
 
 
+def test_spec_too_big_to_train_is_422_naming_field_size_and_setting(server):
+    # Issue 15 item 6: `model: {width: 8192, depth: 8}` was accepted and a worker reached 8.6 GB.
+    before = study_count(server)
+    spec = with_value("model", {"width": 8192, "depth": 8})
+    response = server.client.post("/studies", json=spec)
+    assert_422_naming(response, "model.width")
+    detail = response.json()["detail"]
+    assert "GB" in detail and "STUDYD_MAX_TRAIN_BYTES" in detail, detail
+    assert study_count(server) == before
+    # The same shape at a size a small machine trains is fine.
+    ok = server.client.post("/studies", json=with_value("model", {"width": 512, "depth": 2}))
+    assert ok.status_code == 201, ok.text
+
+
+def test_wide_data_file_counts_in_the_size_check(server, data_root):
+    # 200 000 features into 2048 units: the first layer alone is 6.6 GB to train.
+    np.savez_compressed(
+        data_root / "wide.npz", x=np.zeros((60, 200_000), np.uint8), y=np.arange(60) % 3
+    )
+    spec = with_value("dataset.name", "npz:wide.npz")
+    spec["model"] = {"width": 2048, "depth": 1}
+    assert_422_naming(server.client.post("/studies", json=spec), "model.width")
+    spec["dataset"]["name"] = "npz:inside.npz"  # 4 features: small
+    assert server.client.post("/studies", json=spec).status_code == 201
+
+
+def test_train_memory_limit_is_a_setting(tmp_path):
+    env = {"STUDYD_MAX_TRAIN_BYTES": str(20_000_000)}
+    srv = start_server(f"sqlite:///{tmp_path / 'studyd.db'}", tmp_path, env=env)
+    try:
+        spec = with_value("model", {"width": 256, "depth": 1})
+        spec["training"]["batch_size"] = 65536  # activations dominate: the batch is named
+        response = srv.client.post("/studies", json=spec)
+        assert_422_naming(response, "training.batch_size")
+        assert "20.0 MB" in response.json()["detail"], response.json()
+        small = srv.client.post("/studies", json=with_value("model", {"width": 64, "depth": 1}))
+        assert small.status_code == 201, small.text
+    finally:
+        srv.stop()
+
+
 def test_grid_search_space_over_the_limit_is_422(server):
     spec = with_value("search.sampler", "grid")
     spec["model"] = {"width": list(range(1, 61)), "depth": [1, 2, 3, 4, 5, 6, 7, 8]}
