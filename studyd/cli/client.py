@@ -7,6 +7,7 @@ stderr and a non-zero exit code (see `ClientError.exit_code`).
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -306,7 +307,8 @@ def _run_dashboard(database_url: str, host: str, port: int) -> None:
     app = guard_dashboard(optuna_dashboard.wsgi(make_optuna_storage(database_url)))
     with make_server(host, port, app) as server:  # type: ignore[arg-type]
         err.print(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
-        server.serve_forever()
+        with suppress(KeyboardInterrupt):  # Ctrl-C is how it is stopped, not an error
+            server.serve_forever()
 
 
 def _wait_until_ended(api: StudydClient, study_id: int) -> dict[str, Any]:

@@ -39,7 +39,8 @@ class StudydGroup(TyperGroup):
         except typer.TyperException as exc:
             # Usage errors (a bad option value, a missing argument) are exit 2 like any CLI's,
             # but on one line like every other studyd error, not in a box of usage text.
-            if getattr(exc, "exit_code", None) != 2 or not hasattr(exc, "format_message"):
+            usage_error = getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message")
+            if not usage_error or type(exc).__name__ == "NoArgsIsHelpError":  # that one is help
                 raise
             hint = f"; see `{exc.ctx.command_path} --help`" if getattr(exc, "ctx", None) else ""
             message = exc.format_message().replace("Value error, ", "").rstrip(".")
