@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.context import AppContext
+from api.dashboard_guard import guard_dashboard
 from api.errors import RETRY_AFTER_S, database_unavailable
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class LazyDashboard:
 
         with self._lock:
             if self._app is None:
-                wsgi = optuna_dashboard.wsgi(self.ctx.optuna_storage())
+                wsgi = guard_dashboard(optuna_dashboard.wsgi(self.ctx.optuna_storage()))
                 self._app = WSGIMiddleware(wsgi)  # type: ignore[arg-type]
             return self._app
 

@@ -83,10 +83,27 @@ def _field(loc: Any) -> str:
     return ".".join(parts)
 
 
+def _json_position(doc: Any, pos: Any) -> str:
+    """`line L, column C` (1-based) of a character offset, as editors and `json.tool` say it."""
+    if not isinstance(doc, str) or not isinstance(pos, int):
+        return f"offset {pos}"
+    line, column = doc.count("\n", 0, pos) + 1, pos - doc.rfind("\n", 0, pos)
+    return f"line {line}, column {column}"
+
+
+def _error_entry(e: dict[str, Any], body: Any) -> dict[str, str]:
+    if e.get("type") == "json_invalid":
+        # FastAPI puts the decoder's character offset where a field name goes ("9: JSON decode
+        # error"); a reader needs the line and column, and what the decoder expected there.
+        loc = tuple(e.get("loc", ()))
+        where = _json_position(body, loc[-1] if loc else None)
+        reason = (e.get("ctx") or {}).get("error", "invalid JSON")
+        return {"loc": "body", "msg": f"invalid JSON at {where}: {reason}"}
+    return {"loc": _field(e.get("loc", ())), "msg": str(e.get("msg", "invalid"))}
+
+
 def validation_body(exc: RequestValidationError) -> dict[str, Any]:
-    errors = [
-        {"loc": _field(e.get("loc", ())), "msg": str(e.get("msg", "invalid"))} for e in exc.errors()
-    ]
+    errors = [_error_entry(e, exc.body) for e in exc.errors()]
     first = errors[0] if errors else {"loc": "", "msg": "invalid request"}
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return {"detail": f"{first['loc']}: {first['msg']}{more}", "errors": errors}

@@ -41,6 +41,10 @@ class Study(Base):
         UniqueConstraint("idempotency_key", name="uq_studyd_studies_idempotency_key"),
         # The claim query: runnable studies by priority, then age.
         Index("ix_studyd_studies_claim", "state", "priority", "created_at"),
+        # Ids are never reused (a deleted study's id given to the next submit served clients and
+        # workers the deleted study's cache entries): SQLAlchemy's `autoincrement=True` does not
+        # emit SQLite's AUTOINCREMENT, this does. PostgreSQL's sequences never reuse anyway.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -69,6 +73,8 @@ class Worker(Base):
     """A live worker and the trial slot it holds (study, Optuna trial), if any."""
 
     __tablename__ = "studyd_workers"
+    # A reaped worker's late heartbeat must not land on a newcomer that got its id.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     host: Mapped[str] = mapped_column(String(255))

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
         roots = self.data_roots or [self.data_dir]
         return [Path(r).expanduser().resolve() for r in roots]
 
+    # Submit-time limits. The memory one worker may need to train a spec's largest
+    # network (parameters, Adam state and a batch's activations, times a stack of trials): a
+    # spec over it is refused with a 422. 2 GiB suits a small machine; a GPU node may raise it.
+    max_train_bytes: int = Field(default=2 * 1024**3, ge=1)
+
     def worker_env(self) -> dict[str, str]:
         """The worker settings as STUDYD_ variables, for a worker process started from here."""
         values = {name: getattr(self, name) for name in WORKER_SETTINGS}

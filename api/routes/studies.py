@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import unquote
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
 
 from api.context import AppContext, context, in_thread
 from api.convert import study_detail, study_out
+from api.data_paths import check_data_path, input_features
 from api.errors import IdempotencyConflict, responses
 from api.params import DEFAULT_PAGE_SIZE, Limit, Offset, StudyId, capped
 from api.schemas import Page, Study, StudyDetail, StudyState
 from storage import queue, trials
 from studyd.daemon.service import submit_spec
 from studyd.spec import SpecError, StudySpec, validate_spec
+from studyd.spec.footprint import footprint, over_limit_message
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["studies"])
@@ -72,49 +72,12 @@ def parse_spec(body: dict[str, Any]) -> StudySpec:
         raise SpecError(f"the spec could not be validated: {exc}") from None
 
 
-def check_data_path(spec: StudySpec, roots: list[Path]) -> None:
-    """`npz:`/`csv:` paths must stay inside the data roots (`..`, encoded or absolute escapes).
-
-    A path that does not exist on this node is let through: workers on other machines may have
-    it, and a worker that does not fails the study with a readable error.
-    """
-    kind, sep, raw = spec.dataset.name.partition(":")
-    if not sep or kind not in ("npz", "csv"):
-        return
-    # Imported here: models.data imports torch (~250 MiB resident), which nothing else in the
-    # API process needs.
-    from models.data import DataError, resolve_user_path
-
-    for text in {raw, unquote(raw)}:
-        candidate = Path(text)
-        missing = not any(
-            (c.exists() or c.is_symlink())
-            for c in ([candidate] if candidate.is_absolute() else [r / candidate for r in roots])
-        )
-        escapes = (
-            ".." in candidate.parts
-            or "\x00" in text
-            or (candidate.is_absolute() and not any(candidate.is_relative_to(r) for r in roots))
-        )
-        if missing and not escapes:
-            # A symlinked directory inside a root leads out even to a file not there yet.
-            if not _lands_inside(candidate, roots):
-                _refuse_path(f"data path {text!r} resolves outside the allowed data roots")
-            continue
-        try:
-            resolve_user_path(text, roots)
-        except DataError as exc:
-            _refuse_path(str(exc))
-
-
-def _lands_inside(candidate: Path, roots: list[Path]) -> bool:
-    """Whether each lookup of `candidate` (symlinks in its existing part followed) stays inside."""
-    lookups = [candidate] if candidate.is_absolute() else [r / candidate for r in roots]
-    return all(any(c.resolve().is_relative_to(r) for r in roots) for c in lookups)
-
-
-def _refuse_path(message: str) -> None:
-    raise SpecError(f"dataset.name: {message}", [{"loc": "dataset.name", "msg": message}])
+def check_train_memory(spec: StudySpec, input_dim: int | None, limit: int) -> None:
+    """SpecError (422) when the spec's largest network needs more memory than `limit` bytes."""
+    fp = footprint(spec, input_dim)
+    message = over_limit_message(fp, limit, "STUDYD_MAX_TRAIN_BYTES")
+    if message:
+        raise SpecError(f"{fp.field}: {message}", [{"loc": fp.field, "msg": message}])
 
 
 def _same_spec(stored: dict[str, Any], submitted: StudySpec) -> bool:
@@ -160,7 +123,9 @@ def submit_study(
 ) -> StudyDetail:
     """Queue a study from its spec; 201 with `Location: /studies/{id}`."""
     parsed = parse_spec(spec)
-    check_data_path(parsed, ctx.settings.allowed_data_roots())
+    roots = ctx.settings.allowed_data_roots()
+    check_data_path(parsed, roots)
+    check_train_memory(parsed, input_features(parsed, roots), ctx.settings.max_train_bytes)
     record = submit_spec(
         ctx.engine,
         ctx.optuna_storage(),

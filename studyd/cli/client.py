@@ -7,8 +7,9 @@ stderr and a non-zero exit code (see `ClientError.exit_code`).
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.text import Text
@@ -25,7 +26,11 @@ EXIT_USAGE = 2
 UrlOpt = Annotated[
     str,
     typer.Option(
-        "--url", envvar="STUDYD_URL", help="Base URL of the studyd API.", show_envvar=True
+        "--url",
+        envvar="STUDYD_URL",
+        help="Base URL of the studyd API.",
+        show_envvar=True,
+        metavar="URL",
     ),
 ]
 TokenOpt = Annotated[
@@ -36,10 +41,15 @@ TokenOpt = Annotated[
         help="API token (sent as a Bearer token).",
         show_envvar=True,
         show_default=False,
+        metavar="TOKEN",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON and nothing else.")]
 StudyId = Annotated[int, typer.Argument(help="The study's id (see `studyd list`).")]
+# Option values are checked here, as usage errors (exit 2), before any request: the server would
+# answer a 422, which the CLI reserves for an invalid spec (exit 7).
+StudyStateName = Literal["queued", "running", "done", "failed", "cancelled"]
+TrialStateName = Literal["running", "waiting", "complete", "pruned", "fail"]
 
 
 def load_spec_file(path: Path) -> dict[str, Any]:
@@ -76,7 +86,10 @@ def register(app: typer.Typer) -> None:
     def submit(
         spec: Annotated[Path, typer.Argument(help="Study spec (YAML or JSON).")],
         priority: Annotated[
-            int | None, typer.Option(help="Higher runs first (default 0).", show_default=False)
+            int | None,
+            typer.Option(
+                help="Higher runs first (default 0).", show_default=False, min=-1000, max=1000
+            ),
         ] = None,
         watch: Annotated[
             bool, typer.Option("--watch", help="Follow the study until it ends.")
@@ -84,7 +97,9 @@ def register(app: typer.Typer) -> None:
         idempotency_key: Annotated[
             str | None, typer.Option(help="Resubmitting with the same key queues nothing new.")
         ] = None,
-        interval: Annotated[float, typer.Option(help="Seconds between polls with --watch.")] = 1.0,
+        interval: Annotated[
+            float, typer.Option(help="Seconds between polls with --watch.", min=0.05)
+        ] = 1.0,
         url: UrlOpt = DEFAULT_URL,
         token: TokenOpt = None,
         as_json: JsonOpt = False,
@@ -108,10 +123,13 @@ def register(app: typer.Typer) -> None:
     @app.command("list")
     def list_(
         state: Annotated[
-            str | None, typer.Option(help="Only studies in this state (queued, running, done…).")
+            StudyStateName | None,
+            typer.Option(help="Only studies in this state.", case_sensitive=False),
         ] = None,
-        limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
-        offset: Annotated[int, typer.Option(help="Skip this many.")] = 0,
+        limit: Annotated[
+            int, typer.Option(help="At most this many, newest first.", min=1, max=500)
+        ] = 50,
+        offset: Annotated[int, typer.Option(help="Skip this many.", min=0)] = 0,
         url: UrlOpt = DEFAULT_URL,
         token: TokenOpt = None,
         as_json: JsonOpt = False,
@@ -136,7 +154,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def watch(
         study_id: StudyId,
-        interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 1.0,
+        interval: Annotated[float, typer.Option(help="Seconds between polls.", min=0.05)] = 1.0,
         url: UrlOpt = DEFAULT_URL,
         token: TokenOpt = None,
         as_json: JsonOpt = False,
@@ -149,20 +167,20 @@ def register(app: typer.Typer) -> None:
     def trials(
         study_id: StudyId,
         sort: Annotated[
-            str, typer.Option(help="`value` (best first) or `number`.", case_sensitive=False)
+            Literal["value", "number"],
+            typer.Option(help="`value` (best first) or `number`.", case_sensitive=False),
         ] = "value",
         state: Annotated[
-            str | None, typer.Option(help="Only trials in this state (complete, pruned, …).")
+            TrialStateName | None,
+            typer.Option(help="Only trials in this state.", case_sensitive=False),
         ] = None,
         variant: Annotated[str | None, typer.Option(help="Only trials of this variant.")] = None,
-        limit: Annotated[int, typer.Option(help="At most this many trials.")] = 20,
+        limit: Annotated[int, typer.Option(help="At most this many trials.", min=1)] = 20,
         url: UrlOpt = DEFAULT_URL,
         token: TokenOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Show a study's trials as a table (best first by default)."""
-        if sort not in ("value", "number"):
-            raise fail(f"--sort must be `value` or `number`, not `{sort}`", EXIT_USAGE)
         with connect(url, token) as api:
             page = api.trials(
                 study_id, state=state and state.lower(), variant=variant, sort=sort, limit=limit
@@ -198,11 +216,13 @@ def register(app: typer.Typer) -> None:
         study_id: StudyId,
         url: UrlOpt = DEFAULT_URL,
         token: TokenOpt = None,
+        as_json: JsonOpt = False,
     ) -> None:
         """Delete a study and its trials (cancel a running study first)."""
         with connect(url, token) as api:
             api.delete(study_id)
-        out.print(f"study {study_id} deleted")
+        # The API answers 204 with no body: --json prints what happened, for scripts.
+        emit({"id": study_id, "deleted": True}, as_json, lambda _: f"study {study_id} deleted")
 
     @app.command()
     def report(
@@ -261,26 +281,50 @@ def register(app: typer.Typer) -> None:
         keep_serving: Annotated[
             bool, typer.Option("--keep-serving", help="Leave the server running (Ctrl-C stops).")
         ] = False,
+        as_json: Annotated[
+            bool,
+            typer.Option(
+                "--json", help="Print the study, its summary and the report path as JSON."
+            ),
+        ] = False,
     ) -> None:
         """Start a server on SQLite, run the variant shoot-out on digits, print the verdict."""
-        run_demo(directory, spec, workers=workers, port=port, keep_serving=keep_serving)
+        run_demo(
+            directory, spec, workers=workers, port=port, keep_serving=keep_serving, as_json=as_json
+        )
 
 
 def _run_dashboard(database_url: str, host: str, port: int) -> None:
-    from optuna_dashboard import run_server
+    from wsgiref.simple_server import make_server
 
-    try:
-        from storage.optuna_storage import make_optuna_storage
+    import optuna_dashboard
 
-        storage: Any = make_optuna_storage(database_url)
-    except ImportError:
-        storage = database_url
-    err.print(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
-    run_server(storage, host=host, port=port)
+    from api.dashboard_guard import guard_dashboard
+    from storage.optuna_storage import make_optuna_storage
+
+    # The same guarded app the API mounts at /dashboard (optuna-dashboard's run_server would
+    # serve it bare); wsgiref is the server run_server itself uses.
+    app = guard_dashboard(optuna_dashboard.wsgi(make_optuna_storage(database_url)))
+    with make_server(host, port, app) as server:  # type: ignore[arg-type]
+        err.print(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
+        with suppress(KeyboardInterrupt):  # Ctrl-C is how it is stopped, not an error
+            server.serve_forever()
+
+
+def _wait_until_ended(api: StudydClient, study_id: int) -> dict[str, Any]:
+    while (study := api.study(study_id)).get("state") not in ("done", "failed", "cancelled"):
+        time.sleep(1.0)
+    return study
 
 
 def run_demo(
-    directory: Path, spec: Path | None, *, workers: int, port: int | None, keep_serving: bool
+    directory: Path,
+    spec: Path | None,
+    *,
+    workers: int,
+    port: int | None,
+    keep_serving: bool,
+    as_json: bool = False,
 ) -> None:
     from studyd.client import demo
     from studyd.client.report import write_report
@@ -297,9 +341,16 @@ def run_demo(
         ):
             study = demo.submit_bundled(api, spec_path)
             sid = study["id"]
-            out.print(
+            (err if as_json else out).print(
                 f"submitted {spec_path.name} as study {sid} ({study.get('target_trials')} trials)"
             )
+            if as_json:  # one JSON document on stdout, at the end
+                final = _wait_until_ended(api, sid)
+                report = write_report(api, sid, directory / "report")
+                print_json({"study": final, "summary": api.summary(sid), "report": report.index})
+                if final.get("state") != "done":
+                    exit_for_final_state(final, quiet=True)
+                return
             final = poll_and_show(api, sid, as_json=False, interval=1.0)
             out.print(render.summary_view(api.summary(sid)))
             report = write_report(api, sid, directory / "report")

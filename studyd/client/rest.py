@@ -14,6 +14,9 @@ import httpx
 JSON = dict[str, Any]
 # The API caps page sizes; asking for more than the cap is answered with the cap.
 PAGE_SIZE = 100
+# Fields every studyd answer of a kind has: a body without them did not come from studyd.
+PAGE_FIELDS = ("items", "total", "limit", "offset")
+STUDY_FIELDS = ("id", "state")
 
 
 class ClientError(Exception):
@@ -31,6 +34,10 @@ class ServerUnreachable(ClientError):
     """No server answered at the URL (down, wrong port, network)."""
 
     exit_code = 3
+
+
+class NotStudyd(ServerUnreachable):
+    """Something answered at the URL, but not a studyd API (optuna-dashboard's `/api`, a proxy)."""
 
 
 class Unauthorized(ClientError):
@@ -154,7 +161,29 @@ class StudydClient:
             raise ServerUnreachable(f"request to {self.url}{path} failed: {exc}") from exc
         if response.is_success:
             return response
+        if not _studyd_error(response):
+            # Every studyd error is `{"detail": ...}`; anything else came from another server.
+            raise self._not_studyd(method, path, response)
         raise self._error_for(response)
+
+    def _not_studyd(self, method: str, path: str, response: httpx.Response) -> NotStudyd:
+        return NotStudyd(
+            f"{self.url} is not a studyd API: {method} {path} was answered {response.status_code} "
+            f"with {_what_answered(response)}; point --url (or STUDYD_URL) at the studyd "
+            "server's root, e.g. http://HOST:8000"
+        )
+
+    def _json(self, method: str, path: str, response: httpx.Response, *fields: str) -> Any:
+        """The body of a studyd answer, which has `fields`; `NotStudyd` when it is not one."""
+        try:
+            body = response.json()
+        except ValueError:
+            raise self._not_studyd(method, path, response) from None
+        if fields and not (isinstance(body, dict) and all(f in body for f in fields)):
+            # e.g. `--url http://host:8000/api`: optuna-dashboard's `/api/studies` is a 200 too,
+            # with `study_summaries` instead of a page; read as an empty page it listed nothing.
+            raise self._not_studyd(method, path, response)
+        return body
 
     def _error_for(self, response: httpx.Response) -> ClientError:
         status = response.status_code
@@ -179,17 +208,17 @@ class StudydClient:
             return InvalidRequest(message, field=field, status=status)
         return ServerError(f"server answered {status}: {_detail(response)}", status=status)
 
-    def _get(self, path: str, **params: Any) -> Any:
+    def _get(self, path: str, *fields: str, **params: Any) -> Any:
         clean = {k: v for k, v in params.items() if v is not None}
-        return self._request("GET", path, params=clean).json()
+        return self._json("GET", path, self._request("GET", path, params=clean), *fields)
 
     # -- health ------------------------------------------------------------------------------
 
     def health(self) -> JSON:
-        return self._get("/healthz")
+        return self._get("/healthz", "status")
 
     def ready(self) -> JSON:
-        return self._get("/readyz")
+        return self._get("/readyz", "status")
 
     # -- studies -----------------------------------------------------------------------------
 
@@ -199,24 +228,28 @@ class StudydClient:
         """POST /studies: queue a study; returns the created study (with its `id`)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         params = {"priority": priority} if priority is not None else {}
-        return self._request("POST", "/studies", json=spec, params=params, headers=headers).json()
+        response = self._request("POST", "/studies", json=spec, params=params, headers=headers)
+        return self._json("POST", "/studies", response, *STUDY_FIELDS)
 
     def list_studies(
         self, *, state: str | None = None, limit: int = PAGE_SIZE, offset: int = 0
     ) -> JSON:
-        return self._get("/studies", state=state, limit=limit, offset=offset)
+        return self._get("/studies", *PAGE_FIELDS, state=state, limit=limit, offset=offset)
 
     def study(self, study_id: int) -> JSON:
-        return self._get(f"/studies/{study_id}")
+        return self._get(f"/studies/{study_id}", *STUDY_FIELDS)
 
     def cancel(self, study_id: int) -> JSON:
-        return self._request("POST", f"/studies/{study_id}/cancel").json()
+        path = f"/studies/{study_id}/cancel"
+        return self._json("POST", path, self._request("POST", path), *STUDY_FIELDS)
 
     def delete(self, study_id: int) -> None:
-        self._request("DELETE", f"/studies/{study_id}")
+        response = self._request("DELETE", f"/studies/{study_id}")
+        if response.status_code != 204:  # studyd answers a delete with 204 and no body
+            raise self._not_studyd("DELETE", f"/studies/{study_id}", response)
 
     def summary(self, study_id: int) -> JSON:
-        return self._get(f"/studies/{study_id}/summary")
+        return self._get(f"/studies/{study_id}/summary", "study_id", "verdict")
 
     # -- trials ------------------------------------------------------------------------------
 
@@ -233,6 +266,7 @@ class StudydClient:
         """One page of GET /studies/{id}/trials."""
         return self._get(
             f"/studies/{study_id}/trials",
+            *PAGE_FIELDS,
             state=state,
             variant=variant,
             sort=sort,
@@ -258,12 +292,40 @@ class StudydClient:
                 return
 
     def trial(self, study_id: int, number: int) -> JSON:
-        return self._get(f"/studies/{study_id}/trials/{number}")
+        return self._get(f"/studies/{study_id}/trials/{number}", "number", "state")
 
     # -- workers -----------------------------------------------------------------------------
 
     def workers(self) -> Any:
-        return self._get("/workers")
+        response = self._request("GET", "/workers")
+        workers = self._json("GET", "/workers", response)
+        if not isinstance(workers, list):
+            raise self._not_studyd("GET", "/workers", response)
+        return workers
+
+
+def _studyd_error(response: httpx.Response) -> bool:
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and isinstance(body.get("detail"), str | list)
+
+
+def _what_answered(response: httpx.Response) -> str:
+    """What came back, in a few words: its JSON fields or its content type, and the server."""
+    server = response.headers.get("server")
+    by = f" (server: {server})" if server else ""
+    try:
+        body = response.json()
+    except ValueError:
+        kind = response.headers.get("content-type", "no content type").split(";")[0]
+        return f"{kind}{by}"
+    if isinstance(body, dict):
+        names = ", ".join(sorted(body)[:5]) or "none"
+        hint = " — optuna-dashboard's API" if "study_summaries" in body or "reason" in body else ""
+        return f"JSON with fields {names}{hint}{by}"
+    return f"a JSON {type(body).__name__}{by}"
 
 
 def _reason(exc: httpx.HTTPError) -> str:

@@ -51,7 +51,9 @@ class Dim(StrictModel):
         raw = _yaml_number(raw)
         if isinstance(raw, list | tuple):
             raw = [_yaml_number(x) for x in raw]
-        if isinstance(raw, bool):
+        if isinstance(raw, bool) or (
+            isinstance(raw, list | tuple) and any(isinstance(x, bool) for x in raw)
+        ):
             raise ValueError(f"{raw} is not a number; write a number, [lo, hi] or a choice list")
         if isinstance(raw, int | float):
             return {"value": raw}
@@ -122,8 +124,26 @@ class Dim(StrictModel):
         return x in self.values()
 
 
+def _written_numbers(raw: Any) -> list[Any]:
+    """The numbers as the user wrote them: a scalar, a list, or the long form's values."""
+    if isinstance(raw, dict):
+        values = [raw.get(k) for k in ("value", "low", "high", "step")]
+        return [v for v in values if v is not None] + _written_numbers(raw.get("choices") or [])
+    return list(raw) if isinstance(raw, list | tuple) else [raw]
+
+
+def _check_whole_numbers(raw: Any, hint: str) -> None:
+    # Counts and sizes are strict: "5" or true read as 5 or 1 hid typos (a quoted YAML value, a
+    # flag in the wrong field), so only JSON/YAML numbers are taken.
+    for x in _written_numbers(raw):
+        if isinstance(x, str | bool):
+            raise ValueError(f"{x!r} is not a whole number; {hint}")
+
+
 def _dim(raw: Any, *, integer: bool, lo: float, hi: float, hint: str) -> Dim:
     """Validate a number/range/choice against hard bounds; message names the field and a fix."""
+    if integer and not isinstance(raw, Dim):
+        _check_whole_numbers(raw, hint)
     dim = raw if isinstance(raw, Dim) else Dim.model_validate(raw)
     for x in dim.values():
         if integer and not float(x).is_integer():

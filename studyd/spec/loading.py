@@ -32,6 +32,8 @@ def _error_line(err: dict[str, Any]) -> dict[str, str]:
         msg = "is required; add it"
     elif kind == "literal_error":
         msg = f"{msg.replace('Input should be', 'write')} (got {err.get('input')!r})"
+    elif kind in _STRICT_TYPES:
+        msg = f"{err.get('input')!r} is not {_STRICT_TYPES[kind]}; write a whole number, e.g. 5"
     elif kind in _BOUND_HINTS:
         limit = next(iter(err.get("ctx", {}).values()), "")
         msg = f"{err.get('input')!r} is {_BOUND_HINTS[kind]} {limit}; write a value within it"
@@ -45,6 +47,12 @@ def _error_line(err: dict[str, Any]) -> dict[str, str]:
 
 
 _NAMED = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")
+# Counts, sizes and seeds are strict integers (pydantic strict mode): "5", true or 5.0 are refused.
+_STRICT_TYPES = {
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "int_parsing": "a whole number",
+}
 _BOUND_HINTS = {
     "less_than_equal": "over the limit",
     "less_than": "not below the limit",

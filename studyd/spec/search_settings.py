@@ -67,8 +67,8 @@ class PrunerSpec(StrictModel):
     """Which pruner; `startup_trials`/`warmup_epochs` delay pruning, `percentile` for percentile."""
 
     name: PrunerName = "median"
-    startup_trials: int = Field(default=5, ge=0, le=MAX_TRIALS)
-    warmup_epochs: int = Field(default=1, ge=0, le=MAX_EPOCHS)
+    startup_trials: int = Field(default=5, ge=0, le=MAX_TRIALS, strict=True)
+    warmup_epochs: int = Field(default=1, ge=0, le=MAX_EPOCHS, strict=True)
     percentile: float = Field(default=25.0, gt=0.0, lt=100.0)
 
     @model_validator(mode="before")
@@ -82,9 +82,9 @@ class SearchSpec(StrictModel):
 
     sampler: Sampler = "tpe"
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
-    n_trials: int = Field(default=20, ge=1, le=MAX_TRIALS)
+    n_trials: int = Field(default=20, ge=1, le=MAX_TRIALS, strict=True)
     timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S)
-    seed: int | None = Field(default=0, ge=0, le=2**31 - 1)
+    seed: int | None = Field(default=0, ge=0, le=2**31 - 1, strict=True)
     metric: Metric = "val_acc"
     direction: Direction | None = None
     objectives: list[Objective] | None = None

@@ -48,8 +48,8 @@ class DatasetSpec(StrictModel):
     """Which data: `digits`, `mnist1d`, `fashion-mnist`, `npz:PATH` or `csv:PATH`."""
 
     name: str = "digits"
-    train_subset: int | None = Field(default=None, ge=10, le=10_000_000)
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    train_subset: int | None = Field(default=None, ge=10, le=10_000_000, strict=True)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, strict=True)
 
     @field_validator("name")
     @classmethod
@@ -148,7 +148,7 @@ class TrainingSpace(StrictModel):
     weight_decay: Dim = 0.0
     weight_decay_log: bool = False
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, strict=True)
 
     _bounds = field_validator("epochs", "batch_size", "lr", "weight_decay", mode="before")(bounded)
 

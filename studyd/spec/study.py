@@ -27,8 +27,8 @@ class StudySpec(StrictModel):
     baselines: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_BASELINES)
     # Seed replicates: when the search reaches n_trials, the `top_k` best distinct canonical
     # configs, and each variant's best, are trained again with `repeats` more seeds each.
-    repeats: int = Field(default=0, ge=0, le=MAX_REPEATS)
-    top_k: int = Field(default=3, ge=1, le=MAX_TOP_K)
+    repeats: int = Field(default=0, ge=0, le=MAX_REPEATS, strict=True)
+    top_k: int = Field(default=3, ge=1, le=MAX_TOP_K, strict=True)
 
     @field_validator("name")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from api_harness import Server, spec, start_server
@@ -53,3 +54,43 @@ def test_dashboard_renders_the_submitted_study_name(guarded: Server):
                 anonymous.goto(f"{guarded.url}/dashboard")
         finally:
             browser.close()
+
+
+def test_dashboard_study_page_and_notes_work_while_deletes_are_refused(guarded: Server):
+    # Issue 15 item 8: the dashboard inspects studies; deleting one there would bypass studyd.
+    playwright = pytest.importorskip("playwright.sync_api")
+    from api_harness import add_trials
+
+    study = guarded.client.post("/studies", json=spec(name="browser-inspected-study")).json()
+    add_trials(guarded, study["optuna_name"], 4)
+    listing = guarded.client.get("/api/studies").json()["study_summaries"]
+    optuna_id = next(s["study_id"] for s in listing if s["study_name"] == study["optuna_name"])
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(
+                http_credentials={"username": "studyd", "password": TOKEN}
+            )
+            page = context.new_page()
+            detail = f"/api/studies/{optuna_id}"
+            with page.expect_response(lambda r: urlsplit(r.url).path == detail) as r:
+                page.goto(f"{guarded.url}/dashboard/studies/{optuna_id}")
+            assert r.value.status == 200
+            page.get_by_text(study["optuna_name"]).first.wait_for(timeout=30_000)
+            # The requests the dashboard's own buttons send, from the page's origin.
+            statuses = page.evaluate(
+                """async (id) => {
+                    const note = await fetch(`/api/studies/${id}/note`, {method: 'PUT',
+                        headers: {'Content-Type': 'application/json'},
+                        body: JSON.stringify({version: 1, body: 'looked at it'})});
+                    const del = await fetch(`/api/studies/${id}`, {method: 'DELETE'});
+                    return [note.status, del.status, (await del.json()).reason];
+                }""",
+                optuna_id,
+            )
+            assert statuses[:2] == [204, 403], statuses
+            assert "studyd delete" in statuses[2]
+            context.close()
+        finally:
+            browser.close()
+    assert guarded.client.get(f"/studies/{study['id']}").status_code == 200

@@ -154,3 +154,65 @@ def test_report_of_a_study_without_trials_writes_a_page_without_plots(server, sp
     page = Path(written["index"]).read_text()
     assert "<img" not in page and "cli-tiny" in page
     assert [Path(f).name for f in written["files"]] == ["index.html"]
+
+
+# --- issue 15 item 11 ----------------------------------------------------------------------------
+
+
+def test_a_url_that_is_not_a_studyd_api_is_exit_3_naming_what_answered(server, spec_file):
+    submit(server, spec_file)
+    # optuna-dashboard's JSON API answers at /api: its study list was read as an empty page.
+    for args in (("list",), ("list", "--json"), ("status", "1")):
+        result = studyd(*args, url=f"{server.url}/api")
+        assert result.returncode == 3, (args, result.stdout, result.stderr)
+        line = one_line_error(result)
+        assert "is not a studyd API" in line and f"{server.url}/api" in line, line
+        assert result.stdout == ""
+    listing = one_line_error(studyd("list", url=f"{server.url}/api"))
+    assert "study_summaries" in listing and "optuna-dashboard" in listing, listing
+    # A page that is not JSON at all (the dashboard's HTML) says what it was.
+    page = one_line_error(studyd("status", "1", url=f"{server.url}/dashboard"))
+    assert "is not a studyd API" in page and "text/html" in page, page
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("list", "--state", "finished"),
+        ("list", "--limit", "0"),
+        ("list", "--offset", "-1"),
+        ("trials", "1", "--state", "done"),
+        ("trials", "1", "--sort", "colour"),
+        ("submit", "spec.yaml", "--priority", "5000"),
+        ("status",),
+    ],
+)
+def test_bad_option_values_are_usage_errors_exit_2(server, args):
+    result = studyd(*args, url=server.url)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    line = one_line_error(result)
+    assert "--help" in line, line
+
+
+def test_every_client_command_takes_json(server, spec_file):
+    study = submit(server, spec_file)
+    cancelled = parsed(studyd("cancel", str(study["id"]), "--json", url=server.url))
+    assert cancelled["state"] == "cancelled"
+    deleted = parsed(studyd("delete", str(study["id"]), "--json", url=server.url))
+    assert deleted == {"id": study["id"], "deleted": True}
+    for command in ("submit", "list", "status", "watch", "trials", "summary", "cancel", "delete"):
+        assert "--json" in studyd(command, "--help", url=None).stdout, command
+    for command in ("report", "dashboard", "demo"):
+        assert "--json" in studyd(command, "--help", url=None).stdout, command
+
+
+def test_help_shows_conventional_placeholders():
+    text = studyd("list", "--help", url=None).stdout
+    assert "<bool>" not in text and "<str>" not in text and "<int>" not in text, text
+    assert "[queued|running|done|failed|cancelled]" in text
+    assert "URL" in text and "INTEGER" in text
+    json_row = next(line for line in text.splitlines() if "--json" in line)
+    assert json_row.split("--json", 1)[1].split()[0] == "Print", json_row  # a flag, no value
+    for command in ("submit", "status", "serve", "worker"):
+        shown = studyd(command, "--help", url=None).stdout
+        assert "<bool>" not in shown and "<str>" not in shown, (command, shown)

@@ -109,6 +109,87 @@ def test_out_of_bounds_spec_is_422_naming_the_field(server, field, value):
     assert study_count(server) == before
 
 
+# Issue 15 item 10: counts and sizes are strict integers ("5" ran 5 trials, true ran 1).
+LOOSE_TYPES = [
+    ("search.n_trials", "5"),
+    ("search.n_trials", True),
+    ("search.n_trials", 5.0),
+    ("search.pruner.startup_trials", "3"),
+    ("model.width", "64"),
+    ("model.width", [True, 64]),
+    ("model.depth", {"low": "1", "high": 3}),
+    ("training.batch_size", "64"),
+    ("training.epochs", ["1", "2", "3"]),
+    ("dataset.train_subset", "100"),
+    ("repeats", True),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), LOOSE_TYPES, ids=lambda v: str(v)[:24])
+def test_counts_and_sizes_are_strict_integers(server, field, value):
+    before = study_count(server)
+    response = server.client.post("/studies", json=with_value(field, value))
+    assert_422_naming(response, field)
+    assert "whole number" in response.json()["detail"], response.json()
+    assert study_count(server) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (b'{"name": ', "line 1, column 10"),
+        (b'{"name":\n  "x"\n  "search": {}}', "line 3, column 3"),
+    ],
+)
+def test_truncated_json_names_line_and_column(server, body, where):
+    response = server.client.post(
+        "/studies", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(f"body: invalid JSON at {where}: "), response.json()
+
+
+def test_spec_too_big_to_train_is_422_naming_field_size_and_setting(server):
+    # Issue 15 item 6: `model: {width: 8192, depth: 8}` was accepted and a worker reached 8.6 GB.
+    before = study_count(server)
+    spec = with_value("model", {"width": 8192, "depth": 8})
+    response = server.client.post("/studies", json=spec)
+    assert_422_naming(response, "model.width")
+    detail = response.json()["detail"]
+    assert "GB" in detail and "STUDYD_MAX_TRAIN_BYTES" in detail, detail
+    assert study_count(server) == before
+    # The same shape at a size a small machine trains is fine.
+    ok = server.client.post("/studies", json=with_value("model", {"width": 512, "depth": 2}))
+    assert ok.status_code == 201, ok.text
+
+
+def test_wide_data_file_counts_in_the_size_check(server, data_root):
+    # 200 000 features into 2048 units: the first layer alone is 6.6 GB to train.
+    np.savez_compressed(
+        data_root / "wide.npz", x=np.zeros((60, 200_000), np.uint8), y=np.arange(60) % 3
+    )
+    spec = with_value("dataset.name", "npz:wide.npz")
+    spec["model"] = {"width": 2048, "depth": 1}
+    assert_422_naming(server.client.post("/studies", json=spec), "model.width")
+    spec["dataset"]["name"] = "npz:inside.npz"  # 4 features: small
+    assert server.client.post("/studies", json=spec).status_code == 201
+
+
+def test_train_memory_limit_is_a_setting(tmp_path):
+    env = {"STUDYD_MAX_TRAIN_BYTES": str(20_000_000)}
+    srv = start_server(f"sqlite:///{tmp_path / 'studyd.db'}", tmp_path, env=env)
+    try:
+        spec = with_value("model", {"width": 256, "depth": 1})
+        spec["training"]["batch_size"] = 65536  # activations dominate: the batch is named
+        response = srv.client.post("/studies", json=spec)
+        assert_422_naming(response, "training.batch_size")
+        assert "20.0 MB" in response.json()["detail"], response.json()
+        small = srv.client.post("/studies", json=with_value("model", {"width": 64, "depth": 1}))
+        assert small.status_code == 201, small.text
+    finally:
+        srv.stop()
+
+
 def test_grid_search_space_over_the_limit_is_422(server):
     spec = with_value("search.sampler", "grid")
     spec["model"] = {"width": list(range(1, 61)), "depth": [1, 2, 3, 4, 5, 6, 7, 8]}
@@ -197,9 +278,73 @@ def test_data_paths_that_leave_the_roots_are_422_at_submit(server, data_root, ki
 
 
 def test_data_paths_inside_the_roots_are_accepted(server, data_root):
-    for name in ("npz:inside.npz", f"npz:{data_root / 'inside.npz'}", "csv:later/arrives.csv"):
+    for name in ("npz:inside.npz", f"npz:{data_root / 'inside.npz'}"):
         response = server.client.post("/studies", json=with_value("dataset.name", name))
         assert response.status_code == 201, (name, response.text)
+
+
+@pytest.mark.parametrize("name", ["npz:mydata.npz", "csv:later/arrives.csv", "npz:a-directory"])
+def test_missing_or_unreadable_data_file_is_422_naming_roots_and_setting(server, data_root, name):
+    # Issue 15 item 9: `npz:mydata.npz` (absent) was 201 and the study failed later on a worker.
+    (data_root / "a-directory").mkdir(exist_ok=True)
+    before = study_count(server)
+    response = server.client.post("/studies", json=with_value("dataset.name", name))
+    assert_422_naming(response, "dataset.name")
+    detail = response.json()["detail"]
+    assert str(data_root) in detail and "STUDYD_DATA_ROOTS" in detail, detail
+    assert study_count(server) == before
+
+
+def test_data_file_the_server_cannot_read_is_422(server, data_root):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads a file whatever its mode")
+    locked = data_root / "locked.npz"
+    locked.write_bytes((data_root / "inside.npz").read_bytes())
+    locked.chmod(0)
+    try:
+        response = server.client.post("/studies", json=with_value("dataset.name", "npz:locked.npz"))
+        assert_422_naming(response, "dataset.name")
+        assert "cannot be read" in response.json()["detail"]
+    finally:
+        locked.chmod(0o644)
+
+
+def test_data_path_is_let_through_where_the_server_cannot_see_the_roots(tmp_path):
+    # An API-only node without the data: workers elsewhere have the roots and check again.
+    env = {"STUDYD_DATA_ROOTS": f'["{tmp_path / "on-the-workers-only"}"]'}
+    srv = start_server(f"sqlite:///{tmp_path / 'studyd.db'}", tmp_path, env=env)
+    try:
+        response = srv.client.post("/studies", json=with_value("dataset.name", "npz:there.npz"))
+        assert response.status_code == 201, response.text
+        escape = srv.client.post("/studies", json=with_value("dataset.name", "npz:../x.npz"))
+        assert_422_naming(escape, "dataset.name")
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("length", [300, 5000])
+@pytest.mark.parametrize("kind", ["npz", "csv"])
+def test_data_paths_too_long_for_the_filesystem_are_one_line_422(server, kind, length):
+    before = study_count(server)
+    response = server.client.post(
+        "/studies", json=with_value("dataset.name", f"{kind}:" + "a" * length)
+    )
+    assert_422_naming(response, "dataset.name")
+    detail = response.json()["detail"]
+    assert "\n" not in detail and len(detail) < 300, detail
+    assert study_count(server) == before
+
+
+@pytest.mark.parametrize("path", ["/static/bundle.js", "/dashboard"])
+def test_dashboard_assets_load_without_accept_encoding(server, path):
+    request = server.client.build_request("GET", path)
+    del request.headers["accept-encoding"]  # curl and some proxies send none
+    response = server.client.send(request)
+    assert response.status_code == 200, response.text[:300]
+    assert response.headers.get("content-encoding") in (None, "identity")
+    assert len(response.content) > 100
 
 
 def test_npz_with_pickled_objects_is_refused_without_unpickling(tmp_path):
