@@ -2,7 +2,7 @@
 
     python -m bench.api_load [--trials 10000] [--clients 50] [--requests 1000] [--sequential 200]
                              [--wrk-seconds 10] [--backends sqlite postgresql]
-    python -m bench.api_load --open-loop [--rate 100] [--seconds 10] [--ramp 150 200 300 ...]
+    python -m bench.api_load --open-loop [--rate 100] [--seconds 10] [--ramp 25 50 75 100 ...]
 
 Per backend: a fresh database (SQLite file; PostgreSQL: a new database on
 STUDYD_TEST_POSTGRES_URL), a small study (100 trials) and a large one (`--trials`), both filled in
@@ -20,8 +20,8 @@ RSS is printed after start and after each study's load: it must not grow with st
 
 `--open-loop` sends requests at a fixed rate instead, whatever the server's pace (open_loop.py):
 `--rate` requests/s of mixed reads (the study, a 100-trial page, the summary, in turn) on the large
-study for `--seconds`, latency counted from when each request was due; then each `--ramp` rate in
-turn until p99 crosses `--goal-ms` (50) or the run falls behind, which gives the saturation rate.
+study for `--seconds`, latency counted from when each request was due; then each `--ramp` rate,
+lowest first, until p99 crosses `--goal-ms` (50) or the run falls behind: the saturation rate.
 
 With N closed-loop clients, p50 ≈ N / throughput (Little's law): at 50 clients a p99 under 50 ms
 needs over 1000 requests/s, i.e. under 1 ms of server CPU per request on a core the clients do
@@ -473,8 +473,8 @@ def _open_loop_row(run: OpenLoopRun, api_ms: float) -> str:
 
 
 def run_open_loop(label: str, url: str, args: argparse.Namespace) -> None:
-    """`--rate` requests/s of mixed reads on one study of `--trials`, then the ramp: each rate
-    in `--ramp` until p99 crosses `--goal-ms` or the run falls behind."""
+    """`--rate` requests/s of mixed reads on one study of `--trials` (the goal), then the ramp:
+    each rate of `--ramp`, lowest first, until p99 crosses `--goal-ms` or the run falls behind."""
     ensure_schema(url)
     started = time.perf_counter()
     study_id = fill_study(url, "large", args.trials, seed=2)
@@ -483,18 +483,25 @@ def run_open_loop(label: str, url: str, args: argparse.Namespace) -> None:
         httpx.get(f"{base}/studies/{study_id}/summary", timeout=900).raise_for_status()
         paths = _mixed_paths(study_id, args.trials)
         open_loop(base, paths, 20, 2)  # warm: connections, caches, lazy imports
-        passed: float | None = None
-        for rate in [args.rate, *(r for r in args.ramp if r > args.rate)]:
+
+        def measured(rate: float) -> bool:
             settle(pid)
             cpu = cpu_seconds(pid)
             run = open_loop(base, paths, rate, args.seconds)
             api_ms = (cpu_seconds(pid) - cpu) / max(1, len(run.all_latencies)) * 1e3
             print(_open_loop_row(run, api_ms))
-            if run.fell_behind or run.p(99) * 1e3 > args.goal_ms:
+            return not run.fell_behind and run.p(99) * 1e3 <= args.goal_ms
+
+        print(f"  goal: p99 < {args.goal_ms:.0f} ms at {args.rate:.0f} req/s")
+        met = measured(args.rate)
+        print(f"  {label}: goal {'met' if met else 'missed'}; ramp:")
+        passed: float | None = None
+        for rate in sorted(args.ramp):
+            if not measured(rate):
                 break
             passed = rate
         shown = "none of the rates" if passed is None else f"{passed:.0f} req/s"
-        print(f"  {label}: highest rate with p99 < {args.goal_ms:.0f} ms, on time: {shown}")
+        print(f"  {label}: saturation (highest rate with p99 < {args.goal_ms:.0f} ms): {shown}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -518,14 +525,14 @@ def main(argv: list[str] | None = None) -> None:
         "--ramp",
         type=float,
         nargs="*",
-        default=[150, 200, 300, 400, 600],
-        help="open loop: higher rates tried in turn until p99 crosses --goal-ms",
+        default=[25, 50, 75, 100, 150, 200, 300, 400],
+        help="open loop: rates tried lowest first until p99 crosses --goal-ms",
     )
     parser.add_argument("--goal-ms", type=float, default=50, help="open loop: the p99 goal")
     args = parser.parse_args(argv)
     run = run_open_loop if args.open_loop else run_backend
     if args.open_loop:
-        print(f"{os.cpu_count()} cpus, open loop: {args.rate:.0f} req/s then {args.ramp}")
+        print(f"{os.cpu_count()} cpus, open loop: {args.rate:.0f} req/s, ramp {args.ramp}")
     else:
         print(
             f"{os.cpu_count()} cpus, {args.clients} clients, {args.requests} requests per endpoint"
