@@ -2,6 +2,7 @@
 
     python -m bench.api_load [--trials 10000] [--clients 50] [--requests 1000] [--sequential 200]
                              [--wrk-seconds 10] [--backends sqlite postgresql]
+    python -m bench.api_load --open-loop [--rate 100] [--seconds 10] [--ramp 25 50 75 100 ...]
 
 Per backend: a fresh database (SQLite file; PostgreSQL: a new database on
 STUDYD_TEST_POSTGRES_URL), a small study (100 trials) and a large one (`--trials`), both filled in
@@ -16,6 +17,11 @@ package `wrk`) — `--clients` wrk connections for `--wrk-seconds`. Printed per 
 latency, requests/s, the API process's CPU ms per request (and the httpx client's own, which
 shares the machine's cores with the server), and the 1-minute load average. The API process's
 RSS is printed after start and after each study's load: it must not grow with study size.
+
+`--open-loop` sends requests at a fixed rate instead, whatever the server's pace (open_loop.py):
+`--rate` requests/s of mixed reads (the study, a 100-trial page, the summary, in turn) on the large
+study for `--seconds`, latency counted from when each request was due; then each `--ramp` rate,
+lowest first, until p99 crosses `--goal-ms` (50) or the run falls behind: the saturation rate.
 
 With N closed-loop clients, p50 ≈ N / throughput (Little's law): at 50 clients a p99 under 50 ms
 needs over 1000 requests/s, i.e. under 1 ms of server CPU per request on a core the clients do
@@ -47,6 +53,7 @@ import httpx
 import sqlalchemy as sa
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+from bench.open_loop import OpenLoopRun, open_loop
 from storage.engine import make_engine
 from storage.migrate import ensure_schema
 from storage.optuna_schema import (
@@ -442,6 +449,61 @@ def run_backend(label: str, url: str, args: argparse.Namespace) -> None:
         print(f"  API RSS large - small      {growth:+7.1f} MiB  ({args.trials} vs 100 trials)")
 
 
+def _mixed_paths(study_id: int, n: int) -> dict[str, list[str]]:
+    """The open loop's reads, in turn: the study, a page of 100 trials, the summary."""
+    rng = random.Random(0)
+    return {
+        "study": [f"/studies/{study_id}"],
+        "page": [
+            f"/studies/{study_id}/trials?limit=100&offset={rng.randrange(0, n, 100)}"
+            for _ in range(50)
+        ],
+        "summary": [f"/studies/{study_id}/summary"],
+    }
+
+
+def _open_loop_row(run: OpenLoopRun, api_ms: float) -> str:
+    kinds = "  ".join(f"{k} {run.p(99, k) * 1e3:6.1f}" for k in run.latencies)
+    behind = "  FELL BEHIND" if run.fell_behind else ""
+    return (
+        f"  {run.rate:6.0f} req/s  p50 {run.p(50) * 1e3:6.1f} ms  p99 {run.p(99) * 1e3:7.1f} ms"
+        f"  (p99 {kinds})  answered {run.answered_per_s:6.1f}/s  send lag p99"
+        f" {run.send_lag_p99 * 1e3:5.1f} ms  API CPU {api_ms:5.2f} ms/req  [load {_load()}]{behind}"
+    )
+
+
+def run_open_loop(label: str, url: str, args: argparse.Namespace) -> None:
+    """`--rate` requests/s of mixed reads on one study of `--trials` (the goal), then the ramp:
+    each rate of `--ramp`, lowest first, until p99 crosses `--goal-ms` or the run falls behind."""
+    ensure_schema(url)
+    started = time.perf_counter()
+    study_id = fill_study(url, "large", args.trials, seed=2)
+    print(f"\n{label}: filled {args.trials} trials in {time.perf_counter() - started:.1f} s")
+    with serve(url) as (base, pid):
+        httpx.get(f"{base}/studies/{study_id}/summary", timeout=900).raise_for_status()
+        paths = _mixed_paths(study_id, args.trials)
+        open_loop(base, paths, 20, 2)  # warm: connections, caches, lazy imports
+
+        def measured(rate: float) -> bool:
+            settle(pid)
+            cpu = cpu_seconds(pid)
+            run = open_loop(base, paths, rate, args.seconds)
+            api_ms = (cpu_seconds(pid) - cpu) / max(1, len(run.all_latencies)) * 1e3
+            print(_open_loop_row(run, api_ms))
+            return not run.fell_behind and run.p(99) * 1e3 <= args.goal_ms
+
+        print(f"  goal: p99 < {args.goal_ms:.0f} ms at {args.rate:.0f} req/s")
+        met = measured(args.rate)
+        print(f"  {label}: goal {'met' if met else 'missed'}; ramp:")
+        passed: float | None = None
+        for rate in sorted(args.ramp):
+            if not measured(rate):
+                break
+            passed = rate
+        shown = "none of the rates" if passed is None else f"{passed:.0f} req/s"
+        print(f"  {label}: saturation (highest rate with p99 < {args.goal_ms:.0f} ms): {shown}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10_000)
@@ -452,19 +514,40 @@ def main(argv: list[str] | None = None) -> None:
         "--wrk-seconds", type=int, default=10, help="seconds of wrk per endpoint (0: no wrk)"
     )
     parser.add_argument("--backends", nargs="*", default=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--open-loop",
+        action="store_true",
+        help="fixed-rate mixed reads (study, page, summary) on the large study instead",
+    )
+    parser.add_argument("--rate", type=float, default=100, help="open loop: requests/s")
+    parser.add_argument("--seconds", type=float, default=10, help="open loop: seconds per rate")
+    parser.add_argument(
+        "--ramp",
+        type=float,
+        nargs="*",
+        default=[25, 50, 75, 100, 150, 200, 300, 400],
+        help="open loop: rates tried lowest first until p99 crosses --goal-ms",
+    )
+    parser.add_argument("--goal-ms", type=float, default=50, help="open loop: the p99 goal")
     args = parser.parse_args(argv)
-    print(f"{os.cpu_count()} cpus, {args.clients} clients, {args.requests} requests per endpoint")
+    run = run_open_loop if args.open_loop else run_backend
+    if args.open_loop:
+        print(f"{os.cpu_count()} cpus, open loop: {args.rate:.0f} req/s, ramp {args.ramp}")
+    else:
+        print(
+            f"{os.cpu_count()} cpus, {args.clients} clients, {args.requests} requests per endpoint"
+        )
     for backend in args.backends:
         if backend == "sqlite":
             with tempfile.TemporaryDirectory(prefix="studyd-api-load-") as tmp:
-                run_backend("sqlite", f"sqlite:///{tmp}/api.db", args)
+                run("sqlite", f"sqlite:///{tmp}/api.db", args)
         else:
             admin = os.environ.get("STUDYD_TEST_POSTGRES_URL")
             if not admin:
                 print("\npostgresql: skipped (set STUDYD_TEST_POSTGRES_URL)")
                 continue
             with throwaway_database(admin, prefix="studyd_api_load") as url:
-                run_backend("postgresql", url, args)
+                run("postgresql", url, args)
 
 
 if __name__ == "__main__":
