@@ -7,7 +7,6 @@ stderr and a non-zero exit code (see `ClientError.exit_code`).
 from __future__ import annotations
 
 import time
-from contextlib import suppress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -266,7 +265,9 @@ def register(app: typer.Typer) -> None:
             else:
                 out.print(f"optuna-dashboard is served by the API at {link}")
             return
-        _run_dashboard(database_url, host, port)
+        from studyd.cli.serve import run_dashboard  # the one command module that imports api
+
+        run_dashboard(database_url, host, port)
 
     @app.command()
     def demo(
@@ -292,23 +293,6 @@ def register(app: typer.Typer) -> None:
         run_demo(
             directory, spec, workers=workers, port=port, keep_serving=keep_serving, as_json=as_json
         )
-
-
-def _run_dashboard(database_url: str, host: str, port: int) -> None:
-    from wsgiref.simple_server import make_server
-
-    import optuna_dashboard
-
-    from api.dashboard_guard import guard_dashboard
-    from storage.optuna_storage import make_optuna_storage
-
-    # The same guarded app the API mounts at /dashboard (optuna-dashboard's run_server would
-    # serve it bare); wsgiref is the server run_server itself uses.
-    app = guard_dashboard(optuna_dashboard.wsgi(make_optuna_storage(database_url)))
-    with make_server(host, port, app) as server:  # type: ignore[arg-type]
-        err.print(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
-        with suppress(KeyboardInterrupt):  # Ctrl-C is how it is stopped, not an error
-            server.serve_forever()
 
 
 def _wait_until_ended(api: StudydClient, study_id: int) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import suppress
 from typing import Annotated
 
 import typer
@@ -111,3 +112,21 @@ def serve(
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `studyd` app."""
     app.command()(serve)
+
+
+def run_dashboard(database_url: str, host: str, port: int) -> None:
+    """optuna-dashboard on the database, behind the same read-only guard as the API's mount."""
+    from wsgiref.simple_server import make_server
+
+    import optuna_dashboard
+
+    from api.dashboard_guard import guard_dashboard
+    from storage.optuna_storage import make_optuna_storage
+
+    # The same guarded app the API mounts at /dashboard (optuna-dashboard's run_server would
+    # serve it bare); wsgiref is the server run_server itself uses.
+    app = guard_dashboard(optuna_dashboard.wsgi(make_optuna_storage(database_url)))
+    with make_server(host, port, app) as server:  # type: ignore[arg-type]
+        typer.echo(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
+        with suppress(KeyboardInterrupt):  # Ctrl-C is how it is stopped, not an error
+            server.serve_forever()
