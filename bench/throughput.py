@@ -194,6 +194,15 @@ def run_studyd(
     Steady seconds per trial = first trial's start to last trial's end over the trial count, as
     stored in the database: it leaves out the worker's start-up and the study's final test run.
     """
+    trials = studyd_trials(spec, device, root, batch_trials)
+    span = max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)
+    return [t.value for t in trials], span.total_seconds() / len(trials)
+
+
+def studyd_trials(
+    spec: StudySpec, device: str, root: Path, batch_trials: int | None = None
+) -> list[optuna.trial.FrozenTrial]:
+    """The trials the real worker (default options) leaves in a fresh SQLite database."""
     from storage.engine import make_engine
     from storage.migrate import upgrade
     from storage.optuna_storage import make_optuna_storage
@@ -210,9 +219,8 @@ def run_studyd(
         options.batch_trials = batch_trials
     Worker(engine, storage, options).run()
     trials = optuna.load_study(study_name=record.optuna_name, storage=storage).trials
-    span = max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)
     engine.dispose()
-    return [t.value for t in trials], span.total_seconds() / len(trials)
+    return trials
 
 
 # --- batched trials --------------------------------------------------------------------------
