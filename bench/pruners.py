@@ -20,13 +20,12 @@ import statistics
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
 
+from bench.study_runs import TOLERANCE, StudyRun, study_run
 from bench.throughput import studyd_trials
 from models.training import resolve_device
 from studyd.spec import StudySpec, validate_spec
@@ -43,21 +42,6 @@ PRUNERS: dict[str, dict[str, Any] | str] = {
     "sha": {"name": "successive_halving", "warmup_epochs": 1},
     "hb": {"name": "hyperband", "warmup_epochs": 1},
 }
-# "Within 0.5 points" of the reference best.
-TOLERANCE = 0.005
-
-
-@dataclass
-class StudyRun:
-    best: float
-    pruned: float  # fraction of trials
-    epochs: int
-    wall: float
-    curve: list[tuple[float, int, float]]  # (seconds, epochs so far, best so far) per completion
-
-    def to_target(self, target: float) -> tuple[float, int] | None:
-        """(seconds, epochs) when the best first reaches `target`; None when it never does."""
-        return next(((s, e) for s, e, best in self.curve if best >= target), None)
 
 
 def spec_for(space: str, pruner: str, seed: int, trials: int, epochs: int) -> StudySpec:
@@ -76,19 +60,6 @@ def spec_for(space: str, pruner: str, seed: int, trials: int, epochs: int) -> St
             },
         }
     )
-
-
-def study_run(trials: list[FrozenTrial]) -> StudyRun:
-    start = min(t.datetime_start for t in trials)
-    done = sorted(trials, key=lambda t: t.datetime_complete)
-    best, epochs, curve = float("-inf"), 0, []
-    for t in done:
-        epochs += len(t.intermediate_values)
-        if t.state == TrialState.COMPLETE and t.value is not None:
-            best = max(best, t.value)
-        curve.append(((t.datetime_complete - start).total_seconds(), epochs, best))
-    pruned = sum(t.state == TrialState.PRUNED for t in trials) / len(trials)
-    return StudyRun(best, pruned, epochs, curve[-1][0], curve)
 
 
 def main(argv: list[str] | None = None) -> None:
