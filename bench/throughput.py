@@ -62,7 +62,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench.study_runs import TOLERANCE, StudyRun, study_run
-from models.batched import train_batched
+from models.batched import batch_key, train_batched
 from models.data import DatasetSplits, load_dataset
 from models.training import resolve_device, train_model
 from studyd.daemon.search import build_sampler, suggest_config
@@ -76,9 +76,17 @@ SPACES: dict[str, dict[str, Any]] = {
 
 
 def bench_spec(
-    dataset: str, trials: int, epochs: int, batch_size: int, space: str = "fixed"
+    dataset: str,
+    trials: int,
+    epochs: int,
+    batch_size: int,
+    space: str = "fixed",
+    pruner: str | None = None,
 ) -> StudySpec:
-    """The issue's study: rate searched, Adam 1e-3, TPE, studyd's default pruner."""
+    """The issue's study: rate searched, Adam 1e-3, TPE, `pruner` or studyd's default."""
+    search: dict[str, Any] = {"sampler": "tpe", "n_trials": trials, "seed": 0}
+    if pruner is not None:
+        search["pruner"] = pruner
     return validate_spec(
         {
             "name": "throughput",
@@ -86,7 +94,7 @@ def bench_spec(
             "model": SPACES[space],
             "dropout": {"variants": ["standard"], "placements": ["hidden"], "rate": [0.2, 0.5]},
             "training": {"epochs": epochs, "batch_size": batch_size, "lr": 1e-3},
-            "search": {"sampler": "tpe", "n_trials": trials, "seed": 0},
+            "search": search,
         }
     )
 
@@ -258,7 +266,16 @@ def run_batched(spec: StudySpec, data: DatasetSplits, device: str, k: int) -> li
         if k == 0:
             results = [train_model(m, t, data, device=device) for m, t in cfgs]
         else:
-            results = train_batched([m for m, _ in cfgs], [t for _, t in cfgs], data, device=device)
+            results = [None] * len(cfgs)
+            groups: dict[Any, list[int]] = {}  # one stack per depth (widths are padded)
+            for i, (m, t) in enumerate(cfgs):
+                groups.setdefault(batch_key(m, t), []).append(i)
+            for group in groups.values():
+                trained = train_batched(
+                    [cfgs[i][0] for i in group], [cfgs[i][1] for i in group], data, device=device
+                )
+                for i, result in zip(group, trained, strict=True):
+                    results[i] = result
         for trial, result in zip(asked, results, strict=True):
             for metrics in result.history:
                 trial.report(metrics.val_acc, metrics.epoch)
@@ -361,6 +378,7 @@ def main(argv: list[str] | None = None) -> None:
         "--worker-batch", type=int, default=0, help="also run (b) with --batch-trials K"
     )
     parser.add_argument("--batch-trials", type=int, default=16)
+    parser.add_argument("--batch-space", default="fixed", choices=list(SPACES))
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -387,8 +405,13 @@ def main(argv: list[str] | None = None) -> None:
                 compare_ways(spec, data, device, root, args)
         if args.batch_k:
             name, data = load("mnist1d", root)
-            spec = bench_spec(name, args.batch_trials, args.epochs, args.batch_size)
-            print(f"\nbatched trials, mnist1d, {args.batch_trials} trials × {args.epochs} epochs")
+            spec = bench_spec(
+                name, args.batch_trials, args.epochs, args.batch_size, args.batch_space, "none"
+            )
+            print(
+                f"\nbatched trials, mnist1d, {args.batch_space} space, "
+                f"{args.batch_trials} trials × {args.epochs} epochs"
+            )
             print("  K           training only (train_batched)   studyd worker, to the database")
             rates: dict[int, tuple[float, float]] = {}
             for k in [0, *args.batch_k]:

@@ -85,6 +85,18 @@ def test_auto_batch_trials_is_bounded_by_memory_and_the_cpu_cap():
     assert auto_batch_trials("cpu", 10**6, 10**5, 8, 10, 4096) == 1
 
 
+def test_auto_pads_a_width_range_only_while_padding_costs_less_than_stacking_saves():
+    def k(model: str) -> int:
+        spec = load_spec(f"name: k\nmodel: {model}")
+        return studyd.daemon.worker.stack.padded_trials(8, spec, 40, 10)
+
+    assert k("{depth: 2, width: 128}") == 8  # nothing to pad
+    assert k("{depth: 2, width: [120, 128]}") == 8  # padding costs little
+    # E[max of K widths] grows with K: a narrower range stacks more trials than a wide one.
+    assert 1 < k("{depth: 2, width: [32, 128], log: false}") < 8
+    assert k("{depth: 3, width: [4, 512]}") == 1  # the widest of 2 already costs > 1.5×
+
+
 # One injected trial scores 1.0 at every epoch: the median pruner (1 startup trial, 2 warm-up
 # epochs) stops every real trial at its first judged epoch, the third.
 PRUNED_SPEC = (
