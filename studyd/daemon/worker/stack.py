@@ -30,9 +30,12 @@ logger = logging.getLogger(__name__)
 # one thread, bench/throughput), and the most on a GPU, where free memory decides below that.
 AUTO_CPU_TRIALS = 8
 AUTO_MAX_TRIALS = 32
-# What stacking saves per trial (K = 8 against K = 1 on mnist1d, bench/throughput: 1.5–1.75×):
-# `auto` pads a stack to its widest trial only while that costs less than this.
-STACK_GAIN = 1.5
+# A training step's fixed cost (Python, dispatch, optimizer) in per-example FLOPs of the
+# network: a stack pays it once for K trials. Fitted on mnist1d (bench/throughput, 1 thread):
+# K = 8 at 2 × 128 trained 1.6× the trials/hour of K = 1, (c + F) / (c / 8 + F) = 1.6 → c ≈ 17k;
+# K = 8 padded, depth 1–3 and width 4–128 (log), 2.2× → c ≈ 36k. The larger: the padded case is
+# the one this decides. A GPU's launch overhead is larger still, so this errs towards small K.
+STEP_OVERHEAD = 36_000.0
 
 
 @dataclass
@@ -182,8 +185,8 @@ class StackRunner:
 
 def trials_per_slot(batch_trials: int | str, served: ServedStudy, device: str) -> int:
     """K: the option, or with `auto` what the device's free memory holds (at most 32) when
-    the spec's trials would form stacks of two or more, cut to what padding to the widest
-    trial leaves worth stacking (`padded_trials`); 1 when they would mostly train alone (a
+    the spec's trials would form stacks of two or more, cut to the K whose padding to the
+    widest trial costs least per trial (`padded_trials`); 1 when they would mostly train alone (a
     searched depth, say), since claimed slots then wait in line instead of going to other
     workers."""
     if batch_trials != "auto":
@@ -203,23 +206,31 @@ def trials_per_slot(batch_trials: int | str, served: ServedStudy, device: str) -
 
 
 def padded_trials(k: int, spec: StudySpec, input_dim: int, classes: int) -> int:
-    """The largest K' ≤ k whose stack, padded to its widest trial, costs per trial at most
-    STACK_GAIN times the unpadded trial: E[flops(max of K' widths)] / E[flops(w)], with
-    flops(w) = in·w + (depth − 1)·w² + w·classes over the spec's width distribution."""
+    """The K ≤ k with the least expected cost per trial of a stack padded to its widest trial:
+    STEP_OVERHEAD / K + E[flops(max of K widths)], flops(w) = in·w + (depth − 1)·w² + w·classes
+    per example at the spec's middle depth, over its width distribution."""
     widths = _width_grid(spec)
     if len(set(widths)) == 1:
         return k
-    depth = _dim_max(spec.model.depth)
+    depth = _dim_mean(spec.model.depth)
     flops = [input_dim * w + (depth - 1) * w * w + w * classes for w in widths]
-    n, mean = len(flops), sum(flops) / len(flops)
-    best = 1
-    for size in range(2, k + 1):
+    n = len(flops)
+
+    def cost(size: int) -> float:
         # E[max of `size` draws] over the sorted grid: P(max is the j-th) = ((j+1)/n)^K − (j/n)^K.
-        expected = sum(f * (((j + 1) / n) ** size - (j / n) ** size) for j, f in enumerate(flops))
-        if expected > STACK_GAIN * mean:
-            break
-        best = size
-    return best
+        widest = sum(f * (((j + 1) / n) ** size - (j / n) ** size) for j, f in enumerate(flops))
+        return STEP_OVERHEAD / size + widest
+
+    return min(range(1, k + 1), key=cost)
+
+
+def _dim_mean(dim: Any) -> float:
+    """A `Dim`'s middle value: its value, the mean of its choices or of its range's ends."""
+    if dim.value is not None:
+        return float(dim.value)
+    if dim.choices:
+        return sum(dim.choices) / len(dim.choices)
+    return (dim.low + dim.high) / 2
 
 
 def _width_grid(spec: StudySpec, points: int = 64) -> list[float]:
