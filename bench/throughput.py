@@ -1,7 +1,15 @@
-"""Seconds per trial, three ways, on one search: hand-written Lightning, studyd, bare torch.
+"""Time to a good answer, three ways, on one search: hand-written Lightning, studyd, bare torch.
 
-    python -m bench.throughput [--datasets mnist1d digits synthetic] [--trials 16]
-                               [--synthetic-trials 8] [--epochs 10] [--batch-k 1 8] [--device cpu]
+    python -m bench.throughput [--datasets mnist1d digits synthetic] [--spaces fixed searched]
+                               [--trials 20] [--epochs 30] [--ways ab1c] [--batch-k 1 8]
+                               [--synthetic-trials 8] [--device cpu] [--threads 1]
+
+The search is the issue's: rate 0.2–0.5 searched, Adam 1e-3, batch 128, TPE, and either a fixed
+2 × 128 network (`fixed`) or depth 1–3 and width 4–128 (log) searched (`searched`). Each way
+prints seconds per trial and per epoch, the pruned fraction, the epochs trained, its final best
+and its *time to target*: wall seconds from its first trial's start until its best validation
+accuracy is within 0.5 points of (a)'s final best. (a) and (c) prune with Optuna's
+`MedianPruner()` at its defaults, as a hand-written study would; (b) with studyd's default.
 
 (a) what a user writes by hand, following Optuna's `pytorch/pytorch_lightning_simple.py`: per
     trial a new `LightningModule` (Linear/ReLU/Dropout stack, Adam), `DataLoader`s over a
@@ -49,33 +57,52 @@ import numpy as np
 import optuna
 import torch
 import torch.nn.functional as F
+from optuna.trial import FrozenTrial
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from models.batched import train_batched
+from bench.study_runs import TOLERANCE, StudyRun, study_run
+from models.batched import batch_key, train_batched
 from models.data import DatasetSplits, load_dataset
 from models.training import resolve_device, train_model
 from studyd.daemon.search import build_sampler, suggest_config
 from studyd.spec import StudySpec, validate_spec
 
+# `fixed`: one architecture (trials can share a stack); `searched`: depth and width searched.
+SPACES: dict[str, dict[str, Any]] = {
+    "fixed": {"depth": 2, "width": 128},
+    "searched": {"depth": [1, 3], "width": [4, 128], "log": True},
+}
 
-def bench_spec(dataset: str, trials: int, epochs: int, batch_size: int) -> StudySpec:
-    """One architecture (so trials can share a stack), rate and lr searched, no pruning."""
+
+def bench_spec(
+    dataset: str,
+    trials: int,
+    epochs: int,
+    batch_size: int,
+    space: str = "fixed",
+    pruner: str | None = None,
+) -> StudySpec:
+    """The issue's study: rate searched, Adam 1e-3, TPE, `pruner` or studyd's default."""
+    search: dict[str, Any] = {"sampler": "tpe", "n_trials": trials, "seed": 0}
+    if pruner is not None:
+        search["pruner"] = pruner
     return validate_spec(
         {
             "name": "throughput",
             "dataset": {"name": dataset, "seed": 0},
-            "model": {"depth": 2, "width": 128},
-            "dropout": {"variants": ["standard"], "placements": ["hidden"], "rate": [0.1, 0.7]},
-            "training": {"epochs": epochs, "batch_size": batch_size, "lr": [1e-4, 1e-2]},
-            "search": {"sampler": "tpe", "pruner": "none", "n_trials": trials, "seed": 0},
+            "model": SPACES[space],
+            "dropout": {"variants": ["standard"], "placements": ["hidden"], "rate": [0.2, 0.5]},
+            "training": {"epochs": epochs, "batch_size": batch_size, "lr": 1e-3},
+            "search": search,
         }
     )
 
 
-def _study(spec: StudySpec) -> optuna.Study:
+def _study(spec: StudySpec, pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
     # The worker seeds its sampler with spec seed + worker id; a fresh database's worker is id 1.
-    return optuna.create_study(direction="maximize", sampler=build_sampler(spec, seed_offset=1))
+    sampler = build_sampler(spec, seed_offset=1)
+    return optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
 
 
 # --- (a) the hand-written baseline -----------------------------------------------------------
@@ -118,7 +145,7 @@ class PruningCallback(L.Callback):
                 raise optuna.TrialPruned()
 
 
-def run_lightning(spec: StudySpec, data: DatasetSplits, root: Path) -> list[float]:
+def run_lightning(spec: StudySpec, data: DatasetSplits, root: Path) -> list[FrozenTrial]:
     def objective(trial: optuna.Trial) -> float:
         m, t = suggest_config(trial, spec, data)
         torch.manual_seed(t.seed)
@@ -144,15 +171,16 @@ def run_lightning(spec: StudySpec, data: DatasetSplits, root: Path) -> list[floa
             trainer.fit(model, train_dataloaders=train, val_dataloaders=val)
         return trainer.callback_metrics["val_acc"].item()
 
-    study = _study(spec)
+    # What a hand-written study uses: Optuna's median pruner with its defaults.
+    study = _study(spec, optuna.pruners.MedianPruner())
     study.optimize(objective, n_trials=spec.search.n_trials)
-    return [t.value for t in study.trials]
+    return study.trials
 
 
 # --- (c) bare torch over on-device tensors ---------------------------------------------------
 
 
-def run_bare(spec: StudySpec, data: DatasetSplits, device: torch.device) -> list[float]:
+def run_bare(spec: StudySpec, data: DatasetSplits, device: torch.device) -> list[FrozenTrial]:
     d = data.to(device)
 
     def objective(trial: optuna.Trial) -> float:
@@ -176,11 +204,13 @@ def run_bare(spec: StudySpec, data: DatasetSplits, device: torch.device) -> list
             with torch.no_grad():
                 acc = (net(d.x_val).argmax(1) == d.y_val).float().mean().item()
             trial.report(acc, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
         return acc
 
-    study = _study(spec)
+    study = _study(spec, optuna.pruners.MedianPruner())
     study.optimize(objective, n_trials=spec.search.n_trials)
-    return [t.value for t in study.trials]
+    return study.trials
 
 
 # --- (b) studyd's worker ---------------------------------------------------------------------
@@ -194,6 +224,15 @@ def run_studyd(
     Steady seconds per trial = first trial's start to last trial's end over the trial count, as
     stored in the database: it leaves out the worker's start-up and the study's final test run.
     """
+    trials = studyd_trials(spec, device, root, batch_trials)
+    span = max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)
+    return [t.value for t in trials], span.total_seconds() / len(trials)
+
+
+def studyd_trials(
+    spec: StudySpec, device: str, root: Path, batch_trials: int | None = None
+) -> list[optuna.trial.FrozenTrial]:
+    """The trials the real worker (default options) leaves in a fresh SQLite database."""
     from storage.engine import make_engine
     from storage.migrate import upgrade
     from storage.optuna_storage import make_optuna_storage
@@ -210,9 +249,8 @@ def run_studyd(
         options.batch_trials = batch_trials
     Worker(engine, storage, options).run()
     trials = optuna.load_study(study_name=record.optuna_name, storage=storage).trials
-    span = max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)
     engine.dispose()
-    return [t.value for t in trials], span.total_seconds() / len(trials)
+    return trials
 
 
 # --- batched trials --------------------------------------------------------------------------
@@ -228,7 +266,16 @@ def run_batched(spec: StudySpec, data: DatasetSplits, device: str, k: int) -> li
         if k == 0:
             results = [train_model(m, t, data, device=device) for m, t in cfgs]
         else:
-            results = train_batched([m for m, _ in cfgs], [t for _, t in cfgs], data, device=device)
+            results = [None] * len(cfgs)
+            groups: dict[Any, list[int]] = {}  # one stack per depth (widths are padded)
+            for i, (m, t) in enumerate(cfgs):
+                groups.setdefault(batch_key(m, t), []).append(i)
+            for group in groups.values():
+                trained = train_batched(
+                    [cfgs[i][0] for i in group], [cfgs[i][1] for i in group], data, device=device
+                )
+                for i, result in zip(group, trained, strict=True):
+                    results[i] = result
         for trial, result in zip(asked, results, strict=True):
             for metrics in result.history:
                 trial.report(metrics.val_acc, metrics.epoch)
@@ -269,12 +316,60 @@ def timed(fn, *args) -> tuple[Any, float, str]:
     return out, time.perf_counter() - started, f"load {os.getloadavg()[0]:.2f}"
 
 
+def compare_ways(spec: StudySpec, data: DatasetSplits, device, root: Path, args) -> None:
+    """Run the chosen ways on `spec` and print their figures, then the ratios the issue asks."""
+    n = spec.search.n_trials
+    runs = {
+        "a": ("lightning", run_lightning, (spec, data, root / "lightning")),
+        "b": ("studyd", studyd_trials, (spec, str(device), root)),
+        "1": ("studyd K=1", studyd_trials, (spec, str(device), root, 1)),
+        "c": ("bare", run_bare, (spec, data, device)),
+    }
+    ways = args.ways
+    if args.worker_batch > 1:
+        runs["k"] = (
+            f"studyd K={args.worker_batch}",
+            studyd_trials,
+            (*runs["b"][2], args.worker_batch),
+        )
+        ways += "k"
+    done: dict[str, StudyRun] = {}
+    for way in ways:
+        label, fn, fn_args = runs[way]
+        trials, wall, load_note = timed(fn, *fn_args)
+        run = done[way] = study_run(trials)
+        # The reference: the hand-written study's final best (or, without it, the first run's).
+        target = next(iter(done.values())).best - TOLERANCE
+        hit = run.to_target(target)
+        to_target = f"{hit[0]:6.1f} s ({hit[1]} ep)" if hit else "not reached"
+        extra = f", wall incl. start-up + test run {wall:.1f} s" if way in "b1k" else ""
+        print(
+            f"  ({way}) {label:12s} {run.wall / n:6.3f} s/trial"
+            f" {run.seconds_per_epoch:6.4f} s/epoch"
+            f"  pruned {run.pruned:4.0%}  epochs {run.epochs:4d}  best {run.best:.3f}"
+            f"  to target {to_target}{extra}  [{load_note}]",
+            flush=True,
+        )
+    if "a" in done:
+        target = done["a"].best - TOLERANCE
+        print(f"  target: (a)'s best {done['a'].best:.3f} − {TOLERANCE}")
+        for way in done.keys() - {"a"}:
+            mine, theirs = done[way].to_target(target), done["a"].to_target(target)
+            if mine and theirs:
+                print(f"  time to target (a)/({way}) = {theirs[0] / mine[0]:.2f}x")
+    for way in done.keys() & set("b1k"):
+        if "c" in done:
+            ratio = done[way].seconds_per_epoch / done["c"].seconds_per_epoch
+            print(f"  per epoch ({way})/(c) = {ratio:.2f}x")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="*", default=["mnist1d", "digits", "synthetic"])
-    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--datasets", nargs="*", default=["mnist1d", "digits"])
+    parser.add_argument("--spaces", nargs="*", default=list(SPACES))
+    parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--synthetic-trials", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=10)  # the spec default
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--ways", default="ab1c", help="which of a, b, 1, c to run")
@@ -283,6 +378,7 @@ def main(argv: list[str] | None = None) -> None:
         "--worker-batch", type=int, default=0, help="also run (b) with --batch-trials K"
     )
     parser.add_argument("--batch-trials", type=int, default=16)
+    parser.add_argument("--batch-space", default="fixed", choices=list(SPACES))
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -300,48 +396,22 @@ def main(argv: list[str] | None = None) -> None:
         for dataset in args.datasets:
             name, data = load(dataset, root)
             n = args.synthetic_trials if dataset == "synthetic" else args.trials
-            spec = bench_spec(name, n, args.epochs, args.batch_size)
-            print(f"\n{dataset}: {tuple(data.x_train.shape)} train, {n} trials × {args.epochs} ep")
-            sec: dict[str, float] = {}
-            runs = {
-                "a": ("lightning", run_lightning, (spec, data, root / "lightning")),
-                "b": ("studyd", run_studyd, (spec, str(device), root)),
-                "1": ("studyd K=1", run_studyd, (spec, str(device), root, 1)),
-                "c": ("bare", run_bare, (spec, data, device)),
-            }
-            ways = args.ways
-            if args.worker_batch > 1:
-                runs["k"] = (
-                    f"studyd K={args.worker_batch}",
-                    run_studyd,
-                    (*runs["b"][2], args.worker_batch),
+            for space in args.spaces:
+                spec = bench_spec(name, n, args.epochs, args.batch_size, space)
+                print(
+                    f"\n{dataset}, {space} space: {tuple(data.x_train.shape)} train, "
+                    f"{n} trials × {args.epochs} ep"
                 )
-                ways += "k"
-            for way in ways:
-                label, fn, fn_args = runs[way]
-                out, wall, load_note = timed(fn, *fn_args)
-                values, steady = out if way in "b1k" else (out, None)
-                sec[way] = steady if steady is not None else wall / n
-                extra = f" (wall incl. start-up + test run {wall / n:.3f})" if steady else ""
-                print(f"  ({way}) {label:12s} {sec[way]:7.3f} s/trial{extra}  [{load_note}]")
-                print(f"      val_acc {[round(v, 3) for v in values]}")
-            if {"a", "b"} <= sec.keys():
-                print(f"  (a)/(b) = {sec['a'] / sec['b']:.2f}x", end="")
-            if {"b", "c"} <= sec.keys():
-                print(f"  (b)/(c) = {sec['b'] / sec['c']:.2f}x", end="")
-            if {"a", "1"} <= sec.keys():
-                print(f"  (a)/(1) = {sec['a'] / sec['1']:.2f}x", end="")
-            if {"1", "c"} <= sec.keys():
-                print(f"  (1)/(c) = {sec['1'] / sec['c']:.2f}x", end="")
-            if {"1", "b"} <= sec.keys():
-                print(f"  (1)/(b) = {sec['1'] / sec['b']:.2f}x", end="")
-            if {"a", "k"} <= sec.keys():
-                print(f"  (a)/(k) = {sec['a'] / sec['k']:.2f}x", end="")
-            print()
+                compare_ways(spec, data, device, root, args)
         if args.batch_k:
             name, data = load("mnist1d", root)
-            spec = bench_spec(name, args.batch_trials, args.epochs, args.batch_size)
-            print(f"\nbatched trials, mnist1d, {args.batch_trials} trials × {args.epochs} epochs")
+            spec = bench_spec(
+                name, args.batch_trials, args.epochs, args.batch_size, args.batch_space, "none"
+            )
+            print(
+                f"\nbatched trials, mnist1d, {args.batch_space} space, "
+                f"{args.batch_trials} trials × {args.epochs} epochs"
+            )
             print("  K           training only (train_batched)   studyd worker, to the database")
             rates: dict[int, tuple[float, float]] = {}
             for k in [0, *args.batch_k]:

@@ -1,4 +1,4 @@
-"""Batched trials: K trials that share an architecture trained at once as one stacked MLP.
+"""Batched trials: K trials of one depth trained at once as one stacked MLP (padded to the widest).
 
 Weights are stacked as [K, in, out] and each layer is one `torch.baddbmm`, so K small MLPs cost
 about one Python step instead of K (small MLPs are overhead-bound on CPU and leave a GPU idle).
@@ -44,7 +44,8 @@ class BatchingError(ValueError):
 def batch_key(model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[Any, ...] | None:
     """What trials must share to train in one stack; None when the variant is not batchable.
 
-    Rates, learning rate, weight decay, momentum, epochs and seed may differ between trials.
+    Rates, learning rate, weight decay, momentum, epochs, seed and hidden widths may differ
+    between trials: a stack pads every layer to its widest trial (`StackedMLP.from_configs`).
     """
     if model_cfg.variant not in BATCHABLE_VARIANTS:
         return None
@@ -54,7 +55,7 @@ def batch_key(model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[Any, ...]
     return (
         model_cfg.input_dim,
         model_cfg.num_classes,
-        tuple(model_cfg.hidden),
+        len(model_cfg.hidden),
         model_cfg.activation,
         model_cfg.variant,
         sites,
@@ -84,6 +85,7 @@ class StackedMLP(torch.nn.Module):
         input_rate: Tensor,
         weight_rates: Tensor,
         knobs: dict[str, Tensor] | None = None,
+        pad_mask: Tensor | None = None,
     ) -> None:
         super().__init__()
         entry = dropout_variant(cfg.variant)
@@ -110,15 +112,40 @@ class StackedMLP(torch.nn.Module):
         for name, values in (knobs or {}).items():
             self.register_buffer(f"knob_{name}", values)
         self.generator: torch.Generator | None = None
+        # 1 where `flat` holds a trial's own weight, 0 on padding (None: nothing is padded).
+        self.register_buffer("pad_mask", pad_mask)
 
     @classmethod
     def from_configs(cls, cfgs: Sequence[ModelConfig], seeds: Sequence[int]) -> StackedMLP:
-        """Stack of freshly initialised trials, trial k from `seeds[k]`."""
+        """Stack of freshly initialised trials, trial k from `seeds[k]`.
+
+        Trials of one depth but other widths are padded to the widest with zero weights and
+        biases. A padded unit's pre-activation is 0, and relu/gelu/tanh(0) = 0 under any
+        multiplicative noise, so it feeds nothing forward; the rows fed by it are 0 too, so it
+        gets no gradient back. `pad_mask` zeroes the padding's gradient all the same, so each
+        trial computes exactly its own network whatever the variant.
+        """
         first = cfgs[0]
-        dims = [first.input_dim, *first.hidden, first.num_classes]
+        widths = [max(w) for w in zip(*(c.hidden for c in cfgs), strict=True)]
+        dims = [first.input_dim, *widths, first.num_classes]
         per_trial = [_initial_linears(c, s) for c, s in zip(cfgs, seeds, strict=True)]
-        weights = [torch.stack([t[i][0] for t in per_trial]) for i in range(len(dims) - 1)]
-        biases = [torch.stack([t[i][1] for t in per_trial]) for i in range(len(dims) - 1)]
+        weights = [
+            torch.stack([_padded(t[i][0], dims[i], dims[i + 1]) for t in per_trial])
+            for i in range(len(dims) - 1)
+        ]
+        biases = [
+            torch.stack([_padded(t[i][1], 1, dims[i + 1]) for t in per_trial])
+            for i in range(len(dims) - 1)
+        ]
+        pad_mask = None
+        if any(list(c.hidden) != dims[1:-1] for c in cfgs):
+            blocks = [
+                _padded(torch.ones_like(t[i][j]), *block.shape[-2:])
+                for i, pair in enumerate(zip(weights, biases, strict=True))
+                for j, block in enumerate(pair)
+                for t in per_trial
+            ]
+            pad_mask = torch.cat([b.reshape(-1) for b in blocks])
         rates = [c.layer_rates() for c in cfgs]
         on_weights = dropout_variant(first.variant).acts_on == "weights"
         weight_rates = [
@@ -137,6 +164,7 @@ class StackedMLP(torch.nn.Module):
             _per_trial([c.input_rate for c in cfgs]),
             _per_layer(weight_rates),
             knobs,
+            pad_mask,
         )
 
     @property
@@ -158,6 +186,8 @@ class StackedMLP(torch.nn.Module):
     def keep_trials(self, keep: Tensor) -> None:
         """Drop every trial not in `keep` (indices into the current stack)."""
         self.flat = torch.nn.Parameter(_keep_rows(self.flat.detach(), self.shapes, keep))
+        if self.pad_mask is not None:
+            self.pad_mask = _keep_rows(self.pad_mask, self.shapes, keep)
         self.shapes = [torch.Size((len(keep), *s[1:])) for s in self.shapes]
         self.rates = self.rates[:, keep]
         self.weight_rates = self.weight_rates[:, keep]
@@ -173,8 +203,9 @@ class StackedMLP(torch.nn.Module):
         linears = [m for m in module.net.layers if isinstance(m, torch.nn.Linear)]
         with torch.no_grad():
             for lin, (w, b) in zip(linears, self.layers(), strict=True):
-                lin.weight.copy_(w[k].T)
-                lin.bias.copy_(b[k, 0])
+                fan_out, fan_in = lin.weight.shape  # this trial's own widths, not the padding
+                lin.weight.copy_(w[k, :fan_in, :fan_out].T)
+                lin.bias.copy_(b[k, 0, :fan_out])
         return module.eval()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -210,6 +241,11 @@ def _per_layer(rates: Sequence[Sequence[float]]) -> Tensor:
     """[K][layers] rates as a [layers, K, 1, 1] tensor."""
     t = torch.tensor(rates, dtype=torch.float32)
     return t.T.reshape(t.shape[1], t.shape[0], 1, 1).contiguous()
+
+
+def _padded(t: Tensor, rows: int, cols: int) -> Tensor:
+    """`t` ([r, c]) in the top-left corner of a [rows, cols] block of zeros."""
+    return F.pad(t, (0, cols - t.shape[1], 0, rows - t.shape[0]))
 
 
 def _blocks(flat: Tensor, shapes: Sequence[torch.Size]) -> list[Tensor]:
@@ -320,8 +356,7 @@ def train_batched(
     running = train_cfgs[0].train_metrics == "running"
     x_gap, y_gap = gap_split(splits)
     batch_size = train_cfgs[0].batch_size
-    param_count = model.flat.numel() // len(seeds)
-    results = [TrainResult(model, param_count=param_count, device=str(dev)) for _ in seeds]
+    results = [TrainResult(model, param_count=_param_count(m), device=str(dev)) for m in model_cfgs]
     active = list(range(len(seeds)))  # trial index of each stack row
     for epoch in range(max(t.epochs for t in train_cfgs)):
         started = time.perf_counter()
@@ -385,6 +420,8 @@ def _train_epoch(
         losses = losses.view(k, -1).mean(1)
         # Trials share no parameters, so one backward of the sum gives each its own gradient.
         (grad,) = torch.autograd.grad(losses.sum(), model.flat)
+        if model.pad_mask is not None:
+            grad = grad * model.pad_mask
         optimizer.step(model.flat, grad)
         if running:
             with torch.no_grad():
@@ -415,6 +452,12 @@ def evaluate_stack(model: StackedMLP, x: Tensor, y: Tensor) -> tuple[Tensor, Ten
     """Per-trial mean cross-entropy and accuracy ([K] each) in eval mode, on shared data."""
     sums = _loss_correct_sums(model, x, y)
     return sums[0] / len(y), sums[1] / len(y)
+
+
+def _param_count(cfg: ModelConfig) -> int:
+    """Weights and biases of the trial's own network (a stack's padding is not its own)."""
+    dims = [cfg.input_dim, *cfg.hidden, cfg.num_classes]
+    return sum((i + 1) * o for i, o in zip(dims, dims[1:], strict=False))
 
 
 def _mix_seeds(seeds: Sequence[int]) -> int:

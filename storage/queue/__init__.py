@@ -36,11 +36,13 @@ from storage.queue.studies import (
     set_test_score,
     submit_study,
 )
+from storage.queue.wakeup import SlotWaiter, slot_open, wake_workers
 from storage.queue.workers import heartbeat, list_workers, register_worker, unregister_worker
 
 __all__ = [
     "RETRY_KEEPS_ATTRS",
     "IllegalStateChange",
+    "SlotWaiter",
     "StudyNotFound",
     "StudyRecord",
     "WorkerGone",
@@ -62,6 +64,8 @@ __all__ = [
     "register_worker",
     "release_trial_slot",
     "set_test_score",
+    "slot_open",
     "submit_study",
     "unregister_worker",
+    "wake_workers",
 ]

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from storage.queue.records import IllegalStateChange, StudyRecord, WorkerGone, study_record
 from storage.queue.sessions import locked_study, transaction, utcnow
+from storage.queue.wakeup import announce_slots
 from storage.schema import ACTIVE_STATES, Study, Worker
 
 
@@ -85,6 +86,7 @@ def release_trial_slot(engine: Engine, study_id: int, worker_id: int | None = No
         if row.claimed <= row.finished:
             raise IllegalStateChange(f"study {study_id} has no unfinished slot to release")
         row.claimed -= 1
+        announce_slots(session)
         return study_record(row)
 
 
@@ -127,6 +129,8 @@ def extend_target(engine: Engine, study_id: int, extra: int) -> StudyRecord:
         if row.state not in ACTIVE_STATES:
             raise IllegalStateChange(f"study {study_id} is {row.state}: its target is final")
         row.target_trials += extra
+        if extra:
+            announce_slots(session)
         if row.finished >= row.target_trials:
             row.state = "done"
             row.finished_at = utcnow(session)
@@ -147,3 +151,4 @@ def settle_slot(session: Session, study_id: int | None, how: str) -> None:
             row.finished_at = utcnow(session)
     else:
         row.claimed -= 1
+        announce_slots(session)

@@ -26,6 +26,8 @@ def submit_study(
     """Queue a study; a repeated `idempotency_key` returns the study it first made.
 
     `final_step`: what it owes once its target is reached ("replicates" holds it there).
+    Idle PostgreSQL workers wake at `wake_workers`, which the caller sends once the study can be
+    served (its Optuna study made); without it they find it within their poll period.
     """
     if target_trials < 1:
         raise ValueError("target_trials must be at least 1")

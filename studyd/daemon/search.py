@@ -56,6 +56,18 @@ def architecture_count(spec: StudySpec) -> float:
     return count
 
 
+def stack_count(spec: StudySpec) -> float:
+    """How many stacks the spec's trials can fall into when widths are padded (models.batched):
+    `architecture_count` without the widths; `inf` for a continuum."""
+    if not all(dropout_variant(v).stackable for v in spec.dropout.variants):
+        return math.inf
+    count = 1.0
+    for name, param in search_params(spec).items():
+        if name in ARCHITECTURE_PARAMS and name != "width":
+            count *= _value_count(param)
+    return count
+
+
 def _value_count(param: Param) -> float:
     if param.fixed:
         return 1.0

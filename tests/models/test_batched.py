@@ -212,9 +212,10 @@ def test_trials_may_have_different_epoch_budgets(digits):
 
 def test_trials_that_do_not_share_an_architecture_are_refused(digits):
     tc = [TrainConfig(), TrainConfig()]
-    wide = ModelConfig(input_dim=64, num_classes=10, hidden=[128, 32], variant="standard")
+    # Other widths share a padded stack; another depth does not.
+    deep = ModelConfig(input_dim=64, num_classes=10, hidden=[64, 32, 8], variant="standard")
     with pytest.raises(BatchingError):
-        train_batched([_cfg(), wide], tc, digits)
+        train_batched([_cfg(), deep], tc, digits)
     assert batch_key(_cfg("rdrop"), TrainConfig()) is None
     assert batch_key(_cfg(rate=0.1), tc[0]) == batch_key(
         _cfg(rate=0.6), tc[1].model_copy(update={"lr": 0.1})
@@ -228,3 +229,73 @@ def test_evaluate_stack_reports_per_trial_loss_and_accuracy(digits):
     # Untrained 10-class nets: loss near ln 10, accuracy near chance.
     assert torch.all((loss - math.log(10)).abs() < 0.3)
     assert torch.all(acc < 0.3)
+
+
+@pytest.mark.parametrize("variant", ["none", "standard"])
+def test_trials_of_other_widths_share_a_padded_stack_and_each_trains_its_own_network(
+    digits, variant
+):
+    # One depth, three widths: padded to the widest and masked, each trial is its own network.
+    # With no dropout it is train_model's trial up to float summation order; with dropout the
+    # padding must still stay exactly zero and the exported network have the trial's shape.
+    rate = 0.0 if variant == "none" else 0.3
+    model_cfgs = [
+        ModelConfig(
+            input_dim=64,
+            num_classes=10,
+            hidden=h,
+            variant=variant,
+            rates=[rate, rate],
+            placements=["hidden"],
+        )
+        for h in ([8, 24], [32, 4], [16, 16])
+    ]
+    train_cfgs = [TrainConfig(epochs=3, batch_size=100, lr=3e-3, seed=s) for s in range(3)]
+    keys = {batch_key(m, t) for m, t in zip(model_cfgs, train_cfgs, strict=True)}
+    assert len(keys) == 1
+    stack = StackedMLP.from_configs(model_cfgs, [t.seed for t in train_cfgs])
+    assert stack.pad_mask is not None and 0 < stack.pad_mask.mean() < 1
+    batched = train_batched(model_cfgs, train_cfgs, digits, device="cpu")
+    for m, t, got in zip(model_cfgs, train_cfgs, batched, strict=True):
+        want = train_model(m, t, digits, device="cpu")
+        shapes = [p.shape for p in want.model.parameters()]
+        assert [p.shape for p in got.model.parameters()] == shapes
+        assert got.param_count == want.param_count
+        if variant != "none":
+            continue
+        for a, b in zip(got.history, want.history, strict=True):
+            assert (a.train_acc, a.val_acc) == pytest.approx(
+                (b.train_acc, b.val_acc), abs=2 / len(digits.y_val)
+            )
+            assert a.val_loss == pytest.approx(b.val_loss, rel=1e-3)
+        for p, q in zip(got.model.parameters(), want.model.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-4)
+
+
+def test_padding_stays_exactly_zero_through_training_with_weight_noise_and_decay(
+    digits, monkeypatch
+):
+    # DropConnect masks weights and AdamW decays them: neither may move a padded weight.
+    model_cfgs = [
+        ModelConfig(input_dim=64, num_classes=10, hidden=h, variant="dropconnect", rates=[0.3, 0.3])
+        for h in ([8, 24], [32, 4])
+    ]
+    train_cfgs = [
+        TrainConfig(epochs=2, batch_size=100, optimizer="adamw", weight_decay=0.1, seed=s)
+        for s in range(2)
+    ]
+    trained: list[tuple[torch.Tensor, torch.Tensor]] = []  # (flat, pad_mask) at export
+    real_export = StackedMLP.export_trial
+
+    def spy(self, *args, **kwargs):
+        trained.append((self.flat.detach().clone(), self.pad_mask.clone()))
+        return real_export(self, *args, **kwargs)
+
+    monkeypatch.setattr(StackedMLP, "export_trial", spy)
+    results = train_batched(model_cfgs, train_cfgs, digits, device="cpu")
+    assert len(trained) == 2
+    flat, mask = trained[0]
+    assert (mask == 0).sum() > 0
+    assert torch.count_nonzero(flat[mask == 0]) == 0
+    assert torch.count_nonzero(flat[mask == 1]) > 0.9 * (mask == 1).sum()
+    assert all(torch.isfinite(p).all() for r in results for p in r.model.parameters())

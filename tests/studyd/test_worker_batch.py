@@ -83,3 +83,67 @@ def test_auto_batch_trials_is_bounded_by_memory_and_the_cpu_cap():
     assert auto_batch_trials("cpu", 64, 32, 2, 10, 64) == 8
     # A network whose state alone needs more than the machine: one trial at a time.
     assert auto_batch_trials("cpu", 10**6, 10**5, 8, 10, 4096) == 1
+
+
+def test_auto_pads_a_width_range_only_while_padding_costs_less_than_stacking_saves():
+    def k(model: str) -> int:
+        spec = load_spec(f"name: k\nmodel: {model}")
+        return studyd.daemon.worker.stack.padded_trials(8, spec, 40, 10)
+
+    assert k("{depth: 2, width: 128}") == 8  # nothing to pad
+    assert k("{depth: 2, width: [120, 128]}") == 8  # padding costs little
+    # The width-searching space stacks (measured 2.2× the trials/hour of K = 1) ...
+    assert k("{depth: [1, 3], width: [4, 128]}") > 4
+    # ... a deeper one fewer; wide nets whose widest of two costs more than a step's overhead
+    # saves, none.
+    assert 1 < k("{depth: 3, width: [4, 128]}") < k("{depth: [1, 3], width: [4, 128]}")
+    assert k("{depth: 3, width: [4, 512]}") == 1
+
+
+# One injected trial scores 1.0 at every epoch: the median pruner (1 startup trial, 2 warm-up
+# epochs) stops every real trial at its first judged epoch, the third.
+PRUNED_SPEC = (
+    "name: prune-stack\nmodel: {depth: 1, width: 16}\n"
+    "dropout: {variants: [standard], placements: [hidden], rate: [0.1, 0.5]}\n"
+    "training: {epochs: 8, batch_size: 64}\n"
+    "search: {sampler: random, pruner: {name: median, startup_trials: 1, warmup_epochs: 2},"
+    " n_trials: 4, seed: 1}"
+)
+
+
+def _run_pruned(tmp_path, name: str, batch_trials: int):
+    url = f"sqlite:///{tmp_path / f'{name}.db'}"
+    ensure_schema(url)
+    engine, storage = make_engine(url), make_optuna_storage(url)
+    record = submit_spec(engine, storage, load_spec(PRUNED_SPEC))
+    study = optuna.load_study(study_name=record.optuna_name, storage=storage)
+    study.add_trial(
+        optuna.trial.create_trial(value=0.0, intermediate_values=dict.fromkeys(range(8), 1.0))
+    )
+    options = WorkerOptions(
+        device="cpu", once=True, heartbeat=0.5, grace=30, poll=0.05, data_dir=tmp_path
+    )
+    options.batch_trials = batch_trials
+    Worker(engine, storage, options).run()
+    trials = optuna.load_study(study_name=record.optuna_name, storage=storage).trials
+    engine.dispose()
+    return trials[1:]
+
+
+@pytest.mark.slow
+def test_a_stacked_trial_is_pruned_at_the_same_epoch_as_alone(tmp_path, monkeypatch):
+    trained: list[list[int]] = []  # epochs each stacked trial trained (a spy: the real one runs)
+    real = studyd.daemon.worker.stack.train_batched
+
+    def spy(*args, **kwargs):
+        results = real(*args, **kwargs)
+        trained.append([len(r.history) for r in results])
+        return results
+
+    monkeypatch.setattr(studyd.daemon.worker.stack, "train_batched", spy)
+    stacked = _run_pruned(tmp_path, "stacked", 4)
+    alone = _run_pruned(tmp_path, "alone", 1)
+    assert trained == [[3, 3, 3, 3]]  # one stack; nobody trained past its pruning epoch
+    for trials in (stacked, alone):
+        assert [t.state for t in trials] == [TrialState.PRUNED] * 4
+        assert [sorted(t.intermediate_values) for t in trials] == [[0, 1, 2]] * 4

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 # A study whose Optuna study is still missing this long after submit was never fully created.
 MISSING_STUDY_SECONDS = 60.0
+# Seconds before claiming again a study whose Optuna study is not created yet.
+NOT_READY_RETRY_S = 0.1
 # Datasets kept in memory across studies.
 DATA_CACHE_SIZE = 4
 
@@ -47,8 +49,9 @@ class SlotServer:
             self.outcomes.fail_study(record, str(exc))
             return
         if served is None:
+            # Its submit is still creating the Optuna study: retry soon, not a poll period later.
             self.outcomes.release(record)
-            state.stop.wait(state.options.poll)
+            state.stop.wait(min(state.options.poll, NOT_READY_RETRY_S))
             return
         if _out_of_time(record, served.spec):
             self._end_early(record)

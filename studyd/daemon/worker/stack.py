@@ -18,10 +18,11 @@ from optuna.trial import TrialState
 from models.batched import batch_key, train_batched
 from models.training import EpochMetrics
 from storage.queue import StudyRecord
-from studyd.daemon.search import architecture_count
+from studyd.daemon.search import stack_count
 from studyd.daemon.worker.outcomes import Outcomes, reused
 from studyd.daemon.worker.state import DB_ERRORS, ServedStudy, Stop, WorkerState
 from studyd.daemon.worker.trial import Trained, TrialPlan, TrialRunner
+from studyd.spec import StudySpec
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,12 @@ logger = logging.getLogger(__name__)
 # one thread, bench/throughput), and the most on a GPU, where free memory decides below that.
 AUTO_CPU_TRIALS = 8
 AUTO_MAX_TRIALS = 32
+# A training step's fixed cost (Python, dispatch, optimizer) in per-example FLOPs of the
+# network: a stack pays it once for K trials. Fitted on mnist1d (bench/throughput, 1 thread):
+# K = 8 at 2 × 128 trained 1.6× the trials/hour of K = 1, (c + F) / (c / 8 + F) = 1.6 → c ≈ 17k;
+# K = 8 padded, depth 1–3 and width 4–128 (log), 2.2× → c ≈ 36k. The larger: the padded case is
+# the one this decides. A GPU's launch overhead is larger still, so this errs towards small K.
+STEP_OVERHEAD = 36_000.0
 
 
 @dataclass
@@ -178,15 +185,16 @@ class StackRunner:
 
 def trials_per_slot(batch_trials: int | str, served: ServedStudy, device: str) -> int:
     """K: the option, or with `auto` what the device's free memory holds (at most 32) when
-    the spec's trials would form stacks of two or more; 1 when they would mostly train alone
-    (a searched width, say), since claimed slots then wait in line instead of going to other
+    the spec's trials would form stacks of two or more, cut to the K whose padding to the
+    widest trial costs least per trial (`padded_trials`); 1 when they would mostly train alone (a
+    searched depth, say), since claimed slots then wait in line instead of going to other
     workers."""
     if batch_trials != "auto":
         return max(int(batch_trials), 1)
     data, spec = served.data, served.spec
-    if 2 * architecture_count(spec) > _auto_cap(device):
+    if 2 * stack_count(spec) > _auto_cap(device):
         return 1
-    return auto_batch_trials(
+    k = auto_batch_trials(
         device,
         data.input_dim,
         _dim_max(spec.model.width),
@@ -194,6 +202,49 @@ def trials_per_slot(batch_trials: int | str, served: ServedStudy, device: str) -
         data.num_classes,
         _dim_max(spec.training.batch_size),
     )
+    return padded_trials(k, spec, data.input_dim, data.num_classes)
+
+
+def padded_trials(k: int, spec: StudySpec, input_dim: int, classes: int) -> int:
+    """The K ≤ k with the least expected cost per trial of a stack padded to its widest trial:
+    STEP_OVERHEAD / K + E[flops(max of K widths)], flops(w) = in·w + (depth − 1)·w² + w·classes
+    per example at the spec's middle depth, over its width distribution."""
+    widths = _width_grid(spec)
+    if len(set(widths)) == 1:
+        return k
+    depth = _dim_mean(spec.model.depth)
+    flops = [input_dim * w + (depth - 1) * w * w + w * classes for w in widths]
+    n = len(flops)
+
+    def cost(size: int) -> float:
+        # E[max of `size` draws] over the sorted grid: P(max is the j-th) = ((j+1)/n)^K − (j/n)^K.
+        widest = sum(f * (((j + 1) / n) ** size - (j / n) ** size) for j, f in enumerate(flops))
+        return STEP_OVERHEAD / size + widest
+
+    return min(range(1, k + 1), key=cost)
+
+
+def _dim_mean(dim: Any) -> float:
+    """A `Dim`'s middle value: its value, the mean of its choices or of its range's ends."""
+    if dim.value is not None:
+        return float(dim.value)
+    if dim.choices:
+        return sum(dim.choices) / len(dim.choices)
+    return (dim.low + dim.high) / 2
+
+
+def _width_grid(spec: StudySpec, points: int = 64) -> list[float]:
+    """Equally likely widths of the spec (quantiles of its range, or its choices), ascending."""
+    dim = spec.model.width
+    if dim.value is not None:
+        return [dim.value]
+    if dim.choices:
+        return sorted(dim.choices)
+    assert dim.low is not None and dim.high is not None
+    qs = [(i + 0.5) / points for i in range(points)]
+    if spec.model.log:
+        return [dim.low * (dim.high / dim.low) ** q for q in qs]
+    return [dim.low + (dim.high - dim.low) * q for q in qs]
 
 
 def auto_batch_trials(
