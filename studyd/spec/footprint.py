@@ -66,12 +66,11 @@ def _value_count(dim: Dim) -> float:
 
 
 def _stack(spec: StudySpec) -> int:
-    """Trials a worker may train at once: a full CPU stack when few architectures exist."""
+    """Trials a worker may train at once: a full CPU stack when few stacks can form. Stacks pad
+    every layer to their widest trial (models.batched), so widths never split them: only depth
+    and batch size do, and each member is sized as the widest network."""
     model = spec.model
-    widths = _value_count(model.width)
-    if model.per_layer_widths:
-        widths = widths ** _largest(model.depth)
-    architectures = _value_count(model.depth) * widths * _value_count(spec.training.batch_size)
+    architectures = _value_count(model.depth) * _value_count(spec.training.batch_size)
     if 2 * architectures > STACK_TRIALS:
         return 1
     return min(STACK_TRIALS, spec.search.n_trials)
