@@ -80,13 +80,13 @@ def judge(claim: Claim) -> Verdict:
         raise ValueError(f"{claim.claim}: a CI needs at least 2 seeds, got {n}")
     mean, sd = statistics.fmean(values), statistics.stdev(values)
     half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-    low, high = mean - half, mean + half
+    low, high = float(mean - half), float(mean + half)  # plain floats: the JSON output
     if claim.within is not None:
         rule = f"CI within ±{claim.within:g}"
-        ok = -claim.within <= low and high <= claim.within
+        ok = bool(-claim.within <= low and high <= claim.within)
     else:
         rule = f"CI > {claim.above:g}"
-        ok = low > claim.above
+        ok = bool(low > claim.above)
     return Verdict(
         claim.claim, claim.effect, claim.unit, mean, low, high, sd, n, rule, ok, claim.numbers
     )
