@@ -51,7 +51,7 @@ from bench.seed_claims import Budget, Claim, cs231n, d2l, rdrop, scaling
 from models.data import load_dataset
 from models.training import resolve_device
 
-FULL = {"seeds": 10, "cs231n_epochs": 200, "d2l_epochs": 100, "rdrop_epochs": 30}
+FULL = {"seeds": 5, "cs231n_epochs": 200, "d2l_epochs": 100, "rdrop_epochs": 30}
 QUICK = {"seeds": 3, "cs231n_epochs": 60, "d2l_epochs": 20, "rdrop_epochs": 6}
 
 
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 seeds, fewer epochs (< 3 min)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of claims")
-    parser.add_argument("--seeds", type=int, help="seeds 0…N−1 (default 10, quick 3)")
+    parser.add_argument("--seeds", type=int, help="seeds 0…N−1 (default 5, quick 3)")
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda:N (default cpu)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args(argv)
