@@ -1,115 +1,149 @@
-"""Reproduce the seeds' dropout experiments and print them as a table.
+"""Reproduce the seeds' dropout claims, paired by seed, each with a 95 % CI and a verdict.
 
-(a) cs231n: a 2-hidden-layer net trained on 500 examples of `digits` (scikit-learn's 8×8 digits,
-    bundled: no download), with and without dropout, over three seeds: without it the training
-    set is memorised (train accuracy ≈ 100%) and the train−val gap is the largest; dropout
-    narrows the gap without losing validation accuracy.
-(b) d2l: the 784-256-256-10 MLP with dropout 0.2 after the first hidden layer and 0.5 after the
-    second (SGD, lr 0.5, batch 256), against the same net without dropout; on fashion-mnist when
-    its files are in the data dir, else on mnist1d (40-256-256-10, more epochs: 4000 examples).
+    python -m bench.seeds [--quick] [--json] [--seeds N] [--device auto|cpu|cuda:N]
 
-Accuracies are in eval mode (train accuracy over the whole training split), as cs231n measures.
-Usage: python bench/seeds.py [--data-dir DIR] [--device auto|cpu|cuda:N]
+The claims (settings in bench/seed_claims.py; all training through studyd's own path,
+`models.batched.train_batched` or `models.training.train_model`):
+
+- cs231n, on 500 examples of `mnist1d` (digits is too easy: 94 % validation from 500 examples,
+  so there is nothing for dropout to fix), 40-500-10, Adam 1e-3: without dropout the training
+  set is memorised; dropout at p = .75 raises validation accuracy and shrinks the train−val gap.
+- d2l, on `mnist-5k` (3000 training images): 784-256-256-10, dropout .2/.5, SGD lr .5, batch 256:
+  dropout shrinks the train−test gap at comparable test accuracy.
+- vanilla vs inverted scaling: both keep the training output's expectation equal to the test
+  output; trained nets agree in test accuracy once vanilla applies its 1−p at test; inverted
+  dropout adds no operation at test time.
+- Multi-Sample dropout (K = 4 masks through the head): reaches a training loss in fewer epochs
+  than one mask at the same rate, and generalises better.
+- R-Dropout (two passes + α·symmetric KL, 784-256-10 on mnist-5k): the two passes disagree less
+  than under plain dropout, and test accuracy is higher.
+- Gaussian dropout (x·ε, ε ~ N(1, σ²), no noise at test): keeps the expectation; prevents
+  overfitting (shrinks the gap) at the seed's σ = 0.1 and at σ² = p/(1−p), p = .75.
+
+The rule, fixed before any result was seen: each claim is measured as one effect per seed,
+`effect_s = metric(arm A, seed s) − metric(arm B, seed s)`, signed so that positive is the
+claimed direction; the arms of a seed share initial weights and data order. The 95 % CI is
+mean ± t(0.975, n−1)·sd/√n over the n seeds. A directional claim is REPRODUCED when the whole
+CI lies above its bound (0, or 99 points for "memorised"); an equivalence claim ("same",
+"comparable", "costs nothing") when the whole CI lies within ±its margin (1 accuracy point for
+accuracies, 0.5 % for expectations, 0 ops for test-time cost). Anything else is NOT
+REPRODUCED — including a claim whose effect points the claimed way with a CI that reaches 0.
+No setting was tuned after seeing a verdict.
+
+`--quick` (3 seeds, fewer epochs) checks the machinery in under 3 minutes on 2 CPU cores; its
+CIs are wide and its verdicts are not the README's. `--json` prints one object per claim.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import statistics
+import sys
 import time
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import torch
+from scipy import stats
 
-from models.config import ModelConfig, TrainConfig
-from models.data import DataError, DatasetSplits, load_dataset
-from models.training import evaluate, train_model
+from bench.seed_claims import Budget, Claim, cs231n, d2l, rdrop, scaling
+from models.data import load_dataset
+from models.training import resolve_device
+
+FULL = {"seeds": 5, "cs231n_epochs": 200, "d2l_epochs": 100, "rdrop_epochs": 30}
+QUICK = {"seeds": 3, "cs231n_epochs": 60, "d2l_epochs": 20, "rdrop_epochs": 6}
 
 
-def _run(label: str, data: DatasetSplits, model: ModelConfig, train: TrainConfig, device: str):
-    started = time.perf_counter()
-    result = train_model(model, train, data, device=device)
-    final = result.final
-    _, test_acc = evaluate(result.model, data.x_test, data.y_test)
-    return (
-        label,
-        data.name,
-        len(data.y_train),
-        final.train_acc,
-        final.val_acc,
-        final.train_acc - final.val_acc,
-        test_acc,
-        time.perf_counter() - started,
+@dataclass(frozen=True)
+class Verdict:
+    """A claim judged by the module's rule."""
+
+    claim: str
+    effect_name: str
+    unit: str
+    effect: float
+    ci_low: float
+    ci_high: float
+    sd: float
+    n_seeds: int
+    rule: str
+    reproduced: bool
+    numbers: str
+
+
+def judge(claim: Claim) -> Verdict:
+    """Mean paired effect, its Student-t 95 % CI over seeds, and the pre-stated rule's verdict."""
+    values = claim.effects
+    n = len(values)
+    if n < 2:
+        raise ValueError(f"{claim.claim}: a CI needs at least 2 seeds, got {n}")
+    mean, sd = statistics.fmean(values), statistics.stdev(values)
+    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    low, high = float(mean - half), float(mean + half)  # plain floats: the JSON output
+    if claim.within is not None:
+        rule = f"CI within ±{claim.within:g}"
+        ok = bool(-claim.within <= low and high <= claim.within)
+    else:
+        rule = f"CI > {claim.above:g}"
+        ok = bool(low > claim.above)
+    return Verdict(
+        claim.claim, claim.effect, claim.unit, mean, low, high, sd, n, rule, ok, claim.numbers
     )
 
 
-CS231N_SEEDS = (0, 1, 2)
+def run_claims(budget: Budget) -> list[Claim]:
+    """Every claim, grouped by the data it trains on."""
+    mnist1d = load_dataset("mnist1d", data_dir="data", train_subset=500, download=False)
+    mnist5k = load_dataset("mnist-5k", data_dir="data", download=False)
+    return [
+        *cs231n(mnist1d, budget),
+        *d2l(mnist5k, budget),
+        *scaling(budget),
+        *rdrop(mnist5k, budget),
+    ]
 
 
-def cs231n(data: DatasetSplits, device: str) -> list[tuple]:
-    rows = []
-    for p in (0.0, 0.25, 0.5):
-        model = ModelConfig(
-            input_dim=data.input_dim,
-            num_classes=data.num_classes,
-            hidden=[512, 512],
-            variant="standard" if p else "none",
-            rates=[p, p],
+def print_table(verdicts: list[Verdict]) -> None:
+    print("| claim | effect (unit) | mean | 95 % CI | rule | verdict |")
+    print("|---|---|---:|---|---|---|")
+    for v in verdicts:
+        verdict = "REPRODUCED" if v.reproduced else "NOT REPRODUCED"
+        print(
+            f"| {v.claim} | {v.effect_name} ({v.unit}) | {v.effect:+.2f} | "
+            f"[{v.ci_low:+.2f}, {v.ci_high:+.2f}] | {v.rule} | {verdict} |"
         )
-        runs = []
-        for seed in CS231N_SEEDS:
-            train = TrainConfig(epochs=60, batch_size=100, optimizer="adam", lr=1e-3, seed=seed)
-            runs.append(_run(f"(a) cs231n, 500 ex., p={p}", data, model, train, device))
-        rows.append(_mean_over_seeds(runs))
-    return rows
+    print()
+    for v in verdicts:
+        print(f"- {v.claim.split(':')[0]}: {v.numbers} (n={v.n_seeds}, sd {v.sd:.2f} {v.unit})")
 
 
-def _mean_over_seeds(runs: list[tuple]) -> tuple:
-    """One row: the label with the seed count, then each number's mean over the seeds."""
-    label, name, n = runs[0][:3]
-    means = [statistics.fmean(r[i] for r in runs) for i in range(3, len(runs[0]))]
-    return (f"{label} ({len(runs)} seeds)", name, n, *means)
-
-
-def d2l(data: DatasetSplits, device: str) -> list[tuple]:
-    epochs = 10 if data.name == "fashion-mnist" else 60
-    train = TrainConfig(epochs=epochs, batch_size=256, optimizer="sgd", lr=0.5, momentum=0.0)
-    rows = []
-    for rates in ([0.0, 0.0], [0.2, 0.5]):
-        model = ModelConfig(
-            input_dim=data.input_dim,
-            num_classes=data.num_classes,
-            hidden=[256, 256],
-            variant="standard" if any(rates) else "none",
-            rates=rates,
-        )
-        label = f"(b) d2l {data.input_dim}-256-256-10, p={rates[0]}/{rates[1]}"
-        rows.append(_run(label, data, model, train, device))
-    return rows
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=Path("data"))
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="3 seeds, fewer epochs (< 3 min)")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of claims")
+    parser.add_argument("--seeds", type=int, help="seeds 0…N−1 (default 5, quick 3)")
+    parser.add_argument("--device", default="cpu", help="auto, cpu or cuda:N (default cpu)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    try:
-        fashion = load_dataset("fashion-mnist", data_dir=args.data_dir, download=False)
-    except DataError:
-        fashion = None
-    small = fashion or load_dataset("mnist1d", data_dir=args.data_dir)
-    rows = cs231n(
-        load_dataset("digits", data_dir=args.data_dir, train_subset=500, download=False),
-        args.device,
+    sizes = dict(QUICK if args.quick else FULL)
+    n_seeds = args.seeds or sizes.pop("seeds")
+    sizes.pop("seeds", None)
+    device = str(resolve_device(args.device))
+    budget = Budget(seeds=tuple(range(n_seeds)), device=device, **sizes)
+    started = time.perf_counter()
+    verdicts = [judge(c) for c in run_claims(budget)]
+    seconds = time.perf_counter() - started
+    if args.json:
+        json.dump([asdict(v) for v in verdicts], sys.stdout, indent=1, ensure_ascii=False)
+        print()
+        return
+    print(
+        f"python -m bench.seeds{' --quick' if args.quick else ''}: seeds 0–{n_seeds - 1}, "
+        f"{budget}, {seconds:.0f} s on {device}\n"
     )
-    rows += d2l(small, args.device)
-    header = ("experiment", "dataset", "n_train", "train_acc", "val_acc", "gap", "test_acc", "s")
-    print(" | ".join(header))
-    print(" | ".join("---" for _ in header))
-    for label, name, n, tr, va, gap, te, sec in rows:
-        print(f"{label} | {name} | {n} | {tr:.3f} | {va:.3f} | {gap:+.3f} | {te:.3f} | {sec:.1f}")
+    print_table(verdicts)
 
 
 if __name__ == "__main__":

