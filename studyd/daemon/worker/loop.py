@@ -22,7 +22,7 @@ from studyd.daemon.finalize import StudyFinalizer
 from studyd.daemon.worker.heartbeat import heartbeating
 from studyd.daemon.worker.options import WorkerOptions
 from studyd.daemon.worker.slot import SlotServer
-from studyd.daemon.worker.state import DB_ERRORS, WorkerState
+from studyd.daemon.worker.state import DB_ERRORS, OutageLog, WorkerState
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ class Worker:
             torch.set_num_threads(threads)
         self.state = WorkerState(engine, optuna_storage, options, device, socket.gethostname())
         self.slots = SlotServer(self.state, self.finalize)
+        self._reaper_outage = OutageLog("reaper")
+        self._finaliser_outage = OutageLog("finaliser")
 
     @property
     def device(self) -> str:
@@ -142,16 +144,26 @@ class Worker:
             state.stopping,
         )
         try:
-            return finalizer.run(scoring=scoring)
+            done = finalizer.run(scoring=scoring)
+        except DB_ERRORS as exc:  # retried after the next slot or reaper period
+            self._finaliser_outage.failed(exc)
+            return 0
         except Exception:  # noqa: BLE001 - retried after the next slot or reaper period
             logger.exception("finaliser failed")
             return 0
+        self._finaliser_outage.answered()
+        return done
 
     def reap(self) -> list[int]:
         try:
-            return queue.reap_stale_workers(
+            reaped = queue.reap_stale_workers(
                 self.state.engine, self.state.storage, self.state.options.grace
             )
+        except DB_ERRORS as exc:  # retried next period
+            self._reaper_outage.failed(exc)
+            return []
         except Exception:  # noqa: BLE001 - the reaper is retried next period
             logger.exception("reaper failed")
             return []
+        self._reaper_outage.answered()
+        return reaped
