@@ -189,7 +189,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Cancel a queued or running study: no new trial starts, and running trials stop within
-        seconds, recorded as FAIL (cancelled)."""
+        seconds (`studyd trials` shows them as fail (cancelled))."""
         with connect(url, token) as api:
             study = api.cancel(study_id)
         emit(study, as_json, lambda s: f"study {study_id} {s.get('state', 'cancelled')}")

@@ -219,7 +219,7 @@ def trials_table(items: list[JSON], total: int | None = None) -> Table:
 
 
 def _trial_state(trial: JSON) -> Text:
-    """The trial's state, with the reason when its study's cancel stopped it: FAIL (cancelled)."""
+    """The trial's state, with the reason when its study's cancel stopped it: fail (cancelled)."""
     text = styled_state(trial.get("state"))
     if str(trial_attr(trial, "error") or "").startswith("cancelled:"):
         text.append(" (cancelled)")

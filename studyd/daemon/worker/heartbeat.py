@@ -49,6 +49,7 @@ def _beat(state: WorkerState, reaper_tick: Callable[[], None]) -> None:
                 state.worker_id,
                 opts.parent_pid,
             )
+            state.stop_reason = "its studyd serve is gone"
             state.stop.set()
             return
         try:

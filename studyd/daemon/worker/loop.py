@@ -44,6 +44,7 @@ class Worker:
         self.slots = SlotServer(self.state, self.finalize)
         self._reaper_outage = OutageLog("reaper")
         self._finaliser_outage = OutageLog("finaliser")
+        self._claim_outage = OutageLog("claiming a slot")
 
     @property
     def device(self) -> str:
@@ -95,6 +96,7 @@ class Worker:
                 return
             try:
                 record = queue.claim_trial_slot(state.engine, state.worker_id)
+                self._claim_outage.answered()
                 if record is None:
                     self.finalize()
                     if opts.once and self._queue_is_empty():
@@ -106,8 +108,8 @@ class Worker:
                 logger.error("worker %s was reaped: stopping", state.worker_id)
                 state.gone.set()
                 return
-            except DB_ERRORS:
-                logger.exception("claiming a slot failed: retrying")
+            except DB_ERRORS as exc:
+                self._claim_outage.failed(exc)
                 state.stop.wait(max(opts.poll, 1.0))
                 continue
             try:
@@ -116,8 +118,10 @@ class Worker:
             except WorkerGone:
                 logger.error("worker %s was reaped mid-slot: stopping", state.worker_id)
                 state.gone.set()
-            except DB_ERRORS:
-                logger.exception("study %s: the database failed mid-slot", record.id)
+            except DB_ERRORS as exc:
+                logger.warning(
+                    "study %s: the database failed mid-slot (%s)", record.id, type(exc).__name__
+                )
                 self.slots.outcomes.give_back_after_error(record)
                 failures += 1
                 state.stop.wait(min(2.0 ** (failures - 1), MAX_BACKOFF))
@@ -152,6 +156,8 @@ class Worker:
             logger.exception("finaliser failed")
             return 0
         self._finaliser_outage.answered()
+        if done and scoring:
+            self.slots.heap.after_slot()  # a test run trains the best network again
         return done
 
     def reap(self) -> list[int]:

@@ -141,14 +141,14 @@ class Outcomes:
         lease: int | None = None,
     ) -> None:
         """SIGTERM or a cancelled study mid-trial: FAIL the trial with the reason in its `error`
-        attribute (`cancelled: …` shows as FAIL (cancelled) in `studyd trials`), give the slot
+        attribute (`cancelled: …` shows as fail (cancelled) in `studyd trials`), give the slot
         back (no retry: nothing died)."""
         if self.state.gone.is_set():
             return
         if self.state.cancelled.is_set():
             why = f"{CANCELLED}: the study was cancelled while this trial trained"
         else:
-            why = "worker stopped (SIGTERM) mid-trial"
+            why = f"worker stopped ({self.state.stop_reason}) mid-trial"
         with suppress(optuna.exceptions.UpdateFinishedTrialError):
             trial.set_user_attr("error", why)
         if self.tell(study, trial, state=TrialState.FAIL) is not None:

@@ -92,8 +92,9 @@ class WorkerState:
     host: str
     worker_id: int | None = None
     trials_run: int = 0
-    # SIGTERM / stop(): finish up and exit.
+    # SIGTERM / stop(): finish up and exit; why, for the trial it interrupts.
     stop: threading.Event = field(default_factory=threading.Event)
+    stop_reason: str = "SIGTERM"
     # Our row was reaped: never tell again.
     gone: threading.Event = field(default_factory=threading.Event)
     # The study being trained was cancelled or deleted: stop its trials at the next epoch.
