@@ -91,7 +91,7 @@ WORKER_ENV = {
     "STUDYD_WORKER_THREADS": "1",
     "STUDYD_WORKER_BATCH_TRIALS": "1",
     "STUDYD_HEARTBEAT_INTERVAL": "0.5",
-    "STUDYD_HEARTBEAT_GRACE": "5",
+    "STUDYD_HEARTBEAT_GRACE": "30",  # a loaded CI machine starves heartbeats
     "STUDYD_REAPER_PERIOD": "0.5",
     "STUDYD_WORKER_POLL": "0.1",
 }

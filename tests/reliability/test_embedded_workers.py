@@ -31,6 +31,7 @@ from reliability_harness import (
 )
 
 from storage.engine import make_engine
+from storage.migrate import upgrade
 from storage.optuna_storage import make_optuna_storage
 from storage.queue import get_study, list_workers
 from studyd.daemon.embedded import MAX_QUICK_DEATHS
@@ -55,10 +56,10 @@ def test_serve_restarts_a_killed_worker_and_gives_up_on_one_that_keeps_dying(tmp
     url = f"sqlite:///{tmp_path / 'studyd.db'}"
     server = serve_with_workers(url, tmp_path, workers=1)
     try:
-        (pid,) = wait_for(lambda: embedded_pids(server), 60, what="the embedded worker")
+        (pid,) = wait_for(lambda: embedded_pids(server), 120, what="the embedded worker")
         os.kill(pid, signal.SIGKILL)
         new = wait_for(
-            lambda: embedded_pids(server) - {pid}, 30, every=0.2, what="a restarted worker"
+            lambda: embedded_pids(server) - {pid}, 180, every=0.2, what="a restarted worker"
         )
         assert len(new) == 1 and alive(next(iter(new)))
         assert "restarted" in server.log()
@@ -73,7 +74,8 @@ def test_serve_restarts_a_killed_worker_and_gives_up_on_one_that_keeps_dying(tmp
             down = [w for w in bad.client.get("/workers").json() if w["state"] == "failed"]
             return down[0] if down else None
 
-        report = wait_for(given_up, 120, every=0.5, what="the worker to be given up on")
+        # Five starts of a Python process that imports torch: minutes on a loaded machine.
+        report = wait_for(given_up, 400, every=0.5, what="the worker to be given up on")
         assert report["restarts"] == MAX_QUICK_DEATHS - 1
         assert report["last_exit_code"] == 2
         assert report["id"] is None and report["pid"] is None
@@ -94,7 +96,7 @@ def test_kill_9_of_serve_leaves_no_worker_behind(tmp_path):
         ).json()
         rows = wait_for(
             lambda: [w for w in list_workers(engine) if w.trial_id is not None],
-            120,
+            300,
             every=0.2,
             what="the worker training",
         )
@@ -119,7 +121,7 @@ def test_kill_9_of_serve_leaves_no_worker_behind(tmp_path):
 
     again = serve_with_workers(url, tmp_path, workers=1)
     try:
-        wait_for(lambda: embedded_pids(again), 60, what="the new worker")
+        wait_for(lambda: embedded_pids(again), 180, what="the new worker")
         time.sleep(2.0)
         assert len(again.client.get("/workers").json()) == 1
     finally:
@@ -128,6 +130,7 @@ def test_kill_9_of_serve_leaves_no_worker_behind(tmp_path):
 
 def test_a_standalone_worker_outlives_its_parent(tmp_path):
     url = f"sqlite:///{tmp_path / 'studyd.db'}"
+    upgrade(url)
     engine = make_engine(url)
     # `sh` starts the worker in the background and exits: the worker is orphaned at once.
     log = tmp_path / "worker.log"
@@ -138,10 +141,10 @@ def test_a_standalone_worker_outlives_its_parent(tmp_path):
     out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env, cwd=REPO)
     pid = int(out.stdout.strip())
     try:
-        wait_for(lambda: [w for w in list_workers(engine) if w.pid == pid], 60, what="register")
+        wait_for(lambda: [w for w in list_workers(engine) if w.pid == pid], 180, what="register")
         time.sleep(3.0)
         assert alive(pid), log.read_text()
-        assert [w.pid for w in list_workers(engine, alive_within=2.0)] == [pid]
+        assert [w.pid for w in list_workers(engine, alive_within=10.0)] == [pid]
     finally:
         os.kill(pid, signal.SIGTERM)
         wait_for(lambda: not alive(pid), 30, what="the worker to stop")

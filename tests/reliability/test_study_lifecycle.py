@@ -89,11 +89,11 @@ def test_cancel_then_delete_mid_trial_costs_no_worker(server, db_url):
     long = spec("long", 6, variants=["standard"], width=16, epochs=400)
     study = server.client.post("/studies", json=long).json()
 
-    def both_training() -> bool:
+    def training() -> bool:
         rows = [w for w in server.client.get("/workers").json() if w["state"] == "alive"]
-        return len(rows) == 2 and all(w["trial_id"] is not None for w in rows)
+        return len(rows) == 2 and any(w["trial_id"] is not None for w in rows)
 
-    wait_for(both_training, 120, every=0.2, what="both workers training a trial")
+    wait_for(training, 300, every=0.2, what="both workers up, a trial training")
     pids = embedded_pids(server)
     assert server.client.post(f"/studies/{study['id']}/cancel").status_code == 200
     assert server.client.delete(f"/studies/{study['id']}").status_code in (200, 204)
@@ -103,7 +103,7 @@ def test_cancel_then_delete_mid_trial_costs_no_worker(server, db_url):
     engine = make_engine(db_url)
     wait_for(
         lambda: all(w.study_id is None for w in list_workers(engine)),
-        15,
+        30,
         what="the workers to let go of the deleted study",
     )
     time.sleep(2.0)  # a worker that crashed on it would be gone by now
@@ -153,4 +153,5 @@ def test_cancel_stops_a_large_networks_trial_within_5_s(server, db_url, figure):
     helptext = subprocess.run(
         [*cli, "cancel", "--help"], capture_output=True, text=True, env=env, cwd=REPO, timeout=60
     ).stdout
-    assert "stop within" in helptext and "fail (cancelled)" in " ".join(helptext.split())
+    words = " ".join(helptext.split())
+    assert "running trials stop within seconds" in words and "fail (cancelled)" in words, words
