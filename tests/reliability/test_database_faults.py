@@ -252,11 +252,12 @@ def test_a_complete_trial_keeps_every_epoch_through_an_outage(
                 t.state.name == "RUNNING" and len(t.intermediate_values) >= 3 for t in trials
             )
 
-        wait_for(mid_curve, 120, every=0.1, what="a trial part-way through its curve")
+        # Minutes on a loaded machine: the worker imports torch before it registers.
+        wait_for(mid_curve, 400, every=0.1, what="a trial part-way through its curve")
         private_postgres.stop()
         time.sleep(outage_s)
         private_postgres.start()
-        done = wait_for(lambda: _done(api, study["id"]), 240, every=0.5, what="the study to end")
+        done = wait_for(lambda: _done(api, study["id"]), 400, every=0.5, what="the study to end")
         alive = worker.poll() is None
     finally:
         if worker is not None:

@@ -48,15 +48,15 @@ def test_a_worker_gives_back_a_big_trials_memory(tmp_path, figure):
     engine = make_engine(url)
     worker = start_worker(url, tmp_path / "worker.log", extra=["--batch-trials", "1"])
     try:
-        wait_for(lambda: queue.list_workers(engine), 60, what="the worker to register")
+        wait_for(lambda: queue.list_workers(engine), 400, what="the worker to register")
         # Warm: a tiny study first, so imports and the data are in the baseline.
         small = dict(BIG, name="small", model={"depth": 1, "width": 8})
         first = submit_spec(engine, make_optuna_storage(url), validate_spec(small))
-        wait_for(lambda: queue.get_study(engine, first.id).state == "done", 120, what="warm-up")
+        wait_for(lambda: queue.get_study(engine, first.id).state == "done", 300, what="warm-up")
         before = memory_kb(worker.pid)["VmRSS"]
         big = submit_spec(engine, make_optuna_storage(url), validate_spec(BIG))
-        wait_for(lambda: queue.get_study(engine, big.id).state == "done", 300, what="big trial")
-        wait_for(lambda: queue.get_study(engine, big.id).test_score is not None, 120, what="score")
+        wait_for(lambda: queue.get_study(engine, big.id).state == "done", 600, what="big trial")
+        wait_for(lambda: queue.get_study(engine, big.id).test_score is not None, 300, what="score")
         after = memory_kb(worker.pid)
     finally:
         stop_process(worker)
