@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from storage import queue
 from storage.queue import StudyNotFound, WorkerGone
-from studyd.daemon.worker.state import DB_ERRORS, OutageLog, WorkerState
+from studyd.daemon.worker.state import DB_ERRORS, OutageLog, StudyIdentity, WorkerState
 
 logger = logging.getLogger(__name__)
 
@@ -83,14 +83,18 @@ def parent_gone(parent_pid: int | None) -> bool:
 
 
 def _check_cancelled(state: WorkerState) -> None:
-    """Flag the study being trained when it was cancelled or deleted."""
-    study_id = state.training_study
-    if study_id is None:
+    """Flag the study being trained when it was cancelled or deleted (its id maybe taken by a
+    new study since)."""
+    training = state.training_study
+    if training is None:
         return
+    study_id = training.id
     try:
-        study_state = queue.get_study(state.engine, study_id).state
+        now = queue.get_study(state.engine, study_id)
     except StudyNotFound:
         study_state = "deleted"
+    else:
+        study_state = now.state if StudyIdentity.of(now) == training else "deleted"
     if study_state in ("cancelled", "deleted") and not state.cancelled.is_set():
         logger.info("study %s was %s: stopping its trials now", study_id, study_state)
         state.cancelled.set()

@@ -125,6 +125,8 @@ class Outcomes:
                 ),
             )
         except WorkerGone:
+            if self._deleted(record):
+                return
             logger.warning("slot of study %s was settled by the reaper", record.id)
             state.gone.set()
             return
@@ -163,7 +165,8 @@ class Outcomes:
                 lambda: queue.release_trial_slot(state.engine, record.id, worker_id=row),
             )
         except WorkerGone:
-            state.gone.set()
+            if not self._deleted(record):
+                state.gone.set()
         except (IllegalStateChange, StudyNotFound):
             logger.warning("study %s had no slot to release", record.id)
 
@@ -195,6 +198,15 @@ class Outcomes:
             return True
         return now.state == "cancelled" and isinstance(exc, (KeyError, ValueError))
 
+    def _deleted(self, record: StudyRecord) -> bool:
+        """Our lease is gone because the study was deleted (its id maybe taken by a new study),
+        not because the reaper took our row: one line, and the worker goes on."""
+        if not self.vanished(record, LookupError("lease gone")):
+            return False
+        logger.warning("study %s was deleted: its slot went with it", record.id)
+        self.state.forget(record.id)
+        return True
+
     def drop_vanished(self, claims: list[tuple[StudyRecord, int | None]], exc: Exception) -> None:
         """One line, and each slot given back where the study still counts it."""
         record = claims[0][0]
@@ -211,6 +223,11 @@ class Outcomes:
                 queue.release_trial_slot(self.state.engine, claimed.id, worker_id=row)
 
     def fail_study(self, record: StudyRecord, message: str) -> None:
+        if self.vanished(record, LookupError(message)):
+            # Deleted (its Optuna study first, so it looked never created): never fail a new
+            # study that took its id.
+            self.drop_vanished([(record, None)], StudyNotFound(message))
+            return
         logger.error("failing study %s: %s", record.id, message)
         self.state.forget(record.id)
         self.release(record)

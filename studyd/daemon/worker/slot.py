@@ -55,7 +55,7 @@ class SlotServer:
             self.outcomes.fail_study(record, str(exc))
             return
         if served is None:
-            self.outcomes.release(record)
+            self.outcomes.release(record)  # (a deleted study's slot goes in one line)
             state.stop.wait(state.options.poll)
             return
         if _out_of_time(record, served.spec):
@@ -64,7 +64,7 @@ class SlotServer:
         k = trials_per_slot(state.options.batch_trials, served, state.device)
         more = self._claim_more(record, k - 1) if k > 1 else []
         state.cancelled.clear()
-        state.training_study = record.id
+        state.training_study = StudyIdentity.of(record)
         claims = [Claim(record, state.worker_id), *more]
         try:
             if more:

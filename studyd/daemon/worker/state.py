@@ -98,7 +98,7 @@ class WorkerState:
     # Our row was reaped: never tell again.
     gone: threading.Event = field(default_factory=threading.Event)
     # The study being trained was cancelled or deleted: stop its trials at the next epoch.
-    training_study: int | None = None
+    training_study: StudyIdentity | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     # Keyed by identity, never by id: a new study that took a deleted one's id must not be
     # served the deleted one's spec, data or Optuna study (and sampler).
