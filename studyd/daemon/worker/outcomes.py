@@ -167,7 +167,10 @@ class Outcomes:
         except WorkerGone:
             if not self._deleted(record):
                 state.gone.set()
-        except (IllegalStateChange, StudyNotFound):
+        except StudyNotFound:
+            logger.warning("study %s was deleted: its slot went with it", record.id)
+            state.forget(record.id)
+        except IllegalStateChange:
             logger.warning("study %s had no slot to release", record.id)
 
     def give_back_after_error(self, record: StudyRecord, lease: int | None = None) -> None:
