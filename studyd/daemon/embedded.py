@@ -22,10 +22,11 @@ from studyd.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# A worker that lived less than this died "at once"; after MAX_QUICK_DEATHS such deaths in a row
-# it is given up on (reported in /workers and the log) rather than restarted in a hot loop.
-QUICK_DEATH_SECONDS = 60.0
-MAX_QUICK_DEATHS = 5
+# A worker that lived less than this died "at once" (its start alone, importing torch, took over
+# a minute on a loaded 2-core machine); after MAX_QUICK_DEATHS such deaths in a row it is given up
+# on (reported in /workers and the log) rather than restarted in a loop.
+QUICK_DEATH_SECONDS = 300.0
+MAX_QUICK_DEATHS = 3
 # Seconds before restart n (from 0): FIRST_BACKOFF × 2ⁿ, at most MAX_BACKOFF.
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
