@@ -46,7 +46,8 @@ def test_a_worker_gives_back_a_big_trials_memory(tmp_path, figure):
     url = f"sqlite:///{tmp_path / 'studyd.db'}"
     upgrade(url)
     engine = make_engine(url)
-    worker = start_worker(url, tmp_path / "worker.log", extra=["--batch-trials", "1"])
+    # A long grace: a big network's epoch on a loaded machine can starve the heartbeat thread.
+    worker = start_worker(url, tmp_path / "worker.log", grace=60.0, extra=["--batch-trials", "1"])
     try:
         wait_for(lambda: queue.list_workers(engine), 400, what="the worker to register")
         # Warm: a tiny study first, so imports and the data are in the baseline.
@@ -57,14 +58,15 @@ def test_a_worker_gives_back_a_big_trials_memory(tmp_path, figure):
         big = submit_spec(engine, make_optuna_storage(url), validate_spec(BIG))
         wait_for(lambda: queue.get_study(engine, big.id).state == "done", 600, what="big trial")
         wait_for(lambda: queue.get_study(engine, big.id).test_score is not None, 300, what="score")
-        after = memory_kb(worker.pid)
+        peak = memory_kb(worker.pid)["VmHWM"]
+        assert peak - before > 100 * 1024, "the big trial did not grow the worker: proves nothing"
+
+        def fell_back() -> int | None:
+            rss = memory_kb(worker.pid)["VmRSS"]
+            return rss if rss - before < (peak - before) / 2 else None
+
+        # Given back once the slot and the test run after it are over (seconds).
+        after = wait_for(fell_back, 120, every=0.5, what="the worker's memory to fall back")
     finally:
         stop_process(worker)
-    grew, kept = after["VmHWM"] - before, after["VmRSS"] - before
-    figure(
-        rss_before_mb=before // 1024,
-        peak_mb=after["VmHWM"] // 1024,
-        rss_after_mb=after["VmRSS"] // 1024,
-    )
-    assert grew > 100 * 1024, "the big trial did not grow the worker: the test proves nothing"
-    assert kept < grew / 2, f"kept {kept // 1024} MB of a {grew // 1024} MB peak"
+    figure(rss_before_mb=before // 1024, peak_mb=peak // 1024, rss_after_mb=after // 1024)
