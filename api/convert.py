@@ -93,4 +93,6 @@ def worker_out(record: Any) -> Worker:
     values["last_heartbeat"] = values["last_heartbeat"] or getattr(record, "heartbeat_at", None)
     values["host"] = values["host"] or ""
     values["device"] = values["device"] or ""
+    # A worker row has no `state`/`restarts` (only a down embedded worker does): the defaults.
+    values = {k: v for k, v in values.items() if v is not None or names[k].is_required()}
     return Worker(**values)

@@ -10,7 +10,8 @@ Shapes (all datetimes ISO 8601 in UTC, `null` when not yet known):
   case), `best_trial` (a `TrialBrief` or null), `timings`.
 - `TrialBrief` (a page item): `number, state, value, variant, placement, params,
   datetime_start, datetime_complete, duration_seconds, user_attrs` (only the small attributes:
-  variant, placement, train_acc, val_acc, gap, param_count, epoch_seconds, retry_of).
+  variant, placement, train_acc, val_acc, gap, param_count, epoch_seconds, retry_of, and
+  `error`: why a FAIL trial failed, "cancelled: …" when its study's cancel stopped it).
 - `TrialDetail` = `TrialBrief` with every user attribute plus `config` (ModelConfig as dict),
   `train` (TrainConfig as dict), `curve` (per-epoch metrics) and `intermediate_values`.
 - `Summary`: `verdict, best_trial_note, variants, placements, importances, importances_note, best,
@@ -377,7 +378,9 @@ class Worker(BaseModel):
         }
     )
 
-    id: int
+    id: int | None = Field(
+        description="the worker's row; null for an embedded worker that is down (it has none)"
+    )
     host: str
     device: str
     pid: int | None
@@ -386,6 +389,13 @@ class Worker(BaseModel):
     trial_number: int | None
     started_at: dt.datetime | None
     last_heartbeat: dt.datetime | None
+    state: Literal["alive", "restarting", "failed"] = Field(
+        default="alive",
+        description="alive (heartbeating); for a worker `studyd serve` embeds that died: "
+        "restarting (after a backoff) or failed (it kept dying and is not restarted)",
+    )
+    restarts: int = Field(default=0, description="times `studyd serve` restarted this worker")
+    last_exit_code: int | None = Field(default=None, description="a dead embedded worker's exit")
 
     _aware_times = field_validator("started_at", "last_heartbeat")(as_utc)
 

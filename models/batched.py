@@ -333,13 +333,15 @@ def train_batched(
     *,
     device: str | torch.device = "auto",
     on_epoch: OnBatchedEpoch | None = None,
+    interrupt: Callable[[], bool] | None = None,
 ) -> list[TrainResult]:
     """Train K trials of one architecture at once; result k is `train_model`'s for trial k.
 
     Weights and data order are `train_model`'s for each seed; masks come from one generator for
     the stack. `on_epoch(epoch, metrics)` gets one `EpochMetrics` per trial (None for trials
     already finished) and returns one stop flag per trial. `seconds` is the stack's epoch time
-    divided by the trials it trained: the amortised cost of each trial's epoch.
+    divided by the trials it trained: the amortised cost of each trial's epoch. `interrupt()`,
+    asked between batches, True abandons the epoch under way for every trial still training.
     """
     keys = {batch_key(m, t) for m, t in zip(model_cfgs, train_cfgs, strict=True)}
     if None in keys or len(keys) != 1:
@@ -362,7 +364,11 @@ def train_batched(
         started = time.perf_counter()
         model.train()
         order = [orders[k] for k in active]
-        running_sums = _train_epoch(model, optimizer, splits, order, batch_size, running)
+        running_sums = _train_epoch(model, optimizer, splits, order, batch_size, running, interrupt)
+        if running_sums is None:
+            for k in active:
+                results[k].stopped_early = True
+            break
         sums = running_sums if running else _loss_correct_sums(model, x_gap, y_gap)
         val = _loss_correct_sums(model, splits.x_val, splits.y_val)
         n_train = len(splits.y_train) if running else len(y_gap)
@@ -403,8 +409,10 @@ def _train_epoch(
     orders: list[torch.Generator],
     batch_size: int,
     running: bool,
-) -> Tensor:
-    """One pass over the data, each trial in its own order; returns [2, K] running sums.
+    interrupt: Callable[[], bool] | None = None,
+) -> Tensor | None:
+    """One pass over the data, each trial in its own order; returns [2, K] running sums, or
+    None when `interrupt()` said stop between two batches.
 
     Sums (loss·batch, correct) stay on the device; with `running` off they are not kept.
     """
@@ -413,6 +421,8 @@ def _train_epoch(
     perm = torch.stack([torch.randperm(n, generator=g, device=x.device) for g in orders])
     sums = torch.zeros(2, k, device=x.device)
     for lo in range(0, n, bs):
+        if interrupt is not None and interrupt():
+            return None
         idx = perm[:, lo : lo + bs]
         xb, yb = x[idx], y[idx]
         logits = model(xb)

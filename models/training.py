@@ -150,8 +150,11 @@ def train_model(
     *,
     device: str | torch.device = "auto",
     on_epoch: Callable[[EpochMetrics], bool] | None = None,
+    interrupt: Callable[[], bool] | None = None,
 ) -> TrainResult:
-    """Train one network; `on_epoch(metrics)` runs after each validation, True stops the run.
+    """Train one network; `on_epoch(metrics)` runs after each validation, True stops the run;
+    `interrupt()`, asked between batches, True abandons the epoch under way (a cancel must not
+    wait for the end of a large network's epoch).
 
     Deterministic under `train_cfg.seed`: weights, shuffling and dropout masks all come from
     torch generators seeded here; the caller's torch RNG state is restored afterwards.
@@ -165,7 +168,7 @@ def train_model(
     fork = [target.index or 0] if target.type == "cuda" else []
     with torch.random.fork_rng(devices=fork):
         torch.manual_seed(train_cfg.seed)
-        return _fit(model_cfg, train_cfg, data, target, on_epoch)
+        return _fit(model_cfg, train_cfg, data, target, on_epoch, interrupt)
 
 
 def _fit(
@@ -174,6 +177,7 @@ def _fit(
     data: DatasetSplits,
     target: torch.device,
     on_epoch: Callable[[EpochMetrics], bool] | None,
+    interrupt: Callable[[], bool] | None = None,
 ) -> TrainResult:
     fabric = _fabric_for(target)
     module = DropoutClassifier(model_cfg, train_cfg)
@@ -192,6 +196,10 @@ def _fit(
         perm = torch.randperm(n, generator=shuffle, device=fabric.device)
         x_epoch, y_epoch = splits.x_train[perm], splits.y_train[perm]
         for start in range(0, n, bs):
+            if interrupt is not None and interrupt():
+                result.stopped_early = True
+                module.eval()
+                return result
             loss = model.training_step(
                 (x_epoch[start : start + bs], y_epoch[start : start + bs]), 0
             )

@@ -51,6 +51,8 @@ BRIEF_ATTRS: tuple[str, ...] = (
     "param_count",
     "epoch_seconds",
     "retry_of",
+    # Why a FAIL trial failed ("cancelled: …" when its study's cancel stopped it).
+    "error",
 )
 
 

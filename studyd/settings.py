@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     worker_batch_trials: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     # Seconds between claims while the queue is empty.
     worker_poll: float = Field(default=1.0, ge=0.05)
+    # Set by `studyd serve` for the workers it embeds: a worker whose parent is no longer this
+    # process (serve was killed) stops, so it never outlives its serve.
+    worker_parent_pid: int | None = None
 
     # Client side
     url: str = "http://127.0.0.1:8000"

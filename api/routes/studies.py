@@ -173,7 +173,8 @@ async def get_study(
     responses=responses(404, 409, 422, 503),
 )
 def cancel_study(study_id: StudyId, ctx: Annotated[AppContext, Depends(context)]) -> Study:
-    """Cancel a queued or running study (409 once it has finished)."""
+    """Cancel a queued or running study (409 once it has finished): no new trial starts, and
+    running trials stop within seconds, each FAIL with `user_attrs.error` "cancelled: …"."""
     queue.cancel_study(ctx.engine, study_id)
     return study_out(load_study(ctx, study_id))
 

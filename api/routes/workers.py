@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from api.context import AppContext, context
 from api.convert import worker_out
@@ -17,6 +17,7 @@ router = APIRouter(tags=["workers"])
 
 @router.get("/workers", response_model=list[Worker], responses=responses(422, 503))
 def list_workers(
+    request: Request,
     ctx: Annotated[AppContext, Depends(context)],
     alive_within: Annotated[
         float | None,
@@ -27,6 +28,16 @@ def list_workers(
         ),
     ] = None,
 ) -> list[Worker]:
-    """Live workers: device, current study and trial, last heartbeat."""
+    """Live workers: device, current study and trial, last heartbeat; and the workers
+    `studyd serve` embeds that are down (restarting, or failed: they kept dying)."""
     window = alive_within if alive_within is not None else ctx.settings.heartbeat_grace
-    return [worker_out(w) for w in queue.list_workers(ctx.engine, alive_within=window)]
+    alive = [worker_out(w) for w in queue.list_workers(ctx.engine, alive_within=window)]
+    embedded = getattr(request.app.state, "embedded_workers", None)
+    down = [] if embedded is None else embedded.not_running()
+    return alive + [Worker(**_down(report)) for report in down]
+
+
+def _down(report: dict) -> dict:
+    """A down embedded worker as a `Worker` with no row."""
+    empty = dict.fromkeys(("id", "pid", "study_id", "trial_id", "trial_number"))
+    return empty | {"host": "", "device": "", "started_at": None, "last_heartbeat": None} | report

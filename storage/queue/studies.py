@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from optuna.storages import BaseStorage
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from storage.queue.records import IllegalStateChange, StudyNotFound, StudyRecord, study_record
 from storage.queue.sessions import locked_study, reading, transaction, utcnow
-from storage.schema import FINAL_STATES, Study
+from storage.schema import FINAL_STATES, Study, Worker
 
 
 def submit_study(
@@ -141,3 +141,11 @@ def delete_study(engine: Engine, study_id: int, optuna_storage: BaseStorage | No
             optuna_storage.delete_study(optuna_id)
     with transaction(engine) as session:
         session.execute(delete(Study).where(Study.id == study_id))
+        # A worker still finishing a trial of the study (cancelled, then deleted at once) must not
+        # keep a lease on its id: released or reaped later, it would settle a slot of whichever
+        # study holds that id next.
+        session.execute(
+            update(Worker)
+            .where(Worker.study_id == study_id)
+            .values(study_id=None, trial_id=None, trial_number=None)
+        )

@@ -205,7 +205,8 @@ def register(app: typer.Typer) -> None:
         token: TokenOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Cancel a queued or running study (running trials finish; no new ones start)."""
+        """Cancel a queued or running study: no new trial starts, and running trials stop within
+        seconds (`studyd trials` shows them as fail (cancelled))."""
         with connect(url, token) as api:
             study = api.cancel(study_id)
         emit(study, as_json, lambda s: f"study {study_id} {s.get('state', 'cancelled')}")

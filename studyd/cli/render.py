@@ -205,7 +205,7 @@ def trials_table(items: list[JSON], total: int | None = None) -> Table:
         params = trial.get("params") or {}
         row = _cells(
             str(trial.get("number")),
-            styled_state(trial.get("state")),
+            _trial_state(trial),
             fmt_value(trial.get("value")),
             str(trial_attr(trial, "variant") or params.get("variant", "—")),
             str(trial_attr(trial, "placement") or params.get("placement", "—")),
@@ -216,6 +216,14 @@ def trials_table(items: list[JSON], total: int | None = None) -> Table:
         )
         table.add_row(*row)
     return table
+
+
+def _trial_state(trial: JSON) -> Text:
+    """The trial's state, with the reason when its study's cancel stopped it: fail (cancelled)."""
+    text = styled_state(trial.get("state"))
+    if str(trial_attr(trial, "error") or "").startswith("cancelled:"):
+        text.append(" (cancelled)")
+    return text
 
 
 # -- summary ---------------------------------------------------------------------------------

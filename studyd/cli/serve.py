@@ -2,42 +2,16 @@
 
 from __future__ import annotations
 
-import os
+import logging
 import signal
-import subprocess
 import sys
 from contextlib import suppress
 from typing import Annotated
 
 import typer
 
-from studyd.settings import Settings
-
 # How long embedded workers get to finish or fail their trial after SIGTERM.
 WORKER_STOP_SECONDS = 30.0
-
-
-def start_workers(count: int, settings: Settings) -> list[subprocess.Popen[bytes]]:
-    """`count` `studyd worker` subprocesses with the database and the worker settings of
-    `settings` (flags included: they override the environment there too); they inherit
-    stdout/stderr."""
-    env = {**os.environ, "STUDYD_DATABASE_URL": settings.database_url, **settings.worker_env()}
-    command = [sys.executable, "-m", "studyd.cli.main", "worker"]
-    return [subprocess.Popen(command, env=env) for _ in range(count)]
-
-
-def stop_workers(workers: list[subprocess.Popen[bytes]], timeout: float) -> None:
-    """SIGTERM each worker, wait for all, SIGKILL whoever is still there after `timeout`."""
-    for proc in workers:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in workers:
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            typer.echo(f"worker pid {proc.pid} ignored SIGTERM; killing it", err=True)
-            proc.kill()
-            proc.wait()
 
 
 def _note_signal(signum: int, _frame: object) -> None:
@@ -74,6 +48,7 @@ def serve(
     from api.app import create_app
     from storage.migrate import ensure_schema
     from studyd.cli.worker import load_settings, parse_batch_trials
+    from studyd.daemon.embedded import EmbeddedWorkers
 
     settings = load_settings(
         database_url=database_url,
@@ -96,7 +71,14 @@ def serve(
     # SIGTERM disposition that would kill this process before the workers are stopped.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _note_signal)
-    embedded = [] if no_workers else start_workers(workers, settings)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    embedded = EmbeddedWorkers(0 if no_workers else workers, settings)
+    app.state.embedded_workers = embedded  # /workers reports the ones that are down
+    embedded.start()
     try:
         uvicorn.run(
             app,
@@ -106,7 +88,7 @@ def serve(
             timeout_graceful_shutdown=5,
         )
     finally:
-        stop_workers(embedded, WORKER_STOP_SECONDS)
+        embedded.stop(WORKER_STOP_SECONDS)
 
 
 def register(app: typer.Typer) -> None:

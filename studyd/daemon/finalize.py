@@ -58,8 +58,13 @@ class StudyFinalizer:
                 continue  # another worker has it
             try:
                 completed = self._do(owed)
-            except STORAGE_ERRORS:
-                logger.exception("study %s: %s failed: given back", owed.study_id, owed.step)
+            except STORAGE_ERRORS as exc:  # an outage: one line (the worker notes when it ends)
+                logger.warning(
+                    "study %s: %s failed (%s): given back",
+                    owed.study_id,
+                    owed.step,
+                    type(exc).__name__,
+                )
                 completed = False
             if completed:
                 done += 1

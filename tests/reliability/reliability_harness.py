@@ -83,6 +83,44 @@ def wait_for(
         time.sleep(every)
 
 
+# --- studyd serve with embedded workers ------------------------------------------------------
+
+# Embedded workers' settings for the tests: one CPU thread, one trial per slot, short periods.
+WORKER_ENV = {
+    "STUDYD_WORKER_DEVICE": "cpu",
+    "STUDYD_WORKER_THREADS": "1",
+    "STUDYD_WORKER_BATCH_TRIALS": "1",
+    "STUDYD_HEARTBEAT_INTERVAL": "0.5",
+    "STUDYD_HEARTBEAT_GRACE": "30",  # a loaded CI machine starves heartbeats
+    "STUDYD_REAPER_PERIOD": "0.5",
+    "STUDYD_WORKER_POLL": "0.1",
+}
+
+
+def serve_with_workers(url: str, log_dir: Path, workers: int = 2, **env: str) -> Server:
+    """`studyd serve --workers N` with WORKER_ENV (and `env` on top), waited on until /healthz."""
+    command = [sys.executable, "-m", "studyd.cli.main", "serve", "--log-level", "warning"]
+    command += ["--workers", str(workers)]
+    return start_server(url, log_dir, command=command, env=WORKER_ENV | env)
+
+
+def embedded_pids(server: Server) -> set[int]:
+    """The pids of the workers /workers lists as alive."""
+    return {w["pid"] for w in server.client.get("/workers").json() if w["state"] == "alive"}
+
+
+def spec(name: str, n_trials: int, *, variants: list[str], width: int, epochs: int = 2) -> dict:
+    """A small digits study with a fixed width (trials of about a second at 2 epochs)."""
+    return {
+        "name": name,
+        "dataset": {"name": "digits", "train_subset": 150},
+        "model": {"depth": 1, "width": width},
+        "dropout": {"variants": variants, "placements": ["hidden"]},
+        "training": {"epochs": epochs, "batch_size": 64},
+        "search": {"n_trials": n_trials, "sampler": "random", "pruner": "none"},
+    }
+
+
 # --- a private PostgreSQL cluster --------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from reliability_harness import (
 )
 
 from storage.engine import make_engine
+from storage.optuna_storage import make_optuna_storage
 from storage.queue import get_study
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -219,3 +220,65 @@ def _done(api: Server, study_id: int) -> dict | None:
     except httpx.HTTPError:
         return None
     return body if body["state"] in ("done", "failed", "cancelled") else None
+
+
+def curve_spec(name: str, n_trials: int, epochs: int) -> dict:
+    """Trials of many short epochs, so an outage falls in the middle of one's curve."""
+    spec = tiny_spec(name, n_trials)
+    spec["training"]["epochs"] = epochs
+    spec["model"]["width"] = 16
+    return spec
+
+
+@pytest.mark.parametrize("outage_s", [0.0, 22.0], ids=["restart", "stop_22s"])
+def test_a_complete_trial_keeps_every_epoch_through_an_outage(
+    private_postgres, tmp_path, figure, outage_s
+):
+    """Issue 15 item 5: reports the database refused are kept and written once it is back."""
+    url = private_postgres.create_database()
+    api = start_server(url, tmp_path)
+    epochs, n_trials = 60, 3
+    log = tmp_path / "worker.log"
+    worker = None
+    try:
+        study = api.client.post("/studies", json=curve_spec("curves", n_trials, epochs)).json()
+        # Grace longer than the outage: the worker waits the database out.
+        worker = start_worker(url, log, heartbeat=0.5, grace=40.0, extra=["--batch-trials", "1"])
+        storage = make_optuna_storage(url)
+
+        def mid_curve() -> bool:
+            trials = optuna.load_study(study_name=study["optuna_name"], storage=storage).trials
+            return any(
+                t.state.name == "RUNNING" and len(t.intermediate_values) >= 3 for t in trials
+            )
+
+        # Minutes on a loaded machine: the worker imports torch before it registers.
+        wait_for(mid_curve, 400, every=0.1, what="a trial part-way through its curve")
+        private_postgres.stop()
+        time.sleep(outage_s)
+        private_postgres.start()
+        done = wait_for(lambda: _done(api, study["id"]), 400, every=0.5, what="the study to end")
+        alive = worker.poll() is None
+    finally:
+        if worker is not None:
+            stop_process(worker)
+        api.stop()
+    trials = optuna.load_study(study_name=study["optuna_name"], storage=make_optuna_storage(url))
+    complete = [t for t in trials.trials if t.state.name == "COMPLETE"]
+    short = {t.number: (len(t.intermediate_values), len(t.user_attrs["curve"])) for t in complete}
+    text = log.read_text(errors="replace")
+    figure(
+        outage_s=outage_s,
+        states=dict(Counter(t.state.name for t in trials.trials)),
+        values_per_complete_trial=sorted(n for n, _ in short.values()),
+        held_back_lines=text.count("held-back epoch report"),
+        heartbeat_outage_lines=text.count("heartbeat: the database is unreachable"),
+    )
+    assert done["state"] == "done", done
+    assert len(complete) == n_trials
+    assert all(n == c == epochs for n, c in short.values()), short
+    assert alive, text[-3000:]
+    assert "Traceback" not in text, text[-5000:]
+    # One line per outage from each loop that noticed it, not one per retry.
+    for what in ("heartbeat", "reaper", "finaliser", "epoch reports"):
+        assert text.count(f"{what}: the database is unreachable") <= 1, what

@@ -92,7 +92,7 @@ def test_a_result_told_after_the_reaper_failed_the_trial_is_dropped(sqlite_backe
     assert after.claimed == after.finished == 0
 
 
-# Cancelling a study stops the trials already training on it, within about one epoch.
+# Cancelling a study stops the trials already training on it within 5 s (FAIL, `cancelled: …`).
 def test_cancelling_a_study_fails_its_training_trial_and_the_worker_serves_on(
     sqlite_backend, tmp_path
 ):
@@ -125,9 +125,9 @@ def test_cancelling_a_study_fails_its_training_trial_and_the_worker_serves_on(
         stopped_after = time.monotonic() - cancelled_at
         trial = study.get_trials(deepcopy=False)[0]
         assert trial.state == TrialState.FAIL, trial.state
-        assert trial.user_attrs["error"] == "study cancelled mid-trial"
+        assert trial.user_attrs["error"].startswith("cancelled: ")
         assert len(trial.intermediate_values) < 500
-        assert stopped_after < 10, f"trial kept training {stopped_after:.1f} s after the cancel"
+        assert stopped_after < 5, f"trial kept training {stopped_after:.1f} s after the cancel"
         ended = queue.get_study(engine, record.id)
         assert ended.state == "cancelled" and ended.finished == 0
         # The worker is still alive and serves the next study.

@@ -1,9 +1,11 @@
 """The worker's heartbeat as a context manager: a thread that heartbeats every row the worker
-holds, notices a cancelled study and a reaped row, and runs the reaper every `reaper_period` s."""
+holds, notices a cancelled study, a reaped row and a parent `studyd serve` that is gone, and runs
+the reaper every `reaper_period` s."""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,9 +13,13 @@ from contextlib import contextmanager
 
 from storage import queue
 from storage.queue import StudyNotFound, WorkerGone
-from studyd.daemon.worker.state import WorkerState
+from studyd.daemon.worker.state import DB_ERRORS, OutageLog, StudyIdentity, WorkerState
 
 logger = logging.getLogger(__name__)
+
+# Seconds between looks at the trained study's state and at the parent process: a cancel takes
+# effect within this plus one batch (training checks `state.cancelled` between batches).
+WATCH_PERIOD = 1.0
 
 
 @contextmanager
@@ -31,39 +37,64 @@ def heartbeating(state: WorkerState, reaper_tick: Callable[[], None]) -> Iterato
 
 
 def _beat(state: WorkerState, reaper_tick: Callable[[], None]) -> None:
-    """Heartbeat every `heartbeat` s; reap every `reaper_period` s; stop if our row is gone."""
+    """Heartbeat every `heartbeat` s; watch every WATCH_PERIOD s; reap every `reaper_period` s;
+    stop if our row or our parent is gone."""
     opts = state.options
-    last_ok = last_reap = time.monotonic()
-    while not state.stop.wait(opts.heartbeat):
+    outage = OutageLog(f"worker {state.worker_id} heartbeat")
+    last_ok = last_beat = last_reap = time.monotonic()
+    while not state.stop.wait(min(opts.heartbeat, WATCH_PERIOD)):
+        if parent_gone(opts.parent_pid):
+            logger.warning(
+                "worker %s: its studyd serve (pid %s) is gone: stopping",
+                state.worker_id,
+                opts.parent_pid,
+            )
+            state.stop_reason = "its studyd serve is gone"
+            state.stop.set()
+            return
         try:
-            for row in [state.worker_id, *state.leases]:
-                queue.heartbeat(state.engine, row)
-            last_ok = time.monotonic()
+            if time.monotonic() - last_beat >= opts.heartbeat:
+                for row in [state.worker_id, *state.leases]:
+                    queue.heartbeat(state.engine, row)
+                last_ok = last_beat = time.monotonic()
             _check_cancelled(state)
+            outage.answered()
         except WorkerGone:
             logger.error("worker %s was reaped: stopping without telling", state.worker_id)
             state.gone.set()
             return
-        except Exception:  # noqa: BLE001 - a database hiccup: retry until the grace runs out
-            logger.exception("heartbeat failed")
+        except DB_ERRORS as exc:  # an outage: retry until the grace runs out
+            outage.failed(exc)
             if time.monotonic() - last_ok > opts.grace:
                 logger.error("heartbeats failed for %.0f s: stopping", opts.grace)
                 state.gone.set()
                 return
+        except Exception:  # noqa: BLE001 - not the database: say so, keep the heartbeat alive
+            logger.exception("worker %s: heartbeat failed", state.worker_id)
         if time.monotonic() - last_reap >= opts.reaper_period:
             last_reap = time.monotonic()
             reaper_tick()
 
 
+def parent_gone(parent_pid: int | None) -> bool:
+    """True when this process was started by `parent_pid` and is now someone else's child (the
+    parent died: Linux and macOS hand orphans to init or a subreaper)."""
+    return parent_pid is not None and os.getppid() != parent_pid
+
+
 def _check_cancelled(state: WorkerState) -> None:
-    """Flag the study being trained when it was cancelled or deleted."""
-    study_id = state.training_study
-    if study_id is None:
+    """Flag the study being trained when it was cancelled or deleted (its id maybe taken by a
+    new study since)."""
+    training = state.training_study
+    if training is None:
         return
+    study_id = training.id
     try:
-        study_state = queue.get_study(state.engine, study_id).state
+        now = queue.get_study(state.engine, study_id)
     except StudyNotFound:
         study_state = "deleted"
+    else:
+        study_state = now.state if StudyIdentity.of(now) == training else "deleted"
     if study_state in ("cancelled", "deleted") and not state.cancelled.is_set():
-        logger.info("study %s was %s: stopping its trials at the next epoch", study_id, study_state)
+        logger.info("study %s was %s: stopping its trials now", study_id, study_state)
         state.cancelled.set()

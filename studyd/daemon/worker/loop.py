@@ -22,7 +22,7 @@ from studyd.daemon.finalize import StudyFinalizer
 from studyd.daemon.worker.heartbeat import heartbeating
 from studyd.daemon.worker.options import WorkerOptions
 from studyd.daemon.worker.slot import SlotServer
-from studyd.daemon.worker.state import DB_ERRORS, WorkerState
+from studyd.daemon.worker.state import DB_ERRORS, OutageLog, WorkerState
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,9 @@ class Worker:
         self.state = WorkerState(engine, optuna_storage, options, device, socket.gethostname())
         self.slots = SlotServer(self.state, self.finalize)
         self.waiter = queue.SlotWaiter(engine)
+        self._reaper_outage = OutageLog("reaper")
+        self._finaliser_outage = OutageLog("finaliser")
+        self._claim_outage = OutageLog("claiming a slot")
 
     @property
     def device(self) -> str:
@@ -95,6 +98,7 @@ class Worker:
                 return
             try:
                 record = queue.claim_trial_slot(state.engine, state.worker_id)
+                self._claim_outage.answered()
                 if record is None:
                     self.finalize()
                     if opts.once and self._queue_is_empty():
@@ -107,8 +111,8 @@ class Worker:
                 logger.error("worker %s was reaped: stopping", state.worker_id)
                 state.gone.set()
                 return
-            except DB_ERRORS:
-                logger.exception("claiming a slot failed: retrying")
+            except DB_ERRORS as exc:
+                self._claim_outage.failed(exc)
                 state.stop.wait(max(opts.poll, 1.0))
                 continue
             try:
@@ -117,8 +121,10 @@ class Worker:
             except WorkerGone:
                 logger.error("worker %s was reaped mid-slot: stopping", state.worker_id)
                 state.gone.set()
-            except DB_ERRORS:
-                logger.exception("study %s: the database failed mid-slot", record.id)
+            except DB_ERRORS as exc:
+                logger.warning(
+                    "study %s: the database failed mid-slot (%s)", record.id, type(exc).__name__
+                )
                 self.slots.outcomes.give_back_after_error(record)
                 failures += 1
                 state.stop.wait(min(2.0 ** (failures - 1), MAX_BACKOFF))
@@ -145,16 +151,28 @@ class Worker:
             state.stopping,
         )
         try:
-            return finalizer.run(scoring=scoring)
+            done = finalizer.run(scoring=scoring)
+        except DB_ERRORS as exc:  # retried after the next slot or reaper period
+            self._finaliser_outage.failed(exc)
+            return 0
         except Exception:  # noqa: BLE001 - retried after the next slot or reaper period
             logger.exception("finaliser failed")
             return 0
+        self._finaliser_outage.answered()
+        if done and scoring:
+            self.slots.heap.after_slot()  # a test run trains the best network again
+        return done
 
     def reap(self) -> list[int]:
         try:
-            return queue.reap_stale_workers(
+            reaped = queue.reap_stale_workers(
                 self.state.engine, self.state.storage, self.state.options.grace
             )
+        except DB_ERRORS as exc:  # retried next period
+            self._reaper_outage.failed(exc)
+            return []
         except Exception:  # noqa: BLE001 - the reaper is retried next period
             logger.exception("reaper failed")
             return []
+        self._reaper_outage.answered()
+        return reaped

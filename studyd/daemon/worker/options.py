@@ -32,6 +32,8 @@ class WorkerOptions:
     threads: int | None = _setting("worker_threads")
     # Trials trained at once as one stacked model (models.batched): an int, or "auto".
     batch_trials: int | str = _setting("worker_batch_trials")
+    # The `studyd serve` process that started this worker (None: a standalone worker).
+    parent_pid: int | None = None
 
     @classmethod
     def from_settings(
@@ -50,4 +52,5 @@ class WorkerOptions:
             data_roots=settings.allowed_data_roots(),
             threads=settings.worker_threads,
             batch_trials=settings.worker_batch_trials,
+            parent_pid=settings.worker_parent_pid,
         )

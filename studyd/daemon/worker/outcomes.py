@@ -15,9 +15,12 @@ from storage import queue, trial_store
 from storage.queue import IllegalStateChange, StudyNotFound, StudyRecord, WorkerGone
 from storage.trial_batch import set_many_user_attrs
 from studyd.daemon.records import REUSED_ATTRS, constraint_values, objective_values
-from studyd.daemon.worker.state import DB_ERRORS, ServedStudy, WorkerState
+from studyd.daemon.worker.state import DB_ERRORS, ServedStudy, StudyIdentity, WorkerState
 
 logger = logging.getLogger(__name__)
+
+# The first word of the `error` attribute of a trial stopped because its study was cancelled.
+CANCELLED = "cancelled"
 
 
 class Outcomes:
@@ -122,12 +125,14 @@ class Outcomes:
                 ),
             )
         except WorkerGone:
+            if self._deleted(record):
+                return
             logger.warning("slot of study %s was settled by the reaper", record.id)
             state.gone.set()
             return
         state.trials_run += 1
         if after.state == "done":
-            state.served.pop(record.id, None)
+            state.forget(record.id)
         self.finalize()
 
     def abandon(
@@ -137,13 +142,17 @@ class Outcomes:
         trial: optuna.Trial,
         lease: int | None = None,
     ) -> None:
-        """SIGTERM or a cancelled study mid-trial: FAIL the trial, give the slot back (no retry:
-        nothing died)."""
+        """SIGTERM or a cancelled study mid-trial: FAIL the trial with the reason in its `error`
+        attribute (`cancelled: …` shows as fail (cancelled) in `studyd trials`), give the slot
+        back (no retry: nothing died)."""
         if self.state.gone.is_set():
             return
-        why = "study cancelled" if self.state.cancelled.is_set() else "worker stopped (SIGTERM)"
+        if self.state.cancelled.is_set():
+            why = f"{CANCELLED}: the study was cancelled while this trial trained"
+        else:
+            why = f"worker stopped ({self.state.stop_reason}) mid-trial"
         with suppress(optuna.exceptions.UpdateFinishedTrialError):
-            trial.set_user_attr("error", f"{why} mid-trial")
+            trial.set_user_attr("error", why)
         if self.tell(study, trial, state=TrialState.FAIL) is not None:
             self.release(record, lease)
 
@@ -156,8 +165,12 @@ class Outcomes:
                 lambda: queue.release_trial_slot(state.engine, record.id, worker_id=row),
             )
         except WorkerGone:
-            state.gone.set()
-        except (IllegalStateChange, StudyNotFound):
+            if not self._deleted(record):
+                state.gone.set()
+        except StudyNotFound:
+            logger.warning("study %s was deleted: its slot went with it", record.id)
+            state.forget(record.id)
+        except IllegalStateChange:
             logger.warning("study %s had no slot to release", record.id)
 
     def give_back_after_error(self, record: StudyRecord, lease: int | None = None) -> None:
@@ -171,9 +184,55 @@ class Outcomes:
             logger.error("could not give back the slot of study %s: stopping", record.id)
             self.state.gone.set()
 
+    def vanished(self, record: StudyRecord, exc: Exception) -> bool:
+        """True when `exc` came from `record`'s study being deleted under its trials: the errors
+        Optuna then raises (`KeyError: no trial with trial_id`, `Record does not exist.`) are
+        about our trial being gone, not about the spec or the worker. Our row goes last, so a
+        cancelled study whose Optuna study is already gone counts too."""
+        if isinstance(exc, (*DB_ERRORS, WorkerGone)):
+            return False  # the database or the reaper: handled as such
+        try:
+            now = queue.get_study(self.state.engine, record.id)
+        except StudyNotFound:
+            return True
+        except DB_ERRORS:
+            return False
+        if StudyIdentity.of(now) != StudyIdentity.of(record):
+            return True
+        return now.state == "cancelled" and isinstance(exc, (KeyError, ValueError))
+
+    def _deleted(self, record: StudyRecord) -> bool:
+        """Our lease is gone because the study was deleted (its id maybe taken by a new study),
+        not because the reaper took our row: one line, and the worker goes on."""
+        if not self.vanished(record, LookupError("lease gone")):
+            return False
+        logger.warning("study %s was deleted: its slot went with it", record.id)
+        self.state.forget(record.id)
+        return True
+
+    def drop_vanished(self, claims: list[tuple[StudyRecord, int | None]], exc: Exception) -> None:
+        """One line, and each slot given back where the study still counts it."""
+        record = claims[0][0]
+        logger.warning(
+            "study %s was cancelled or deleted under its trial(s): dropped (%s: %s)",
+            record.id,
+            type(exc).__name__,
+            exc,
+        )
+        self.state.forget(record.id)
+        for claimed, lease in claims:
+            with suppress(IllegalStateChange, StudyNotFound, WorkerGone, *DB_ERRORS):
+                row = self.state.lease_row(lease)
+                queue.release_trial_slot(self.state.engine, claimed.id, worker_id=row)
+
     def fail_study(self, record: StudyRecord, message: str) -> None:
+        if self.vanished(record, LookupError(message)):
+            # Deleted (its Optuna study first, so it looked never created): never fail a new
+            # study that took its id.
+            self.drop_vanished([(record, None)], StudyNotFound(message))
+            return
         logger.error("failing study %s: %s", record.id, message)
-        self.state.served.pop(record.id, None)
+        self.state.forget(record.id)
         self.release(record)
         # Already ended (another worker failed it, or it was cancelled or deleted): nothing to do.
         with suppress(IllegalStateChange, StudyNotFound):

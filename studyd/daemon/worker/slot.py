@@ -14,9 +14,16 @@ from models.data import DatasetSplits, load_dataset
 from storage import queue
 from storage.queue import IllegalStateChange, StudyNotFound, StudyRecord
 from studyd.daemon.search import build_pruner, build_sampler
+from studyd.daemon.worker.memory import HeapKeeper
 from studyd.daemon.worker.outcomes import Outcomes
 from studyd.daemon.worker.stack import Claim, StackRunner, trials_per_slot
-from studyd.daemon.worker.state import DB_ERRORS, ServedStudy, StudyUnusable, WorkerState
+from studyd.daemon.worker.state import (
+    DB_ERRORS,
+    ServedStudy,
+    StudyIdentity,
+    StudyUnusable,
+    WorkerState,
+)
 from studyd.daemon.worker.trial import TrialRunner
 from studyd.spec import SpecError, StudySpec, validate_spec
 
@@ -40,6 +47,7 @@ class SlotServer:
         self.trials = TrialRunner(state, self.outcomes)
         self.stacks = StackRunner(state, self.outcomes, self.trials)
         self._data_cache: dict[tuple[str, int, int | None], DatasetSplits] = {}
+        self.heap = HeapKeeper()
 
     def serve(self, record: StudyRecord) -> None:
         state = self.state
@@ -49,7 +57,8 @@ class SlotServer:
             self.outcomes.fail_study(record, str(exc))
             return
         if served is None:
-            # Its submit is still creating the Optuna study: retry soon, not a poll period later.
+            # Its submit is still creating the Optuna study (or it was deleted: its slot goes in
+            # one line): retry soon, not a poll period later.
             self.outcomes.release(record)
             state.stop.wait(min(state.options.poll, NOT_READY_RETRY_S))
             return
@@ -59,21 +68,28 @@ class SlotServer:
         k = trials_per_slot(state.options.batch_trials, served, state.device)
         more = self._claim_more(record, k - 1) if k > 1 else []
         state.cancelled.clear()
-        state.training_study = record.id
+        state.training_study = StudyIdentity.of(record)
+        claims = [Claim(record, state.worker_id), *more]
         try:
             if more:
-                self.stacks.run([Claim(record, state.worker_id), *more], served)
+                self.stacks.run(claims, served)
             else:
                 self.trials.run(record, served)
+        except Exception as exc:
+            # Deleted under a running trial (cancel, then delete at once): drop it and go on.
+            if not self.outcomes.vanished(record, exc):
+                raise
+            self.outcomes.drop_vanished([(c.record, c.lease) for c in claims], exc)
         finally:
             state.training_study = None
             if state.cancelled.is_set():
-                state.served.pop(record.id, None)
+                state.forget(record.id)
+            self.heap.after_slot()
 
     def _end_early(self, record: StudyRecord) -> None:
         """The spec's `search.timeout` ran out: no new trial; the study is done as it stands."""
         self.outcomes.release(record)
-        self.state.served.pop(record.id, None)
+        self.state.forget(record.id)
         try:
             ended = queue.end_study_early(self.state.engine, record.id)
         except (IllegalStateChange, StudyNotFound):
@@ -82,10 +98,12 @@ class SlotServer:
         self.finalize()
 
     def _prepare(self, record: StudyRecord) -> ServedStudy | None:
-        """Spec, data and Optuna study of `record` (cached); None when not ready yet."""
+        """Spec, data and Optuna study of `record` (kept by its identity); None when not ready
+        yet."""
         state = self.state
-        if record.id in state.served:
-            return state.served[record.id]
+        kept = state.serving(record)
+        if kept is not None:
+            return kept
         try:
             spec = validate_spec(record.spec)
         except SpecError as exc:
@@ -105,8 +123,9 @@ class SlotServer:
                     f"its Optuna study {record.optuna_name} was never created; submit it again"
                 ) from None
             return None
-        state.served[record.id] = ServedStudy(spec, data, study)
-        return state.served[record.id]
+        state.forget(record.id)  # a deleted study that had this id, if any
+        served = state.served[StudyIdentity.of(record)] = ServedStudy(spec, data, study)
+        return served
 
     def dataset(self, spec: StudySpec) -> DatasetSplits:
         """The spec's dataset splits, loaded once per (name, seed, subset) among the last few."""

@@ -81,6 +81,7 @@ class StackRunner:
             plans = self.trials.configure([trial for _, trial in begun], served)
             members = [StackMember(c, t, p) for (c, t), p in zip(begun, plans, strict=True)]
             ends = self._train_all(members, served)
+            self.trials.write_unreported([m.trial for m in members])
         except Stop:
             for claim, trial in begun:
                 outcomes.abandon(claim.record, study, trial, claim.lease)
@@ -98,6 +99,8 @@ class StackRunner:
             logger.warning("trials %s were failed by the reaper", [t.number for _, t in begun])
             return
         except Exception as exc:  # noqa: BLE001 - the spec cannot train: fail the study, readably
+            if outcomes.vanished(claims[0].record, exc):
+                raise  # the study is gone, not wrong: `SlotServer.serve` drops the trials
             message = f"a batch of trials could not train: {type(exc).__name__}: {exc}"
             logger.exception("study %s: %s", claims[0].record.id, message)
             for _, trial in begun:
@@ -175,6 +178,7 @@ class StackRunner:
             served.data,
             device=state.device,
             on_epoch=on_epoch,
+            interrupt=state.interrupted,
         )
         for k, result in enumerate(results):
             epochs = group[k].plan.train.epochs

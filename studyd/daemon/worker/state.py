@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TypeVar
 
 import optuna
@@ -15,6 +16,7 @@ from sqlalchemy import Engine
 
 from models.data import DatasetSplits
 from storage.optuna_storage import STORAGE_ERRORS
+from storage.queue import StudyRecord
 from studyd.daemon.worker.options import WorkerOptions
 from studyd.spec import StudySpec
 
@@ -26,12 +28,48 @@ T = TypeVar("T")
 DB_ERRORS = STORAGE_ERRORS
 
 
+class OutageLog:
+    """One warning when the database stops answering `what`, one line when it answers again:
+    a 20 s outage is two lines in the log, not a traceback per retry."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.since: float | None = None
+
+    def failed(self, exc: Exception) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            logger.warning("%s: the database is unreachable (%s); retrying", self.what, first)
+
+    def answered(self) -> None:
+        if self.since is not None:
+            down = time.monotonic() - self.since
+            logger.info("%s: the database answers again after %.0f s", self.what, down)
+            self.since = None
+
+
 class Stop(Exception):
     """Training was interrupted by SIGTERM or by losing the worker's row."""
 
 
 class StudyUnusable(Exception):
     """The study cannot run here at all (data will not load, spec invalid): fail it."""
+
+
+@dataclass(frozen=True)
+class StudyIdentity:
+    """What names one submitted study for good. Its id alone does not: a deleted study's id can
+    come back (SQLite reuses the largest rowid), and so can its Optuna name (`name-id`); the
+    instant it was created does not come back with them."""
+
+    id: int
+    optuna_name: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, record: StudyRecord) -> StudyIdentity:
+        return cls(record.id, record.optuna_name, record.created_at)
 
 
 @dataclass
@@ -54,14 +92,17 @@ class WorkerState:
     host: str
     worker_id: int | None = None
     trials_run: int = 0
-    # SIGTERM / stop(): finish up and exit.
+    # SIGTERM / stop(): finish up and exit; why, for the trial it interrupts.
     stop: threading.Event = field(default_factory=threading.Event)
+    stop_reason: str = "SIGTERM"
     # Our row was reaped: never tell again.
     gone: threading.Event = field(default_factory=threading.Event)
     # The study being trained was cancelled or deleted: stop its trials at the next epoch.
-    training_study: int | None = None
+    training_study: StudyIdentity | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
-    served: dict[int, ServedStudy] = field(default_factory=dict)
+    # Keyed by identity, never by id: a new study that took a deleted one's id must not be
+    # served the deleted one's spec, data or Optuna study (and sampler).
+    served: dict[StudyIdentity, ServedStudy] = field(default_factory=dict)
     # Extra worker rows, one per extra slot of a batch.
     leases: list[int] = field(default_factory=list)
 
@@ -71,6 +112,14 @@ class WorkerState:
     def interrupted(self) -> bool:
         return self.stopping() or self.cancelled.is_set()
 
+    def serving(self, record: StudyRecord) -> ServedStudy | None:
+        return self.served.get(StudyIdentity.of(record))
+
+    def forget(self, study_id: int) -> None:
+        """Drop what is kept for the study `study_id` (ended, cancelled or deleted)."""
+        for identity in [i for i in self.served if i.id == study_id]:
+            self.served.pop(identity, None)
+
     def lease_row(self, lease: int | None) -> int | None:
         """The worker row holding a slot: `lease`, or the worker's own row."""
         return self.worker_id if lease is None else lease
@@ -78,11 +127,14 @@ class WorkerState:
     def patiently(self, what: str, call: Callable[[], T]) -> T:
         """`call()`, retried through a database outage for up to the grace period."""
         deadline = time.monotonic() + self.options.grace
+        tries = 0
         while True:
             try:
                 return call()
             except DB_ERRORS:
                 if self.gone.is_set() or time.monotonic() >= deadline:
                     raise
-                logger.warning("%s failed (database unreachable?): retrying", what)
+                if tries == 0:  # one line, not one a second
+                    logger.warning("%s failed (database unreachable?): retrying", what)
+                tries += 1
                 time.sleep(1.0)

@@ -20,7 +20,7 @@ from storage.trial_batch import report_many, set_many_user_attrs
 from studyd.daemon.records import config_attrs, diagnostic_attrs, result_attrs
 from studyd.daemon.runs import trial_config
 from studyd.daemon.worker.outcomes import Outcomes, reused
-from studyd.daemon.worker.state import DB_ERRORS, ServedStudy, Stop, WorkerState
+from studyd.daemon.worker.state import DB_ERRORS, OutageLog, ServedStudy, Stop, WorkerState
 from studyd.spec import StudySpec
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,10 @@ class TrialRunner:
     def __init__(self, state: WorkerState, outcomes: Outcomes) -> None:
         self.state = state
         self.outcomes = outcomes
+        # Epoch reports the database did not take (an outage), by trial id: written with the
+        # next report, and before the trial is told; a curve is never cut silently.
+        self.unreported: dict[int, list[tuple[optuna.Trial, int, float]]] = {}
+        self.report_outage = OutageLog("epoch reports")
 
     def run(self, record: StudyRecord, served: ServedStudy) -> None:
         """One trial on the worker's own slot, from ask to a settled slot."""
@@ -63,6 +67,7 @@ class TrialRunner:
             if outcome is None:
                 trained = self.train(trial, served, plan)
                 pruned = trained.pruned
+                self.write_unreported([trial])
                 outcome = self.outcome(trained, served, plan.train)
         except Stop:
             outcomes.abandon(record, study, trial)
@@ -78,6 +83,8 @@ class TrialRunner:
             outcomes.fail_for_retry(study, trial)
             raise
         except Exception as exc:  # noqa: BLE001 - the spec cannot train: fail the study, readably
+            if outcomes.vanished(record, exc):
+                raise  # the study is gone, not wrong: `SlotServer.serve` drops the trial
             message = f"trial {trial.number} could not train: {type(exc).__name__}: {exc}"
             logger.exception("study %s: %s", record.id, message)
             outcomes.tell(study, trial, state=TrialState.FAIL)
@@ -104,6 +111,7 @@ class TrialRunner:
 
     def configure(self, trials: list[optuna.Trial], served: ServedStudy) -> list[TrialPlan]:
         """Each trial's plan, their config attributes recorded in one transaction."""
+        self.unreported.clear()  # a previous trial's, had it ended without telling
         spec, state = served.spec, self.state
         where = {"device": state.device, "worker_id": state.worker_id, "host": state.host}
         configs = [trial_config(trial, spec, served.data) for trial in trials]
@@ -151,7 +159,14 @@ class TrialRunner:
             return pruned
 
         device = self.state.device
-        result = train_model(plan.model, train_cfg, served.data, device=device, on_epoch=on_epoch)
+        result = train_model(
+            plan.model,
+            train_cfg,
+            served.data,
+            device=device,
+            on_epoch=on_epoch,
+            interrupt=self.state.interrupted,
+        )
         if self.state.interrupted() and not pruned and len(result.history) < train_cfg.epochs:
             raise Stop()
         return Trained(result, pruned)
@@ -161,12 +176,37 @@ class TrialRunner:
         if spec.search.objectives:
             return  # multi-objective: Optuna takes no intermediate values
         metric = spec.search.metric
-        items = [(t, m.epoch, getattr(m, metric)) for t, m in reports]
+        fresh = [(t, m.epoch, getattr(m, metric)) for t, m in reports]
+        fresh = [(t, step, v) for t, step, v in fresh if math.isfinite(v)]
+        ids = [trial_store.trial_id(t) for t, _, _ in fresh]
+        pending = [item for i in ids for item in self.unreported.pop(i, [])] + fresh
         try:
-            report_many([(t, step, v) for t, step, v in items if math.isfinite(v)])
+            report_many(pending)
+        except DB_ERRORS as exc:
+            # Kept, and written once the database answers: the training goes on meanwhile.
+            self.report_outage.failed(exc)
+            for item in pending:
+                self.unreported.setdefault(trial_store.trial_id(item[0]), []).append(item)
+            return
+        self.report_outage.answered()
+
+    def write_unreported(self, trials: list[optuna.Trial]) -> None:
+        """Write the trials' reports an outage held back, waiting through the grace period; a
+        database still down raises, and the caller fails the trials for a retry (a COMPLETE
+        trial has every epoch's value)."""
+        pending = [
+            item for t in trials for item in self.unreported.pop(trial_store.trial_id(t), [])
+        ]
+        if not pending:
+            return
+        try:
+            self.state.patiently("writing held-back epoch reports", lambda: report_many(pending))
         except DB_ERRORS:
-            # A lost report costs one point of the curve; the training goes on.
-            logger.warning("epoch %s of %s trial(s) could not be reported", items[0][1], len(items))
+            for item in pending:
+                self.unreported.setdefault(trial_store.trial_id(item[0]), []).append(item)
+            raise
+        logger.info("%s held-back epoch report(s) written", len(pending))
+        self.report_outage.answered()
 
     def should_prune(
         self, trial: optuna.Trial, spec: StudySpec, train_cfg: TrainConfig, m: EpochMetrics
