@@ -182,7 +182,10 @@ def multisample_objective(
     """K masks through the shared head: mean CE (`models.objectives.multisample_loss`)."""
     from models.objectives import multisample_loss
 
-    out = net(x, samples=int(knobs["multisample_k"]))
+    k = int(knobs["multisample_k"])
+    # Inoue (2019), eq. 1: L = (1/K)·Σ_k CE(f(x; m_k), y). K = 1 is one dropout pass, plain
+    # dropout; `net(x, samples=1)` gives (B, C), so it is lifted to the (K, B, C) the loss reads.
+    out = net(x, samples=k) if k > 1 else net(x)[None]
     return multisample_loss(out, y), out.mean(0)
 
 

@@ -90,3 +90,33 @@ def test_rdrop_classifier_uses_two_dropout_passes():
     assert not torch.equal(two[0], two[1])
     assert torch.allclose(loss, rdrop_loss(two[0], two[1], y, 2.0))
     assert symmetric_kl(two[0], two[1]).item() > 0
+
+
+def test_multisample_with_one_sample_trains_exactly_like_standard_dropout(tmp_path):
+    # Inoue (2019), eq. 1: L = (1/K)·Σ_k CE(f(x; m_k), y); with K = 1 one mask per step, i.e.
+    # inverted dropout. Called directly (not through the service, which canonicalises K = 1 to
+    # `standard`), train_model used to raise ValueError unpacking a (B, C) output as (K, B, C).
+    from models.data import load_dataset
+    from models.training import train_model
+
+    data = load_dataset("digits", data_dir=tmp_path, download=False)
+    train = TrainConfig(epochs=2, batch_size=64, seed=3)
+
+    def run(variant: str, **extra):
+        cfg = ModelConfig(
+            input_dim=data.input_dim,
+            num_classes=data.num_classes,
+            hidden=[16],
+            variant=variant,
+            rates=[0.4],
+            **extra,
+        )
+        return train_model(cfg, train, data, device="cpu")
+
+    one, standard = run("multisample", multisample_k=1), run("standard")
+    assert [m.val_loss for m in one.history] == [m.val_loss for m in standard.history]
+    assert [m.train_loss for m in one.history] == [m.train_loss for m in standard.history]
+    module = _classifier("multisample", multisample_k=1).train()
+    x, y = torch.randn(10, 12), torch.randint(0, 3, (10,))
+    loss, logits = module.objective(x, y)
+    assert logits.shape == (10, 3) and loss.dim() == 0
