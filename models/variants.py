@@ -169,7 +169,7 @@ def standout_mask(h: Tensor, keep: Tensor, training: bool) -> Tensor:
 def rdrop_objective(
     net: Any, x: Tensor, y: Tensor, knobs: Mapping[str, float]
 ) -> tuple[Tensor, Tensor]:
-    """Two masks: ½(CE₁ + CE₂) + α·symKL (`models.objectives.rdrop_loss`)."""
+    """Two masks: ½·(CE₁ + CE₂ + α·symKL), α on Liang et al.'s scale (`objectives.rdrop_loss`)."""
     from models.objectives import rdrop_loss
 
     out = net(x, samples=2)
@@ -206,6 +206,8 @@ def _multisample_same_as(knobs: Mapping[str, float]) -> tuple[str, dict[str, flo
 
 MAX_SAMPLES = 16  # Multi-Sample's K: K forward passes per step on a shared server
 
+# R-Dropout's α means the paper's α (Liang et al. 2021, eq. 3: CE₁ + CE₂ + α·½ symmetric KL);
+# the seed's λ, a batch-summed KL over the averaged CE, is α = 2·B·λ (models/objectives.py).
 RDROP_ALPHA = Knob(
     name="rdrop_alpha",
     default=1.0,
