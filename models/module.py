@@ -15,10 +15,10 @@ from models.variants import dropout_variant
 class DropoutClassifier(L.LightningModule):
     """Cross-entropy classification with the variant's objective (its registry entry's).
 
-    `rdrop` trains on two dropout passes (CE averaged + α·symmetric KL); `multisample` on K masks
-    through the shared head (CE averaged over K); every other variant on one pass. Metrics are
-    summed on the device during an epoch and read once at its end (`pop_epoch_metrics`), so no
-    step waits for the accelerator.
+    `rdrop` trains on two dropout passes (½·(CE₁ + CE₂ + α·symKL), the paper's α); `multisample`
+    on K masks through the shared head (CE averaged over K); every other variant on one pass.
+    Metrics are summed on the device during an epoch and read once at its end
+    (`pop_epoch_metrics`), so no step waits for the accelerator.
     """
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:

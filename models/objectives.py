@@ -24,9 +24,17 @@ def symmetric_kl(logits_a: Tensor, logits_b: Tensor) -> Tensor:
 
 
 def rdrop_loss(logits_a: Tensor, logits_b: Tensor, targets: Tensor, alpha: float) -> Tensor:
-    """R-Dropout: ½·(CE(a, y) + CE(b, y)) + α·symKL(a, b) for two dropout passes a and b."""
+    """R-Dropout with α on the paper's scale: ½·[CE(a, y) + CE(b, y) + α·symKL(a, b)].
+
+    Liang et al. (2021), eq. 3: L = L_NLL + α·L_KL with L_NLL = CE₁ + CE₂ and
+    L_KL = ½·(KL(P₁‖P₂) + KL(P₂‖P₁)) (`symmetric_kl`). The whole loss is halved so its
+    cross-entropy part has one pass's scale, as every other variant's (learning rates stay
+    comparable); the KL's weight relative to the cross-entropy is the paper's α, so a value
+    copied from the paper regularises as strongly. The seed's λ (a batch-summed KL added to the
+    averaged CE) is α = 2·B·λ for batch size B: its λ = 0.5 at B = 64 is α = 64.
+    """
     ce = 0.5 * (F.cross_entropy(logits_a, targets) + F.cross_entropy(logits_b, targets))
-    return ce + alpha * symmetric_kl(logits_a, logits_b)
+    return ce + 0.5 * alpha * symmetric_kl(logits_a, logits_b)
 
 
 def multisample_loss(logits: Tensor | Sequence[Tensor], targets: Tensor) -> Tensor:

@@ -169,7 +169,7 @@ def standout_mask(h: Tensor, keep: Tensor, training: bool) -> Tensor:
 def rdrop_objective(
     net: Any, x: Tensor, y: Tensor, knobs: Mapping[str, float]
 ) -> tuple[Tensor, Tensor]:
-    """Two masks: ½(CE₁ + CE₂) + α·symKL (`models.objectives.rdrop_loss`)."""
+    """Two masks: ½·(CE₁ + CE₂ + α·symKL), α on Liang et al.'s scale (`objectives.rdrop_loss`)."""
     from models.objectives import rdrop_loss
 
     out = net(x, samples=2)
@@ -182,7 +182,10 @@ def multisample_objective(
     """K masks through the shared head: mean CE (`models.objectives.multisample_loss`)."""
     from models.objectives import multisample_loss
 
-    out = net(x, samples=int(knobs["multisample_k"]))
+    k = int(knobs["multisample_k"])
+    # Inoue (2019), eq. 1: L = (1/K)·Σ_k CE(f(x; m_k), y). K = 1 is one dropout pass, plain
+    # dropout; `net(x, samples=1)` gives (B, C), so it is lifted to the (K, B, C) the loss reads.
+    out = net(x, samples=k) if k > 1 else net(x)[None]
     return multisample_loss(out, y), out.mean(0)
 
 
@@ -203,6 +206,8 @@ def _multisample_same_as(knobs: Mapping[str, float]) -> tuple[str, dict[str, flo
 
 MAX_SAMPLES = 16  # Multi-Sample's K: K forward passes per step on a shared server
 
+# R-Dropout's α means the paper's α (Liang et al. 2021, eq. 3: CE₁ + CE₂ + α·½ symmetric KL);
+# the seed's λ, a batch-summed KL over the averaged CE, is α = 2·B·λ (models/objectives.py).
 RDROP_ALPHA = Knob(
     name="rdrop_alpha",
     default=1.0,
