@@ -23,7 +23,9 @@ from storage.queue.records import study_record as _study_record
 from storage.queue.sessions import transaction as _transaction
 from storage.queue.sessions import utcnow as _utcnow
 from storage.queue.slots import (
+    DUPLICATE_ATTR,
     claim_trial_slot,
+    end_search_early,
     extend_target,
     finish_trial_slot,
     release_trial_slot,
@@ -42,6 +44,7 @@ from storage.queue.studies import (
 from storage.queue.workers import heartbeat, list_workers, register_worker, unregister_worker
 
 __all__ = [
+    "DUPLICATE_ATTR",
     "RETRY_KEEPS_ATTRS",
     "IllegalStateChange",
     "StudyNotFound",
@@ -56,6 +59,7 @@ __all__ = [
     "claim_trial_slot",
     "count_studies",
     "delete_study",
+    "end_search_early",
     "end_study_early",
     "extend_target",
     "fail_study",
