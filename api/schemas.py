@@ -13,8 +13,10 @@ Shapes (all datetimes ISO 8601 in UTC, `null` when not yet known):
   variant, placement, train_acc, val_acc, gap, param_count, epoch_seconds, retry_of).
 - `TrialDetail` = `TrialBrief` with every user attribute plus `config` (ModelConfig as dict),
   `train` (TrainConfig as dict), `curve` (per-epoch metrics) and `intermediate_values`.
-- `Summary`: `verdict, variants, placements, importances, importances_note, best, best_config,
-  test_score, direction, n_complete`.
+- `Summary`: `verdict, best_trial_note, variants, placements, importances, importances_note, best,
+  best_config, test_score, direction, n_complete`, and the evidence (`by_variant`, `by_placement`:
+  configs chosen on the search trials and tested on replicate seeds; `diagnostics`, ...). Every
+  per-variant count is of trained runs: a trial that reused a run's result counts once.
 - Pages: `{"items": [...], "total": int, "limit": int, "offset": int}`.
 - Errors: `{"detail": "<one readable line>"}`; 422s add `"errors": [{"loc", "msg"}]`.
 """
@@ -181,53 +183,72 @@ class StudyDetail(Study):
     )
 
 
+_TRAINED = "trained runs: a trial that reused an identical run's result counts once, as that run"
+
+
 class VariantStats(BaseModel):
-    """Best and median objective value over the complete trials of one variant."""
+    """Best and median objective value over the trained runs of one variant."""
 
     variant: str
-    n: int
+    n: int = Field(description=_TRAINED)
+    n_reused: int = Field(default=0, description="complete trials that reused a run's result")
     best: float | None
     median: float | None
 
 
 class PlacementStats(BaseModel):
-    """Best and median objective value over the complete trials of one placement."""
+    """Best and median objective value over the trained runs of one placement."""
 
     placement: str
-    n: int
+    n: int = Field(description=_TRAINED)
+    n_reused: int = Field(default=0, description="complete trials that reused a run's result")
     best: float | None
     median: float | None
 
 
 class Comparison(BaseModel):
-    """A group's best config against a reference group's best: paired over shared seeds."""
+    """A group's best config against a reference group's best: paired over shared replicate
+    seeds (the seeds the search did not use to choose either config)."""
 
-    n_pairs: int = Field(description="seeds both configs were trained with")
+    n_pairs: int = Field(description="replicate seeds both configs were trained with")
     mean_diff: float | None = Field(description="this − reference, in objective units")
     half_width: float | None = Field(description="95% t-interval half-width of mean_diff")
-    p_value: float | None = Field(description="paired t-test (scipy.stats.ttest_rel)")
-    p_holm: float | None = Field(description="Holm-adjusted within its family of comparisons")
+    p_value: float | None = Field(
+        description="paired t-test (scipy.stats.ttest_rel); null with fewer than 3 pairs or "
+        "identical differences on every seed"
+    )
     paired: bool
     improvement: float | None = Field(description="mean_diff signed so > 0 is better")
-    different: bool = Field(description="p_holm < 0.05 (or disjoint CIs without pairs)")
+    different: bool = Field(description="p_value < 0.05, unadjusted: not by itself a claim")
+    claimed: bool = Field(
+        default=False,
+        description="the verdict states this difference (fixed-sequence test at 5%: the "
+        "leader beats none, then every other group)",
+    )
 
 
 class GroupRank(BaseModel):
-    """A variant (or placement) ranked by its best configuration's mean over seeds."""
+    """A variant (or placement): its config chosen on the search trials, scored on replicates."""
 
     group: str
     config_key: str = Field(description="canonical configuration (without the seed)")
-    replicated: bool = Field(description="its best config has at least 2 seeds")
+    replicated: bool = Field(description="its chosen config has at least 3 replicate seeds")
     n_configs: int
+    n_candidates: int = Field(
+        default=0, description="configs with at least 3 replicate seeds (the choice's pool)"
+    )
     n_trials: int
-    n_seeds: int
+    search_value: float | None = Field(
+        default=None, description="the chosen config's search-trial value (what chose it)"
+    )
+    n_seeds: int = Field(description="seeds its mean is over: the replicate seeds if replicated")
     mean: float | None
     sd: float | None
     half_width: float | None = Field(description="95% CI half-width: t·sd/√n")
     ci_low: float | None
     ci_high: float | None
     gap_mean: float | None = Field(description="mean train − val accuracy of the best config")
-    vs_best: Comparison | None
+    vs_best: Comparison | None = Field(description="against the leader (the first row)")
     vs_none: Comparison | None
 
 
@@ -253,10 +274,10 @@ class VariantImportances(BaseModel):
 
 
 class VariantDiagnostics(BaseModel):
-    """Means over a variant's trained (not reused) complete trials."""
+    """Means over a variant's trained runs (the trials `variants` counts)."""
 
     variant: str
-    n: int
+    n: int = Field(description=_TRAINED)
     train_acc: float | None
     val_acc: float | None
     gap: float | None = Field(description="train − val accuracy")
@@ -286,7 +307,8 @@ class Summary(BaseModel):
                     "state": "done",
                     "direction": "maximize",
                     "n_complete": 40,
-                    "verdict": "standard is best (median 0.968 over 14; next gaussian 0.961)",
+                    "verdict": "standard is best; it beats the runner-up gaussian by 0.9±0.4 "
+                    "points and none by 2.1±0.5 points.",
                     "variants": [{"variant": "standard", "n": 14, "best": 0.975, "median": 0.968}],
                     "placements": [{"placement": "hidden", "n": 30, "best": 0.975, "median": 0.96}],
                     "importances": {"rate": 0.52, "width": 0.31, "variant": 0.17},
@@ -305,6 +327,11 @@ class Summary(BaseModel):
     direction: Literal["maximize", "minimize"]
     n_complete: int
     verdict: str | None
+    best_trial_note: str | None = Field(
+        default=None,
+        description="when the single best trial is not of the variant the verdict leads with "
+        "(or, without replicates, of the highest median): both, and why they differ",
+    )
     variants: list[VariantStats]
     placements: list[PlacementStats]
     importances: dict[str, float] = Field(description="Optuna's fANOVA importances, sum 1")
@@ -319,7 +346,9 @@ class Summary(BaseModel):
     confidence: float = 0.95
     placement_verdict: str | None = None
     by_variant: list[GroupRank] = Field(
-        default_factory=list, description="best config per variant: mean over seeds, CI, tests"
+        default_factory=list,
+        description="per variant: the config the search chose, its mean over replicate seeds, "
+        "CI and paired tests; the leader (the search's best replicated variant) first",
     )
     by_placement: list[GroupRank] = Field(default_factory=list)
     variant_importances: VariantImportances | None = Field(

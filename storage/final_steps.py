@@ -13,7 +13,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, and_, or_, select, update
 
-from storage.queue import StudyRecord, _study_record, _transaction, _utcnow
+from storage.queue import StudyRecord
+from storage.queue.records import study_record as _study_record
+from storage.queue.sessions import transaction as _transaction
+from storage.queue.sessions import utcnow as _utcnow
 from storage.schema import Study, Worker
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
-from collections import defaultdict
-from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
 import optuna
@@ -18,7 +15,7 @@ from api.params import StudyId
 from api.schemas import PlacementStats, Summary, VariantStats
 from api.study_links import optuna_facts
 from storage import queue, trials
-from storage.trials import CompleteValue, StudyTrialStats, TrialRow
+from storage.trials import StudyTrialStats, TrialRow
 from studyd.spec import SpecError, validate_spec
 
 router = APIRouter(tags=["studies"])
@@ -28,30 +25,25 @@ router = APIRouter(tags=["studies"])
 IMPORTANCE_MAX_TRIALS = 300
 IMPORTANCE_MIN_TRIALS = 4
 IMPORTANCE_SEED = 0
+STATS = ("n", "n_reused", "best", "median")
 
 
-def _groups(
-    values: Iterable[CompleteValue], key: Callable[[CompleteValue], str | None], direction: str
-) -> list[tuple[str, int, float, float]]:
-    """(group, n, best, median) per group, best group first."""
-    by_group: dict[str, list[float]] = defaultdict(list)
-    for v in values:
-        name = key(v)
-        if name is not None and v.value is not None:
-            by_group[name].append(v.value)
-    pick = max if direction == "maximize" else min
-    rows = [(g, len(vs), pick(vs), statistics.median(vs)) for g, vs in by_group.items()]
-    return sorted(rows, key=lambda r: r[3], reverse=direction == "maximize")
+def _verdict(variants: list[dict[str, Any]]) -> str | None:
+    """Without replicates, no claim: the medians are described as what they are."""
+    from studyd.analysis.verdict import MIN_REPLICATES  # SciPy: loaded by _evidence anyway
 
-
-def _verdict(variants: list[tuple[str, int, float, float]]) -> str | None:
     if not variants:
         return None
-    name, n, _, median = variants[0]
+    top = variants[0]
+    described = f"{top['group']} ({top['median']:.4g} over {top['n']} trained runs"
     if len(variants) == 1:
-        return f"only {name} has complete trials (median {median:.4g} over {n})"
-    other, _, _, other_median = variants[1]
-    return f"{name} is best (median {median:.4g} over {n} trials; next {other} {other_median:.4g})"
+        return f"Only {described}) has complete trials."
+    other = variants[1]
+    return (
+        f"Not enough seed replicates for a verdict (each variant's best config needs "
+        f"{MIN_REPLICATES} fresh seeds: set repeats: {MIN_REPLICATES} or more); highest median "
+        f"so far: {described}; next {other['group']} {other['median']:.4g})."
+    )
 
 
 def _importances(
@@ -79,12 +71,6 @@ def _importances(
         # Optuna refuses e.g. a search space where no parameter varies.
         result = ({}, f"importances unavailable: {exc}")
     return result
-
-
-def _unreplicated(verdict: str | None) -> str | None:
-    if verdict is None:
-        return None
-    return f"{verdict}; no seed replicates, so no confidence intervals (set repeats: in the spec)"
 
 
 def _evidence(
@@ -116,32 +102,35 @@ def _complete_trials_summary(
 ) -> Summary:
     """Everything of the summary that the study's complete trials decide (all but state and
     test score): computed once per `StudyTrialStats.complete_key`."""
-    values = trials.complete_values(ctx.engine, record.optuna_name)
-    variants = _groups(values, lambda v: v.variant, stats.direction)
-    placements = _groups(values, lambda v: v.placement, stats.direction)
-    n_complete = len(values)
-    del values  # 10 000 trials: the rest of the computation need not hold them too
+    from studyd.analysis.evidence import best_trial_note  # see _evidence
+
+    n_complete = stats.counts["complete"]
     importances, note = _importances(ctx, record, stats.direction, n_complete)
     attrs: dict[str, Any] = best.user_attrs if best is not None else {}
     evidence, objectives, directions, constraints = _evidence(ctx, record, stats.direction)
+    # Every per-variant number counts the same trials: trained runs (a reused one once).
+    variants, placements = evidence.pop("variant_stats"), evidence.pop("placement_stats")
+    brief = trial_brief(best) if best is not None else None
+    best_note = best_trial_note(brief.model_dump() if brief else None, evidence, variants)
     return Summary(
         study_id=record.id,
         state=record.state,  # type: ignore[arg-type]
         direction=stats.direction,  # type: ignore[arg-type]
         n_complete=n_complete,
-        # With seed replicates, the verdict the paired tests support; else best medians.
-        verdict=evidence.pop("verdict") or _unreplicated(_verdict(variants)),
+        # With seed replicates, the verdict the paired tests support; else the medians, no claim.
+        verdict=evidence.pop("verdict") or _verdict(variants),
+        best_trial_note=best_note,
         objectives=objectives,
         directions=directions,  # type: ignore[arg-type]
         constraints=constraints,
         **evidence,
-        variants=[VariantStats(variant=g, n=n, best=b, median=m) for g, n, b, m in variants],
+        variants=[VariantStats(variant=v["group"], **{k: v[k] for k in STATS}) for v in variants],
         placements=[
-            PlacementStats(placement=g, n=n, best=b, median=m) for g, n, b, m in placements
+            PlacementStats(placement=p["group"], **{k: p[k] for k in STATS}) for p in placements
         ],
         importances=importances,
         importances_note=note,
-        best=trial_brief(best) if best is not None else None,
+        best=brief,
         best_config=attrs.get("config") if isinstance(attrs.get("config"), dict) else None,
         best_train=attrs.get("train") if isinstance(attrs.get("train"), dict) else None,
         test_score=record.test_score,

@@ -19,9 +19,6 @@ from storage.queue.records import (
     WorkerGone,
     WorkerRecord,
 )
-from storage.queue.records import study_record as _study_record
-from storage.queue.sessions import transaction as _transaction
-from storage.queue.sessions import utcnow as _utcnow
 from storage.queue.slots import (
     DUPLICATE_ATTR,
     claim_trial_slot,
@@ -52,9 +49,6 @@ __all__ = [
     "WorkerGone",
     "WorkerRecord",
     # storage.final_steps's imports of these predate this package.
-    "_study_record",
-    "_transaction",
-    "_utcnow",
     "cancel_study",
     "claim_trial_slot",
     "count_studies",

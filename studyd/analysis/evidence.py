@@ -46,7 +46,8 @@ Trial = Mapping[str, Any]
 
 
 def verdict_record(trial: Trial) -> dict[str, Any]:
-    """What `analysis.verdict` reads: variant, placement, config_key, seed, value, gap, params."""
+    """What `analysis.verdict` reads: variant, placement, config_key, seed, value, gap, params,
+    and whether the trial is a seed replicate (chosen by the search, so fit to test it)."""
     attrs = trial["user_attrs"]
     train = attrs.get("train") if isinstance(attrs.get("train"), dict) else {}
     return {
@@ -56,6 +57,7 @@ def verdict_record(trial: Trial) -> dict[str, Any]:
         # Trials recorded before canonical keys existed are each their own configuration.
         "config_key": attrs.get("config_key") or f"trial-{trial['number']}",
         "seed": int(train.get("seed", 0)),
+        "replicate": "replicate_of" in attrs,
         "value": float(trial["values"][0]),
         "gap": attrs.get("gap"),
         "params": trial["params"],
@@ -82,12 +84,42 @@ def rankings(
     }
 
 
-def diagnostics_by_variant(trials: Sequence[Trial]) -> list[dict[str, Any]]:
-    """Mean of each diagnostic over a variant's complete trials (a reused trial counts once)."""
-    groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+def _trained(trials: Sequence[Trial]) -> list[Trial]:
+    """Trials that trained: a reused trial is its original's result again, so it counts once
+    (as the original) in every per-variant number of the summary."""
+    return [t for t in trials if "reused_from" not in t["user_attrs"]]
+
+
+def value_stats(trials: Sequence[Trial], by: str, direction: str) -> list[dict[str, Any]]:
+    """Per variant (or placement): trained runs `n`, reused trials `n_reused`, best and median
+    value over the trained runs; highest median first (lowest when minimising)."""
+    values: dict[str, list[float]] = defaultdict(list)
+    reused: dict[str, int] = defaultdict(int)
     for t in trials:
-        if "reused_from" not in t["user_attrs"]:
-            groups[verdict_record(t)["variant"]].append(t["user_attrs"])
+        name = str(verdict_record(t)[by])
+        if "reused_from" in t["user_attrs"]:
+            reused[name] += 1
+        else:
+            values[name].append(float(t["values"][0]))
+    pick = max if direction == "maximize" else min
+    rows = [
+        {
+            "group": name,
+            "n": len(xs),
+            "n_reused": reused[name],
+            "best": pick(xs),
+            "median": statistics.median(xs),
+        }
+        for name, xs in values.items()
+    ]
+    return sorted(rows, key=lambda r: r["median"], reverse=direction == "maximize")
+
+
+def diagnostics_by_variant(trials: Sequence[Trial]) -> list[dict[str, Any]]:
+    """Mean of each diagnostic over a variant's trained runs (a reused trial counts once)."""
+    groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for t in _trained(trials):
+        groups[verdict_record(t)["variant"]].append(t["user_attrs"])
     rows = []
     for variant, attrs in groups.items():
         row: dict[str, Any] = {"variant": variant, "n": len(attrs)}
@@ -98,6 +130,33 @@ def diagnostics_by_variant(trials: Sequence[Trial]) -> list[dict[str, Any]]:
         rows.append(row)
     # Largest train−val gap first: what dropout exists to shrink.
     return sorted(rows, key=lambda r: -(r["gap"] if r["gap"] is not None else -math.inf))
+
+
+def best_trial_note(
+    best: Mapping[str, Any] | None, rankings: Mapping[str, Any], stats: Sequence[Mapping[str, Any]]
+) -> str | None:
+    """One sentence when the single best trial is not of the variant the summary leads with:
+    both, and why they differ. `best` has `number`, `value`, `variant`; the leader is the
+    verdict's (its first by-variant row) when there is one, else the highest median."""
+    if not best or best.get("variant") is None or best.get("value") is None:
+        return None
+    variant, ranked = best["variant"], rankings.get("by_variant") or []
+    head = f"The best single trial, #{best['number']} ({variant}, {best['value']:.4g}), is not of"
+    if rankings.get("verdict") and ranked:
+        if ranked[0]["group"] == variant:
+            return None
+        replicated = any(r["group"] == variant and r["replicated"] for r in ranked)
+        return (
+            f"{head} the verdict's leader {ranked[0]['group']}: the verdict scores each variant's "
+            "chosen config by its mean over fresh replicate seeds, while one trial also carries "
+            "its seed's luck" + ("" if replicated else f" ({variant} has no replicated config)")
+        ) + "."
+    if not stats or stats[0]["group"] == variant:
+        return None
+    return (
+        f"{head} {stats[0]['group']}, the variant with the highest median: a median describes "
+        "all of a variant's trained runs, while one trial can be a lucky draw."
+    )
 
 
 def pareto_front(trials: Sequence[Trial], directions: Sequence[str]) -> list[dict[str, Any]]:
@@ -167,7 +226,9 @@ def study_evidence(
             for t in page
             if t.values and t.values[0] is not None and math.isfinite(t.values[0])
         ]
-    records = [verdict_record(t) for t in trials]
+    # A reused trial repeats its original's result: counting it again would weigh that run twice
+    # in importances and inflate a variant's trial count (the verdict averages a seed's values).
+    records = [verdict_record(t) for t in _trained(trials)]
     out = rankings(records, direction=directions[0], confidence=confidence)
     try:
         out["variant_importances"] = variant_importances(
@@ -178,6 +239,8 @@ def study_evidence(
         logger.exception("%s: variant importances unavailable", optuna_name)
         out["variant_importances"] = None
     out["diagnostics"] = diagnostics_by_variant(trials)
+    out["variant_stats"] = value_stats(trials, "variant", directions[0])
+    out["placement_stats"] = value_stats(trials, "placement", directions[0])
     out["pareto_front"] = pareto_front(trials, directions) if len(directions) > 1 else None
     out["n_feasible"] = sum(t["feasible"] for t in trials)
     out["n_replicates"] = sum("replicate_of" in t["user_attrs"] for t in trials)

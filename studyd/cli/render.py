@@ -273,15 +273,24 @@ def _rows_of(section: Any, key_name: str) -> list[JSON] | None:
     return None
 
 
-def rows_table(rows: list[JSON], title: str) -> Table:
+def rows_table(
+    rows: list[JSON], title: str, *, headers: dict[str, str] | None = None, digits: int = 4
+) -> Table:
+    """Rows as a table that fits a narrow terminal without cutting anything: the first column
+    (a name) never wraps, the others fold; `headers` renames columns (short labels)."""
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k, v in row.items() if k not in columns and not isinstance(v, dict))
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for i, name in enumerate(columns):
-        table.add_column(name, justify="left" if i == 0 else "right")
+        label = (headers or {}).get(name, name)
+        if i == 0:
+            width = max([len(label), *(len(fmt_value(row.get(name))) for row in rows)])
+            table.add_column(label, no_wrap=True, min_width=width)
+        else:
+            table.add_column(label, justify="right", overflow="fold")
     for row in rows:
-        table.add_row(*_cells(*[fmt_value(row.get(c)) for c in columns]))
+        table.add_row(*_cells(*[fmt_value(row.get(c), digits) for c in columns]))
     return table
 
 
@@ -297,19 +306,55 @@ def importances_table(importances: dict[str, Any]) -> Table:
     return table
 
 
+# Diagnostics: short headers (80 columns hold ten of them) and the legend that spells them out.
+DIAGNOSTIC_HEADERS = {
+    "n": "runs",
+    "train_acc": "train",
+    "val_acc": "val",
+    "val_ece": "ECE",
+    "val_nll": "NLL",
+    "mc_ece": "MC ECE",
+    "train_eval_sym_kl": "KL",
+    "ms_per_1k": "ms/1k",
+}
+DIAGNOSTIC_LEGEND = (
+    "runs: trained runs (a reused trial counts once) · train, val: accuracy · gap: train − val · "
+    "ECE: val calibration error (15 bins) · NLL: val log-loss · MC ECE: ECE of the MC-dropout "
+    "mean · KL: train- vs eval-mode symmetric KL · ms/1k: eval ms per 1000 samples"
+)
+STATS_HEADERS = {"n": "runs", "n_reused": "reused"}
+
+
+def _stats_table(summary: JSON, kind: str) -> Table | None:
+    rows = _rows_of(summary.get(f"{kind}s"), kind)
+    if not rows:
+        return None
+    title = f"trials by {kind}: best and median over trained runs (reused: not trained again)"
+    return rows_table(rows, title, headers=STATS_HEADERS)
+
+
 def evidence_parts(summary: JSON) -> list[Any]:
-    """Tables of the evidence: rankings with CIs, diagnostics, importances, Pareto front."""
+    """The per-variant, then per-placement story: trials, the verdict's ranking, diagnostics;
+    then importances and the Pareto front. Every title is distinct."""
     parts: list[Any] = []
-    if summary.get("placement_verdict"):
-        parts.append(Text(str(summary["placement_verdict"])))
-    for key, title in (
-        ("by_variant", "by variant: best config, mean over seeds (* = Holm p < 0.05)"),
-        ("by_placement", "by placement: best config, mean over seeds"),
-    ):
-        if rows := ranking_rows(summary.get(key)):
+    for kind in ("variant", "placement"):
+        if kind == "placement" and summary.get("placement_verdict"):
+            parts.append(Text(str(summary["placement_verdict"]), style="bold"))
+        if table := _stats_table(summary, kind):
+            parts.append(table)
+        ranked = summary.get(f"by_{kind}") or []
+        # Without two replicated groups there is no ranking to show: the verdict says why.
+        if sum(bool(row.get("replicated")) for row in ranked) >= 2:
+            rows = ranking_rows(ranked, kind)
+            title = (
+                f"verdict by {kind}: the search's config, mean over fresh seeds; "
+                "differences in points (* = claimed)"
+            )
             parts.append(rows_table(rows, title))
     if diagnostics := summary.get("diagnostics"):
-        parts.append(rows_table(diagnostics, "diagnostics per variant (means; largest gap first)"))
+        title = "diagnostics by variant: means over trained runs, largest gap first"
+        parts.append(rows_table(diagnostics, title, headers=DIAGNOSTIC_HEADERS, digits=3))
+        parts.append(Text(DIAGNOSTIC_LEGEND, style="dim"))
     if rows := importance_rows(summary.get("variant_importances")):
         parts.append(rows_table(rows, "importances within each variant"))
     if rows := pareto_rows(summary):
@@ -328,10 +373,9 @@ def summary_view(summary: JSON) -> Group:
     ]
     if summary.get("verdict"):
         parts.append(Text(str(summary["verdict"]), style="bold"))
+    if summary.get("best_trial_note"):
+        parts.append(Text(str(summary["best_trial_note"])))
     parts += evidence_parts(summary)
-    for key in ("variants", "placements"):
-        if rows := _rows_of(summary.get(key), key[:-1]):
-            parts.append(rows_table(rows, f"by {key[:-1]}"))
     if summary.get("importances"):
         parts.append(importances_table(summary["importances"]))
     elif summary.get("importances_note"):
@@ -339,9 +383,9 @@ def summary_view(summary: JSON) -> Group:
     scalars: list[tuple[str, Any]] = []
     if isinstance(summary.get("best"), dict):
         scalars.append(("best trial", best_trial_line(summary["best"])))
-    for key in ("best_config", "best_train"):
+    for key, label in (("best_config", "its config"), ("best_train", "its training")):
         if isinstance(summary.get(key), dict):
-            scalars.append((key.replace("_", " "), config_line(summary[key])))
+            scalars.append((label, config_line(summary[key])))
     for key, section in summary.items():
         if key in SUMMARY_HEADER or key in SUMMARY_SECTIONS or section in (None, [], {}):
             continue

@@ -264,6 +264,8 @@ def _summary_html(summary: JSON) -> str:
     }
     if summary.get("verdict"):
         parts.append(f'<p class="verdict">{html.escape(str(summary["verdict"]))}</p>')
+    if summary.get("best_trial_note"):
+        parts.append(f"<p>{html.escape(str(summary['best_trial_note']))}</p>")
     if isinstance(summary.get("best"), dict):
         parts.append(f"<p><b>best trial:</b> {html.escape(best_trial_line(summary['best']))}</p>")
     if summary.get("importances_note") and not summary.get("importances"):

@@ -8,7 +8,7 @@ from typing import Any
 
 JSON = dict[str, Any]
 # Keys of the summary shown in its header (the CLI's view and the report's page alike).
-SUMMARY_HEADER = ("study_id", "state", "direction", "n_complete", "verdict")
+SUMMARY_HEADER = ("study_id", "state", "direction", "n_complete", "verdict", "best_trial_note")
 
 
 def best_of(study: JSON) -> JSON | None:
@@ -52,32 +52,31 @@ def trial_rates(trial: JSON) -> Any:
 
 
 def _diff(cmp: Any) -> str:
-    """`+1.2±0.8 pts (p=0.03)`: a paired comparison, in accuracy points, Holm-adjusted p."""
+    """`+1.2±0.8*`: a paired comparison in accuracy points; * = the verdict claims it."""
     if not isinstance(cmp, dict) or cmp.get("improvement") is None:
         return "—"
     text = f"{100 * cmp['improvement']:+.1f}"
     if cmp.get("half_width") is not None:
         text += f"±{100 * cmp['half_width']:.1f}"
-    p = cmp.get("p_holm")
-    text += " pts" + (f" (p={p:.2g})" if p is not None else "")
-    return text + (" *" if cmp.get("different") else "")
+    return text + ("*" if cmp.get("claimed") else "")
 
 
-def ranking_rows(rows: Any) -> list[JSON]:
-    """The verdict's ranking as flat rows: mean over seeds with its 95% CI, paired diffs."""
+def ranking_rows(rows: Any, kind: str = "group") -> list[JSON]:
+    """The verdict's ranking as flat rows: the chosen config's mean over its replicate seeds,
+    the 95% CI half-width, paired differences in points against the leader and `none`. A group
+    without replicates is listed with dashes: nothing of it was measured on fresh seeds."""
     out = []
     for row in rows if isinstance(rows, list) else []:
-        low, high = row.get("ci_low"), row.get("ci_high")
+        fresh = bool(row.get("replicated"))
         out.append(
             {
-                "group": row.get("group"),
-                "seeds": row.get("n_seeds"),
+                kind: row.get("group"),
+                "seeds": row.get("n_seeds") if fresh else 0,
                 "configs": row.get("n_configs"),
-                "mean": row.get("mean"),
-                "95% CI": "—" if low is None else f"[{fmt_value(low)}, {fmt_value(high)}]",
-                "gap": row.get("gap_mean"),
-                "vs best": _diff(row.get("vs_best")),
-                "vs none": _diff(row.get("vs_none")),
+                "mean": row.get("mean") if fresh else None,
+                "±95%": row.get("half_width") if fresh else None,
+                "vs leader": _diff(row.get("vs_best")) if fresh else "—",
+                "vs none": _diff(row.get("vs_none")) if fresh else "—",
             }
         )
     return out
@@ -92,7 +91,7 @@ def importance_rows(importances: Any) -> list[JSON]:
         out.append(
             {
                 "variant": name,
-                "trials": v.get("n_trials"),
+                "runs": v.get("n_trials"),
                 "marginal effect": v.get("marginal_effect"),
                 "own parameters (fANOVA)": ", ".join(f"{k} {x:.2f}" for k, x in ranked[:4]) or "—",
             }

@@ -1,73 +1,27 @@
 """Spec → Optuna: the one mapping from a study spec onto `trial.suggest_*`, samplers and pruners.
 
 Only searchable values become Optuna parameters (fixed scalars never do), and a variant's own
-parameters are suggested only when that variant is chosen, so samplers see a clean space.
-Parameter names: depth, width | width_{i}, activation, variant, placement, rate | rate_{i},
-input_rate, each variant's own knobs by their names (models/variants.py: rdrop_alpha, …), epochs,
-batch_size, optimizer, lr, weight_decay.
+parameters are suggested only when that variant is chosen, so samplers see a clean space. The
+parameters themselves (names, bounds, baselines, grids) are the spec's: `studyd.spec.space`.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial
 
 from models.config import ModelConfig, TrainConfig
-from models.variants import KNOBS, Knob, dropout_variant, knob_owner
-from studyd.spec import MAX_GRID, Dim, StudySpec, _is_log
+from models.variants import dropout_variant
+from studyd.spec import StudySpec
+from studyd.spec.space import Param, grid_space, search_params
 
 if TYPE_CHECKING:
     from optuna.pruners import BasePruner
     from optuna.samplers import BaseSampler
-
-
-@dataclass(frozen=True)
-class Param:
-    """A possible Optuna parameter: a number `dim` or string `choices`; `path`: its spec field."""
-
-    name: str
-    path: str
-    dim: Dim | None = None
-    choices: tuple[str, ...] | None = None
-    integer: bool = False
-    log: bool = False
-
-    @property
-    def fixed(self) -> bool:
-        if self.choices is not None:
-            return len(self.choices) == 1
-        return self.dim is not None and self.dim.kind == "fixed"
-
-    def fixed_value(self) -> Any:
-        if self.choices is not None:
-            return self.choices[0]
-        value = self.dim.value  # type: ignore[union-attr]
-        return int(value) if self.integer else value  # type: ignore[arg-type]
-
-    def suggest(self, trial: Any) -> Any:
-        if self.fixed:
-            return self.fixed_value()
-        if self.choices is not None:
-            return trial.suggest_categorical(self.name, list(self.choices))
-        dim = self.dim
-        assert dim is not None
-        if dim.kind == "choice":
-            values = [int(c) if self.integer else float(c) for c in dim.choices]  # type: ignore[union-attr]
-            return trial.suggest_categorical(self.name, values)
-        lo, hi = dim.low, dim.high
-        if self.integer:
-            step = int(dim.step or 1)
-            return trial.suggest_int(self.name, int(lo), int(hi), step=step, log=self.log)  # type: ignore[arg-type]
-        return trial.suggest_float(self.name, lo, hi, step=dim.step, log=self.log)  # type: ignore[arg-type]
-
-
-def _strings(value: str | list[str]) -> tuple[str, ...]:
-    return (value,) if isinstance(value, str) else tuple(value)
 
 
 # Parameters whose values change what `models.batched.batch_key` groups trials by.
@@ -114,67 +68,6 @@ def _value_count(param: Param) -> float:
     if param.integer and not param.log:
         return float((dim.high - dim.low) // (dim.step or 1) + 1)  # type: ignore[operator]
     return math.inf
-
-
-def search_params(spec: StudySpec) -> dict[str, Param]:
-    """Every parameter this spec can ever produce (fixed ones included), by Optuna name."""
-    m, d, t = spec.model, spec.dropout, spec.training
-    max_depth = int(max(m.depth.values()))
-    out: list[Param] = [Param("depth", "model.depth", dim=m.depth, integer=True)]
-    width_log = _is_log(m.width, m.log) and m.width.kind == "range"
-    if m.per_layer_widths:
-        out += [
-            Param(f"width_{i}", "model.width", dim=m.width, integer=True, log=width_log)
-            for i in range(max_depth)
-        ]
-    else:
-        out.append(Param("width", "model.width", dim=m.width, integer=True, log=width_log))
-    out.append(Param("activation", "model.activation", choices=_strings(m.activation)))
-    out.append(Param("variant", "dropout.variants", choices=tuple(d.variants)))
-    out += _dropout_space(spec, max_depth)
-    out.append(Param("epochs", "training.epochs", dim=t.epochs, integer=True))
-    out.append(Param("batch_size", "training.batch_size", dim=t.batch_size, integer=True))
-    out.append(Param("optimizer", "training.optimizer", choices=_strings(t.optimizer)))
-    out.append(Param("lr", "training.lr", dim=t.lr, log=_is_log(t.lr, t.lr_log)))
-    out.append(
-        Param(
-            "weight_decay",
-            "training.weight_decay",
-            dim=t.weight_decay,
-            log=_is_log(t.weight_decay, t.weight_decay_log),
-        )
-    )
-    return {p.name: p for p in out}
-
-
-def _dropout_space(spec: StudySpec, max_depth: int) -> list[Param]:
-    """Only the dropout parameters some variant and placement in the spec can reach."""
-    d = spec.dropout
-    variants = [dropout_variant(v) for v in d.variants if dropout_variant(v).noisy]
-    if not variants:
-        return []
-    names = {v.name for v in variants}
-    out = [Param("placement", "dropout.placements", choices=tuple(d.placements))]
-    rated = any(v.takes_rate for v in variants)
-    sites = [[p for p in pl.split("+") if p != "input"] for pl in d.placements]
-    rate_log = _is_log(d.rate, d.rate_log)
-    if rated and any(s and (not d.per_layer_rates or s == ["last_hidden"]) for s in sites):
-        out.append(Param("rate", "dropout.rate", dim=d.rate, log=rate_log))
-    if rated and d.per_layer_rates and any(s and s != ["last_hidden"] for s in sites):
-        out += [
-            Param(f"rate_{i}", "dropout.rate", dim=d.rate, log=rate_log) for i in range(max_depth)
-        ]
-    if rated and any("input" in pl.split("+") for pl in d.placements):
-        log = _is_log(d.input_rate, False)
-        out.append(Param("input_rate", "dropout.input_rate", dim=d.input_rate, log=log))
-    out += [_knob_param(k, getattr(d, k.name)) for k in KNOBS if knob_owner(k.name) in names]
-    return out
-
-
-def _knob_param(knob: Knob, dim: Dim) -> Param:
-    """A variant's own knob as a parameter; `knob.log` None: linear whatever the spec says."""
-    log = False if knob.log is None else _is_log(dim, knob.log)
-    return Param(knob.name, f"dropout.{knob.name}", dim=dim, integer=knob.integer, log=log)
 
 
 class _ParamsTrial:
@@ -264,81 +157,6 @@ def _dropout_params(get: Any, spec: StudySpec, variant: str, depth: int) -> dict
     if "input" in parts:
         out["input_rate"] = get("input_rate")
     return out | {k.name: get(k.name) for k in entry.knobs}
-
-
-def check_baselines(spec: StudySpec) -> None:
-    """Each baseline names only this spec's parameters, with values inside the space."""
-    space = search_params(spec)
-    for i, baseline in enumerate(spec.baselines):
-        for name, value in baseline.items():
-            where = f"baselines[{i}].{name}"
-            param = space.get(name)
-            if param is None:
-                raise ValueError(
-                    f"{where}: unknown parameter; use one of {', '.join(sorted(space))}"
-                )
-            if param.fixed:
-                if value != param.fixed_value():
-                    raise ValueError(
-                        f"{where}: {param.path} is fixed to {param.fixed_value()!r}; remove it "
-                        f"from the baseline or make {param.path} a range or choice list"
-                    )
-                continue
-            if not _in_space(param, value):
-                raise ValueError(
-                    f"{where}: {value!r} is outside {param.path}; widen {param.path} or change "
-                    "the baseline"
-                )
-
-
-def _in_space(param: Param, value: Any) -> bool:
-    if param.choices is not None:
-        return value in param.choices
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    if param.integer and not float(value).is_integer():
-        return False
-    return param.dim is not None and param.dim.contains(value)
-
-
-def baseline_params(spec: StudySpec) -> list[dict[str, Any]]:
-    """Baselines as Optuna params to enqueue (fixed values dropped: they are never suggested)."""
-    space = search_params(spec)
-    return [{k: v for k, v in b.items() if not space[k].fixed} for b in spec.baselines]
-
-
-def grid_space(spec: StudySpec) -> dict[str, list[Any]]:
-    """The finite grid of every searchable parameter; ValueError naming a field that is not."""
-    grid: dict[str, list[Any]] = {}
-    for name, param in search_params(spec).items():
-        if param.fixed:
-            continue
-        if param.choices is not None:
-            grid[name] = list(param.choices)
-            continue
-        dim = param.dim
-        assert dim is not None
-        if dim.kind == "choice":
-            grid[name] = [int(c) if param.integer else c for c in dim.choices]  # type: ignore[union-attr]
-        elif param.integer:
-            grid[name] = list(range(int(dim.low), int(dim.high) + 1, int(dim.step or 1)))  # type: ignore[arg-type]
-        elif dim.step is not None:
-            n = int(math.floor((dim.high - dim.low) / dim.step + 1e-9))  # type: ignore[operator]
-            grid[name] = [round(dim.low + k * dim.step, 12) for k in range(n + 1)]  # type: ignore[operator]
-        else:
-            raise ValueError(
-                f"search.sampler: grid needs a finite space but {param.path} is the range "
-                f"[{dim.low:g}, {dim.high:g}]; write a choice list such as "
-                f"[{dim.low:g}, {(dim.low + dim.high) / 2:g}, {dim.high:g}], add a step, "  # type: ignore[operator]
-                "or use sampler: tpe"
-            )
-    size = math.prod(len(v) for v in grid.values())
-    if size > MAX_GRID:
-        raise ValueError(
-            f"search.sampler: the grid has {size} points, over the limit {MAX_GRID}; "
-            "shorten the choice lists or use sampler: tpe"
-        )
-    return grid
 
 
 class _QueueGridSampler(optuna.samplers.GridSampler):

@@ -10,8 +10,9 @@ from optuna.storages import BaseStorage
 from sqlalchemy import Engine
 
 from storage.queue import StudyRecord, submit_study
-from studyd.daemon.search import baseline_params, build_pruner, build_sampler
+from studyd.daemon.search import build_pruner, build_sampler
 from studyd.spec import StudySpec, validate_spec
+from studyd.spec.space import baseline_params
 
 logger = logging.getLogger(__name__)
 

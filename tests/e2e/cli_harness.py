@@ -73,11 +73,12 @@ def stop_server(server: Server) -> None:
 
 
 def studyd(
-    *args: str, url: str | None, token: str | None = TOKEN, timeout: float = 60
+    *args: str, url: str | None, token: str | None = TOKEN, timeout: float = 60, columns: int = 200
 ) -> subprocess.CompletedProcess[str]:
-    """Run `studyd ARGS` as a user would, with the URL and token from the environment."""
+    """Run `studyd ARGS` as a user would, with the URL and token from the environment, on a
+    terminal `columns` wide."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STUDYD_")}
-    env["COLUMNS"] = "200"
+    env["COLUMNS"] = str(columns)
     if url:
         env["STUDYD_URL"] = url
     if token:

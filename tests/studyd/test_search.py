@@ -7,15 +7,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from studyd.daemon.search import (
-    baseline_params,
-    build_pruner,
-    build_sampler,
-    grid_space,
-    search_params,
-    suggest_config,
-)
+from studyd.daemon.search import build_pruner, build_sampler, suggest_config
 from studyd.spec import load_spec
+from studyd.spec.space import baseline_params, grid_space, search_params
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

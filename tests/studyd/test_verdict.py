@@ -5,15 +5,23 @@ from __future__ import annotations
 import json
 import random
 import re
+import statistics
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from studyd.analysis.importance import param_importances, variant_importances
-from studyd.analysis.verdict import holm, mean_ci, rank_groups, study_verdict, verdict_sentence
+from studyd.analysis.verdict import (
+    mean_ci,
+    paired_difference,
+    rank_groups,
+    study_verdict,
+    verdict_sentence,
+)
 
-SEEDS = range(6)
+SEEDS = range(6)  # seed 0 is the search's; 1–5 are the replicates that test its choice
+REPLICATES = range(1, 6)
 
 
 def replicates(variant, key, level, *, seed_effect, noise=0.002, placement="hidden", rng):
@@ -24,6 +32,7 @@ def replicates(variant, key, level, *, seed_effect, noise=0.002, placement="hidd
             "placement": placement,
             "config_key": key,
             "seed": s,
+            "replicate": s in REPLICATES,
             "value": level + seed_effect[s] + rng.gauss(0, noise),
             "gap": 0.1 if variant == "none" else 0.03,
         }
@@ -55,9 +64,10 @@ def study(levels: dict[str, float], seed: int = 0) -> list[dict]:
 
 
 def recompute(records, key):
+    """seed → value of config `key` over its replicate seeds."""
     by_seed = {}
     for r in records:
-        if r["config_key"] == key:
+        if r["config_key"] == key and r["replicate"]:
             by_seed.setdefault(r["seed"], []).append(r["value"])
     return {s: float(np.mean(v)) for s, v in by_seed.items()}
 
@@ -75,7 +85,7 @@ def test_ranking_cis_match_an_independent_t_interval():
         low, high = stats.t.interval(
             0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values)
         )
-        assert row["n_seeds"] == 6
+        assert row["n_seeds"] == 5
         assert row["mean"] == pytest.approx(values.mean(), abs=1e-12)
         assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high), abs=1e-12)
 
@@ -84,34 +94,45 @@ def test_paired_test_against_none_matches_scipy_and_the_sentence_quotes_it():
     records = study({"none": 0.91, "standard": 0.93, "gaussian": 0.9305})
     rows = rank_groups(records, by="variant")
     none = recompute(records, "none-best")
+    margins = {}
     for row in rows:
         if row["group"] == "none":
             assert row["vs_none"] is None
             continue
         mine = recompute(records, row["config_key"])
-        diffs = np.array([mine[s] - none[s] for s in SEEDS])
+        diffs = np.array([mine[s] - none[s] for s in REPLICATES])
         half = stats.t.ppf(0.975, len(diffs) - 1) * stats.sem(diffs)
         cmp = row["vs_none"]
-        assert cmp["n_pairs"] == 6
+        assert cmp["n_pairs"] == 5
         assert cmp["improvement"] == pytest.approx(diffs.mean(), abs=1e-12)
         assert cmp["half_width"] == pytest.approx(half, abs=1e-12)
         assert cmp["p_value"] == pytest.approx(
-            stats.ttest_rel(list(mine.values()), [none[s] for s in SEEDS]).pvalue
+            stats.ttest_rel([mine[s] for s in REPLICATES], [none[s] for s in REPLICATES]).pvalue
         )
-        assert cmp["different"] and cmp["p_holm"] < 0.05
-        assert f"{100 * diffs.mean():.1f}±{100 * half:.1f}" in verdict_sentence(rows)
-    sentence = verdict_sentence(rows)
-    assert sentence.startswith("gaussian and standard are tied")
-    assert "both beat none by" in sentence
+        assert cmp["different"] and cmp["p_value"] < 0.05
+        margins[row["group"]] = f"{100 * diffs.mean():.1f}±{100 * half:.1f}"
+    # 0.05 points apart: the leader (the search's best) beats none, not the other.
+    leader, other = rows[0]["group"], rows[1]["group"]
+    assert {leader, other} == {"gaussian", "standard"}
+    assert verdict_sentence(rows) == (
+        f"{leader} beats none by {margins[leader]} points; no evidence that it beats {other}."
+    )
+    assert rows[0]["vs_none"]["claimed"] and not rows[1]["vs_best"]["claimed"]
     json.dumps(rows, allow_nan=False)
 
 
 def test_a_clear_winner_is_named_with_its_margin_over_the_runner_up():
     rows = rank_groups(study({"none": 0.90, "standard": 0.94, "vanilla": 0.92}))
     sentence = verdict_sentence(rows)
-    assert sentence.startswith("standard is best; it beats the runner-up vanilla by 2.0±")
-    margin = re.search(r"; it beats none by ([0-9.]+)±([0-9.]+) points\.$", sentence)
-    assert margin and float(margin[1]) == pytest.approx(4.0, abs=0.3)
+    margins = re.fullmatch(
+        r"standard is best; it beats the runner-up vanilla by ([0-9.]+)±[0-9.]+ points "
+        r"and none by ([0-9.]+)±[0-9.]+ points\.",
+        sentence,
+    )
+    assert margins, sentence
+    assert float(margins[1]) == pytest.approx(2.0, abs=0.3)
+    assert float(margins[2]) == pytest.approx(4.0, abs=0.3)
+    assert all(row["vs_best"]["claimed"] for row in rows[1:])
 
 
 def test_a_none_runner_up_is_not_named_twice():
@@ -128,8 +149,9 @@ def test_overlapping_results_give_no_evidence_of_a_difference():
         *replicates("standard", "s", 0.901, seed_effect=effect, noise=0.02, rng=rng),
     ]
     rows = rank_groups(records)
-    assert rows[1]["vs_best"]["p_holm"] >= 0.05
-    assert verdict_sentence(rows).startswith("No evidence of a difference between")
+    assert rows[1]["vs_best"]["p_value"] >= 0.05
+    assert not rows[1]["vs_best"]["different"]
+    assert verdict_sentence(rows).startswith("No evidence that one variant is best")
 
 
 def test_single_seed_results_are_not_compared():
@@ -154,9 +176,76 @@ def test_placements_rank_none_as_its_own_baseline():
     assert {row["group"] for row in rows} == {"none", "hidden", "input"}
 
 
-def test_holm_adjustment_by_hand():
-    assert holm([0.01, 0.04, None, 0.03]) == pytest.approx([0.03, 0.06, None, 0.06])
+def test_a_single_value_has_no_interval_and_no_trials_no_ranking():
     assert mean_ci([1.0])["half_width"] is None
+    assert rank_groups([]) == []
+    assert verdict_sentence([]).startswith("Only no variant")
+
+
+def test_identical_differences_on_every_seed_back_no_claim():
+    # On 359 validation images, +0.2 points on each of 3 seeds happens; t would be ±∞.
+    base = {1: 0.900, 2: 0.911, 3: 0.905}
+    better = {s: v + 0.002 for s, v in base.items()}
+    cmp = paired_difference(better, base)
+    assert cmp["n_pairs"] == 3 and cmp["mean_diff"] == pytest.approx(0.002)
+    assert cmp["p_value"] is None
+    records = [
+        {
+            "variant": v,
+            "placement": "hidden",
+            "config_key": v,
+            "seed": s,
+            "value": x[s],
+            "replicate": s > 0,
+        }
+        for v, x in (("none", {0: 0.9, **base}), ("standard", {0: 0.91, **better}))
+        for s in x
+    ]
+    sentence = verdict_sentence(rank_groups(records))
+    assert sentence.startswith("No evidence that one variant is best"), sentence
+
+
+def test_two_replicate_seeds_back_no_claim_however_far_apart():
+    rng = random.Random(2)
+    effect = [0.0] * len(SEEDS)
+    records = [
+        r
+        for v, level in (("none", 0.80), ("standard", 0.95))
+        for r in replicates(v, v, level, seed_effect=effect, rng=rng)
+        if r["seed"] <= 2
+    ]
+    rows = rank_groups(records)
+    assert not any(row["replicated"] for row in rows)
+    assert verdict_sentence(rows).startswith("Not enough seed replicates")
+    assert "3 fresh seeds" in verdict_sentence(rows)
+
+
+def test_the_config_is_chosen_on_its_search_trial_not_on_its_replicates():
+    rng = random.Random(3)
+    effect = [0.0] * len(SEEDS)
+    records = [
+        *replicates("none", "n", 0.90, seed_effect=effect, placement="none", rng=rng),
+        *replicates("standard", "lucky", 0.90, seed_effect=effect, rng=rng),
+        *replicates("standard", "steady", 0.92, seed_effect=effect, rng=rng),
+    ]
+    for r in records:  # the search saw `lucky` at its best
+        if r["config_key"] == "lucky" and not r["replicate"]:
+            r["value"] = 0.99
+    standard = next(row for row in rank_groups(records) if row["group"] == "standard")
+    # Choosing `steady` by its replicates' mean would test it on the data that chose it.
+    assert standard["config_key"] == "lucky" and standard["search_value"] == 0.99
+    assert standard["mean"] == pytest.approx(statistics.fmean(recompute(records, "lucky").values()))
+    assert standard["n_candidates"] == 2
+
+
+def test_unreplicated_variants_are_named_as_not_compared():
+    records = study({"none": 0.90, "standard": 0.94})
+    records.append(
+        {"variant": "rdrop", "placement": "hidden", "config_key": "r", "seed": 0, "value": 0.99}
+    )
+    rows = rank_groups(records)
+    assert rows[-1]["group"] == "rdrop" and not rows[-1]["replicated"]
+    assert verdict_sentence(rows).endswith("(rdrop: too few replicates to compare).")
 
 
 def importance_records(seed=0):

@@ -1,0 +1,173 @@
+"""`studyd summary` tells one story: through a real `studyd serve` (no workers) and the CLI, on
+a study whose trials are written the worker's way: a no-dropout run reused many times, variants
+measured a few times each, the single best trial not of the variant with the best median."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import optuna
+import pytest
+from cli_harness import TOKEN, Server, parsed, start_server, stop_server, studyd
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+from studyd.analysis.evidence import DIAGNOSTIC_MEANS
+
+SPEC = {
+    "name": "story",
+    "dataset": "digits",
+    "dropout": {"variants": ["none", "standout", "dropconnect", "multisample"]},
+    "training": {"epochs": 2},
+    "search": {"n_trials": 40},
+}
+# (variant, value) of each trained run; `none`'s first run is reused by REUSED later trials.
+RUNS = [
+    ("none", 0.9833),
+    ("none", 0.9610),
+    *[("standout", v) for v in (0.9805, 0.9749, 0.9749, 0.9610)],
+    *[("dropconnect", v) for v in (0.9749, 0.9694, 0.9694, 0.9666, 0.9610)],
+    ("multisample", 0.9526),
+]
+REUSED = 17
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    running = start_server(tmp_path_factory.mktemp("cli-summary"), workers=0)
+    yield running
+    stop_server(running)
+
+
+def _trial(
+    number: int, variant: str, value: float, seed: int = 0, **attrs
+) -> optuna.trial.FrozenTrial:
+    """A complete trial as a worker records it; `number` names its configuration."""
+    rate = 0.0 if variant == "none" else 0.1 + 0.05 * number
+    diagnostics = dict.fromkeys(DIAGNOSTIC_MEANS, 0.5) | {"val_acc": value, "gap": 0.03}
+    return optuna.trial.create_trial(
+        params={"variant": variant, "rate": rate},
+        distributions={
+            "variant": CategoricalDistribution([v for v in SPEC["dropout"]["variants"]]),
+            "rate": FloatDistribution(0.0, 0.9),
+        },
+        value=value,
+        user_attrs={
+            "variant": variant,
+            "placement": "none" if variant == "none" else "hidden",
+            "config_key": f"{variant}-{number}",
+            "train": {"seed": seed, "epochs": 2},
+            "config": {"hidden": [64], "variant": variant, "rates": [rate]},
+            **diagnostics,
+            **attrs,
+        },
+    )
+
+
+def _submit(server: Server, trials: list[optuna.trial.FrozenTrial]) -> dict:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    created = httpx.post(f"{server.url}/studies", json=SPEC, headers=headers, timeout=30)
+    assert created.status_code == 201, created.text
+    study = created.json()
+    optuna.load_study(study_name=study["optuna_name"], storage=server.database_url).add_trials(
+        trials
+    )
+    return study
+
+
+@pytest.fixture(scope="module")
+def study(server) -> dict:
+    """A search without replicates (as `studyd demo` runs it)."""
+    trials = [_trial(number, variant, value) for number, (variant, value) in enumerate(RUNS)]
+    # The same no-dropout config again: its result, not a new run.
+    trials += [_trial(0, "none", RUNS[0][1], reused_from=0) for _ in range(REUSED)]
+    return _submit(server, trials)
+
+
+# (search value, replicate values on seeds 1–3) of each variant's replicated config.
+REPLICATED = {
+    "standout": (0.981, [0.978, 0.979, 0.977]),
+    "none": (0.975, [0.970, 0.972, 0.969]),
+    "dropconnect": (0.970, [0.972, 0.975, 0.970]),
+}
+
+
+@pytest.fixture(scope="module")
+def replicated_study(server) -> dict:
+    """Three variants replicated on 3 seeds; multisample's lucky single trial is the best."""
+    trials = [_trial(9, "multisample", 0.99)]
+    for number, (variant, (search, replicates)) in enumerate(REPLICATED.items()):
+        trials.append(_trial(number, variant, search))
+        trials += [
+            _trial(number, variant, value, seed=seed, replicate_of=number)
+            for seed, value in enumerate(replicates, start=1)
+        ]
+    return _submit(server, trials)
+
+
+def test_every_per_variant_number_counts_the_same_trained_runs(server, study):
+    summary = parsed(studyd("summary", str(study["id"]), "--json", url=server.url))
+    assert summary["n_complete"] == len(RUNS) + REUSED
+    trained = {v: sum(r[0] == v for r in RUNS) for v, _ in RUNS}
+    stats = {row["variant"]: row for row in summary["variants"]}
+    diagnostics = {row["variant"]: row for row in summary["diagnostics"]}
+    assert {v: row["n"] for v, row in stats.items()} == trained
+    assert {v: row["n"] for v, row in diagnostics.items()} == trained
+    assert stats["none"]["n_reused"] == REUSED and stats["none"]["median"] == (0.9833 + 0.9610) / 2
+    # Counted 19 times, the reused run made `none` the "best median" before.
+    assert summary["variants"][0]["variant"] == "standout"
+
+
+def test_the_best_trial_and_the_leading_variant_are_told_together(server, study):
+    summary = parsed(studyd("summary", str(study["id"]), "--json", url=server.url))
+    assert summary["best"]["variant"] == "none" and summary["best"]["value"] == 0.9833
+    assert summary["verdict"].startswith("Not enough seed replicates for a verdict")
+    assert "highest median so far: standout (0.9749 over 4 trained runs" in summary["verdict"]
+    note = summary["best_trial_note"]
+    assert note.startswith("The best single trial, #0 (none, 0.9833), is not of standout, the ")
+    assert "variant with the highest median: " in note and "lucky draw" in note
+
+
+def test_with_replicates_the_verdicts_leader_and_the_best_trial_are_told_together(
+    server, replicated_study
+):
+    sid = str(replicated_study["id"])
+    summary = parsed(studyd("summary", sid, "--json", url=server.url))
+    assert summary["best"]["variant"] == "multisample"
+    assert summary["verdict"].startswith("standout is best; it beats the runner-up dropconnect")
+    assert summary["verdict"].endswith("(multisample: too few replicates to compare).")
+    assert summary["best_trial_note"] == (
+        "The best single trial, #0 (multisample, 0.99), is not of the verdict's leader "
+        "standout: the verdict scores each variant's chosen config by its mean over fresh "
+        "replicate seeds, while one trial also carries its seed's luck (multisample has no "
+        "replicated config)."
+    )
+    human = _readable_at_80_columns(studyd("summary", sid, url=server.url, columns=80))
+    assert "verdict by variant" in human and "vs leader" in human
+    # Nothing of multisample was measured on fresh seeds: its verdict row is dashes.
+    assert "multisample 0 1 — — — —" in human
+
+
+def _readable_at_80_columns(result) -> str:
+    """The output, checked to fit 80 columns with nothing cut; whitespace-joined."""
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, result.stdout
+    assert "…" not in result.stdout, result.stdout
+    for name in ("dropconnect", "multisample", "standout"):
+        assert any(name in line.split() for line in lines), name
+    return " ".join(result.stdout.split())
+
+
+def test_the_summary_reads_whole_at_80_columns_with_distinct_titles(server, study):
+    result = studyd("summary", str(study["id"]), url=server.url, columns=80)
+    _readable_at_80_columns(result)
+    lines = result.stdout.splitlines()
+    for header in ("runs", "train", "val", "gap", "ECE", "NLL", "MC ECE", "KL", "ms/1k"):
+        assert header in result.stdout
+    assert "MC ECE: ECE of the MC-dropout" in " ".join(result.stdout.split())
+    titles = [line.strip() for line in lines if " by variant" in line or " by placement" in line]
+    titles = [t for t in titles if ":" in t]
+    assert len(titles) == len(set(titles)) >= 3, titles
+    note = " ".join(result.stdout.split())
+    assert "The best single trial, #0 (none, 0.9833), is not of standout" in note
