@@ -20,8 +20,9 @@ from optuna.trial import FrozenTrial, TrialState
 from models.config import ModelConfig, TrainConfig
 from studyd.analysis.canonical import canonicalize, config_key
 from studyd.daemon.records import is_feasible
-from studyd.daemon.search import grid_space, suggest_config
+from studyd.daemon.search import suggest_config
 from studyd.spec import StudySpec
+from studyd.spec.space import grid_space
 
 logger = logging.getLogger(__name__)
 
