@@ -108,3 +108,21 @@ def test_replicates_retrain_the_top_configs_with_new_seeds_before_the_study_is_d
         assert r.user_attrs["run_key"] != original.user_attrs["run_key"]
     assert {r.user_attrs["variant"] for r in replicates} == variants
     assert done.test_score is not None
+
+
+def test_distinct_runs_counts_canonical_runs_of_a_finite_space_and_none_for_a_continuum():
+    from studyd.daemon.runs import REPEATS_IN_A_ROW, distinct_runs, search_exhausted
+
+    finite = load_spec(
+        "name: f\nmodel: {depth: 1, width: 8}\ntraining: {epochs: 2, lr: 0.01}\n"
+        "dropout: {variants: [none, standard], placements: [hidden, pre_activation], "
+        "rate: {choices: [0.0, 0.3, 0.5]}}"
+    )
+    # none; standard 0.3 and 0.5 (pre_activation is hidden under ReLU; p = 0 is none).
+    assert distinct_runs(finite, (64, 10)) == 3
+    continuum = load_spec("name: c\ndropout: {variants: [none, standard], rate: [0.1, 0.5]}")
+    assert distinct_runs(continuum, (64, 10)) is None
+    study = optuna.create_study()
+    assert search_exhausted(study, continuum, None, REPEATS_IN_A_ROW - 1) is None
+    ended = search_exhausted(study, continuum, None, REPEATS_IN_A_ROW)
+    assert ended is not None and f"proposed {REPEATS_IN_A_ROW} configurations in a row" in ended
