@@ -148,6 +148,7 @@ def _same_spec(stored: dict[str, Any], submitted: StudySpec) -> bool:
     },
 )
 def submit_study(
+    request: Request,
     response: Response,
     spec: Annotated[dict[str, Any], Body()],
     ctx: Annotated[AppContext, Depends(context)],
@@ -178,7 +179,7 @@ def submit_study(
             "with a different spec"
         )
     response.headers["Location"] = f"/studies/{record.id}"
-    return detail(ctx, record)
+    return detail(ctx, record, str(request.base_url))
 
 
 @router.get("/studies", response_model=Page[Study], responses=responses(422, 503))
