@@ -12,9 +12,16 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from storage import queue, trial_store
-from storage.queue import IllegalStateChange, StudyNotFound, StudyRecord, WorkerGone
+from storage.queue import (
+    DUPLICATE_ATTR,
+    IllegalStateChange,
+    StudyNotFound,
+    StudyRecord,
+    WorkerGone,
+)
 from storage.trial_batch import set_many_user_attrs
 from studyd.daemon.records import REUSED_ATTRS, constraint_values, objective_values
+from studyd.daemon.runs import distinct_runs, search_exhausted
 from studyd.daemon.worker.state import DB_ERRORS, ServedStudy, StudyIdentity, WorkerState
 
 logger = logging.getLogger(__name__)
@@ -31,6 +38,9 @@ class Outcomes:
         # Replicates and the test score are owed whoever settles the last slot (we, another
         # worker or the reaper): the finaliser claims each once.
         self.finalize = finalize
+        # Per study: proposals in a row that repeated a run it has, and its `distinct_runs`.
+        self.repeats: dict[int, int] = {}
+        self.space_size: dict[int, int | None] = {}
 
     def conclude(
         self,
@@ -42,11 +52,19 @@ class Outcomes:
         lease: int | None,
         *,
         recorded: bool = False,
+        duplicate: bool = False,
     ) -> None:
-        """Record the outcome (unless `recorded` already), tell Optuna, settle the slot."""
+        """Record the outcome (unless `recorded` already), tell Optuna, settle the slot.
+
+        A `duplicate` (a run the study already has) is told its known result, so the sampler
+        learns it, but does not count: its slot goes back (`repeated`).
+        """
         spec, study = served.spec, served.study
         violations = constraint_values(spec.search.constraints, outcome)
         patiently = self.state.patiently
+        if duplicate:
+            outcome = outcome | {DUPLICATE_ATTR: outcome.get("reused_from")}
+            recorded = False
         try:
             if not recorded:
                 record_one = [(trial, outcome)]
@@ -66,7 +84,42 @@ class Outcomes:
             told = self.tell(study, trial, state=TrialState.FAIL)
         else:
             told = self.tell(study, trial, values=values)
+        if duplicate and told is not None:
+            self.repeated(record, served, lease)
+            return
         self.settle(record, served, told, lease)
+
+    def repeated(self, record: StudyRecord, served: ServedStudy, lease: int | None) -> None:
+        """Give a duplicate's slot back, or end the search when it keeps repeating itself or
+        has trained every configuration of a finite space."""
+        repeats = self.repeats[record.id] = self.repeats.get(record.id, 0) + 1
+        if record.id not in self.space_size:
+            self.space_size[record.id] = distinct_runs(served.spec, served.data)
+        why = search_exhausted(served.study, served.spec, self.space_size[record.id], repeats)
+        ended = served.study.user_attrs.get("search_ended")
+        if why is None and ended is None:
+            self.release(record, lease)
+            return
+        # Once ended, a slot given back lowers the target with it (or it would be claimed again).
+        why = why or ended
+        state = self.state
+        row = state.lease_row(lease)
+        logger.info("study %s: %s", record.id, why)
+        state.served.pop(record.id, None)
+        try:
+            state.patiently(
+                "ending the search", lambda: served.study.set_user_attr("search_ended", why)
+            )
+            state.patiently(
+                "ending the search",
+                lambda: queue.end_search_early(state.engine, record.id, worker_id=row),
+            )
+        except WorkerGone:
+            state.gone.set()
+            return
+        except (IllegalStateChange, StudyNotFound):
+            return  # ended meanwhile (another worker, a cancel)
+        self.finalize()
 
     def record_all(self, outcomes: list[tuple[optuna.Trial, dict[str, Any]]]) -> bool:
         """A batch's outcomes in one transaction; False leaves them to `conclude` one by one
@@ -131,6 +184,7 @@ class Outcomes:
             state.gone.set()
             return
         state.trials_run += 1
+        self.repeats[record.id] = 0
         if after.state == "done":
             state.forget(record.id)
         self.finalize()

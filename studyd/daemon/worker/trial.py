@@ -90,7 +90,10 @@ class TrialRunner:
             outcomes.tell(study, trial, state=TrialState.FAIL)
             outcomes.fail_study(record, message)
             return
-        outcomes.conclude(record, served, trial, outcome, pruned, self.state.worker_id)
+        duplicate = plan.reused is not None and is_duplicate(trial)
+        outcomes.conclude(
+            record, served, trial, outcome, pruned, self.state.worker_id, duplicate=duplicate
+        )
 
     def begin(self, record: StudyRecord, served: ServedStudy, lease: int | None) -> optuna.Trial:
         """Ask for a trial and record it on the slot's lease (a lost database FAILs it, retried)."""
@@ -220,6 +223,12 @@ class TrialRunner:
         except DB_ERRORS:
             logger.warning("trial %s: epoch %s could not be judged", trial.number, m.epoch)
             return False
+
+
+def is_duplicate(trial: optuna.Trial) -> bool:
+    """A reused run that does not count towards the target: a search proposal (a seed
+    replicate, enqueued by the finaliser, counts whatever it reuses)."""
+    return "replicate_of" not in trial.user_attrs
 
 
 def _can_prune(trial: optuna.Trial, spec: StudySpec) -> bool:
