@@ -105,7 +105,7 @@ class Outcomes:
         state = self.state
         row = state.lease_row(lease)
         logger.info("study %s: %s", record.id, why)
-        state.served.pop(record.id, None)
+        state.forget(record.id)
         try:
             state.patiently(
                 "ending the search", lambda: served.study.set_user_attr("search_ended", why)
