@@ -118,8 +118,14 @@ class StudyFinalizer:
         (the study's result stands without it)."""
         try:
             write_study_note(self.engine, study, spec, test_score=score)
-        except Exception:  # noqa: BLE001 - the note is a view of the result, not part of it
-            logger.exception("%s: the dashboard note could not be written", study.study_name)
+        except Exception as exc:  # noqa: BLE001 - the note is a view of the result, not part of it
+            # One line, no traceback: the usual cause is a study deleted as it ended.
+            logger.warning(
+                "%s: the dashboard note could not be written (%s: %s)",
+                study.study_name,
+                type(exc).__name__,
+                exc,
+            )
 
 
 def enqueue_missing_replicates(study: optuna.Study, spec: StudySpec) -> int:
