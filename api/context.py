@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import threading
 from collections import OrderedDict
@@ -17,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from storage.engine import make_engine
 from storage.optuna_storage import make_optuna_storage
+from studyd.heap import return_free_pages
 from studyd.settings import Settings
 
 T = TypeVar("T")
@@ -97,11 +97,7 @@ def settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
-    try:
-        trim = ctypes.CDLL(None).malloc_trim  # the process's own symbols: libc's, if glibc
-    except (OSError, AttributeError):
-        return
-    trim(0)
+    return_free_pages()
 
 
 async def in_thread(work: Callable[[], T]) -> T:

@@ -8,10 +8,11 @@ only; elsewhere a no-op).
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import logging
 import os
+
+from studyd.heap import return_free_pages
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +33,7 @@ def resident_bytes() -> int | None:
 def trim_heap() -> None:
     """Collect, then return free heap pages to the OS."""
     gc.collect()
-    try:
-        trim = ctypes.CDLL(None).malloc_trim  # the process's own symbols: libc's, if glibc
-    except (OSError, AttributeError):
-        return
-    trim(0)
+    return_free_pages()
 
 
 class HeapKeeper:
