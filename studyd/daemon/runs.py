@@ -1,5 +1,5 @@
 """Runs: the canonical configuration a trial trains (a finished run with its `run_key` is reused
-instead: `storage.trial_store.first_complete_with_attr`), and the seed replicates that turn a
+instead: `storage.trial_store.first_with_attr`), and the seed replicates that turn a
 search's best configurations into evidence.
 
 A *run* is a canonical configuration plus a seed (`run_key`): two trials of one run would train

@@ -4,6 +4,7 @@ given back, or its study failed. A trial the reaper already failed is dropped, n
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
@@ -28,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 # The first word of the `error` attribute of a trial stopped because its study was cancelled.
 CANCELLED = "cancelled"
+# How often a trial whose run a lower trial is still training looks whether it has finished.
+TWIN_POLL_SECONDS = 0.2
 
 
 class Outcomes:
@@ -60,10 +63,16 @@ class Outcomes:
         learns it, but does not count: its slot goes back (`repeated`).
         """
         spec, study = served.spec, served.study
-        violations = constraint_values(spec.search.constraints, outcome)
         patiently = self.state.patiently
+        if not duplicate and "reused_from" not in outcome:
+            twin = self.settled_twin(study, trial)
+            if twin is not None and "reused_from" in twin:
+                duplicate, outcome, pruned = True, twin, False
+            elif twin is not None:
+                duplicate, outcome = True, outcome | twin
+        violations = constraint_values(spec.search.constraints, outcome)
         if duplicate:
-            outcome = outcome | {DUPLICATE_ATTR: outcome.get("reused_from")}
+            outcome = {DUPLICATE_ATTR: outcome.get("reused_from")} | outcome
             recorded = False
         try:
             if not recorded:
@@ -88,6 +97,17 @@ class Outcomes:
             self.repeated(record, served, lease)
             return
         self.settle(record, served, told, lease)
+
+    def settled_twin(self, study: optuna.Study, trial: optuna.Trial) -> dict[str, Any] | None:
+        """`settled_twin` with this worker's stop flag, reading through database hiccups."""
+        return settled_twin(
+            study,
+            trial,
+            interrupted=self.state.interrupted,
+            read=lambda t: self.state.patiently(
+                "reading a trial", lambda: trial_store.read_back(study, t)
+            ),
+        )
 
     def repeated(self, record: StudyRecord, served: ServedStudy, lease: int | None) -> None:
         """Give a duplicate's slot back, or end the search when it keeps repeating itself or
@@ -291,6 +311,43 @@ class Outcomes:
         # Already ended (another worker failed it, or it was cancelled or deleted): nothing to do.
         with suppress(IllegalStateChange, StudyNotFound):
             queue.fail_study(self.state.engine, record.id, message)
+
+
+def settled_twin(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    *,
+    interrupted: Callable[[], bool],
+    read: Callable[[FrozenTrial], FrozenTrial],
+) -> dict[str, Any] | None:
+    """The outcome a trained trial takes when a lower trial trained the same run: the lower
+    one's once it completes (waited for while it trains), or its own marked as a repeat of it
+    when `interrupted` first. None: no such trial, or it ended otherwise (pruned, failed), and
+    this one counts.
+
+    Two workers can propose one run at once, each before the other's finished: the lower trial
+    counts and the higher is told the known result without counting, whichever finishes first.
+    Waiting only on lower numbers, a worker settling its stack in trial order, cannot deadlock.
+    A seed replicate always counts.
+    """
+    attrs = trial.user_attrs
+    if "replicate_of" in attrs or "run_key" not in attrs:
+        return None
+    earlier = trial_store.first_with_attr(
+        study,
+        "run_key",
+        attrs["run_key"],
+        before=trial.number,
+        states=(TrialState.COMPLETE, TrialState.RUNNING),
+    )
+    while earlier is not None and earlier.state == TrialState.RUNNING:
+        if interrupted():
+            return {DUPLICATE_ATTR: earlier.number}
+        time.sleep(TWIN_POLL_SECONDS)
+        earlier = read(earlier)
+    if earlier is None or earlier.state != TrialState.COMPLETE:
+        return None
+    return reused(earlier.user_attrs, earlier.number)
 
 
 def reused(outcome: dict[str, Any], number: int) -> dict[str, Any]:

@@ -122,7 +122,7 @@ class TrialRunner:
         set_many_user_attrs(list(zip(trials, attrs, strict=True)))
         plans = []
         for trial, (model_cfg, train_cfg), recorded in zip(trials, configs, attrs, strict=True):
-            earlier = trial_store.first_complete_with_attr(
+            earlier = trial_store.first_with_attr(
                 served.study, "run_key", recorded["run_key"], before=trial.number
             )
             # The same canonical config and seed already finished: its result is this one's.
