@@ -64,9 +64,7 @@ def test_first_trial_with_attr_finds_the_lowest_complete_below(optuna_storage):
     study.tell(other, 0.9)
 
     def find(key, before):
-        return first_trial_with_attr(
-            optuna_storage, study._study_id, "run_key", key, before=before
-        )
+        return first_trial_with_attr(optuna_storage, study._study_id, "run_key", key, before=before)
 
     assert find("abc", 10).number == 1
     assert find("abc", 1) is None
