@@ -1,6 +1,7 @@
 """What optuna-dashboard shows of a study: its objectives by name and, in the study's note, the
 answer — the verdict, the per-variant table with the train−validation gap, the test score and
-the variant-aware importances (fANOVA within each variant).
+the variant-aware importances (fANOVA within each variant); and its key plots as graphs
+(`studyd.daemon.dashboard_graphs`).
 
 The dashboard's own importance panel runs fANOVA over every parameter at once, where a knob only
 one variant has looks decisive and `variant` looks irrelevant; the note gives studyd's reading.
@@ -15,6 +16,7 @@ from typing import Any
 import optuna
 from sqlalchemy import Engine
 
+from studyd.daemon.dashboard_graphs import save_study_graphs
 from studyd.spec import StudySpec
 
 logger = logging.getLogger(__name__)
@@ -34,7 +36,8 @@ def name_objectives(study: optuna.Study, spec: StudySpec) -> None:
 def write_study_note(
     engine: Engine, study: optuna.Study, spec: StudySpec, *, test_score: float | None
 ) -> str:
-    """Compute the study's evidence and save it as the study's dashboard note; returns it."""
+    """Compute the study's evidence and save it as the study's dashboard note, with its graphs
+    (`dashboard_graphs`); returns the note."""
     from optuna_dashboard import save_note
 
     # optuna.importance brings scikit-learn and SciPy: only a finalising worker needs them.
@@ -51,6 +54,7 @@ def write_study_note(
         search_ended=study.user_attrs.get("search_ended"),
     )
     save_note(study, note)
+    save_study_graphs(study, spec.search.objective_names()[0])
     return note
 
 

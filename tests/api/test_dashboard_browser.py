@@ -132,6 +132,11 @@ def test_a_finished_studys_dashboard_page_shows_its_metric_and_verdict(guarded: 
             # The study page labels its objective by name ("Objective 0" before).
             page.get_by_text("val_acc").first.wait_for(timeout=30_000)
             assert page.get_by_text("Objective 0").count() == 0
+            # studyd's graphs are drawn on it (plotly renders their titles as SVG text).
+            page.get_by_text("val_acc per variant").first.wait_for(timeout=30_000)
+            page.get_by_text("train − validation accuracy gap per variant").first.wait_for(
+                timeout=30_000
+            )
             # Its Note tab holds the answer.
             page.goto(detail["dashboard_url"] + "/note")
             page.get_by_text(f"studyd study {study['id']}: the answer").first.wait_for(

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import optuna
+import pytest
 from optuna_dashboard import get_note
 
 from storage import queue
+from studyd.daemon.dashboard_graphs import (
+    GAP_BY_VARIANT,
+    OBJECTIVE_BY_VARIANT,
+    RATE_VS_OBJECTIVE,
+    counted_runs,
+)
 from studyd.daemon.dashboard_note import study_note
 from studyd.daemon.service import submit_spec
 from studyd.daemon.worker import Worker, WorkerOptions
@@ -34,6 +43,33 @@ def test_a_finished_study_names_its_objective_and_notes_verdict_table_and_test_s
     assert f"{done.test_score:.3f}" in note
     assert "| none |" in note and "| standard |" in note and "| gap |" in note
     assert "fANOVA within each variant" in note
+    # The key plots are the dashboard's graphs, each over the runs the search counted.
+    finished = optuna.load_study(study_name=record.optuna_name, storage=storage)
+    graphs = dashboard_graphs(storage, finished)
+    assert set(graphs) == {OBJECTIVE_BY_VARIANT, GAP_BY_VARIANT, RATE_VS_OBJECTIVE}
+    runs = counted_runs(finished)
+    accuracy = graphs[OBJECTIVE_BY_VARIANT]
+    assert accuracy["layout"]["title"]["text"] == "val_acc per variant"
+    plotted = sorted(y for box in accuracy["data"] for y in box["y"])
+    assert plotted == sorted(t.value for t in runs)
+    assert {box["name"] for box in accuracy["data"]} == {t.user_attrs["variant"] for t in runs}
+    gaps = sorted(y for box in graphs[GAP_BY_VARIANT]["data"] for y in box["y"])
+    assert gaps == pytest.approx(sorted(t.user_attrs["gap"] for t in runs))
+    scatter = {s["name"]: s for s in graphs[RATE_VS_OBJECTIVE]["data"]}
+    assert all(x == 0.0 for x in scatter["none"]["x"])
+    assert all(0.1 <= x <= 0.6 for x in scatter.get("standard", {"x": []})["x"])
+
+
+def dashboard_graphs(storage, study: optuna.Study) -> dict:
+    """The graphs optuna-dashboard serves for the study: what its study page draws."""
+    import httpx
+    import optuna_dashboard
+
+    study_id = storage.get_study_id_from_name(study.study_name)
+    transport = httpx.WSGITransport(app=optuna_dashboard.wsgi(storage))
+    with httpx.Client(transport=transport, base_url="http://dashboard") as client:
+        detail = client.get(f"/api/studies/{study_id}", params={"after": 0}).json()
+    return {g["id"]: json.loads(g["graph_object"]) for g in detail["plotly_graph_objects"]}
 
 
 def test_the_note_puts_the_verdict_and_search_end_first_and_reads_importances_per_variant():
