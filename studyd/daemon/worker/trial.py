@@ -17,6 +17,7 @@ from models.training import EpochMetrics, TrainResult, train_model
 from storage import queue, trial_store
 from storage.queue import StudyRecord
 from storage.trial_batch import report_many, set_many_user_attrs
+from studyd.daemon.exploring import ExploringSampler
 from studyd.daemon.records import config_attrs, diagnostic_attrs, result_attrs
 from studyd.daemon.runs import trial_config
 from studyd.daemon.worker.outcomes import Outcomes, reused
@@ -25,6 +26,9 @@ from studyd.spec import StudySpec
 
 logger = logging.getLogger(__name__)
 
+# Proposals in a row that repeated a run the study has, after which each next proposal is drawn
+# at random (`exploring.ExploringSampler`) until a new run counts.
+EXPLORE_AFTER_REPEATS = 2
 # Stochastic passes for the MC-dropout diagnostics of each trial (on the validation split).
 MC_PASSES = 20
 
@@ -99,6 +103,10 @@ class TrialRunner:
         """Ask for a trial and record it on the slot's lease (a lost database FAILs it, retried)."""
         study = served.study
         trial = study.ask()
+        if self.outcomes.repeats.get(record.id, 0) >= EXPLORE_AFTER_REPEATS and isinstance(
+            study.sampler, ExploringSampler
+        ):
+            study.sampler.explore(trial.number)  # its params are suggested in `configure`
         try:
             queue.heartbeat(
                 self.state.engine,
