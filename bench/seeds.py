@@ -15,9 +15,9 @@ The claims (settings in bench/seed_claims.py; all training through studyd's own 
   dropout adds no operation at test time.
 - Multi-Sample dropout (K = 4 masks through the head): reaches a training loss in fewer epochs
   than one mask at the same rate, and generalises better.
-- R-Dropout (two passes + α·symmetric KL, 784-256-10 on mnist-5k, the seed's λ = 0.5 at batch
-  64, i.e. α = 64 on the paper's scale): the two passes disagree less than under plain dropout,
-  and test accuracy is higher.
+- R-Dropout (two passes + α·symmetric KL, 784-256-10 on mnist-5k, at the seed's λ = 0.5 at
+  batch 64, i.e. α = 64 on the paper's scale, and at studyd's default α = 1): the two passes
+  disagree less than under plain dropout, and test accuracy is higher.
 - Gaussian dropout (x·ε, ε ~ N(1, σ²), no noise at test): keeps the expectation; prevents
   overfitting (shrinks the gap) at the seed's σ = 0.1 and at σ² = p/(1−p), p = .75.
 

@@ -28,7 +28,7 @@ def printed_json(monkeypatch, capsys) -> list[dict]:
 
 
 def test_json_is_one_object_per_claim_with_its_seed_effect_ci_and_verdict(printed_json):
-    assert isinstance(printed_json, list) and len(printed_json) == 16
+    assert isinstance(printed_json, list) and len(printed_json) == 18
     named = set()
     for claim in printed_json:
         assert {"claim", "effect", "ci_low", "ci_high", "reproduced"} <= set(claim)
