@@ -29,7 +29,10 @@ CI lies above its bound (0, or 99 points for "memorised"); an equivalence claim 
 "comparable", "costs nothing") when the whole CI lies within ±its margin (1 accuracy point for
 accuracies, 0.5 % for expectations, 0 ops for test-time cost). Anything else is NOT
 REPRODUCED — including a claim whose effect points the claimed way with a CI that reaches 0.
-No setting was tuned after seeing a verdict.
+No setting was tuned after seeing a verdict. Two changes followed a first `--quick` run, neither
+toward a verdict: one torch thread (time only), and R-Dropout at the seed's own weight (α = 64)
+beside the α = 1 it had used, which is still reported. An arm that never reaches Multi-Sample's
+target loss counts as epochs + 1, so that effect is then a lower bound.
 
 `--quick` (3 seeds, fewer epochs) checks the machinery in under 3 minutes on 2 CPU cores; its
 CIs are wide and its verdicts are not the README's. `--json` prints one object per claim.
