@@ -8,19 +8,20 @@ written here once and printed with the table.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-from torch.overrides import TorchFunctionMode
-
-from bench.seed_runs import Run, describe, epochs_to_reach, paired, train_arms, train_each
+from bench.seed_measures import (
+    eval_ops,
+    expectation_error,
+    ms,
+    msv,
+    prediction_agreement,
+    two_pass_kl,
+)
+from bench.seed_runs import describe, epochs_to_reach, paired, train_arms, train_each
 from models.config import ModelConfig, TrainConfig
 from models.data import DatasetSplits
 from models.dropout import GaussianDropout, StandardDropout, VanillaDropout
-from models.mlp import build_mlp
-from models.objectives import symmetric_kl
 
 # The seed's Gaussian dropout example: ε ~ N(1, 0.1²). studyd's gaussian variant takes a rate p
 # with σ² = p/(1−p), so σ = 0.1 is p = σ²/(1+σ²).
@@ -107,7 +108,7 @@ def cs231n(data: DatasetSplits, budget: Budget) -> list[Claim]:
             "gap p=0 − gap p=.75",
             "points",
             tuple(paired(none, drop, gap)),
-            f"gap p=0 {_ms(none, gap)}, p=.75 {_ms(drop, gap)}",
+            f"gap p=0 {ms(none, gap)}, p=.75 {ms(drop, gap)}",
         ),
         Claim(
             "cs231n (vanilla vs inverted): same test accuracy once vanilla scales by 1−p at test",
@@ -115,7 +116,7 @@ def cs231n(data: DatasetSplits, budget: Budget) -> list[Claim]:
             "points",
             tuple(paired(drop, vanilla, test)),
             f"{describe('inverted', drop, 'test_acc')}; {describe('vanilla', vanilla, 'test_acc')}"
-            f"; same test predictions {_agreement(drop, vanilla, data):.3f}",
+            f"; same test predictions {prediction_agreement(drop, vanilla, data):.3f}",
             within=1.0,
         ),
         Claim(
@@ -123,14 +124,14 @@ def cs231n(data: DatasetSplits, budget: Budget) -> list[Claim]:
             f"gap p=0 − gap σ={SEED_SIGMA}",
             "points",
             tuple(paired(none, g_small, gap)),
-            f"gap p=0 {_ms(none, gap)}, σ={SEED_SIGMA} {_ms(g_small, gap)}",
+            f"gap p=0 {ms(none, gap)}, σ={SEED_SIGMA} {ms(g_small, gap)}",
         ),
         Claim(
             "gaussian: N(1, p/(1−p)) noise at p=.75 (σ=1.73) shrinks the train−val gap",
             "gap p=0 − gap gaussian p=.75",
             "points",
             tuple(paired(none, g_big, gap)),
-            f"gap p=0 {_ms(none, gap)}, gaussian {_ms(g_big, gap)}; "
+            f"gap p=0 {ms(none, gap)}, gaussian {ms(g_big, gap)}; "
             f"{describe('gaussian', g_big, 'val_acc')}",
         ),
         Claim(
@@ -139,7 +140,7 @@ def cs231n(data: DatasetSplits, budget: Budget) -> list[Claim]:
             "epochs one mask − K=4",
             "epochs",
             tuple(a - b for a, b in zip(to_loss[:n], to_loss[n:], strict=True)),
-            f"epochs: one mask {_msv(to_loss[:n])}, K=4 {_msv(to_loss[n:])} "
+            f"epochs: one mask {msv(to_loss[:n])}, K=4 {msv(to_loss[n:])} "
             f"(of {budget.cs231n_epochs}; never = epochs+1)",
         ),
         Claim(
@@ -208,7 +209,7 @@ def rdrop(data: DatasetSplits, budget: Budget) -> list[Claim]:
         epochs=budget.rdrop_epochs, batch_size=SEED_RDROP_BATCH, optimizer="adam", lr=1e-3
     )
     (plain,) = train_arms(data, model, train, [[0.5]], budget.seeds, budget.device)
-    kl_plain = [_two_pass_kl(r, data, r.seed) for r in plain]
+    kl_plain = [two_pass_kl(r, data, r.seed) for r in plain]
     default_alpha = ModelConfig.model_fields["rdrop_alpha"].default
     claims = []
     for alpha, source in (
@@ -217,7 +218,7 @@ def rdrop(data: DatasetSplits, budget: Budget) -> list[Claim]:
     ):
         r_cfg = model.model_copy(update={"variant": "rdrop", "rates": [0.5], "rdrop_alpha": alpha})
         rd = train_each(data, r_cfg, train, budget.seeds, budget.device)
-        kl = [_two_pass_kl(r, data, r.seed) for r in rd]
+        kl = [two_pass_kl(r, data, r.seed) for r in rd]
         label = f"α={alpha:g} ({source})"
         claims += [
             Claim(
@@ -225,7 +226,7 @@ def rdrop(data: DatasetSplits, budget: Budget) -> list[Claim]:
                 "symKL plain − R-Drop (test set, ×1000)",
                 "‰ nats",
                 tuple(1000 * (a - b) for a, b in zip(kl_plain, kl, strict=True)),
-                f"symKL plain {_msv(kl_plain, 4)}, R-Drop {_msv(kl, 4)}",
+                f"symKL plain {msv(kl_plain, 4)}, R-Drop {msv(kl, 4)}",
             ),
             Claim(
                 f"R-Dropout: higher test accuracy than plain dropout at p=.5, {label}",
@@ -243,7 +244,7 @@ def scaling(budget: Budget, p: float = 0.5, draws: int = 200) -> list[Claim]:
     rules = {"vanilla": VanillaDropout, "inverted": StandardDropout, "gaussian": GaussianDropout}
     claims = []
     for name, module in rules.items():
-        errors = tuple(100 * _expectation_error(module(p), seed, draws) for seed in budget.seeds)
+        errors = tuple(100 * expectation_error(module(p), seed, draws) for seed in budget.seeds)
         claims.append(
             Claim(
                 f"{'gaussian' if name == 'gaussian' else 'cs231n'} ({name}): the mean "
@@ -256,7 +257,7 @@ def scaling(budget: Budget, p: float = 0.5, draws: int = 200) -> list[Claim]:
                 within=0.5,
             )
         )
-    ops = {v: _eval_ops(v, p) for v in ("none", "standard", "vanilla")}
+    ops = {v: eval_ops(v, p) for v in ("none", "standard", "vanilla")}
     claims.append(
         Claim(
             "cs231n (inverted): no extra work at test time (vanilla multiplies by 1−p)",
@@ -269,84 +270,3 @@ def scaling(budget: Budget, p: float = 0.5, draws: int = 200) -> list[Claim]:
         )
     )
     return claims
-
-
-# --- measurements ------------------------------------------------------------------------------
-
-
-def _ms(runs: Sequence[Run], metric) -> str:
-    return _msv([metric(r) for r in runs])
-
-
-def _msv(values: Sequence[float], digits: int = 3) -> str:
-    mean = sum(values) / len(values)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1))
-    return f"{mean:.{digits}f}±{sd:.{digits}f}"
-
-
-@torch.no_grad()
-def _agreement(a: Sequence[Run], b: Sequence[Run], data: DatasetSplits) -> float:
-    """Mean fraction of test examples on which the paired nets predict the same class."""
-    same = [
-        (x.model(data.x_test).argmax(-1) == y.model(data.x_test).argmax(-1)).float().mean().item()
-        for x, y in zip(a, b, strict=True)
-    ]
-    return sum(same) / len(same)
-
-
-@torch.no_grad()
-def _two_pass_kl(run: Run, data: DatasetSplits, seed: int) -> float:
-    """Symmetric KL between two training-mode (dropout on) passes over the test set."""
-    net = run.model.net
-    net.train()
-    try:
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            out = net(data.x_test.to(next(net.parameters()).device), samples=2)
-        return float(symmetric_kl(out[0], out[1]))
-    finally:
-        net.eval()
-
-
-@torch.no_grad()
-def _expectation_error(module: torch.nn.Module, seed: int, draws: int = 200) -> float:
-    """mean over draws of the training output's total / the eval output's total, minus 1."""
-    # x's stream must not be the masks' (same seed, same generator type): the first mask would
-    # be u ≥ p on x's own uniforms, keeping exactly the large activations.
-    generator = torch.Generator().manual_seed(10_000 + seed)  # MT19937 keeps 32 bits of a seed
-    x = torch.rand(256, 512, generator=generator) + 0.5  # positive, like post-ReLU activations
-    module.eval()
-    test = module(x).double().sum()
-    module.train()
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        # In float64: a float32 running total of 200 × 131 072 activations drifts by ~0.1 %.
-        train = torch.stack([module(x).double().sum() for _ in range(draws)]).mean()
-    return float(train / test - 1.0)
-
-
-class _OpCounter(TorchFunctionMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        self.calls += 1
-        return func(*args, **(kwargs or {}))
-
-
-@torch.no_grad()
-def _eval_ops(variant: str, p: float) -> int:
-    """torch calls in one eval-mode forward of a 40-256-256-10 net with `variant` at rate p."""
-    cfg = ModelConfig(
-        input_dim=40,
-        num_classes=10,
-        hidden=[256, 256],
-        variant=variant,
-        rates=[p, p] if variant != "none" else [],
-    )
-    net = build_mlp(cfg).eval()
-    x = torch.zeros(8, 40)
-    with _OpCounter() as counter:
-        net(x)
-    return counter.calls
