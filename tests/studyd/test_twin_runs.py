@@ -10,7 +10,7 @@ import optuna
 from optuna.trial import TrialState
 
 from storage import trial_store
-from studyd.daemon.worker.outcomes import settled_twin
+from studyd.daemon.worker.repeats import settled_twin
 
 
 def _study(backend) -> optuna.Study:

@@ -4,7 +4,6 @@ given back, or its study failed. A trial the reaper already failed is dropped, n
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
@@ -21,16 +20,15 @@ from storage.queue import (
     WorkerGone,
 )
 from storage.trial_batch import set_many_user_attrs
-from studyd.daemon.records import REUSED_ATTRS, constraint_values, objective_values
+from studyd.daemon.records import constraint_values, objective_values
 from studyd.daemon.runs import distinct_runs, search_exhausted
+from studyd.daemon.worker.repeats import settled_twin
 from studyd.daemon.worker.state import DB_ERRORS, ServedStudy, StudyIdentity, WorkerState
 
 logger = logging.getLogger(__name__)
 
 # The first word of the `error` attribute of a trial stopped because its study was cancelled.
 CANCELLED = "cancelled"
-# How often a trial whose run a lower trial is still training looks whether it has finished.
-TWIN_POLL_SECONDS = 0.2
 
 
 class Outcomes:
@@ -311,45 +309,3 @@ class Outcomes:
         # Already ended (another worker failed it, or it was cancelled or deleted): nothing to do.
         with suppress(IllegalStateChange, StudyNotFound):
             queue.fail_study(self.state.engine, record.id, message)
-
-
-def settled_twin(
-    study: optuna.Study,
-    trial: optuna.Trial,
-    *,
-    interrupted: Callable[[], bool],
-    read: Callable[[FrozenTrial], FrozenTrial],
-) -> dict[str, Any] | None:
-    """The outcome a trained trial takes when a lower trial trained the same run: the lower
-    one's once it completes (waited for while it trains), or its own marked as a repeat of it
-    when `interrupted` first. None: no such trial, or it ended otherwise (pruned, failed), and
-    this one counts.
-
-    Two workers can propose one run at once, each before the other's finished: the lower trial
-    counts and the higher is told the known result without counting, whichever finishes first.
-    Waiting only on lower numbers, a worker settling its stack in trial order, cannot deadlock.
-    A seed replicate always counts.
-    """
-    attrs = trial.user_attrs
-    if "replicate_of" in attrs or "run_key" not in attrs:
-        return None
-    earlier = trial_store.first_with_attr(
-        study,
-        "run_key",
-        attrs["run_key"],
-        before=trial.number,
-        states=(TrialState.COMPLETE, TrialState.RUNNING),
-    )
-    while earlier is not None and earlier.state == TrialState.RUNNING:
-        if interrupted():
-            return {DUPLICATE_ATTR: earlier.number}
-        time.sleep(TWIN_POLL_SECONDS)
-        earlier = read(earlier)
-    if earlier is None or earlier.state != TrialState.COMPLETE:
-        return None
-    return reused(earlier.user_attrs, earlier.number)
-
-
-def reused(outcome: dict[str, Any], number: int) -> dict[str, Any]:
-    """The outcome a trial takes from trial `number`, which ran its canonical config and seed."""
-    return {k: outcome[k] for k in REUSED_ATTRS if k in outcome} | {"reused_from": number}

@@ -19,7 +19,8 @@ from models.batched import batch_key, train_batched
 from models.training import EpochMetrics
 from storage.queue import StudyRecord
 from studyd.daemon.search import stack_count
-from studyd.daemon.worker.outcomes import Outcomes, reused
+from studyd.daemon.worker.outcomes import Outcomes
+from studyd.daemon.worker.repeats import reused
 from studyd.daemon.worker.state import DB_ERRORS, ServedStudy, Stop, WorkerState
 from studyd.daemon.worker.trial import Trained, TrialPlan, TrialRunner, is_duplicate
 from studyd.spec import StudySpec

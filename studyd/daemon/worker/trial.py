@@ -20,7 +20,8 @@ from storage.trial_batch import report_many, set_many_user_attrs
 from studyd.daemon.exploring import ExploringSampler
 from studyd.daemon.records import config_attrs, diagnostic_attrs, result_attrs
 from studyd.daemon.runs import trial_config
-from studyd.daemon.worker.outcomes import Outcomes, reused
+from studyd.daemon.worker.outcomes import Outcomes
+from studyd.daemon.worker.repeats import reused
 from studyd.daemon.worker.state import DB_ERRORS, OutageLog, ServedStudy, Stop, WorkerState
 from studyd.spec import StudySpec
 
