@@ -175,6 +175,13 @@ class StudyDetail(Study):
     trial_counts: TrialCounts
     best_trial: TrialBrief | None
     timings: Timings
+    dashboard_url: str | None = Field(
+        default=None, description="this study's optuna-dashboard page (its id there is Optuna's)"
+    )
+    search_ended: str | None = Field(
+        default=None,
+        description="why the search ended before n_trials distinct configurations, if it did",
+    )
 
 
 _TRAINED = "trained runs: a trial that reused an identical run's result counts once, as that run"
@@ -355,6 +362,10 @@ class Summary(BaseModel):
     n_feasible: int = 0
     n_replicates: int = Field(default=0, description="complete seed-replicate trials")
     n_reused: int = Field(default=0, description="trials that reused a finished run's result")
+    search_ended: str | None = Field(
+        default=None,
+        description="why the search ended before n_trials distinct configurations, if it did",
+    )
 
 
 class Worker(BaseModel):

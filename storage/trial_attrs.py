@@ -78,10 +78,17 @@ def check_updatable(conn: sa.Connection, backend: RDBStorage, trial_ids: Sequenc
         backend.check_trial_is_updatable(trial_id, TrialState[enum_name(states[trial_id])])
 
 
-def first_complete_trial_with_attr(
-    storage: BaseStorage, study_id: int, key: str, value: Any, *, before: int
+def first_trial_with_attr(
+    storage: BaseStorage,
+    study_id: int,
+    key: str,
+    value: Any,
+    *,
+    before: int,
+    states: tuple[TrialState, ...] = (TrialState.COMPLETE,),
 ) -> FrozenTrial | None:
-    """The lowest-numbered COMPLETE trial below `before` whose user attribute `key` is `value`.
+    """The lowest-numbered trial below `before`, in one of `states` (COMPLETE unless told),
+    whose user attribute `key` is `value`.
 
     None when there is none, or when the storage is not an RDBStorage (callers then scan).
     """
@@ -94,7 +101,7 @@ def first_complete_trial_with_attr(
         .join(attrs, attrs.c.trial_id == trials.c.trial_id)
         .where(
             trials.c.study_id == study_id,
-            trials.c.state == TrialState.COMPLETE.name,
+            trials.c.state.in_([state.name for state in states]),
             trials.c.number < before,
             attrs.c.key == key,
             attrs.c.value_json == json.dumps(value),

@@ -13,7 +13,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from storage.trial_attrs import first_complete_trial_with_attr, is_rdb
+from storage.trial_attrs import first_trial_with_attr, is_rdb
 
 # Errors `Study.tell` raises for a trial that is already finished (a late or repeated tell).
 TELL_ERRORS = (RuntimeError, optuna.exceptions.UpdateFinishedTrialError, ValueError)
@@ -24,7 +24,7 @@ def trial_id(trial: optuna.Trial) -> int:
     return trial._trial_id
 
 
-def read_back(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
+def read_back(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> FrozenTrial:
     """The trial as stored now, never from the study's cache (another process may have ended it)."""
     storage = study._storage
     return getattr(storage, "_backend", storage).get_trial(trial._trial_id)
@@ -73,16 +73,22 @@ def set_constraints(trial: optuna.Trial, violations: dict[str, float]) -> None:
             trial.set_constraint(name, value)
 
 
-def first_complete_with_attr(
-    study: optuna.Study, key: str, value: Any, *, before: int
+def first_with_attr(
+    study: optuna.Study,
+    key: str,
+    value: Any,
+    *,
+    before: int,
+    states: tuple[TrialState, ...] = (TrialState.COMPLETE,),
 ) -> FrozenTrial | None:
-    """The lowest-numbered COMPLETE trial below `before` whose user attribute `key` is `value`."""
+    """The lowest-numbered trial below `before`, in one of `states` (COMPLETE unless told),
+    whose user attribute `key` is `value`."""
     if is_rdb(study._storage):
-        return first_complete_trial_with_attr(
-            study._storage, study._study_id, key, value, before=before
+        return first_trial_with_attr(
+            study._storage, study._study_id, key, value, before=before, states=states
         )
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    for trial in sorted(complete, key=lambda t: t.number):
+    candidates = study.get_trials(deepcopy=False, states=states)
+    for trial in sorted(candidates, key=lambda t: t.number):
         if trial.number < before and trial.user_attrs.get(key) == value:
             return trial
     return None

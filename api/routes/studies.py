@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
 
 from api.context import AppContext, context, in_thread
 from api.convert import study_detail, study_out
@@ -13,6 +13,7 @@ from api.data_paths import check_data_path, input_features
 from api.errors import IdempotencyConflict, responses
 from api.params import DEFAULT_PAGE_SIZE, Limit, Offset, StudyId, capped
 from api.schemas import Page, Study, StudyDetail, StudyState
+from api.study_links import optuna_facts
 from storage import queue, trials
 from studyd.daemon.service import submit_spec
 from studyd.spec import SpecError, StudySpec, validate_spec
@@ -57,9 +58,12 @@ def load_study(ctx: AppContext, study_id: int) -> queue.StudyRecord:
     return queue.get_study(ctx.engine, study_id)
 
 
-def detail(ctx: AppContext, record: queue.StudyRecord) -> StudyDetail:
+def detail(ctx: AppContext, record: queue.StudyRecord, base_url: str = "") -> StudyDetail:
     stats, best = trials.study_progress(ctx.engine, record.optuna_name, ctx.best_trials)
-    return study_detail(record, stats, best)
+    facts = optuna_facts(ctx, record)
+    return study_detail(record, stats, best).model_copy(
+        update={"dashboard_url": facts.dashboard_url(base_url), "search_ended": facts.search_ended}
+    )
 
 
 def parse_spec(body: dict[str, Any]) -> StudySpec:
@@ -107,6 +111,7 @@ def _same_spec(stored: dict[str, Any], submitted: StudySpec) -> bool:
     },
 )
 def submit_study(
+    request: Request,
     response: Response,
     spec: Annotated[dict[str, Any], Body()],
     ctx: Annotated[AppContext, Depends(context)],
@@ -139,7 +144,7 @@ def submit_study(
             "with a different spec"
         )
     response.headers["Location"] = f"/studies/{record.id}"
-    return detail(ctx, record)
+    return detail(ctx, record, str(request.base_url))
 
 
 @router.get("/studies", response_model=Page[Study], responses=responses(422, 503))
@@ -162,9 +167,12 @@ def list_studies(
 async def get_study(
     study_id: StudyId,
     ctx: Annotated[AppContext, Depends(context)],
+    request: Request,
 ) -> StudyDetail:
-    """A study: state, progress by trial state, best trial so far, timings, error."""
-    return await in_thread(lambda: detail(ctx, load_study(ctx, study_id)))
+    """A study: state, progress by trial state, best trial so far, timings, error, its
+    optuna-dashboard page and why its search ended early (if it did)."""
+    base_url = str(request.base_url)
+    return await in_thread(lambda: detail(ctx, load_study(ctx, study_id), base_url))
 
 
 @router.post(

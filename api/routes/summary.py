@@ -13,6 +13,7 @@ from api.convert import trial_brief
 from api.errors import responses
 from api.params import StudyId
 from api.schemas import PlacementStats, Summary, VariantStats
+from api.study_links import optuna_facts
 from storage import queue, trials
 from storage.trials import StudyTrialStats, TrialRow
 from studyd.spec import SpecError, validate_spec
@@ -161,4 +162,7 @@ def _summary(ctx: AppContext, study_id: int) -> Summary:
                 summary = _complete_trials_summary(ctx, record, stats, best)
                 ctx.summaries[key] = summary
                 settle_heap()
-    return summary.model_copy(update={"state": record.state, "test_score": record.test_score})
+    ended = optuna_facts(ctx, record).search_ended
+    return summary.model_copy(
+        update={"state": record.state, "test_score": record.test_score, "search_ended": ended}
+    )

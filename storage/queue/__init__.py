@@ -20,7 +20,9 @@ from storage.queue.records import (
     WorkerRecord,
 )
 from storage.queue.slots import (
+    DUPLICATE_ATTR,
     claim_trial_slot,
+    end_search_early,
     extend_target,
     finish_trial_slot,
     release_trial_slot,
@@ -40,6 +42,7 @@ from storage.queue.wakeup import SlotWaiter, slot_open, wake_workers
 from storage.queue.workers import heartbeat, list_workers, register_worker, unregister_worker
 
 __all__ = [
+    "DUPLICATE_ATTR",
     "RETRY_KEEPS_ATTRS",
     "IllegalStateChange",
     "SlotWaiter",
@@ -52,6 +55,7 @@ __all__ = [
     "claim_trial_slot",
     "count_studies",
     "delete_study",
+    "end_search_early",
     "end_study_early",
     "extend_target",
     "fail_study",

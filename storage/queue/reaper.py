@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select
 
 from storage.queue.records import StudyNotFound
 from storage.queue.sessions import transaction, utcnow
-from storage.queue.slots import settle_slot
+from storage.queue.slots import DUPLICATE_ATTR, settle_slot
 from storage.queue.studies import get_study
 from storage.schema import Study, Worker
 
@@ -46,7 +46,9 @@ def _reap_worker(engine: Engine, optuna_storage: BaseStorage, worker: Worker) ->
     settle = "release"
     if worker.trial_id is not None:
         state = _fail_and_retry(engine, optuna_storage, worker.study_id, worker.trial_id)
-        if state in (TrialState.COMPLETE, TrialState.PRUNED):
+        if state in (TrialState.COMPLETE, TrialState.PRUNED) and not _duplicate(
+            optuna_storage, worker.trial_id
+        ):
             # Told but not yet counted when the worker died.
             settle = "finish"
     with transaction(engine) as session:
@@ -57,6 +59,11 @@ def _reap_worker(engine: Engine, optuna_storage: BaseStorage, worker: Worker) ->
         session.delete(row)
     logger.warning("reaped worker %s (pid %s on %s)", worker.id, worker.pid, worker.host)
     return True
+
+
+def _duplicate(optuna_storage: BaseStorage, trial_id: int) -> bool:
+    """A trial told a known run's result: its slot is given back, never counted."""
+    return DUPLICATE_ATTR in optuna_storage.get_trial(trial_id).user_attrs
 
 
 def _fail_and_retry(

@@ -13,6 +13,10 @@ from storage.queue.sessions import locked_study, transaction, utcnow
 from storage.queue.wakeup import announce_slots
 from storage.schema import ACTIVE_STATES, Study, Worker
 
+# The user attribute of a trial told the known result of a run its study already has: it does not
+# count towards the target, so its slot is given back (by its worker, or by the reaper).
+DUPLICATE_ATTR = "duplicate_of"
+
 
 def claim_trial_slot(
     engine: Engine, worker_id: int, *, study_id: int | None = None
@@ -106,6 +110,26 @@ def finish_trial_slot(
         row.finished += 1
         held = _held(row) or (hold_at is not None and row.target_trials == hold_at)
         if row.state in ACTIVE_STATES and row.finished >= row.target_trials and not held:
+            row.state = "done"
+            row.finished_at = utcnow(session)
+        return study_record(row)
+
+
+def end_search_early(engine: Engine, study_id: int, worker_id: int | None = None) -> StudyRecord:
+    """Stop handing out slots: `worker_id`'s slot goes back and the target drops to what is
+    claimed, so trials still in flight finish and count, and the last one ends the study (or
+    holds it for its replicates, as reaching the target would).
+    """
+    with transaction(engine) as session:
+        row = locked_study(session, study_id)
+        if row.state not in ACTIVE_STATES:
+            raise IllegalStateChange(f"study {study_id} is {row.state}: its target is final")
+        if worker_id is not None:
+            _clear_lease(session, study_id, worker_id)
+            if row.claimed > row.finished:
+                row.claimed -= 1
+        row.target_trials = max(row.claimed, row.finished)
+        if row.finished >= row.target_trials and not _held(row):
             row.state = "done"
             row.finished_at = utcnow(session)
         return study_record(row)

@@ -17,6 +17,10 @@ from models.config import PLACEMENTS, VARIANTS, ModelConfig, TrainConfig
 from models.variants import KNOBS, dropout_variant
 
 _PER_LAYER = ("hidden", "pre_activation")
+# Variants whose noise is x·m·c with a mask m ≥ 0 and c > 0 (train) and x·c (eval): ReLU
+# commutes with it exactly (relu(x·m·c) = relu(x)·m·c, the same draws in the same order), so
+# under ReLU their `pre_activation` site trains bitwise the network their `hidden` site does.
+_COMMUTES_WITH_RELU = ("standard", "vanilla")
 
 
 def _default(model: type[ModelConfig] | type[TrainConfig], field: str) -> Any:
@@ -34,6 +38,7 @@ def _live_placements(cfg: ModelConfig, rates: list[float]) -> list[str]:
     if "hidden" in named and "last_hidden" in named:
         # `hidden`'s sites already include the one `last_hidden` names (models/mlp.py).
         named.remove("last_hidden")
+    named = _pre_activation_as_hidden(cfg, named)
     if not dropout_variant(cfg.variant).takes_rate:
         # Standout takes no rate (π = sigmoid(α·Wx + β) is the rate): a named site is live.
         return named
@@ -50,12 +55,31 @@ def _live_placements(cfg: ModelConfig, rates: list[float]) -> list[str]:
     return live
 
 
+def _pre_activation_as_hidden(cfg: ModelConfig, named: list[str]) -> list[str]:
+    """`pre_activation` → `hidden` where they train the same network (`_COMMUTES_WITH_RELU`).
+
+    Only when no post site is named too: `pre_activation+last_hidden` puts two masks on the
+    last layer, which `hidden` alone does not.
+    """
+    if (
+        cfg.activation != "relu"
+        or cfg.variant not in _COMMUTES_WITH_RELU
+        or "pre_activation" not in named
+        or "hidden" in named
+        or "last_hidden" in named
+    ):
+        return named
+    merged = {"hidden" if p == "pre_activation" else p for p in named}
+    return [p for p in PLACEMENTS if p in merged]
+
+
 def canonicalize_model(cfg: ModelConfig) -> ModelConfig:
     """The representative of `cfg`'s class of equal networks.
 
     Rules: placements are a set (sorted, deduplicated; `last_hidden` is dropped beside `hidden`,
-    whose sites include it); a placement whose rates are all 0 is removed; rates no remaining
-    placement reads are 0 (`last_hidden` alone reads only the last layer's rate); with no
+    whose sites include it); under ReLU a `standard`/`vanilla` `pre_activation` site is
+    `hidden` (`_COMMUTES_WITH_RELU`); a placement whose rates are all 0 is removed; rates no
+    remaining placement reads are 0 (`last_hidden` alone reads only the last layer's rate); with no
     placement left — every p = 0 — the variant is `none`; `none` has the default placements, no
     rates, input rate 0; `standout` takes no rate, so its rates are cleared and every named
     placement stays; knobs of other variants are reset to defaults; a variant's `same_as` maps

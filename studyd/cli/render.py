@@ -180,6 +180,10 @@ def study_view(study: JSON) -> Group:
             rows.append(("best params", best.get("params")))
     if study.get("test_score") is not None:
         rows.append(("test score", study.get("test_score")))
+    if study.get("search_ended"):
+        rows.append(("search ended", study["search_ended"]))
+    if study.get("dashboard_url"):
+        rows.append(("dashboard", study["dashboard_url"]))
     if study.get("error"):
         rows.append(("error", Text(str(study["error"]), style="red")))
     return Group(key_value_table([(k, v) for k, v in rows if v not in (None, "")]))

@@ -24,6 +24,7 @@ from models.training import evaluate, train_model
 from storage import final_steps, trial_store
 from storage.final_steps import OwedStep
 from storage.optuna_storage import STORAGE_ERRORS
+from studyd.daemon.dashboard_note import write_study_note
 from studyd.daemon.records import best_trial
 from studyd.daemon.runs import replicate_seeds, replicate_targets, trial_config
 from studyd.spec import StudySpec, validate_spec
@@ -84,6 +85,7 @@ class StudyFinalizer:
         after = final_steps.open_replicates(self.engine, owed.study_id, self.worker_id, extra)
         if after is not None:
             logger.info("study %s: %s seed replicates open", owed.study_id, extra)
+            self._note(study, spec, None)  # the search's answer, before its replicates
         return after is not None
 
     def _score(self, owed: OwedStep, spec: StudySpec, study: optuna.Study) -> bool:
@@ -108,7 +110,22 @@ class StudyFinalizer:
             logger.info(
                 "study %s: best trial %s scores %.4f on test", owed.study_id, best.number, score
             )
+        self._note(study, spec, score)
         return True
+
+    def _note(self, study: optuna.Study, spec: StudySpec, score: float | None) -> None:
+        """The answer on the study's dashboard page; a note that fails is logged, not retried
+        (the study's result stands without it)."""
+        try:
+            write_study_note(self.engine, study, spec, test_score=score)
+        except Exception as exc:  # noqa: BLE001 - the note is a view of the result, not part of it
+            # One line, no traceback: the usual cause is a study deleted as it ended.
+            logger.warning(
+                "%s: the dashboard note could not be written (%s: %s)",
+                study.study_name,
+                type(exc).__name__,
+                exc,
+            )
 
 
 def enqueue_missing_replicates(study: optuna.Study, spec: StudySpec) -> int:

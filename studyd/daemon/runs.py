@@ -1,5 +1,5 @@
 """Runs: the canonical configuration a trial trains (a finished run with its `run_key` is reused
-instead: `storage.trial_store.first_complete_with_attr`), and the seed replicates that turn a
+instead: `storage.trial_store.first_with_attr`), and the seed replicates that turn a
 search's best configurations into evidence.
 
 A *run* is a canonical configuration plus a seed (`run_key`): two trials of one run would train
@@ -9,19 +9,28 @@ A *configuration* is the same without the seed (`config_key`): its seed replicat
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from models.config import ModelConfig, TrainConfig
-from studyd.analysis.canonical import canonicalize
+from studyd.analysis.canonical import canonicalize, config_key
 from studyd.daemon.records import is_feasible
 from studyd.daemon.search import suggest_config
 from studyd.spec import StudySpec
+from studyd.spec.space import grid_space
 
 logger = logging.getLogger(__name__)
+
+# A search ends once its sampler proposed this many runs in a row that the study already has: a
+# sampler that keeps proposing them has nothing new left to try (or finds nothing better).
+REPEATS_IN_A_ROW = 20
+# Spaces with more grid points than this are not enumerated: only the repeats end them early.
+MAX_ENUMERATED = 20_000
 
 
 def trial_seed(trial: optuna.Trial | FrozenTrial, spec: StudySpec) -> int:
@@ -82,3 +91,61 @@ def enqueue_replicates(study: optuna.Study, spec: StudySpec) -> int:
             n += 1
     logger.info("%s: %s seed replicates enqueued", study.study_name, n)
     return n
+
+
+class _GridPoint:
+    """Answers `suggest_*` from one point of the spec's grid."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.user_attrs: dict[str, Any] = {}
+        self._params = params
+
+    def _get(self, name: str, *_: Any, **__: Any) -> Any:
+        return self._params[name]
+
+    suggest_int = suggest_float = suggest_categorical = _get
+
+
+def distinct_runs(spec: StudySpec, data_shape: Any) -> int | None:
+    """How many distinct canonical runs the spec's search can propose; None for a continuum
+    (or a grid too large to enumerate)."""
+    try:
+        grid = grid_space(spec)
+    except ValueError:
+        return None
+    names = list(grid)
+    if math.prod(len(v) for v in grid.values()) > MAX_ENUMERATED:
+        return None
+    keys = set()
+    for values in itertools.product(*grid.values()):
+        point = _GridPoint(dict(zip(names, values, strict=True)))
+        model_cfg, train_cfg = trial_config(point, spec, data_shape)
+        keys.add(config_key(model_cfg, train_cfg))
+    return len(keys)
+
+
+def runs_tried(study: optuna.Study) -> int:
+    """Distinct runs (`run_key`s) the search trained, replicates aside."""
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return len(
+        {
+            t.user_attrs["run_key"]
+            for t in finished
+            if "run_key" in t.user_attrs and "replicate_of" not in t.user_attrs
+        }
+    )
+
+
+def search_exhausted(
+    study: optuna.Study, spec: StudySpec, space_size: int | None, repeats: int
+) -> str | None:
+    """Why the search should end after `repeats` proposals in a row of runs it already has
+    (None: ask again). `space_size`: `distinct_runs`."""
+    if space_size is not None and runs_tried(study) >= space_size:
+        return f"search space exhausted: all {space_size} distinct configurations trained"
+    if repeats >= REPEATS_IN_A_ROW:
+        return (
+            f"search ended early: the sampler proposed {repeats} configurations in a row that "
+            "the study had already trained"
+        )
+    return None

@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial
 
 from models.config import ModelConfig, TrainConfig
 from models.variants import dropout_variant
+from studyd.daemon.exploring import ExploringSampler
 from studyd.spec import StudySpec
 from studyd.spec.space import Param, grid_space, search_params
 
@@ -193,11 +194,13 @@ def build_sampler(spec: StudySpec, seed_offset: int = 0) -> BaseSampler:
             warn_asynchronous_seeding=False,
             warn_independent_sampling=False,
         )
-    if s.sampler == "gp":
-        return samplers.GPSampler(seed=seed, warn_independent_sampling=False)
     if s.sampler == "grid":
         return _QueueGridSampler(grid_space(spec), seed=seed)
-    return samplers.TPESampler(seed=seed)
+    # The model-based samplers can stick to a run the study has: the worker then draws at random.
+    if s.sampler == "gp":
+        gp = samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+        return ExploringSampler(gp, seed)
+    return ExploringSampler(samplers.TPESampler(seed=seed), seed)
 
 
 def build_pruner(spec: StudySpec) -> BasePruner:

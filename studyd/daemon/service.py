@@ -10,6 +10,7 @@ from optuna.storages import BaseStorage
 from sqlalchemy import Engine
 
 from storage.queue import StudyRecord, submit_study, wake_workers
+from studyd.daemon.dashboard_note import name_objectives
 from studyd.daemon.search import build_pruner, build_sampler
 from studyd.spec import StudySpec, validate_spec
 from studyd.spec.space import baseline_params
@@ -57,6 +58,7 @@ def submit_spec(
         study.set_user_attr("spec", spec.model_dump(mode="json"))
         study.set_user_attr("objectives", spec.search.objective_names())
         study.set_user_attr("studyd_id", record.id)
+        name_objectives(study, spec)
     # Only now: a worker woken at the row's commit could find no Optuna study (or no baselines).
     wake_workers(engine)
     logger.info("submitted study %s (%s)", record.id, record.optuna_name)

@@ -94,3 +94,54 @@ def test_dashboard_study_page_and_notes_work_while_deletes_are_refused(guarded: 
         finally:
             browser.close()
     assert guarded.client.get(f"/studies/{study['id']}").status_code == 200
+
+
+def test_a_finished_studys_dashboard_page_shows_its_metric_and_verdict(guarded: Server, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    import optuna
+
+    from storage.engine import make_engine
+    from storage.optuna_storage import make_optuna_storage
+    from studyd.daemon.worker import Worker, WorkerOptions
+
+    body = spec(name="browser-answer", sampler="random", pruner="none", n_trials=4)
+    body["model"] = {"depth": 1, "width": 16}
+    body["dropout"] = {"variants": ["none", "standard"], "placements": ["hidden"]}
+    study = guarded.client.post("/studies", json=body).json()
+    # A real worker trains it to the end on the server's database; the finaliser writes the note.
+    engine = make_engine(guarded.database_url)
+    storage = make_optuna_storage(guarded.database_url)
+    options = WorkerOptions(device="cpu", once=True, heartbeat=0.2, poll=0.05, data_dir=tmp_path)
+    Worker(engine, storage, options).run()
+    engine.dispose()
+    detail = guarded.client.get(f"/studies/{study['id']}").json()
+    assert detail["state"] == "done"
+    optuna_id = storage.get_study_id_from_name(study["optuna_name"])
+    assert detail["dashboard_url"] == f"{guarded.url}/dashboard/studies/{optuna_id}"
+    verdict = optuna.load_study(study_name=study["optuna_name"], storage=storage)
+    assert verdict.metric_names == ["val_acc"]
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(
+                http_credentials={"username": "studyd", "password": TOKEN}
+            )
+            page = context.new_page()
+            response = page.goto(detail["dashboard_url"])
+            assert response is not None and response.status == 200
+            # The study page labels its objective by name ("Objective 0" before).
+            page.get_by_text("val_acc").first.wait_for(timeout=30_000)
+            assert page.get_by_text("Objective 0").count() == 0
+            # studyd's graphs are drawn on it (plotly renders their titles as SVG text).
+            page.get_by_text("val_acc per variant").first.wait_for(timeout=30_000)
+            page.get_by_text("train − validation accuracy gap per variant").first.wait_for(
+                timeout=30_000
+            )
+            # Its Note tab holds the answer.
+            page.goto(detail["dashboard_url"] + "/note")
+            page.get_by_text(f"studyd study {study['id']}: the answer").first.wait_for(
+                timeout=30_000
+            )
+            page.get_by_text("highest median val_acc").first.wait_for(timeout=30_000)
+        finally:
+            browser.close()

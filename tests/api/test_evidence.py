@@ -149,7 +149,14 @@ def test_cs231n_verdict_is_what_the_raw_trials_support(server, tmp_path):
 def test_pareto_front_constraints_importances_and_csv_round_trip(server, tmp_path):
     summary, details = _run(server, PARETO, tmp_path)
     complete = [t for t in details if t["state"] == "complete"]
-    assert len(complete) == 10 and summary["objectives"] == ["val_acc", "param_count"]
+    # n_trials counts distinct runs (the space has 9): a repeated proposal is told its result
+    # besides them, and the search may end early when the sampler keeps repeating itself.
+    study = server.client.get(f"/studies/{summary['study_id']}").json()
+    counted = [t for t in complete if "duplicate_of" not in t["user_attrs"]]
+    assert 5 <= len(counted) == study["finished"] <= 9
+    assert len({t["user_attrs"]["run_key"] for t in counted}) == len(counted)
+    assert (len(counted) == 10) == (study["search_ended"] is None)
+    assert summary["objectives"] == ["val_acc", "param_count"]
     feasible = [t for t in complete if t["user_attrs"]["param_count"] <= 700]
     front = {p["number"]: p["values"] for p in summary["pareto_front"]}
     assert front and set(front) <= {t["number"] for t in feasible}
@@ -169,7 +176,8 @@ def test_pareto_front_constraints_importances_and_csv_round_trip(server, tmp_pat
     own = summary["variant_importances"]["variants"]["multisample"]
     assert summary["n_reused"] == sum("reused_from" in t["user_attrs"] for t in complete)
     # Every per-variant number counts trained runs: a reused trial is its original again.
-    assert "multisample_k" in own["params"] and own["n_trials"] == 10 - summary["n_reused"]
+    trained = len(complete) - summary["n_reused"]
+    assert "multisample_k" in own["params"] and own["n_trials"] == trained
     assert summary["variants"][0]["n"] == own["n_trials"] == summary["diagnostics"][0]["n"]
 
     study_id = summary["study_id"]

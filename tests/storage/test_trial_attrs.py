@@ -6,7 +6,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from storage.trial_attrs import first_complete_trial_with_attr, set_trial_user_attrs
+from storage.trial_attrs import first_trial_with_attr, set_trial_user_attrs
 
 ATTRS = {
     "config": {"hidden": [64, 32], "rates": [0.5, 0.25], "variant": "standard"},
@@ -49,7 +49,7 @@ def test_batched_attrs_on_a_finished_trial_raise_like_optuna(optuna_storage):
     assert "late" not in optuna_storage.get_trial(trial._trial_id).user_attrs
 
 
-def test_first_complete_trial_with_attr_finds_the_lowest_complete_below(optuna_storage):
+def test_first_trial_with_attr_finds_the_lowest_complete_below(optuna_storage):
     study = optuna.create_study(storage=optuna_storage)
     states = [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE, TrialState.RUNNING]
     for state in states:
@@ -64,9 +64,7 @@ def test_first_complete_trial_with_attr_finds_the_lowest_complete_below(optuna_s
     study.tell(other, 0.9)
 
     def find(key, before):
-        return first_complete_trial_with_attr(
-            optuna_storage, study._study_id, "run_key", key, before=before
-        )
+        return first_trial_with_attr(optuna_storage, study._study_id, "run_key", key, before=before)
 
     assert find("abc", 10).number == 1
     assert find("abc", 1) is None

@@ -182,3 +182,43 @@ def test_canonical_configs_build_the_same_network():
     for cfg in cases:
         for a, b in zip(_outputs(cfg, x), _outputs(canonicalize_model(cfg), x), strict=True):
             assert torch.equal(a, b), cfg
+
+
+def test_pre_activation_under_relu_is_hidden_for_standard_and_vanilla():
+    for variant in ("standard", "vanilla"):
+        pre = mc(variant=variant, rates=[0.3, 0.5], placements=["pre_activation", "input"])
+        post = mc(variant=variant, rates=[0.3, 0.5], placements=["hidden", "input"])
+        assert canonicalize_model(pre) == canonicalize_model(post)
+        assert config_key(pre, TRAIN) == config_key(post, TRAIN)
+    # Not merged where the networks differ: a non-ReLU activation, a variant whose noise does
+    # not commute with ReLU, and two masks on the last layer.
+    kept = [
+        mc(variant="standard", rates=[0.3, 0.5], placements=["pre_activation"], activation="tanh"),
+        mc(variant="gaussian", rates=[0.3, 0.5], placements=["pre_activation"]),
+        mc(variant="standard", rates=[0.3, 0.5], placements=["pre_activation", "last_hidden"]),
+    ]
+    for cfg in kept:
+        assert "pre_activation" in canonicalize_model(cfg).placements, cfg
+
+
+def test_pre_activation_and_hidden_under_relu_train_bitwise_the_same_network():
+    from models.data import load_dataset
+    from models.training import train_model
+
+    data = load_dataset("digits", data_dir=".", seed=0)
+    train = TrainConfig(epochs=2, batch_size=64)
+    for variant in ("standard", "vanilla"):
+        small = {"input_dim": data.input_dim, "num_classes": data.num_classes, "hidden": [32]}
+        runs = [
+            train_model(
+                ModelConfig(**small, variant=variant, rates=[0.4], placements=[placement]),
+                train,
+                data,
+                device="cpu",
+            )
+            for placement in ("pre_activation", "hidden")
+        ]
+        curves = [[m.as_dict() | {"seconds": 0} for m in r.history] for r in runs]
+        assert curves[0] == curves[1], variant
+        for a, b in zip(runs[0].model.parameters(), runs[1].model.parameters(), strict=True):
+            assert torch.equal(a, b), variant

@@ -24,8 +24,10 @@ def _run(backend, tmp_path, text):
     return queue.get_study(engine, record.id), study
 
 
-def test_three_canonical_configs_train_three_times_in_ten_trials(sqlite_backend, tmp_path):
-    # standard with p = 0 is `none`: {none, standard 0.3, standard 0.5} are the only runs.
+def test_three_canonical_configs_end_the_search_at_three_counted_trials(sqlite_backend, tmp_path):
+    # standard with p = 0 is `none`: {none, standard 0.3, standard 0.5} are the only runs. A
+    # proposal of one the study has is told its result, not counted, and once all three are
+    # trained the search ends early, saying why.
     done, study = _run(
         sqlite_backend,
         tmp_path,
@@ -33,10 +35,12 @@ def test_three_canonical_configs_train_three_times_in_ten_trials(sqlite_backend,
         "dropout: {variants: [none, standard], rate: {choices: [0.0, 0.3, 0.5]}}\n"
         "search: {n_trials: 10, sampler: random, pruner: none}",
     )
-    assert done.state == "done" and done.finished == 10
+    assert done.state == "done" and done.finished == done.claimed == done.target_trials == 3
+    assert study.user_attrs["search_ended"].startswith("search space exhausted: all 3")
     trials = study.get_trials(states=(TrialState.COMPLETE,))
     trained = [t for t in trials if "reused_from" not in t.user_attrs]
-    assert len(trials) == 10 and len(trained) == 3
+    duplicates = [t for t in trials if "duplicate_of" in t.user_attrs]
+    assert len(trained) == 3 and len(trials) == 3 + len(duplicates) and duplicates
     assert len({t.user_attrs["run_key"] for t in trained}) == 3
     by_run = {t.user_attrs["run_key"]: t for t in trained}
     for t in trials:
@@ -44,6 +48,7 @@ def test_three_canonical_configs_train_three_times_in_ten_trials(sqlite_backend,
         assert t.value == original.value and t.user_attrs["gap"] == original.user_attrs["gap"]
         if t is not original:
             assert t.user_attrs["reused_from"] == original.number < t.number
+            assert t.user_attrs["duplicate_of"] == original.number
     zero_rate = [t for t in trials if t.params.get("rate") == 0.0]
     assert zero_rate and all(t.user_attrs["variant"] == "none" for t in zero_rate)
     for t in trained:
@@ -103,3 +108,21 @@ def test_replicates_retrain_the_top_configs_with_new_seeds_before_the_study_is_d
         assert r.user_attrs["run_key"] != original.user_attrs["run_key"]
     assert {r.user_attrs["variant"] for r in replicates} == variants
     assert done.test_score is not None
+
+
+def test_distinct_runs_counts_canonical_runs_of_a_finite_space_and_none_for_a_continuum():
+    from studyd.daemon.runs import REPEATS_IN_A_ROW, distinct_runs, search_exhausted
+
+    finite = load_spec(
+        "name: f\nmodel: {depth: 1, width: 8}\ntraining: {epochs: 2, lr: 0.01}\n"
+        "dropout: {variants: [none, standard], placements: [hidden, pre_activation], "
+        "rate: {choices: [0.0, 0.3, 0.5]}}"
+    )
+    # none; standard 0.3 and 0.5 (pre_activation is hidden under ReLU; p = 0 is none).
+    assert distinct_runs(finite, (64, 10)) == 3
+    continuum = load_spec("name: c\ndropout: {variants: [none, standard], rate: [0.1, 0.5]}")
+    assert distinct_runs(continuum, (64, 10)) is None
+    study = optuna.create_study()
+    assert search_exhausted(study, continuum, None, REPEATS_IN_A_ROW - 1) is None
+    ended = search_exhausted(study, continuum, None, REPEATS_IN_A_ROW)
+    assert ended is not None and f"proposed {REPEATS_IN_A_ROW} configurations in a row" in ended

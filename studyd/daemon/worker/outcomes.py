@@ -12,9 +12,17 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from storage import queue, trial_store
-from storage.queue import IllegalStateChange, StudyNotFound, StudyRecord, WorkerGone
+from storage.queue import (
+    DUPLICATE_ATTR,
+    IllegalStateChange,
+    StudyNotFound,
+    StudyRecord,
+    WorkerGone,
+)
 from storage.trial_batch import set_many_user_attrs
-from studyd.daemon.records import REUSED_ATTRS, constraint_values, objective_values
+from studyd.daemon.records import constraint_values, objective_values
+from studyd.daemon.runs import distinct_runs, search_exhausted
+from studyd.daemon.worker.repeats import settled_twin
 from studyd.daemon.worker.state import DB_ERRORS, ServedStudy, StudyIdentity, WorkerState
 
 logger = logging.getLogger(__name__)
@@ -31,6 +39,9 @@ class Outcomes:
         # Replicates and the test score are owed whoever settles the last slot (we, another
         # worker or the reaper): the finaliser claims each once.
         self.finalize = finalize
+        # Per study: proposals in a row that repeated a run it has, and its `distinct_runs`.
+        self.repeats: dict[int, int] = {}
+        self.space_size: dict[int, int | None] = {}
 
     def conclude(
         self,
@@ -42,11 +53,25 @@ class Outcomes:
         lease: int | None,
         *,
         recorded: bool = False,
+        duplicate: bool = False,
     ) -> None:
-        """Record the outcome (unless `recorded` already), tell Optuna, settle the slot."""
+        """Record the outcome (unless `recorded` already), tell Optuna, settle the slot.
+
+        A `duplicate` (a run the study already has) is told its known result, so the sampler
+        learns it, but does not count: its slot goes back (`repeated`).
+        """
         spec, study = served.spec, served.study
-        violations = constraint_values(spec.search.constraints, outcome)
         patiently = self.state.patiently
+        if not duplicate and "reused_from" not in outcome:
+            twin = self.settled_twin(study, trial)
+            if twin is not None and "reused_from" in twin:
+                duplicate, outcome, pruned = True, twin, False
+            elif twin is not None:
+                duplicate, outcome = True, outcome | twin
+        violations = constraint_values(spec.search.constraints, outcome)
+        if duplicate:
+            outcome = {DUPLICATE_ATTR: outcome.get("reused_from")} | outcome
+            recorded = False
         try:
             if not recorded:
                 record_one = [(trial, outcome)]
@@ -66,7 +91,53 @@ class Outcomes:
             told = self.tell(study, trial, state=TrialState.FAIL)
         else:
             told = self.tell(study, trial, values=values)
+        if duplicate and told is not None:
+            self.repeated(record, served, lease)
+            return
         self.settle(record, served, told, lease)
+
+    def settled_twin(self, study: optuna.Study, trial: optuna.Trial) -> dict[str, Any] | None:
+        """`settled_twin` with this worker's stop flag, reading through database hiccups."""
+        return settled_twin(
+            study,
+            trial,
+            interrupted=self.state.interrupted,
+            read=lambda t: self.state.patiently(
+                "reading a trial", lambda: trial_store.read_back(study, t)
+            ),
+        )
+
+    def repeated(self, record: StudyRecord, served: ServedStudy, lease: int | None) -> None:
+        """Give a duplicate's slot back, or end the search when it keeps repeating itself or
+        has trained every configuration of a finite space."""
+        repeats = self.repeats[record.id] = self.repeats.get(record.id, 0) + 1
+        if record.id not in self.space_size:
+            self.space_size[record.id] = distinct_runs(served.spec, served.data)
+        why = search_exhausted(served.study, served.spec, self.space_size[record.id], repeats)
+        ended = served.study.user_attrs.get("search_ended")
+        if why is None and ended is None:
+            self.release(record, lease)
+            return
+        # Once ended, a slot given back lowers the target with it (or it would be claimed again).
+        why = why or ended
+        state = self.state
+        row = state.lease_row(lease)
+        logger.info("study %s: %s", record.id, why)
+        state.forget(record.id)
+        try:
+            state.patiently(
+                "ending the search", lambda: served.study.set_user_attr("search_ended", why)
+            )
+            state.patiently(
+                "ending the search",
+                lambda: queue.end_search_early(state.engine, record.id, worker_id=row),
+            )
+        except WorkerGone:
+            state.gone.set()
+            return
+        except (IllegalStateChange, StudyNotFound):
+            return  # ended meanwhile (another worker, a cancel)
+        self.finalize()
 
     def record_all(self, outcomes: list[tuple[optuna.Trial, dict[str, Any]]]) -> bool:
         """A batch's outcomes in one transaction; False leaves them to `conclude` one by one
@@ -131,6 +202,7 @@ class Outcomes:
             state.gone.set()
             return
         state.trials_run += 1
+        self.repeats[record.id] = 0
         if after.state == "done":
             state.forget(record.id)
         self.finalize()
@@ -237,8 +309,3 @@ class Outcomes:
         # Already ended (another worker failed it, or it was cancelled or deleted): nothing to do.
         with suppress(IllegalStateChange, StudyNotFound):
             queue.fail_study(self.state.engine, record.id, message)
-
-
-def reused(outcome: dict[str, Any], number: int) -> dict[str, Any]:
-    """The outcome a trial takes from trial `number`, which ran its canonical config and seed."""
-    return {k: outcome[k] for k in REUSED_ATTRS if k in outcome} | {"reused_from": number}

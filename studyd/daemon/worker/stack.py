@@ -19,9 +19,10 @@ from models.batched import batch_key, train_batched
 from models.training import EpochMetrics
 from storage.queue import StudyRecord
 from studyd.daemon.search import stack_count
-from studyd.daemon.worker.outcomes import Outcomes, reused
+from studyd.daemon.worker.outcomes import Outcomes
+from studyd.daemon.worker.repeats import reused
 from studyd.daemon.worker.state import DB_ERRORS, ServedStudy, Stop, WorkerState
-from studyd.daemon.worker.trial import Trained, TrialPlan, TrialRunner
+from studyd.daemon.worker.trial import Trained, TrialPlan, TrialRunner, is_duplicate
 from studyd.spec import StudySpec
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class MemberOutcome:
 
     attrs: dict[str, Any]
     pruned: bool
+    duplicate: bool = False
 
 
 class StackRunner:
@@ -116,7 +118,14 @@ class StackRunner:
             record, lease = member.claim.record, member.claim.lease
             try:
                 outcomes.conclude(
-                    record, served, member.trial, end.attrs, end.pruned, lease, recorded=recorded
+                    record,
+                    served,
+                    member.trial,
+                    end.attrs,
+                    end.pruned,
+                    lease,
+                    recorded=recorded,
+                    duplicate=end.duplicate,
                 )
             except DB_ERRORS:
                 logger.exception("study %s: the database failed settling a trial", record.id)
@@ -135,7 +144,7 @@ class StackRunner:
         for i, member in enumerate(members):
             plan = member.plan
             if plan.reused is not None:
-                out[i] = MemberOutcome(plan.reused, False)
+                out[i] = MemberOutcome(plan.reused, False, is_duplicate(member.trial))
                 continue
             run_key = member.trial.user_attrs.get("run_key")
             if run_key in first_of:
@@ -152,7 +161,8 @@ class StackRunner:
         for i, j in twins.items():
             first = out[j]
             assert first is not None
-            out[i] = MemberOutcome(reused(first.attrs, members[j].trial.number), first.pruned)
+            taken = reused(first.attrs, members[j].trial.number)
+            out[i] = MemberOutcome(taken, first.pruned, is_duplicate(members[i].trial))
         return out  # type: ignore[return-value]
 
     def _train_group(self, group: list[StackMember], served: ServedStudy) -> list[Trained]:

@@ -17,14 +17,19 @@ from models.training import EpochMetrics, TrainResult, train_model
 from storage import queue, trial_store
 from storage.queue import StudyRecord
 from storage.trial_batch import report_many, set_many_user_attrs
+from studyd.daemon.exploring import ExploringSampler
 from studyd.daemon.records import config_attrs, diagnostic_attrs, result_attrs
 from studyd.daemon.runs import trial_config
-from studyd.daemon.worker.outcomes import Outcomes, reused
+from studyd.daemon.worker.outcomes import Outcomes
+from studyd.daemon.worker.repeats import reused
 from studyd.daemon.worker.state import DB_ERRORS, OutageLog, ServedStudy, Stop, WorkerState
 from studyd.spec import StudySpec
 
 logger = logging.getLogger(__name__)
 
+# Proposals in a row that repeated a run the study has, after which each next proposal is drawn
+# at random (`exploring.ExploringSampler`) until a new run counts.
+EXPLORE_AFTER_REPEATS = 2
 # Stochastic passes for the MC-dropout diagnostics of each trial (on the validation split).
 MC_PASSES = 20
 
@@ -90,12 +95,19 @@ class TrialRunner:
             outcomes.tell(study, trial, state=TrialState.FAIL)
             outcomes.fail_study(record, message)
             return
-        outcomes.conclude(record, served, trial, outcome, pruned, self.state.worker_id)
+        duplicate = plan.reused is not None and is_duplicate(trial)
+        outcomes.conclude(
+            record, served, trial, outcome, pruned, self.state.worker_id, duplicate=duplicate
+        )
 
     def begin(self, record: StudyRecord, served: ServedStudy, lease: int | None) -> optuna.Trial:
         """Ask for a trial and record it on the slot's lease (a lost database FAILs it, retried)."""
         study = served.study
         trial = study.ask()
+        if self.outcomes.repeats.get(record.id, 0) >= EXPLORE_AFTER_REPEATS and isinstance(
+            study.sampler, ExploringSampler
+        ):
+            study.sampler.explore(trial.number)  # its params are suggested in `configure`
         try:
             queue.heartbeat(
                 self.state.engine,
@@ -119,7 +131,7 @@ class TrialRunner:
         set_many_user_attrs(list(zip(trials, attrs, strict=True)))
         plans = []
         for trial, (model_cfg, train_cfg), recorded in zip(trials, configs, attrs, strict=True):
-            earlier = trial_store.first_complete_with_attr(
+            earlier = trial_store.first_with_attr(
                 served.study, "run_key", recorded["run_key"], before=trial.number
             )
             # The same canonical config and seed already finished: its result is this one's.
@@ -220,6 +232,12 @@ class TrialRunner:
         except DB_ERRORS:
             logger.warning("trial %s: epoch %s could not be judged", trial.number, m.epoch)
             return False
+
+
+def is_duplicate(trial: optuna.Trial) -> bool:
+    """A reused run that does not count towards the target: a search proposal (a seed
+    replicate, enqueued by the finaliser, counts whatever it reuses)."""
+    return "replicate_of" not in trial.user_attrs
 
 
 def _can_prune(trial: optuna.Trial, spec: StudySpec) -> bool:

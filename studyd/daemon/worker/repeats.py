@@ -1,0 +1,61 @@
+"""Repeats: a trial whose run (canonical config + seed) the study already has takes that run's
+outcome instead of counting again — a finished run's (`reused`), or a lower trial's that trained
+it at the same time on another worker (`settled_twin`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from storage import trial_store
+from storage.queue import DUPLICATE_ATTR
+from studyd.daemon.records import REUSED_ATTRS
+
+# How often a trial whose run a lower trial is still training looks whether it has finished.
+TWIN_POLL_SECONDS = 0.2
+
+
+def settled_twin(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    *,
+    interrupted: Callable[[], bool],
+    read: Callable[[FrozenTrial], FrozenTrial],
+) -> dict[str, Any] | None:
+    """The outcome a trained trial takes when a lower trial trained the same run: the lower
+    one's once it completes (waited for while it trains), or its own marked as a repeat of it
+    when `interrupted` first. None: no such trial, or it ended otherwise (pruned, failed), and
+    this one counts.
+
+    Two workers can propose one run at once, each before the other's finished: the lower trial
+    counts and the higher is told the known result without counting, whichever finishes first.
+    Waiting only on lower numbers, a worker settling its stack in trial order, cannot deadlock.
+    A seed replicate always counts.
+    """
+    attrs = trial.user_attrs
+    if "replicate_of" in attrs or "run_key" not in attrs:
+        return None
+    earlier = trial_store.first_with_attr(
+        study,
+        "run_key",
+        attrs["run_key"],
+        before=trial.number,
+        states=(TrialState.COMPLETE, TrialState.RUNNING),
+    )
+    while earlier is not None and earlier.state == TrialState.RUNNING:
+        if interrupted():
+            return {DUPLICATE_ATTR: earlier.number}
+        time.sleep(TWIN_POLL_SECONDS)
+        earlier = read(earlier)
+    if earlier is None or earlier.state != TrialState.COMPLETE:
+        return None
+    return reused(earlier.user_attrs, earlier.number)
+
+
+def reused(outcome: dict[str, Any], number: int) -> dict[str, Any]:
+    """The outcome a trial takes from trial `number`, which ran its canonical config and seed."""
+    return {k: outcome[k] for k in REUSED_ATTRS if k in outcome} | {"reused_from": number}

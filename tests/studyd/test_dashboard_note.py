@@ -1,0 +1,99 @@
+"""The study's optuna-dashboard page: objectives named, and a note with the answer once it ends."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from optuna_dashboard import get_note
+
+from storage import queue
+from studyd.daemon.dashboard_graphs import (
+    GAP_BY_VARIANT,
+    OBJECTIVE_BY_VARIANT,
+    RATE_VS_OBJECTIVE,
+    counted_runs,
+)
+from studyd.daemon.dashboard_note import study_note
+from studyd.daemon.service import submit_spec
+from studyd.daemon.worker import Worker, WorkerOptions
+from studyd.spec import load_spec
+
+
+def test_a_finished_study_names_its_objective_and_notes_verdict_table_and_test_score(
+    sqlite_backend, tmp_path
+):
+    engine, storage = sqlite_backend
+    spec = load_spec(
+        "name: noted\nmodel: {depth: 1, width: 16}\ntraining: {epochs: 2, lr: 0.01}\n"
+        "dropout: {variants: [none, standard], rate: [0.1, 0.6]}\n"
+        "search: {n_trials: 6, sampler: random, pruner: none, seed: 0}"
+    )
+    record = submit_spec(engine, storage, spec)
+    study = optuna.load_study(study_name=record.optuna_name, storage=storage)
+    assert study.metric_names == ["val_acc"]  # named at submit, before any trial
+    options = WorkerOptions(device="cpu", once=True, heartbeat=0.2, poll=0.05, data_dir=tmp_path)
+    Worker(engine, storage, options).run()
+    done = queue.get_study(engine, record.id)
+    assert done.state == "done" and done.test_score is not None
+    note = get_note(optuna.load_study(study_name=record.optuna_name, storage=storage))
+    assert f"# studyd study {record.id}: the answer" in note
+    assert "**Verdict:**" in note and "highest median val_acc" in note
+    assert f"{done.test_score:.3f}" in note
+    assert "| none |" in note and "| standard |" in note and "| gap |" in note
+    assert "fANOVA within each variant" in note
+    # The key plots are the dashboard's graphs, each over the runs the search counted.
+    finished = optuna.load_study(study_name=record.optuna_name, storage=storage)
+    graphs = dashboard_graphs(storage, finished)
+    assert set(graphs) == {OBJECTIVE_BY_VARIANT, GAP_BY_VARIANT, RATE_VS_OBJECTIVE}
+    runs = counted_runs(finished)
+    accuracy = graphs[OBJECTIVE_BY_VARIANT]
+    assert accuracy["layout"]["title"]["text"] == "val_acc per variant"
+    plotted = sorted(y for box in accuracy["data"] for y in box["y"])
+    assert plotted == sorted(t.value for t in runs)
+    assert {box["name"] for box in accuracy["data"]} == {t.user_attrs["variant"] for t in runs}
+    gaps = sorted(y for box in graphs[GAP_BY_VARIANT]["data"] for y in box["y"])
+    assert gaps == pytest.approx(sorted(t.user_attrs["gap"] for t in runs))
+    scatter = {s["name"]: s for s in graphs[RATE_VS_OBJECTIVE]["data"]}
+    assert all(x == 0.0 for x in scatter["none"]["x"])
+    assert all(0.1 <= x <= 0.6 for x in scatter.get("standard", {"x": []})["x"])
+
+
+def dashboard_graphs(storage, study: optuna.Study) -> dict:
+    """The graphs optuna-dashboard serves for the study: what its study page draws."""
+    import httpx
+    import optuna_dashboard
+
+    study_id = storage.get_study_id_from_name(study.study_name)
+    transport = httpx.WSGITransport(app=optuna_dashboard.wsgi(storage))
+    with httpx.Client(transport=transport, base_url="http://dashboard") as client:
+        detail = client.get(f"/api/studies/{study_id}", params={"after": 0}).json()
+    return {g["id"]: json.loads(g["graph_object"]) for g in detail["plotly_graph_objects"]}
+
+
+def test_the_note_puts_the_verdict_and_search_end_first_and_reads_importances_per_variant():
+    evidence = {
+        "verdict": "standard beats none by 0.020 ± 0.010 (p = 0.01)",
+        "variant_stats": [{"group": "standard", "n": 9, "best": 0.91, "median": 0.9}],
+        "diagnostics": [{"variant": "standard", "train_acc": 0.95, "val_acc": 0.9, "gap": 0.05}],
+        "variant_importances": {
+            "overall": {"params": {"variant": 0.5, "rate": 0.3, "lr": 0.2}},
+            "variants": {"standard": {"params": {"rate": 0.9}, "marginal_effect": 0.01}},
+        },
+    }
+    note = study_note(
+        evidence,
+        metric="val_acc",
+        studyd_id=7,
+        test_score=0.88,
+        test_trial=3,
+        search_ended="search space exhausted: all 3 distinct configurations trained",
+    )
+    lines = note.splitlines()
+    assert lines[2] == "**Verdict:** standard beats none by 0.020 ± 0.010 (p = 0.01)"
+    assert "**Test score** of the best trial (#3): 0.880" in note
+    assert "**Search:** search space exhausted" in note
+    assert "| standard | 9 | 0.910 | 0.900 | 0.950 | 0.900 | 0.050 |" in note
+    assert "across variants: variant 0.50, rate 0.30, lr 0.20" in note
+    assert "**standard** (effect vs mean 0.0100): rate 0.90" in note
