@@ -24,6 +24,9 @@ T = TypeVar("T")
 # KiB each): bounded so that the API's memory does not grow with the number of studies read.
 BEST_TRIAL_CACHE_SIZE = 256
 SUMMARY_CACHE_SIZE = 16
+# Pages of finished trials (≈ 190 KiB each at 100 trials a page, so ≈ 12 MiB at most): enough
+# for every page of a 6 400-trial study, or the first pages of many studies a dashboard polls.
+TRIAL_PAGE_CACHE_SIZE = 64
 
 
 class LruCache:
@@ -63,6 +66,8 @@ class AppContext:
     # Keyed by `StudyTrialStats.complete_key`, which changes whenever a trial completes.
     best_trials: LruCache = field(default_factory=lambda: LruCache(BEST_TRIAL_CACHE_SIZE))
     summaries: LruCache = field(default_factory=lambda: LruCache(SUMMARY_CACHE_SIZE))
+    # Keyed by the page's trial rows, all finished (`storage.trials.list_trials`).
+    trial_pages: LruCache = field(default_factory=lambda: LruCache(TRIAL_PAGE_CACHE_SIZE))
     # One summary computed at a time: two cold 10 000-trial summaries at once would double the
     # peak memory, and the second would find the first's result in the cache anyway.
     summary_lock: threading.Lock = field(default_factory=threading.Lock)

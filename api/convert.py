@@ -42,6 +42,8 @@ def study_detail(record: StudyRecord, stats: StudyTrialStats, best: TrialRow | N
         first_trial_start=stats.first_trial_start,
         last_trial_complete=stats.last_trial_complete,
         elapsed_seconds=_elapsed(record),
+        test_scored_at=record.test_scored_at,
+        test_score_seconds=record.test_score_seconds,
     )
     return StudyDetail(
         **study_out(record).model_dump(),

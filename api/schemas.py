@@ -7,7 +7,8 @@ Shapes (all datetimes ISO 8601 in UTC, `null` when not yet known):
   `state` is one of `queued, running, done, failed, cancelled`.
 - `StudyDetail` = `Study` + `spec` (the submitted spec, normalised), `direction`,
   `trial_counts` (`{running, waiting, complete, pruned, fail}`: Optuna's trial states, lower
-  case), `best_trial` (a `TrialBrief` or null), `timings`.
+  case), `best_trial` (a `TrialBrief` or null), `timings` (`elapsed_seconds` ends at `done`;
+  the test score's retraining comes after, reported as `test_scored_at`, `test_score_seconds`).
 - `TrialBrief` (a page item): `number, state, value, variant, placement, params,
   datetime_start, datetime_complete, duration_seconds, user_attrs` (only the small attributes:
   variant, placement, train_acc, val_acc, gap, param_count, epoch_seconds, retry_of, and
@@ -15,9 +16,10 @@ Shapes (all datetimes ISO 8601 in UTC, `null` when not yet known):
 - `TrialDetail` = `TrialBrief` with every user attribute plus `config` (ModelConfig as dict),
   `train` (TrainConfig as dict), `curve` (per-epoch metrics) and `intermediate_values`.
 - `Summary`: `verdict, best_trial_note, variants, placements, importances, importances_note, best,
-  best_config, test_score, direction, n_complete`, and the evidence (`by_variant`, `by_placement`:
-  configs chosen on the search trials and tested on replicate seeds; `diagnostics`, ...). Every
-  per-variant count is of trained runs: a trial that reused a run's result counts once.
+  best_config, test_score, test_score_seconds, direction, n_complete`, and the evidence
+  (`by_variant`, `by_placement`: configs chosen on the search trials and tested on replicate
+  seeds; `diagnostics`, ...). Every per-variant count is of trained runs: a trial that reused a
+  run's result counts once.
 - Pages: `{"items": [...], "total": int, "limit": int, "offset": int}`.
 - Errors: `{"detail": "<one readable line>"}`; 422s add `"errors": [{"loc", "msg"}]`.
 """
@@ -163,8 +165,18 @@ class Timings(BaseModel):
     first_trial_start: dt.datetime | None
     last_trial_complete: dt.datetime | None
     elapsed_seconds: float | None = Field(description="from start to finish (or to now)")
+    test_scored_at: dt.datetime | None = Field(
+        default=None, description="when the test score was recorded (after `finished_at`)"
+    )
+    test_score_seconds: float | None = Field(
+        default=None,
+        description="the test score's retraining and evaluation, in wall seconds: after `done`, "
+        "so not in `elapsed_seconds`",
+    )
 
-    _aware_times = field_validator("created_at", "started_at", "finished_at")(as_utc)
+    _aware_times = field_validator("created_at", "started_at", "finished_at", "test_scored_at")(
+        as_utc
+    )
 
 
 class StudyDetail(Study):
@@ -341,6 +353,9 @@ class Summary(BaseModel):
     best_config: dict[str, Any] | None
     best_train: dict[str, Any] | None
     test_score: float | None
+    test_score_seconds: float | None = Field(
+        default=None, description="its retraining and evaluation, in wall seconds (after `done`)"
+    )
     objectives: list[str] = Field(default_factory=list, description="the spec's objectives")
     directions: list[Literal["maximize", "minimize"]] = Field(default_factory=list)
     constraints: list[str] = Field(default_factory=list, description="e.g. `gap <= 0.05`")

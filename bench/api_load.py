@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import os
 import random
@@ -41,238 +40,16 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
 
 import httpx
-import sqlalchemy as sa
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from bench.open_loop import OpenLoopRun, open_loop
-from storage.engine import make_engine
+from bench.api_server import cpu_seconds, load_average, rss_mib, serve, settle
+from bench.open_loop import run_open_loop
+from bench.study_fill import fill_study
 from storage.migrate import ensure_schema
-from storage.optuna_schema import (
-    studies,
-    trial_intermediate_values,
-    trial_params,
-    trial_user_attributes,
-    trial_values,
-    trials,
-)
-from storage.schema import Study
 from storage.throwaway_database import throwaway_database
-from studyd.client.readiness import (
-    ProcessExited,
-    answers_health,
-    free_port,
-    start_process,
-    stop_process,
-)
-
-EPOCHS = 20
-DISTRIBUTIONS = {
-    "variant": CategoricalDistribution(["none", "standard", "gaussian", "dropconnect"]),
-    "rate": FloatDistribution(0.05, 0.7),
-    "lr": FloatDistribution(1e-4, 1e-2, log=True),
-    "depth": IntDistribution(1, 4),
-    "width": IntDistribution(32, 512, log=True),
-}
-SPEC = {
-    "name": "api-load",
-    "dataset": {"name": "digits"},
-    "dropout": {"variants": ["none", "standard", "gaussian", "dropconnect"], "rate": [0.05, 0.7]},
-    "search": {"n_trials": 10},
-}
-
-
-# --- filling a study in bulk -----------------------------------------------------------------
-
-
-def _trial_rows(n: int, rng: random.Random) -> Iterator[dict[str, Any]]:
-    """One synthetic finished trial per item: what a worker would have written for it."""
-    for number in range(n):
-        params = {name: d.to_internal_repr(_draw(d, rng)) for name, d in DISTRIBUTIONS.items()}
-        final = 0.5 + 0.45 * rng.random()
-        curve = [
-            {
-                "epoch": e,
-                "train_loss": 2.3 / (e + 1),
-                "train_acc": min(final + 0.02, 0.999),
-                "val_loss": 2.0 / (e + 1),
-                "val_acc": final * (1 - 0.5 ** (e + 1)),
-                "seconds": 0.01,
-            }
-            for e in range(EPOCHS)
-        ]
-        variant = DISTRIBUTIONS["variant"].choices[int(params["variant"])]
-        attrs = {
-            "config": {"variant": variant, "hidden": [128, 128], "rates": [params["rate"]] * 2},
-            "train": {"epochs": EPOCHS, "batch_size": 128, "lr": params["lr"], "seed": 0},
-            "variant": variant,
-            "placement": "hidden",
-            "dataset": "digits",
-            "config_key": f"{number:016x}",
-            "run_key": f"{number:016x}",
-            "curve": curve,
-            "train_acc": final + 0.02,
-            "val_acc": final,
-            "train_loss": 0.1,
-            "val_loss": 0.3,
-            "gap": 0.02,
-            "param_count": 25_000,
-            "epoch_seconds": 0.01,
-            "device": "cpu",
-            "worker_id": 1,
-            "host": "bench",
-            "diagnostics": {"val_ece": 0.05, "mc_acc": final, "ms_per_1k": 0.2},
-            "val_ece": 0.05,
-            "mc_acc": final,
-            "ms_per_1k": 0.2,
-        }
-        yield {"number": number, "params": params, "value": final, "curve": curve, "attrs": attrs}
-
-
-def _draw(dist: Any, rng: random.Random) -> Any:
-    if isinstance(dist, CategoricalDistribution):
-        return rng.choice(dist.choices)
-    if isinstance(dist, IntDistribution):
-        return rng.randint(dist.low, dist.high)
-    return rng.uniform(dist.low, dist.high)
-
-
-def fill_study(url: str, name: str, n: int, seed: int = 0) -> int:
-    """A done study of `n` COMPLETE trials written with bulk SQL; returns its id."""
-    import optuna
-
-    from storage import queue
-    from storage.optuna_storage import make_optuna_storage
-
-    engine = make_engine(url)
-    storage = make_optuna_storage(url)
-    record = queue.submit_study(engine, name=name, spec={**SPEC, "name": name}, target_trials=n)
-    optuna.create_study(storage=storage, study_name=record.optuna_name, direction="maximize")
-    storage.engine.dispose()
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    rng = random.Random(seed)
-    with engine.begin() as conn:
-        study_id = conn.execute(
-            sa.select(studies.c.study_id).where(studies.c.study_name == record.optuna_name)
-        ).scalar_one()
-        rows = list(_trial_rows(n, rng))
-        conn.execute(
-            trials.insert(),
-            [
-                {
-                    "number": r["number"],
-                    "study_id": study_id,
-                    "state": "COMPLETE",
-                    "datetime_start": now,
-                    "datetime_complete": now,
-                }
-                for r in rows
-            ],
-        )
-        ids = dict(
-            conn.execute(
-                sa.select(trials.c.number, trials.c.trial_id).where(trials.c.study_id == study_id)
-            ).all()
-        )
-        dists = {k: optuna.distributions.distribution_to_json(d) for k, d in DISTRIBUTIONS.items()}
-        conn.execute(
-            trial_params.insert(),
-            [
-                {
-                    "trial_id": ids[r["number"]],
-                    "param_name": k,
-                    "param_value": v,
-                    "distribution_json": dists[k],
-                }
-                for r in rows
-                for k, v in r["params"].items()
-            ],
-        )
-        conn.execute(
-            trial_values.insert(),
-            [
-                {
-                    "trial_id": ids[r["number"]],
-                    "objective": 0,
-                    "value": r["value"],
-                    "value_type": "FINITE",
-                }
-                for r in rows
-            ],
-        )
-        conn.execute(
-            trial_intermediate_values.insert(),
-            [
-                {
-                    "trial_id": ids[r["number"]],
-                    "step": m["epoch"],
-                    "intermediate_value": m["val_acc"],
-                    "intermediate_value_type": "FINITE",
-                }
-                for r in rows
-                for m in r["curve"]
-            ],
-        )
-        conn.execute(
-            trial_user_attributes.insert(),
-            [
-                {"trial_id": ids[r["number"]], "key": k, "value_json": json.dumps(v)}
-                for r in rows
-                for k, v in r["attrs"].items()
-            ],
-        )
-        conn.execute(
-            sa.update(Study)
-            .where(Study.id == record.id)
-            .values(state="done", claimed=n, finished=n, started_at=now, finished_at=now)
-        )
-    engine.dispose()
-    return record.id
-
-
-# --- the server and the clients --------------------------------------------------------------
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def serve(url: str) -> Iterator[tuple[str, int]]:
-    """`studyd serve --no-workers` on `url`; yields (base URL, its pid)."""
-    port = free_port()
-    env = {**os.environ, "STUDYD_DATABASE_URL": url}
-    env.pop("STUDYD_API_TOKEN", None)  # no auth: the bench measures the routes
-    command = [sys.executable, "-m", "studyd.cli.main", "serve", "--no-workers"]
-    command += ["--port", str(port), "--log-level", "warning"]
-    # Its log (uvicorn, Optuna's per-request study notices) would drown the figures.
-    log = Path(tempfile.gettempdir()) / f"studyd-api-load-serve-{port}.log"
-    base = f"http://127.0.0.1:{port}"
-    try:
-        proc = start_process(command, log, ready=lambda: answers_health(base), timeout=60, env=env)
-    except (ProcessExited, TimeoutError) as exc:
-        raise RuntimeError(f"studyd serve did not come up ({exc}); see {log}") from exc
-    try:
-        yield base, proc.pid
-    finally:
-        stop_process(proc, timeout=30)
 
 
 async def drive(base: str, paths: list[str], clients: int, requests: int) -> tuple[list, float]:
@@ -361,10 +138,6 @@ def run_wrk(base: str, paths: list[str], clients: int, seconds: int) -> dict[str
     }
 
 
-def _load() -> str:
-    return f"{os.getloadavg()[0]:.2f}"
-
-
 def _pct(xs: list[float], q: float) -> float:
     return statistics.quantiles(xs, n=100, method="inclusive")[q - 1] if len(xs) > 1 else xs[0]
 
@@ -372,19 +145,8 @@ def _pct(xs: list[float], q: float) -> float:
 def _row(mode: str, p50: float, p99: float, rps: float, api_ms: float, extra: str = "") -> str:
     return (
         f"      {mode:14s} p50 {p50 * 1e3:7.1f} ms  p99 {p99 * 1e3:7.1f} ms  {rps:6.0f} req/s"
-        f"  API CPU {api_ms:5.2f} ms/req{extra}  [load {_load()}]"
+        f"  API CPU {api_ms:5.2f} ms/req{extra}  [load {load_average()}]"
     )
-
-
-def settle(pid: int, timeout: float = 30.0) -> None:
-    """Wait until the API process is idle: wrk stops with requests still in flight, and the
-    server's work on them would be charged to the next measurement."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        cpu = cpu_seconds(pid)
-        time.sleep(0.3)
-        if cpu_seconds(pid) - cpu < 0.01:
-            return
 
 
 def measure(base: str, pid: int, paths: list[str], args: argparse.Namespace) -> None:
@@ -430,7 +192,8 @@ def run_backend(label: str, url: str, args: argparse.Namespace) -> None:
             started = time.perf_counter()
             httpx.get(f"{base}/studies/{study_id}/summary", timeout=900).raise_for_status()
             cold = time.perf_counter() - started
-            print(f"  {name:5s} ({n:>5} trials) cold GET /summary {cold:7.2f} s  [load {_load()}]")
+            line = f"  {name:5s} ({n:>5} trials) cold GET /summary {cold:7.2f} s"
+            print(f"{line}  [load {load_average()}]")
             rng = random.Random(0)
             endpoints = {
                 "GET /studies/{id}": [f"/studies/{study_id}"],
@@ -447,61 +210,6 @@ def run_backend(label: str, url: str, args: argparse.Namespace) -> None:
             print(f"  API RSS after {name:5s} study {rss[name]:7.1f} MiB")
         growth = rss["large"] - rss["small"]
         print(f"  API RSS large - small      {growth:+7.1f} MiB  ({args.trials} vs 100 trials)")
-
-
-def _mixed_paths(study_id: int, n: int) -> dict[str, list[str]]:
-    """The open loop's reads, in turn: the study, a page of 100 trials, the summary."""
-    rng = random.Random(0)
-    return {
-        "study": [f"/studies/{study_id}"],
-        "page": [
-            f"/studies/{study_id}/trials?limit=100&offset={rng.randrange(0, n, 100)}"
-            for _ in range(50)
-        ],
-        "summary": [f"/studies/{study_id}/summary"],
-    }
-
-
-def _open_loop_row(run: OpenLoopRun, api_ms: float) -> str:
-    kinds = "  ".join(f"{k} {run.p(99, k) * 1e3:6.1f}" for k in run.latencies)
-    behind = "  FELL BEHIND" if run.fell_behind else ""
-    return (
-        f"  {run.rate:6.0f} req/s  p50 {run.p(50) * 1e3:6.1f} ms  p99 {run.p(99) * 1e3:7.1f} ms"
-        f"  (p99 {kinds})  answered {run.answered_per_s:6.1f}/s  send lag p99"
-        f" {run.send_lag_p99 * 1e3:5.1f} ms  API CPU {api_ms:5.2f} ms/req  [load {_load()}]{behind}"
-    )
-
-
-def run_open_loop(label: str, url: str, args: argparse.Namespace) -> None:
-    """`--rate` requests/s of mixed reads on one study of `--trials` (the goal), then the ramp:
-    each rate of `--ramp`, lowest first, until p99 crosses `--goal-ms` or the run falls behind."""
-    ensure_schema(url)
-    started = time.perf_counter()
-    study_id = fill_study(url, "large", args.trials, seed=2)
-    print(f"\n{label}: filled {args.trials} trials in {time.perf_counter() - started:.1f} s")
-    with serve(url) as (base, pid):
-        httpx.get(f"{base}/studies/{study_id}/summary", timeout=900).raise_for_status()
-        paths = _mixed_paths(study_id, args.trials)
-        open_loop(base, paths, 20, 2)  # warm: connections, caches, lazy imports
-
-        def measured(rate: float) -> bool:
-            settle(pid)
-            cpu = cpu_seconds(pid)
-            run = open_loop(base, paths, rate, args.seconds)
-            api_ms = (cpu_seconds(pid) - cpu) / max(1, len(run.all_latencies)) * 1e3
-            print(_open_loop_row(run, api_ms))
-            return not run.fell_behind and run.p(99) * 1e3 <= args.goal_ms
-
-        print(f"  goal: p99 < {args.goal_ms:.0f} ms at {args.rate:.0f} req/s")
-        met = measured(args.rate)
-        print(f"  {label}: goal {'met' if met else 'missed'}; ramp:")
-        passed: float | None = None
-        for rate in sorted(args.ramp):
-            if not measured(rate):
-                break
-            passed = rate
-        shown = "none of the rates" if passed is None else f"{passed:.0f} req/s"
-        print(f"  {label}: saturation (highest rate with p99 < {args.goal_ms:.0f} ms): {shown}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,13 +11,19 @@ and the figures say nothing of the server) or when the answers stop keeping up w
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import random
 import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
+
+from bench.api_server import cpu_seconds, load_average, serve, settle
+from bench.study_fill import fill_study
+from storage.migrate import ensure_schema
 
 # A request sent this late after it was due means the client, not the server, set the pace.
 SEND_LAG_LIMIT_S = 0.010
@@ -113,3 +119,62 @@ def open_loop(base: str, paths: dict[str, list[str]], rate: float, seconds: floa
         answered_per_s=answered / wall,
         errors=errors,
     )
+
+
+# --- the bench's open-loop mode: the goal rate, then the ramp -------------------------------
+
+
+def _mixed_paths(study_id: int, n: int) -> dict[str, list[str]]:
+    """The open loop's reads, in turn: the study, a page of 100 trials, the summary."""
+    rng = random.Random(0)
+    return {
+        "study": [f"/studies/{study_id}"],
+        "page": [
+            f"/studies/{study_id}/trials?limit=100&offset={rng.randrange(0, n, 100)}"
+            for _ in range(50)
+        ],
+        "summary": [f"/studies/{study_id}/summary"],
+    }
+
+
+def _open_loop_row(run: OpenLoopRun, api_ms: float) -> str:
+    kinds = "  ".join(f"{k} {run.p(99, k) * 1e3:6.1f}" for k in run.latencies)
+    behind = "  FELL BEHIND" if run.fell_behind else ""
+    return (
+        f"  {run.rate:6.0f} req/s  p50 {run.p(50) * 1e3:6.1f} ms  p99 {run.p(99) * 1e3:7.1f} ms"
+        f"  (p99 {kinds})  answered {run.answered_per_s:6.1f}/s  send lag p99"
+        f" {run.send_lag_p99 * 1e3:5.1f} ms  API CPU {api_ms:5.2f} ms/req"
+        f"  [load {load_average()}]{behind}"
+    )
+
+
+def run_open_loop(label: str, url: str, args: argparse.Namespace) -> None:
+    """`--rate` requests/s of mixed reads on one study of `--trials` (the goal), then the ramp:
+    each rate of `--ramp`, lowest first, until p99 crosses `--goal-ms` or the run falls behind."""
+    ensure_schema(url)
+    started = time.perf_counter()
+    study_id = fill_study(url, "large", args.trials, seed=2)
+    print(f"\n{label}: filled {args.trials} trials in {time.perf_counter() - started:.1f} s")
+    with serve(url) as (base, pid):
+        httpx.get(f"{base}/studies/{study_id}/summary", timeout=900).raise_for_status()
+        paths = _mixed_paths(study_id, args.trials)
+        open_loop(base, paths, 20, 2)  # warm: connections, caches, lazy imports
+
+        def measured(rate: float) -> bool:
+            settle(pid)
+            cpu = cpu_seconds(pid)
+            run = open_loop(base, paths, rate, args.seconds)
+            api_ms = (cpu_seconds(pid) - cpu) / max(1, len(run.all_latencies)) * 1e3
+            print(_open_loop_row(run, api_ms))
+            return not run.fell_behind and run.p(99) * 1e3 <= args.goal_ms
+
+        print(f"  goal: p99 < {args.goal_ms:.0f} ms at {args.rate:.0f} req/s")
+        met = measured(args.rate)
+        print(f"  {label}: goal {'met' if met else 'missed'}; ramp:")
+        passed: float | None = None
+        for rate in sorted(args.ramp):
+            if not measured(rate):
+                break
+            passed = rate
+        shown = "none of the rates" if passed is None else f"{passed:.0f} req/s"
+        print(f"  {label}: saturation (highest rate with p99 < {args.goal_ms:.0f} ms): {shown}")

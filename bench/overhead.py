@@ -18,7 +18,7 @@ import torch
 from models.config import ModelConfig, TrainConfig
 from models.data import load_dataset
 from models.module import DropoutClassifier
-from models.training import _loss_correct_sums, resolve_device, train_model
+from models.training import loss_correct_sums, resolve_device, train_model
 
 
 class _Batches:
@@ -50,8 +50,8 @@ def bare(model_cfg, train_cfg, data, device):
             loss.backward()
             opt.step()
         module.eval()
-        sums = [_loss_correct_sums(module, data.x_val, data.y_val)]
-        sums.append(_loss_correct_sums(module, data.x_train, data.y_train))
+        sums = [loss_correct_sums(module, data.x_val, data.y_val)]
+        sums.append(loss_correct_sums(module, data.x_train, data.y_train))
         torch.cat(sums).tolist()
 
 

@@ -91,7 +91,7 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
 
 
 @torch.no_grad()
-def _loss_correct_sums(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+def loss_correct_sums(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """[summed cross-entropy, correct count] on the device, in eval mode, in large chunks."""
     sums = torch.zeros(2, device=x.device)
     for start in range(0, len(x), EVAL_CHUNK):
@@ -131,7 +131,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, float]:
     was_training = model.training
     model.eval()
     try:
-        loss_sum, correct = _loss_correct_sums(model, x.to(device), y.to(device)).tolist()
+        loss_sum, correct = loss_correct_sums(model, x.to(device), y.to(device)).tolist()
     finally:
         model.train(was_training)
     return loss_sum / len(y), correct / len(y)
@@ -207,9 +207,9 @@ def _fit(
             fabric.backward(loss)
             optimizer.step()
         model.eval()
-        sums = [_loss_correct_sums(module, splits.x_val, splits.y_val)]
+        sums = [loss_correct_sums(module, splits.x_val, splits.y_val)]
         if not running:
-            sums.append(_loss_correct_sums(module, x_gap, y_gap))
+            sums.append(loss_correct_sums(module, x_gap, y_gap))
         values = torch.cat(sums).tolist()  # the epoch's one device sync
         val_loss, val_acc = values[0] / len(splits.y_val), values[1] / len(splits.y_val)
         if running:

@@ -93,9 +93,19 @@ def open_replicates(
         return _study_record(row)
 
 
-def record_score(engine: Engine, study_id: int, worker_id: int, score: float | None) -> bool:
-    """Store the test score (None: nothing to score) and close the study's final steps, once."""
+def record_score(
+    engine: Engine, study_id: int, worker_id: int, score: float | None, seconds: float | None = None
+) -> bool:
+    """Store the test score (None: nothing to score) with when it was recorded and the `seconds`
+    its retraining took, and close the study's final steps, once."""
     with _transaction(engine) as session:
+        scored: dict[str, Any] = {}
+        if score is not None:
+            scored = {
+                "test_score": score,
+                "test_scored_at": _utcnow(session),
+                "test_score_seconds": seconds,
+            }
         done = session.execute(
             update(Study)
             .where(
@@ -103,11 +113,7 @@ def record_score(engine: Engine, study_id: int, worker_id: int, score: float | N
                 Study.final_step == "score",
                 Study.final_step_worker == worker_id,
             )
-            .values(
-                test_score=Study.test_score if score is None else score,
-                final_step=None,
-                final_step_worker=None,
-            )
+            .values(final_step=None, final_step_worker=None, **scored)
         )
         return done.rowcount == 1
 

@@ -61,6 +61,10 @@ class Study(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     error: Mapped[str | None] = mapped_column(Text)
     test_score: Mapped[float | None] = mapped_column(Float)
+    # The test score comes after `done` (see `final_step`): when it was recorded, and the wall
+    # seconds its retraining and test evaluation took, reported apart from the search's timings.
+    test_scored_at: Mapped[datetime | None] = mapped_column(DateTime)
+    test_score_seconds: Mapped[float | None] = mapped_column(Float)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     # What the study still owes once its search target is reached: "replicates" (the search holds
     # at its target until they are enqueued), then "score" (the test split), then nothing.

@@ -17,6 +17,8 @@ from storage.trial_attrs import first_trial_with_attr, is_rdb
 
 # Errors `Study.tell` raises for a trial that is already finished (a late or repeated tell).
 TELL_ERRORS = (RuntimeError, optuna.exceptions.UpdateFinishedTrialError, ValueError)
+# User attributes an enqueued trial was given that its retry keeps.
+RETRY_KEEPS_ATTRS = ("replicate_of", "replicate_seed", "baseline")
 
 
 def trial_id(trial: optuna.Trial) -> int:
@@ -49,13 +51,27 @@ def tell_or_read_back(
 
 
 def fail_for_retry(study: optuna.Study, trial: optuna.Trial, error: str) -> None:
-    """FAIL a running trial with `error` and enqueue its params once (`retry_of`)."""
-    if study._storage.get_trial(trial._trial_id).state.is_finished():
+    """FAIL a running trial with `error` and enqueue one retry of it (`enqueue_retry`)."""
+    stored = study._storage.get_trial(trial._trial_id)
+    if stored.state.is_finished():
         return
     trial.set_user_attr("error", error)
     study.tell(trial, state=TrialState.FAIL)
-    if "retry_of" not in trial.user_attrs:
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+    enqueue_retry(study, stored)
+
+
+def enqueue_retry(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Enqueue `trial`'s params once more (`retry_of`), keeping `RETRY_KEEPS_ATTRS`.
+
+    One retry only: a retry that fails again (ours, or Optuna's `failed_trial`) stays failed.
+    The worker's database-outage path and the reaper both come here, so they retry alike.
+    """
+    if "retry_of" in trial.user_attrs or trial.system_attrs.get("failed_trial") is not None:
+        return
+    # A seed replicate's retry must train the same seed (the worker reads `replicate_seed`) and
+    # still count as a replicate; a baseline's retry is still the baseline.
+    kept = {k: trial.user_attrs[k] for k in RETRY_KEEPS_ATTRS if k in trial.user_attrs}
+    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, **kept})
 
 
 def fail_stored_trial(study: optuna.Study, trial: FrozenTrial) -> None:

@@ -161,6 +161,33 @@ def _rows(
     conn: Connection, result: Iterable[Any], attr_keys: Iterable[str] | None
 ) -> list[TrialRow]:
     found = result.all() if isinstance(result, sa.CursorResult) else list(result)
+    return _with_side_tables(conn, found, attr_keys)
+
+
+def _finished_rows(
+    conn: Connection, result: Iterable[Any], attr_keys: tuple[str, ...], cache: ReadCache | None
+) -> list[TrialRow]:
+    """`_rows`, from `cache` when every trial of the page is finished.
+
+    Optuna never changes a finished trial (nor do we: `trial_attrs.check_updatable`), so a
+    page of finished trials is keyed by its trial rows as read (ids, numbers, states, times,
+    values: the times also tell apart a study whose ids SQLite reused after a delete) and its
+    side-table queries (two thirds of a page's cost) are skipped while the page stays cached.
+    """
+    found = result.all() if isinstance(result, sa.CursorResult) else list(result)
+    if cache is None or not all(enum_name(r.state) in _FINISHED for r in found):
+        return _with_side_tables(conn, found, attr_keys)
+    key = ("page", attr_keys, tuple(tuple(r) for r in found))
+    rows = cache.get(key)
+    if rows is None:
+        rows = _with_side_tables(conn, found, attr_keys)
+        cache[key] = rows
+    return rows
+
+
+def _with_side_tables(
+    conn: Connection, found: list[Any], attr_keys: Iterable[str] | None
+) -> list[TrialRow]:
     params, attrs = params_and_attrs(conn, [r.trial_id for r in found], attr_keys)
     return [
         TrialRow(
@@ -177,8 +204,9 @@ def _rows(
     ]
 
 
-class BestCache(Protocol):
-    """Where `study_progress` keeps best trials between calls (a bounded, thread-safe map)."""
+class ReadCache(Protocol):
+    """Where reads keep what cannot change between calls (a bounded, thread-safe map): a study's
+    best trial per set of complete trials, pages of finished trials."""
 
     def get(self, key: Hashable, default: Any = None) -> Any: ...
 
@@ -189,7 +217,7 @@ _MISSING = object()
 
 
 def study_progress(
-    engine: Engine, optuna_name: str, best_cache: BestCache | None = None
+    engine: Engine, optuna_name: str, best_cache: ReadCache | None = None
 ) -> tuple[StudyTrialStats, TrialRow | None]:
     """Counts by state, direction, trial timings and the best trial, in one transaction.
 
@@ -290,8 +318,10 @@ def list_trials(
     order: SortOrder | None = None,
     limit: int = 50,
     offset: int = 0,
+    page_cache: ReadCache | None = None,
 ) -> tuple[list[TrialRow], int]:
-    """One page of trials and the total matching the filters."""
+    """One page of trials and the total matching the filters (pages of finished trials kept
+    in `page_cache`, see `_finished_rows`)."""
     with read_only(engine).connect() as conn:
         study_id = optuna_study_id(conn, optuna_name)
         if study_id is None:
@@ -317,7 +347,7 @@ def list_trials(
             page = conn.execute(query.limit(limit).offset(offset))
         else:
             page = conn.execute(_number_page(filters, order, limit, offset))
-        return _rows(conn, page, BRIEF_ATTRS), total
+        return _finished_rows(conn, page, BRIEF_ATTRS, page_cache), total
 
 
 def _number_page(

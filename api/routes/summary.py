@@ -134,6 +134,7 @@ def _complete_trials_summary(
         best_config=attrs.get("config") if isinstance(attrs.get("config"), dict) else None,
         best_train=attrs.get("train") if isinstance(attrs.get("train"), dict) else None,
         test_score=record.test_score,
+        test_score_seconds=record.test_score_seconds,
     )
 
 
@@ -162,7 +163,8 @@ def _summary(ctx: AppContext, study_id: int) -> Summary:
                 summary = _complete_trials_summary(ctx, record, stats, best)
                 ctx.summaries[key] = summary
                 settle_heap()
+    current = ("state", "test_score", "test_score_seconds")  # may change after the trials
     ended = optuna_facts(ctx, record).search_ended
     return summary.model_copy(
-        update={"state": record.state, "test_score": record.test_score, "search_ended": ended}
+        update={k: getattr(record, k) for k in current} | {"search_ended": ended}
     )

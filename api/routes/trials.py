@@ -68,6 +68,7 @@ def _page(
         order=order,
         limit=limit,
         offset=offset,
+        page_cache=ctx.trial_pages,
     )
     return Page[TrialBrief](
         items=[trial_brief(r) for r in rows], total=total, limit=limit, offset=offset

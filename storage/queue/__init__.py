@@ -11,7 +11,7 @@ rows, `slots` the slots and leases, `workers` the registry, `reaper` the reaper;
 `storage.queue.X` for all of them.
 """
 
-from storage.queue.reaper import RETRY_KEEPS_ATTRS, reap_stale_workers
+from storage.queue.reaper import reap_stale_workers
 from storage.queue.records import (
     IllegalStateChange,
     StudyNotFound,
@@ -43,7 +43,6 @@ from storage.queue.workers import heartbeat, list_workers, register_worker, unre
 
 __all__ = [
     "DUPLICATE_ATTR",
-    "RETRY_KEEPS_ATTRS",
     "IllegalStateChange",
     "SlotWaiter",
     "StudyNotFound",

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 from sqlalchemy import Engine, select
 
 from storage.queue.records import StudyNotFound
@@ -20,10 +20,9 @@ from storage.queue.sessions import transaction, utcnow
 from storage.queue.slots import DUPLICATE_ATTR, settle_slot
 from storage.queue.studies import get_study
 from storage.schema import Study, Worker
+from storage.trial_store import enqueue_retry
 
 logger = logging.getLogger(__name__)
-# User attributes an enqueued trial was given that its retry keeps.
-RETRY_KEEPS_ATTRS = ("replicate_of", "replicate_seed", "baseline")
 
 
 def reap_stale_workers(
@@ -82,17 +81,8 @@ def _fail_and_retry(
             optuna_name = get_study(engine, study_id).optuna_name
         except StudyNotFound:
             return trial.state
-        _enqueue_retry(optuna_storage, optuna_name, trial)
+        enqueue_retry(optuna.load_study(study_name=optuna_name, storage=optuna_storage), trial)
     return trial.state
-
-
-def _enqueue_retry(optuna_storage: BaseStorage, optuna_name: str, trial: FrozenTrial) -> None:
-    if "retry_of" in trial.user_attrs or trial.system_attrs.get("failed_trial") is not None:
-        return  # one retry only: a retry that dies again stays failed
-    study = optuna.load_study(study_name=optuna_name, storage=optuna_storage)
-    # A seed replicate's retry must train the same seed (the worker reads `replicate_seed`).
-    kept = {k: trial.user_attrs[k] for k in RETRY_KEEPS_ATTRS if k in trial.user_attrs}
-    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, **kept})
 
 
 def _fail_orphan_trials(engine: Engine, optuna_storage: BaseStorage, grace_seconds: float) -> None:

@@ -38,6 +38,8 @@ class StudyRecord:
     error: str | None
     test_score: float | None
     idempotency_key: str | None
+    test_scored_at: datetime | None
+    test_score_seconds: float | None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

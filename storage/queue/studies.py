@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from optuna.storages import BaseStorage
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from storage.engine import read_only
 from storage.queue.records import IllegalStateChange, StudyNotFound, StudyRecord, study_record
 from storage.queue.sessions import locked_study, reading, transaction, utcnow
 from storage.schema import FINAL_STATES, Study, Worker
@@ -66,12 +67,20 @@ def submit_study(
             return study_record(existing)
 
 
+# The record's columns by a Core select: the API reads one study per request, and loading it
+# through the ORM (`Session.get`: a session, an identity map, an instance) was 40-55% of a
+# `GET /studies/{id}` or `/summary` at 10 000 trials. Built once, so its compiled form is cached.
+_STUDY_BY_ID = select(*(Study.__table__.c[f] for f in StudyRecord.__dataclass_fields__)).where(
+    Study.id == bindparam("study_id")
+)
+
+
 def get_study(engine: Engine, study_id: int) -> StudyRecord:
-    with reading(engine) as session:
-        row = session.get(Study, study_id)
-        if row is None:
-            raise StudyNotFound(f"study {study_id} does not exist")
-        return study_record(row)
+    with read_only(engine).connect() as conn:
+        row = conn.execute(_STUDY_BY_ID, {"study_id": study_id}).first()
+    if row is None:
+        raise StudyNotFound(f"study {study_id} does not exist")
+    return StudyRecord(*row)
 
 
 def list_studies(

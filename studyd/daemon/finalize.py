@@ -10,6 +10,7 @@ worker row the reaper deletes, and the next worker takes the step over.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -91,8 +92,9 @@ class StudyFinalizer:
     def _score(self, owed: OwedStep, spec: StudySpec, study: optuna.Study) -> bool:
         fail_orphans(study)
         best = best_trial(study)
-        score = None
+        score = seconds = None
         if best is not None:
+            started = time.monotonic()  # the retraining, reported apart from the search
             data = self.load_data(spec)
             model_cfg, train_cfg = trial_config(best, spec, data)
             stop = self.stopping
@@ -102,8 +104,12 @@ class StudyFinalizer:
             if len(result.history) < train_cfg.epochs and not result.diverged:
                 return False  # interrupted: given back rather than a wrong score stored
             _, score = evaluate(result.model, data.x_test, data.y_test)
+            seconds = time.monotonic() - started
             study.set_user_attr("test_trial", best.number)
-        if not final_steps.record_score(self.engine, owed.study_id, self.worker_id, score):
+        recorded = final_steps.record_score(
+            self.engine, owed.study_id, self.worker_id, score, seconds
+        )
+        if not recorded:
             logger.warning("study %s: scored after losing its claim: dropped", owed.study_id)
             return True  # the step is not ours any more: nothing to give back
         if best is not None:

@@ -274,3 +274,31 @@ def test_a_running_study_cannot_be_deleted_until_cancelled(server: Server):
         queue.unregister_worker(engine, worker)
     finally:
         engine.dispose()
+
+
+def test_the_test_score_retraining_is_reported_apart_from_the_search(server: Server):
+    from storage import final_steps, queue
+    from storage.engine import make_engine
+
+    study = submit(server)
+    add_trials(server, study["optuna_name"], 4)
+    path = f"/studies/{study['id']}"
+    engine = make_engine(server.database_url)
+    try:
+        queue.end_study_early(engine, study["id"])  # done: its score is owed, as after a search
+        before = server.client.get(f"{path}/summary").json()  # cached before the score lands
+        assert before["test_score"] is None and before["test_score_seconds"] is None
+        assert server.client.get(path).json()["timings"]["test_score_seconds"] is None
+        worker = queue.register_worker(engine, host="scorer", device="cpu", pid=1)
+        owed = next(o for o in final_steps.owed_steps(engine) if o.study_id == study["id"])
+        assert owed.step == "score" and final_steps.claim_step(engine, owed, worker)
+        assert final_steps.record_score(engine, study["id"], worker, 0.93, seconds=2.5)
+        queue.unregister_worker(engine, worker)
+    finally:
+        engine.dispose()
+    detail = server.client.get(path).json()
+    timings = detail["timings"]
+    assert (detail["test_score"], timings["test_score_seconds"]) == (0.93, 2.5)
+    assert timings["test_scored_at"] >= timings["finished_at"]  # ISO 8601 UTC: ordered as text
+    summary = server.client.get(f"{path}/summary").json()
+    assert (summary["test_score"], summary["test_score_seconds"]) == (0.93, 2.5)

@@ -143,6 +143,41 @@ def test_progress_counts_times_and_best_match_a_full_load(two_studies, db_url):
     storage.engine.dispose()
 
 
+def _reads_side_tables(statements: list[str]) -> bool:
+    return any("trial_params" in s or "trial_user_attributes" in s for s in statements)
+
+
+def test_a_page_of_finished_trials_is_served_from_the_cache_as_read(two_studies, db_url):
+    engine, (small, _) = two_studies  # trials 0 and 1 complete, 2 running
+    cache = LruCache(8)
+    seen = _statements(engine)
+    first = trials.list_trials(engine, small, limit=2, page_cache=cache)
+    assert _reads_side_tables(seen)
+    seen.clear()
+    again = trials.list_trials(engine, small, limit=2, page_cache=cache)
+    assert not _reads_side_tables(seen)
+    assert again == first == trials.list_trials(engine, small, limit=2)
+    assert [r.user_attrs["variant"] for r in again[0]] == ["gaussian", "standard"]
+
+
+def test_a_page_with_a_running_trial_shows_what_it_writes_while_it_runs(two_studies, db_url):
+    engine, (small, _) = two_studies
+    cache = LruCache(8)
+    storage = make_optuna_storage(db_url)
+    study = optuna.load_study(study_name=small, storage=storage)
+    running = study.get_trials(states=(TrialState.RUNNING,))[0]
+    before, _ = trials.list_trials(engine, small, offset=1, limit=2, page_cache=cache)
+    assert "epoch_seconds" not in before[1].user_attrs
+    # Its row in `trials` is unchanged by an attribute: a cache keyed by rows would go stale.
+    storage.set_trial_user_attr(running._trial_id, "epoch_seconds", 0.25)
+    during, _ = trials.list_trials(engine, small, offset=1, limit=2, page_cache=cache)
+    assert during[1].user_attrs["epoch_seconds"] == 0.25 and during[1].state == "running"
+    storage.set_trial_state_values(running._trial_id, TrialState.COMPLETE, [2.0])
+    after, _ = trials.list_trials(engine, small, offset=1, limit=2, page_cache=cache)
+    assert (after[1].state, after[1].value) == ("complete", 2.0)
+    storage.engine.dispose()
+
+
 def _index_names(url: str) -> set[str]:
     engine = make_engine(url)
     try:

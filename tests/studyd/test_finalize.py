@@ -90,6 +90,18 @@ def test_a_search_whose_last_slot_was_settled_without_its_replicates_gets_them_o
     assert replicates == [1, 2] and done.test_score is not None
 
 
+def test_the_test_score_retraining_is_timed_after_the_study_is_done(backend, tmp_path):
+    engine, storage = backend
+    record = submit_spec(engine, storage, load_spec(SPEC % 0))
+    _run_worker(engine, storage, tmp_path, timeout=60)
+    scored = queue.get_study(engine, record.id)
+    assert scored.state == "done" and scored.test_score is not None
+    assert scored.test_score_seconds is not None and scored.test_score_seconds > 0
+    # `done` (finished_at) came first; the retraining ran between it and the score's record.
+    after_done = (scored.test_scored_at - scored.finished_at).total_seconds()
+    assert after_done >= scored.test_score_seconds - 0.05, (after_done, scored)
+
+
 @pytest.mark.slow
 def test_a_study_the_reaper_ended_is_scored_exactly_once_by_two_worker_processes(
     backend, db_url, tmp_path

@@ -1,0 +1,67 @@
+"""One retry per interrupted trial, the same on both paths that FAIL it: the worker's (the
+database was unreachable mid-trial, `trial_store.fail_for_retry`) and the reaper's (its worker
+died). The retry keeps what the trial was enqueued as: a seed replicate's retry trains its seed
+and still counts as a replicate; a baseline's retry is still the baseline."""
+
+from __future__ import annotations
+
+import os
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+
+from storage import queue, trial_store
+
+SPACE = {"p": FloatDistribution(0.1, 0.7)}
+ENQUEUED_AS = {"replicate_of": 4, "replicate_seed": 7, "baseline": True}
+
+
+def _worker_fails_it(engine, optuna_storage, study, trial, worker):
+    trial_store.fail_for_retry(study, trial, "the database was unreachable mid-trial")
+
+
+def _reaper_fails_it(engine, optuna_storage, study, trial, worker):
+    assert queue.reap_stale_workers(engine, optuna_storage, grace_seconds=0) == [worker]
+
+
+PATHS = {"worker": _worker_fails_it, "reaper": _reaper_fails_it}
+
+
+def _running_enqueued_trial(engine, optuna_storage, attrs):
+    record = queue.submit_study(engine, name="retry", spec={}, target_trials=2)
+    study = optuna.create_study(study_name=record.optuna_name, storage=optuna_storage)
+    study.enqueue_trial({"p": 0.25}, user_attrs=attrs)
+    worker = queue.register_worker(engine, host="h", device="cpu", pid=os.getpid())
+    assert queue.claim_trial_slot(engine, worker).id == record.id
+    trial = study.ask(SPACE)
+    queue.heartbeat(engine, worker, record.id, trial._trial_id, trial.number)
+    return study, trial, worker
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_retried_replicate_keeps_its_seed_and_stays_a_replicate(engine, optuna_storage, path):
+    study, trial, worker = _running_enqueued_trial(engine, optuna_storage, ENQUEUED_AS)
+    PATHS[path](engine, optuna_storage, study, trial, worker)
+    assert study.trials[trial.number].state == TrialState.FAIL
+    retry = study.ask(SPACE)  # what the next worker is handed
+    assert retry.params == {"p": 0.25}
+    assert retry.user_attrs == {"retry_of": trial.number, **ENQUEUED_AS}
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_retry_that_is_interrupted_again_is_not_retried(engine, optuna_storage, path):
+    attrs = {"retry_of": 0, "replicate_of": 4, "replicate_seed": 7}
+    study, trial, worker = _running_enqueued_trial(engine, optuna_storage, attrs)
+    PATHS[path](engine, optuna_storage, study, trial, worker)
+    assert study.trials[trial.number].state == TrialState.FAIL
+    assert study.get_trials(states=(TrialState.WAITING,)) == []
+
+
+def test_a_trial_already_finished_is_neither_failed_nor_retried(engine, optuna_storage):
+    study, trial, _ = _running_enqueued_trial(engine, optuna_storage, ENQUEUED_AS)
+    study.tell(trial, 0.8)
+    trial_store.fail_for_retry(study, trial, "late")
+    assert study.trials[trial.number].state == TrialState.COMPLETE
+    assert study.get_trials(states=(TrialState.WAITING,)) == []
