@@ -145,12 +145,13 @@ class DropConnectLinear(nn.Linear):
 
 
 class StandoutLinear(nn.Linear):
-    """Linear + activation whose units are kept with probability π = sigmoid(α·(Wx) + β).
+    """Linear + activation whose units are kept with Ba & Frey's tied standout probability.
 
-    π comes from the layer's own drive Wx (the tied-weights standout of Ba & Frey; the bias is
-    left out of the drive, β plays its role). Train: m ~ Bernoulli(π); eval: the mask is replaced
-    by π. `mask_before` / `mask_after` put the mask on the pre-activation z = Wx + b and/or on the
-    activation's output; with neither the layer is a plain Linear + activation.
+    π = sigmoid(α·z + β·(1 + Σᵢ xᵢ)), z = Wx + b: the standout network's weights are
+    α·w + β over the inputs and the bias unit (`models.variants.standout_keep_prob`). Train:
+    m ~ Bernoulli(π); eval: the mask is replaced by π. `mask_before` / `mask_after` put the mask
+    on the pre-activation z and/or on the activation's output; with neither the layer is a plain
+    Linear + activation.
     """
 
     def __init__(
@@ -172,15 +173,14 @@ class StandoutLinear(nn.Linear):
         self.mask_after = mask_after
 
     def keep_prob(self, x: Tensor) -> Tensor:
-        """π = sigmoid(α·(Wx) + β) for the input `x`."""
-        return standout_keep_prob(F.linear(x, self.weight), self.alpha, self.beta)
+        """π for the input `x`."""
+        return standout_keep_prob(F.linear(x, self.weight, self.bias), x, self.alpha, self.beta)
 
     def forward(self, x: Tensor) -> Tensor:
-        drive = F.linear(x, self.weight)
-        z = drive + self.bias
+        z = F.linear(x, self.weight, self.bias)
         if not (self.mask_before or self.mask_after):
             return self.activation(z)
-        keep = standout_keep_prob(drive, self.alpha, self.beta)
+        keep = standout_keep_prob(z, x, self.alpha, self.beta)
         if self.mask_before:
             z = standout_mask(z, keep, self.training)
         h = self.activation(z)
@@ -196,9 +196,10 @@ class StandoutLinear(nn.Linear):
 
 
 class StandoutInput(nn.Module):
-    """Standout on the data: the input is the output of an identity layer, so drive = x.
+    """Standout on the data: the input is the output of an identity layer (W = I, b = 0).
 
-    Train x·m with m ~ Bernoulli(sigmoid(α·x + β)); eval x·sigmoid(α·x + β).
+    The tied form then gives π = sigmoid(α·x + β·(1 + Σᵢ xᵢ)); train x·m with m ~ Bernoulli(π);
+    eval x·π.
     """
 
     def __init__(self, alpha: float = 1.0, beta: float = 0.0) -> None:
@@ -207,7 +208,8 @@ class StandoutInput(nn.Module):
         self.beta = float(beta)
 
     def forward(self, x: Tensor) -> Tensor:
-        return standout_mask(x, standout_keep_prob(x, self.alpha, self.beta), self.training)
+        keep = standout_keep_prob(x, x, self.alpha, self.beta)
+        return standout_mask(x, keep, self.training)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, beta={self.beta}"

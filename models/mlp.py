@@ -20,8 +20,9 @@ How a variant maps onto sites follows where its noise acts (`acts_on` in models/
   of its weights; DropConnect drops single weights instead. Two sites on one Linear combine
   their keep probabilities: p = 1 − (1−p₁)(1−p₂).
 - `units` (`standout`): a pre or post site of layer i makes Linear_i a `StandoutLinear` that
-  masks z_i (pre) and/or act(z_i) (post) with π = sigmoid(α·W_i h + β); the input site uses
-  drive = x (an identity layer). Standout takes no rate: π is the rate.
+  masks z_i (pre) and/or act(z_i) (post) with π = sigmoid(α·z_i + β·(1 + Σ h)), Ba & Frey's
+  tied standout network; the input site is an identity layer (z = x). Standout takes no rate:
+  π is the rate.
 - `nothing` (`none`): every site is the identity.
 """
 

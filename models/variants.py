@@ -150,9 +150,15 @@ def gaussian_noise(x: Tensor, p: Rate, training: bool, generator: Any, knobs: An
     return x * x.new_empty(x.shape).normal_(generator=generator).mul_(sigma).add_(1.0)
 
 
-def standout_keep_prob(drive: Tensor, alpha: float, beta: float) -> Tensor:
-    """Standout's keep probability π = sigmoid(α·drive + β), drive = Wx (Ba & Frey 2013)."""
-    return (alpha * drive + beta).sigmoid()
+def standout_keep_prob(z: Tensor, inputs: Tensor, alpha: float, beta: float) -> Tensor:
+    """Standout's keep probability with the standout network tied to the layer (Ba & Frey 2013).
+
+    P(m_j = 1 | a) = f(Σ_{i≥0} π_{j,i}·a_i) over the unit's inputs a_1..a_n and the bias unit
+    a_0 = 1, with f the sigmoid and the standout weights an affine function of the network's,
+    π_{j,i} = α·w_{j,i} + β (w_{j,0} = b_j). The sum is α·z_j + β·(1 + Σ_i a_i) for the
+    pre-activation z = Wa + b: the bias counts, and β weighs every input, not a constant.
+    """
+    return (alpha * z + beta * (1.0 + inputs.sum(-1, keepdim=True))).sigmoid()
 
 
 def standout_mask(h: Tensor, keep: Tensor, training: bool) -> Tensor:
@@ -240,7 +246,9 @@ STANDOUT_ALPHA = Knob(
 STANDOUT_BETA = Knob(
     name="standout_beta",
     default=0.0,
-    space=[-1.0, 1.0],
+    # β weighs the sum of a layer's inputs (Ba & Frey's tied form): ±1 saturates π on digits
+    # (128 units: val .13 at β = −1, .80 at +1, .95–.97 for |β| ≤ 0.1), so search near 0.
+    space=[-0.1, 0.1],
     low=-100.0,
     high=100.0,
     hint="write a Standout β between -100 and 100",

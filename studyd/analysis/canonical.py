@@ -35,7 +35,7 @@ def _live_placements(cfg: ModelConfig, rates: list[float]) -> list[str]:
         # `hidden`'s sites already include the one `last_hidden` names (models/mlp.py).
         named.remove("last_hidden")
     if not dropout_variant(cfg.variant).takes_rate:
-        # Standout takes no rate (π = sigmoid(α·Wx + β) is the rate): a named site is live.
+        # Standout takes no rate (its keep probability π is the rate): a named site is live.
         return named
     live = []
     for placement in named:

@@ -107,13 +107,20 @@ def test_dropconnect_keeps_the_mean_of_eval_weights_over_a_million_weights():
     assert abs(kept_fraction - (1 - P)) < 5 * math.sqrt(P * (1 - P) / N)
 
 
-def test_standout_keep_probability_is_sigmoid_of_alpha_wx_plus_beta():
+def test_standout_keep_probability_is_ba_and_frey_tied_over_inputs_and_bias_unit():
+    # Ba & Frey (2013): P(m_j = 1 | a) = f(Σ_{i≥0} π_{j,i} a_i), a_0 = 1, π_{j,i} = α·w_{j,i} + β
+    # (w_{j,0} = b_j). Written out weight by weight, not through the layer's own formula.
     torch.manual_seed(6)
-    alpha, beta = 2.0, 0.5
+    alpha, beta = 2.0, 0.05
     layer = StandoutLinear(20, 500, alpha=alpha, beta=beta, activation=None)
     x = torch.randn(1, 20)
-    expected = torch.sigmoid(alpha * (x @ layer.weight.T) + beta)
-    assert torch.allclose(layer.keep_prob(x), expected)
+    a = torch.cat([torch.ones(1, 1), x], dim=1)  # the bias unit first
+    w = torch.cat([layer.bias.detach()[:, None], layer.weight.detach()], dim=1)  # [500, 21]
+    pi = alpha * w + beta
+    expected = torch.sigmoid(a @ pi.T)
+    assert torch.allclose(layer.keep_prob(x), expected, atol=1e-6)
+    # The old simplification left the bias out and added β once: a different π.
+    assert not torch.allclose(expected, torch.sigmoid(alpha * (x @ layer.weight.T) + beta))
     z = F.linear(x, layer.weight, layer.bias)
     assert torch.allclose(layer.eval()(x), z * expected)
     rows = N // 500
@@ -126,10 +133,12 @@ def test_standout_keep_probability_is_sigmoid_of_alpha_wx_plus_beta():
     assert abs(kept.mean().item() - expected.mean().item()) < 5 * overall_se
 
 
-def test_standout_input_uses_the_data_as_its_drive():
+def test_standout_input_is_the_tied_form_of_an_identity_layer():
+    # W = I, b = 0: Σ_{i≥0} (α·w_{j,i} + β)·a_i = α·x_j + β·(1 + Σ_i x_i).
     x = torch.randn(4, 10)
     layer = StandoutInput(alpha=1.5, beta=-0.5).eval()
-    assert torch.allclose(layer(x), x * torch.sigmoid(1.5 * x - 0.5))
+    drive = 1.5 * x - 0.5 * (1 + x.sum(1, keepdim=True))
+    assert torch.allclose(layer(x), x * torch.sigmoid(drive))
 
 
 def _all_layers() -> list[nn.Module]:
