@@ -153,9 +153,9 @@ def gaussian_noise(x: Tensor, p: Rate, training: bool, generator: Any, knobs: An
 def standout_keep_prob(z: Tensor, inputs: Tensor, alpha: float, beta: float) -> Tensor:
     """Standout's keep probability with the standout network tied to the layer (Ba & Frey 2013).
 
-    P(m_j = 1 | a) = f(Σ_{i≥0} π_{j,i}·a_i) over the unit's inputs a_1..a_n and the bias unit
-    a_0 = 1, with f the sigmoid and the standout weights an affine function of the network's,
-    π_{j,i} = α·w_{j,i} + β (w_{j,0} = b_j). The sum is α·z_j + β·(1 + Σ_i a_i) for the
+    Ba & Frey's eq. 2, P(m_j = 1 | {a_i : i < j}) = f(Σ_i π_{j,i}·a_i), runs over the unit's
+    inputs a_1..a_n and the bias unit a_0 = 1 (eq. 1's convention); f is the sigmoid and the
+    standout weights are tied to the network's, π_{j,i} = α·w_{j,i} + β (w_{j,0} = b_j). The sum is α·z_j + β·(1 + Σ_i a_i) for the
     pre-activation z = Wa + b: the bias counts, and β weighs every input, not a constant.
     """
     return (alpha * z + beta * (1.0 + inputs.sum(-1, keepdim=True))).sigmoid()

@@ -108,7 +108,7 @@ def test_dropconnect_keeps_the_mean_of_eval_weights_over_a_million_weights():
 
 
 def test_standout_keep_probability_is_ba_and_frey_tied_over_inputs_and_bias_unit():
-    # Ba & Frey (2013): P(m_j = 1 | a) = f(Σ_{i≥0} π_{j,i} a_i), a_0 = 1, π_{j,i} = α·w_{j,i} + β
+    # Ba & Frey (2013), eq. 2: P(m_j = 1 | a) = f(Σ_{i≥0} π_{j,i} a_i), a_0 = 1, π_{j,i} = α·w_{j,i} + β
     # (w_{j,0} = b_j). Written out weight by weight, not through the layer's own formula.
     torch.manual_seed(6)
     alpha, beta = 2.0, 0.05
