@@ -21,9 +21,9 @@ from models.config import ModelConfig, TrainConfig
 from models.mlp import build_mlp, dropconnect_rates, dropout_sites
 from models.module import DropoutClassifier
 from models.training import EpochMetrics, TrainResult, gap_split, resolve_device
-from models.variants import REGISTRY, dropout_variant
+from models.variants import REGISTRY, dropconnect_linear, dropout_variant
 
-# Variants whose noise is elementwise on activations (or on weights, once per batch), so one
+# Variants whose noise is elementwise on activations (or on weights, per example), so one
 # stacked tensor op per site serves every trial (`stackable` in models/variants.py). The others
 # fall back to unbatched training.
 BATCHABLE_VARIANTS: tuple[str, ...] = tuple(v.name for v in REGISTRY if v.stackable)
@@ -44,14 +44,16 @@ class BatchingError(ValueError):
 def batch_key(model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[Any, ...] | None:
     """What trials must share to train in one stack; None when the variant is not batchable.
 
-    Rates, learning rate, weight decay, momentum, epochs, seed and hidden widths may differ
-    between trials: a stack pads every layer to its widest trial (`StackedMLP.from_configs`).
+    Rates, the variant's knobs (but those marked `same_in_stack`), learning rate, weight decay,
+    momentum, epochs, seed and hidden widths may differ between trials: a stack pads every
+    layer to its widest trial (`StackedMLP.from_configs`).
     """
     if model_cfg.variant not in BATCHABLE_VARIANTS:
         return None
     use_input, pre, post = dropout_sites(model_cfg)
-    noisy = dropout_variant(model_cfg.variant).noisy
-    sites = (use_input, tuple(pre), tuple(post)) if noisy else ()
+    entry = dropout_variant(model_cfg.variant)
+    sites = (use_input, tuple(pre), tuple(post)) if entry.noisy else ()
+    shared = tuple(getattr(model_cfg, k.name) for k in entry.knobs if k.same_in_stack)
     return (
         model_cfg.input_dim,
         model_cfg.num_classes,
@@ -59,6 +61,7 @@ def batch_key(model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[Any, ...]
         model_cfg.activation,
         model_cfg.variant,
         sites,
+        shared,
         train_cfg.batch_size,
         train_cfg.optimizer,
         train_cfg.train_metrics,
@@ -71,7 +74,7 @@ class StackedMLP(torch.nn.Module):
     Sites and rates follow `models.mlp.build_mlp`: `input` (rate `input_rate`), `pre_activation`
     and `hidden` (rate `rates[i]` of hidden layer i), `last_hidden` (the post site of the last
     layer). A variant whose noise acts on weights (`dropconnect`) instead masks the weights of
-    the Linear each site feeds, one mask per trial per batch, with `build_mlp`'s combined
+    the Linear each site feeds, a mask per example of each trial, with `build_mlp`'s combined
     per-Linear rates. The noise is the registry's function, the one a single network uses, with
     per-trial rates and knobs as [K, 1, 1] tensors.
     """
@@ -213,10 +216,14 @@ class StackedMLP(torch.nn.Module):
         if self.input_site:
             h = self._noise(h.expand(self.num_trials, *h.shape[-2:]), self.input_rate)
         for i, (w, b) in enumerate(self.layers()):
+            head = i == len(self.pre_sites)
             if self.on_weights:
-                w = self._noise(w, self.weight_rates[i])
+                h = self._weight_noise(h, w, b, self.weight_rates[i], None if head else self.act)
+                if head:
+                    return h
+                continue
             h = torch.baddbmm(b, h, w) if h.dim() == 3 else h @ w + b
-            if i == len(self.pre_sites):
+            if head:
                 return h
             if self.pre_sites[i]:
                 h = self._noise(h, self.rates[i])
@@ -224,6 +231,14 @@ class StackedMLP(torch.nn.Module):
             if self.post_sites[i]:
                 h = self._noise(h, self.rates[i])
         raise AssertionError("unreachable: the head returns")
+
+    def _weight_noise(
+        self, h: Tensor, w: Tensor, b: Tensor, p: Tensor, act: Callable[[Tensor], Tensor] | None
+    ) -> Tensor:
+        """DropConnect's layer (models/variants.py), per-trial rates p ([K, 1, 1])."""
+        knobs = {name: getattr(self, f"knob_{name}") for name in self.knob_names}
+        h = h.expand(self.num_trials, *h.shape[-2:])
+        return dropconnect_linear(h, w, b, p, self.training, self.generator, knobs, act)
 
     def _noise(self, h: Tensor, p: Tensor) -> Tensor:
         """The variant's noise (models/variants.py) with per-trial rate p ([K, 1, 1])."""

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from models.variants import (
     Noise,
+    dropconnect_linear,
     dropout_variant,
     gaussian_noise,
     keep_mask,
@@ -113,11 +114,13 @@ class GaussianDropout(NoiseLayer):
 
 
 class DropConnectLinear(nn.Linear):
-    """A Linear whose weights are masked: train (W·M)x + b, M ~ Bernoulli(1−p); eval (W·(1−p))x + b.
+    """A Linear (and the activation after it) whose weights are masked: DropConnect.
 
-    `noise` acts on the weights (the registry's DropConnect entry: `vanilla_noise`). One weight
-    mask is drawn per forward call (per mini-batch, as in the seed's implementation; a mask per
-    example would cost batch × out × in memory). The bias is never masked.
+    Train: act((W ⊙ M_e)x_e + b) with a mask M_e ~ Bernoulli(1−p) per example (Wan et al. 2013);
+    eval: the paper's Gaussian moment-matching inference over `dropconnect_samples` samples, or
+    act(W·(1−p)x + b) with 0 samples (`models.variants.dropconnect_linear`, which a stack uses
+    too). `noise` draws the weight masks (the registry's DropConnect entry: `vanilla_noise`).
+    The bias is never masked.
     """
 
     def __init__(
@@ -128,17 +131,22 @@ class DropConnectLinear(nn.Linear):
         bias: bool = True,
         noise: Noise = vanilla_noise,
         knobs: Mapping[str, float] | None = None,
+        activation: nn.Module | None = None,
     ) -> None:
         super().__init__(in_features, out_features, bias=bias)
         self.p = validate_rate(p)
         self.noise = noise
         self.knobs = dict(knobs or {})
+        self.activation = activation
 
     def forward(self, x: Tensor) -> Tensor:
         if self.p == 0.0:
-            return super().forward(x)
-        weight = self.noise(self.weight, self.p, self.training, None, self.knobs)
-        return F.linear(x, weight, self.bias)
+            out = super().forward(x)
+            return out if self.activation is None else self.activation(out)
+        bias = self.bias if self.bias is not None else x.new_zeros(())
+        return dropconnect_linear(
+            x, self.weight.T, bias, self.p, self.training, None, self.knobs, self.activation
+        )
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, p={self.p}"

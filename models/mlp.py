@@ -61,7 +61,8 @@ class DropoutMLP(nn.Module):
         self.num_classes = num_classes
         stochastic = [i for i, m in enumerate(self.layers) if _is_stochastic(m)]
         self._first_stochastic = stochastic[0] if stochastic else len(self.layers)
-        # A DropConnect weight mask is drawn once per call: K copies in one call would share it.
+        # DropConnect's masks are per example only up to its memory budget (models/variants.py):
+        # K copies of a big batch in one call could share some, so they get a call each.
         self._per_call_masks = any(
             isinstance(self.layers[i], DropConnectLinear) for i in stochastic
         )
@@ -129,13 +130,19 @@ def build_mlp(cfg: ModelConfig) -> DropoutMLP:
         assert variant.noise is not None
         dims = [*widths, cfg.num_classes]
         for i in range(len(dims) - 1):
+            # The activation lives in the layer: the paper's inference averages act(u) over
+            # samples of the pre-activation u, so it cannot follow as a layer of its own.
+            layer_act = act() if i < len(cfg.hidden) else None
             layers.append(
                 DropConnectLinear(
-                    dims[i], dims[i + 1], weight_rates[i], noise=variant.noise, knobs=knobs
+                    dims[i],
+                    dims[i + 1],
+                    weight_rates[i],
+                    noise=variant.noise,
+                    knobs=knobs,
+                    activation=layer_act,
                 )
             )
-            if i < len(cfg.hidden):
-                layers.append(act())
         return DropoutMLP(layers, cfg.num_classes)
 
     if variant.acts_on == "units":

@@ -61,6 +61,7 @@ class Knob:
     `default` is the config's default, `space` the spec's default search space, `low..high` the
     spec's hard bounds (`hint` says what to write), `config_min` the config's own lower bound.
     `log`: a range's default scale; None means always linear (the spec's `log` is not read).
+    `same_in_stack`: trials share a stack only when their values are equal.
     """
 
     name: str
@@ -72,6 +73,8 @@ class Knob:
     integer: bool = False
     log: bool | None = False
     config_min: float | None = None
+    # Trials stack only with equal values (it shapes the computation, not a per-trial tensor).
+    same_in_stack: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,79 @@ def gaussian_noise(x: Tensor, p: Rate, training: bool, generator: Any, knobs: An
     var = p / (1.0 - p)
     sigma = math.sqrt(var) if isinstance(var, float) else var.sqrt()
     return x * x.new_empty(x.shape).normal_(generator=generator).mul_(sigma).add_(1.0)
+
+
+# Per-example DropConnect masks a layer may hold per trial and step: B·in·out elements at most.
+# 2²⁴ is 64 MiB of float32 mask and as much again of masked weights, kept for the backward pass.
+# A batch whose masks would exceed it shares each mask among a few consecutive examples.
+MASK_BUDGET = 1 << 24
+
+
+def dropconnect_linear(
+    x: Tensor,
+    w: Tensor,
+    b: Tensor,
+    p: Rate,
+    training: bool,
+    generator: Any,
+    knobs: Mapping[str, Rate],
+    act: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
+    """DropConnect (Wan et al. 2013) of x [*, B, in] through w [*, in, out] and bias b, then `act`.
+
+    Train: r = act((W ⊙ M_e)·x_e + b) with a mask M_e ~ Bernoulli(1−p) per example e (paper
+    §2; masks are `vanilla_noise` on the weights), up to `MASK_BUDGET` mask elements per trial.
+    Eval with `dropconnect_samples` Z > 0: the paper's inference (its Algorithm 2): the
+    pre-activation u is moment-matched, u ~ N(μ, σ²), μ = (1−p)·Wx + b,
+    σ² = p(1−p)·(W ⊙ W)(x ⊙ x), and r = (1/Z)·Σ_z act(u_z); with no activation E[u] = μ is
+    used as it is. Z = 0: the cheap mean rule r = act(W·(1−p)·x + b).
+    """
+    if training:
+        return _per_example_masks(x, w, b, p, generator, act)
+    mean = x.matmul(vanilla_noise(w, p, False, None, knobs)) + b
+    samples = knobs.get("dropconnect_samples", 0)
+    # A stack holds one Z (`same_in_stack`): its [K, 1, 1] values are all equal.
+    samples = int(samples if isinstance(samples, int | float) else samples.flatten()[0].item())
+    if samples == 0 or act is None:
+        return mean if act is None else act(mean)
+    var = (x * x).matmul(w * w) * (p * (1.0 - p))
+    return _gaussian_average(mean, var.sqrt(), samples, act)
+
+
+def _per_example_masks(
+    x: Tensor, w: Tensor, b: Tensor, p: Rate, generator: Any, act: Any
+) -> Tensor:
+    *lead, batch, _ = x.shape
+    n_in, n_out = w.shape[-2:]
+    groups = max(1, min(batch, MASK_BUDGET // (n_in * n_out)))
+    size = -(-batch // groups)  # examples per mask
+    groups = -(-batch // size)
+    if groups * size != batch:
+        padded = x.new_zeros((*lead, groups * size, n_in))
+        padded[..., :batch, :] = x
+        x = padded
+    per_example = w.unsqueeze(-3).expand(*w.shape[:-2], groups, n_in, n_out)
+    rate = p if isinstance(p, float) else p.unsqueeze(-1)  # [K, 1, 1] → [K, 1, 1, 1]
+    masked = vanilla_noise(per_example, rate, True, generator, {})
+    out = x.reshape(*lead, groups, size, n_in).matmul(masked)
+    out = out.reshape(*lead, groups * size, n_out)[..., :batch, :] + b
+    return out if act is None else act(out)
+
+
+def _gaussian_average(mean: Tensor, std: Tensor, samples: int, act: Any) -> Tensor:
+    import torch  # eval only; the API process never gets here
+
+    # Z draws per unit shared by every row and trial, from their own fixed-seed stream: a row's
+    # output depends on that row alone (not on the batch, chunk or stack it is evaluated in),
+    # inference is deterministic, and it draws nothing from a trial's training stream.
+    generator = torch.Generator(device=mean.device).manual_seed(0)
+    eps = mean.new_empty((samples, mean.shape[-1])).normal_(generator=generator)
+    eps = eps.view(samples, *[1] * (mean.dim() - 1), mean.shape[-1])
+    chunk = max(1, MASK_BUDGET // max(1, mean.numel()))
+    total = mean.new_zeros(mean.shape)
+    for start in range(0, samples, chunk):
+        total += act(eps[start : start + chunk] * std + mean).sum(0)
+    return total / samples
 
 
 def standout_keep_prob(z: Tensor, inputs: Tensor, alpha: float, beta: float) -> Tensor:
@@ -234,6 +310,18 @@ MULTISAMPLE_K = Knob(
     log=None,
     config_min=1,
 )
+DROPCONNECT_SAMPLES = Knob(
+    name="dropconnect_samples",
+    default=100,
+    space=100,
+    low=0,
+    high=10_000,
+    hint="write a number of inference samples Z of 0 (the W·(1−p) rule) to 10000, e.g. 100",
+    integer=True,
+    log=None,
+    config_min=0,
+    same_in_stack=True,
+)
 STANDOUT_ALPHA = Knob(
     name="standout_alpha",
     default=1.0,
@@ -261,8 +349,14 @@ REGISTRY: tuple[DropoutVariant, ...] = (
     DropoutVariant("standard", "activations", standard_noise, stackable=True),
     DropoutVariant("vanilla", "activations", vanilla_noise, stackable=True),
     DropoutVariant("gaussian", "activations", gaussian_noise, stackable=True),
-    # DropConnect drops single weights with a mask in vanilla's form: eval uses W·(1−p).
-    DropoutVariant("dropconnect", "weights", vanilla_noise, stackable=True),
+    # DropConnect drops single weights, a mask per example (`dropconnect_linear`).
+    DropoutVariant(
+        "dropconnect",
+        "weights",
+        vanilla_noise,
+        knobs=(DROPCONNECT_SAMPLES,),
+        stackable=True,
+    ),
     DropoutVariant("standout", "units", knobs=(STANDOUT_ALPHA, STANDOUT_BETA)),
     # R-Dropout and Multi-Sample are objectives over inverted-dropout networks.
     DropoutVariant(
@@ -284,7 +378,13 @@ REGISTRY: tuple[DropoutVariant, ...] = (
 )
 # Every knob, in the order `ModelConfig` and the spec's `dropout` section list their fields (the
 # JSON schema is public, so a new knob goes at the end).
-KNOBS: tuple[Knob, ...] = (RDROP_ALPHA, MULTISAMPLE_K, STANDOUT_ALPHA, STANDOUT_BETA)
+KNOBS: tuple[Knob, ...] = (
+    RDROP_ALPHA,
+    MULTISAMPLE_K,
+    STANDOUT_ALPHA,
+    STANDOUT_BETA,
+    DROPCONNECT_SAMPLES,
+)
 
 VARIANT_NAMES: tuple[str, ...] = tuple(v.name for v in REGISTRY)
 _BY_NAME: dict[str, DropoutVariant] = {v.name: v for v in REGISTRY}

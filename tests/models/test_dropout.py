@@ -79,20 +79,57 @@ def test_gaussian_dropout_has_mean_one_and_variance_p_over_1_minus_p():
     assert abs(noise.var().item() - var) < 5 * var * math.sqrt(2 / N)
 
 
-def test_dropconnect_masks_weights_not_activations():
+def test_dropconnect_draws_a_weight_mask_per_example():
+    # Wan et al. (2013), §2: r_e = a((M_e ⊙ W) v_e) with an independent mask M_e per example.
     torch.manual_seed(3)
     layer = DropConnectLinear(50, 40, P).train()
     x = torch.randn(8, 50)
     torch.manual_seed(4)
     out = layer(x)
     torch.manual_seed(4)
-    mask = keep_mask(layer.weight, P)
-    assert torch.allclose(out, F.linear(x, layer.weight * mask, layer.bias), atol=1e-6)
+    masks = keep_mask(layer.weight.T.expand(8, 50, 40), P)  # [example, in, out]
+    expected = torch.einsum("ei,eio->eo", x, layer.weight.T * masks) + layer.bias
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert not torch.equal(masks[0], masks[1])
     # Activation dropout would zero whole outputs; weight masking leaves (almost) none at zero.
     assert (out == 0).sum() == 0
     out.sum().backward()
-    assert torch.all(layer.weight.grad[mask == 0] == 0)
-    assert torch.all(layer.weight.grad[mask == 1] != 0)
+    # dL/dW_{o,i} = Σ_e M_e[i, o]·x_e[i]: a weight dropped for every example gets no gradient.
+    assert torch.allclose(layer.weight.grad, torch.einsum("ei,eio->oi", x, masks), atol=1e-5)
+
+
+def test_dropconnect_masks_stay_within_their_memory_budget(monkeypatch):
+    import models.variants
+
+    # A budget of 3 masks of 50×40: 8 examples share them in groups of 3, 3 and 2.
+    monkeypatch.setattr(models.variants, "MASK_BUDGET", 3 * 50 * 40)
+    layer = DropConnectLinear(50, 40, P).train()
+    rows = layer(torch.randn(1, 50).expand(8, 50))  # one input: examples differ by mask only
+    same = [torch.allclose(rows[i], rows[j], atol=1e-5) for i, j in [(0, 2), (3, 5), (6, 7)]]
+    apart = [torch.allclose(rows[i], rows[j], atol=1e-2) for i, j in [(2, 3), (5, 6)]]
+    assert all(same) and not any(apart)
+
+
+def test_dropconnect_inference_moment_matches_a_gaussian_and_averages_the_activation():
+    # Wan et al. (2013), Algorithm 2: u ~ N(μ, σ²), μ = (1−p)·Wv, σ² = p(1−p)·(W⊙W)(v⊙v),
+    # r = (1/Z)·Σ_z a(u_z). For a = ReLU, E[a(u)] = μΦ(μ/σ) + σφ(μ/σ) exactly.
+    torch.manual_seed(10)
+    z = 20_000
+    layer = DropConnectLinear(30, 20, P, knobs={"dropconnect_samples": z}, activation=nn.ReLU())
+    x = torch.randn(4, 30)
+    with torch.no_grad():
+        out = layer.eval()(x)
+        w, b = layer.weight.T, layer.bias
+        mu = x @ (w * (1 - P)) + b
+        sigma = ((x * x) @ (w * w) * (P * (1 - P))).sqrt()
+    normal = torch.distributions.Normal(0.0, 1.0)
+    exact = mu * normal.cdf(mu / sigma) + sigma * normal.log_prob(mu / sigma).exp()
+    # Z = 20000 samples: the mean's standard error is ≤ σ/√Z; 6 of them bound the error.
+    assert torch.all((out - exact).abs() < 6 * sigma / math.sqrt(z))
+    assert torch.equal(out, layer(x))  # deterministic: its own fixed-seed stream
+    cheap = DropConnectLinear(30, 20, P, activation=nn.ReLU()).eval()
+    cheap.load_state_dict(layer.state_dict())
+    assert torch.allclose(cheap(x), torch.relu(mu))  # Z = 0: the W·(1−p) rule
 
 
 def test_dropconnect_keeps_the_mean_of_eval_weights_over_a_million_weights():
