@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.dropconnect import dropconnect_linear
 from models.variants import (
     Noise,
-    dropconnect_linear,
     dropout_variant,
     gaussian_noise,
     keep_mask,
@@ -117,10 +117,10 @@ class DropConnectLinear(nn.Linear):
     """A Linear (and the activation after it) whose weights are masked: DropConnect.
 
     Train: act((W ⊙ M_e)x_e + b) with a mask M_e ~ Bernoulli(1−p) per example (Wan et al. 2013);
-    eval: the paper's Gaussian moment-matching inference over `dropconnect_samples` samples, or
-    act(W·(1−p)x + b) with 0 samples (`models.variants.dropconnect_linear`, which a stack uses
-    too). `noise` draws the weight masks (the registry's DropConnect entry: `vanilla_noise`).
-    The bias is never masked.
+    eval: the paper's Gaussian moment-matching inference over `samples` draws per unit, or
+    act(W·(1−p)x + b) with `samples` = 0 (`models.dropconnect`, which a stack uses too). The
+    bias is never masked. The activation lives in the layer: the inference averages act(u) over
+    samples of the pre-activation u, so it cannot follow as a layer of its own.
     """
 
     def __init__(
@@ -128,28 +128,31 @@ class DropConnectLinear(nn.Linear):
         in_features: int,
         out_features: int,
         p: float,
-        bias: bool = True,
-        noise: Noise = vanilla_noise,
-        knobs: Mapping[str, float] | None = None,
+        *,
+        samples: int = 0,
         activation: nn.Module | None = None,
     ) -> None:
-        super().__init__(in_features, out_features, bias=bias)
+        super().__init__(in_features, out_features, bias=True)
         self.p = validate_rate(p)
-        self.noise = noise
-        self.knobs = dict(knobs or {})
+        self.samples = int(samples)
         self.activation = activation
 
     def forward(self, x: Tensor) -> Tensor:
         if self.p == 0.0:
             out = super().forward(x)
             return out if self.activation is None else self.activation(out)
-        bias = self.bias if self.bias is not None else x.new_zeros(())
         return dropconnect_linear(
-            x, self.weight.T, bias, self.p, self.training, None, self.knobs, self.activation
+            x,
+            self.weight.T,
+            self.bias,
+            self.p,
+            training=self.training,
+            samples=self.samples,
+            act=self.activation,
         )
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, p={self.p}"
+        return f"{super().extra_repr()}, p={self.p}, samples={self.samples}"
 
 
 class StandoutLinear(nn.Linear):

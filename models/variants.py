@@ -15,13 +15,15 @@ their torch code where they run.
 
 A noise function is `noise(x, p, training, generator, knobs)`: `p` is a float in one network and a
 [K, 1, 1] tensor of per-trial rates in a stack (`knobs` likewise: the variant's own knob values);
-`generator` is None for torch's global stream. It is only called with p > 0 in one network.
+`generator` is None for torch's global stream, a generator, or in a stack a `TrialStreams` (each
+trial its own stream over its own widths); a noise function draws through `draw`, which serves
+all three. It is only called with p > 0 in one network.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -81,9 +83,10 @@ class Knob:
 class DropoutVariant:
     """One dropout variant.
 
-    `acts_on`: "activations" (noise at each site), "weights" (noise on the weights of the Linear
-    a site feeds), "units" (a keep probability computed from each unit's drive: Standout's layers
-    in `models.dropout`), or "nothing". `stackable`: trials can train in one stacked network.
+    `acts_on`: "activations" (noise at each site), "weights" (DropConnect's per-example masks on
+    the weights of the Linear a site feeds: `models.dropconnect`, no noise function), "units"
+    (a keep probability computed from each unit's drive: Standout's layers in
+    `models.dropout`), or "nothing". `stackable`: trials can train in one stacked network.
     `objective`: None trains on one pass's cross-entropy. `same_as`: dedupe's reduction.
     """
 
@@ -108,25 +111,57 @@ class DropoutVariant:
 # ── noise functions ──────────────────────────────────────────────────────────────────────────
 
 
-def keep_mask(like: Tensor, p: Rate, generator: Generator | None = None) -> Tensor:
+@dataclass(frozen=True)
+class TrialStreams:
+    """Where each trial of a stack draws: its own generator, over its own block of each row.
+
+    `generators[k]` is trial k's stream (None: the trial has rate 0 at this site and, as in its
+    own network, draws nothing; its row is 0). `shapes[k]` is the trial's own shape of a row
+    (its widths, not the stack's padded ones): it draws that block, contiguous, as its own
+    network draws it, so its draws do not depend on what shares the stack.
+    """
+
+    generators: Sequence[Generator | None]
+    shapes: Sequence[tuple[int, ...]]
+
+
+def draw(like: Tensor, kind: Literal["uniform", "normal"], generator: Any) -> Tensor:
+    """A fresh tensor shaped like `like` of U[0, 1) or N(0, 1) draws.
+
+    `generator`: None (torch's global stream), one generator, or a `TrialStreams` over `like`'s
+    first dimension (a stack's trials), whose padding outside a trial's own block is 0.
+    """
+    if not isinstance(generator, TrialStreams):
+        out = like.new_empty(like.shape)
+        if kind == "uniform":
+            return out.uniform_(generator=generator)
+        return out.normal_(generator=generator)
+    out = like.new_zeros(like.shape)
+    for row, gen, shape in zip(out, generator.generators, generator.shapes, strict=True):
+        if gen is None:
+            continue
+        own = like.new_empty(shape)
+        own = own.uniform_(generator=gen) if kind == "uniform" else own.normal_(generator=gen)
+        row[tuple(slice(0, n) for n in shape)] = own
+    return out
+
+
+def keep_mask(like: Tensor, p: Rate, generator: Any = None) -> Tensor:
     """m ~ Bernoulli(1−p) shaped like `like`, as 1.0/0.0 in its dtype: u ≥ p for u ~ U[0, 1).
 
     One uniform draw compared in place: on a CPU about half the time of `bernoulli_` or
     `F.dropout` (113 vs 205–214 µs for a 128×128 forward + backward, one thread).
     """
-    return like.new_empty(like.shape).uniform_(generator=generator).ge_(p)
+    return draw(like, "uniform", generator).ge_(p)
 
 
 def standard_noise(x: Tensor, p: Rate, training: bool, generator: Any, knobs: Any) -> Tensor:
     """Inverted dropout: train x·m/(1−p) with m ~ Bernoulli(1−p); eval x (cs231n's second form)."""
     if not training:
         return x
-    if x.is_cuda and generator is None and isinstance(p, float):
-        # F.dropout is exactly x·m/(1−p), drawn from torch's generator, fused on CUDA.
-        from torch.nn.functional import dropout
-
-        return dropout(x, p, training=True)
-    # The scale folded into the mask in place: one full-size multiply forward and one backward.
+    # Not F.dropout on CUDA, although fused: its draws differ from `keep_mask`'s, and a trial
+    # must get the same masks in its own network as in a stack. The scale is folded into the
+    # mask in place: one full-size multiply forward and one backward.
     return x * keep_mask(x, p, generator).div_(1.0 - p)
 
 
@@ -150,80 +185,7 @@ def gaussian_noise(x: Tensor, p: Rate, training: bool, generator: Any, knobs: An
         return x
     var = p / (1.0 - p)
     sigma = math.sqrt(var) if isinstance(var, float) else var.sqrt()
-    return x * x.new_empty(x.shape).normal_(generator=generator).mul_(sigma).add_(1.0)
-
-
-# Per-example DropConnect masks a layer may hold per trial and step: B·in·out elements at most.
-# 2²⁴ is 64 MiB of float32 mask and as much again of masked weights, kept for the backward pass.
-# A batch whose masks would exceed it shares each mask among a few consecutive examples.
-MASK_BUDGET = 1 << 24
-
-
-def dropconnect_linear(
-    x: Tensor,
-    w: Tensor,
-    b: Tensor,
-    p: Rate,
-    training: bool,
-    generator: Any,
-    knobs: Mapping[str, Rate],
-    act: Callable[[Tensor], Tensor] | None = None,
-) -> Tensor:
-    """DropConnect (Wan et al. 2013) of x [*, B, in] through w [*, in, out] and bias b, then `act`.
-
-    Train: r = act((W ⊙ M_e)·x_e + b) with a mask M_e ~ Bernoulli(1−p) per example e (paper
-    §2; masks are `vanilla_noise` on the weights), up to `MASK_BUDGET` mask elements per trial.
-    Eval with `dropconnect_samples` Z > 0: the paper's inference (its Algorithm 2): the
-    pre-activation u is moment-matched, u ~ N(μ, σ²), μ = (1−p)·Wx + b,
-    σ² = p(1−p)·(W ⊙ W)(x ⊙ x), and r = (1/Z)·Σ_z act(u_z); with no activation E[u] = μ is
-    used as it is. Z = 0: the cheap mean rule r = act(W·(1−p)·x + b).
-    """
-    if training:
-        return _per_example_masks(x, w, b, p, generator, act)
-    mean = x.matmul(vanilla_noise(w, p, False, None, knobs)) + b
-    samples = knobs.get("dropconnect_samples", 0)
-    # A stack holds one Z (`same_in_stack`): its [K, 1, 1] values are all equal.
-    samples = int(samples if isinstance(samples, int | float) else samples.flatten()[0].item())
-    if samples == 0 or act is None:
-        return mean if act is None else act(mean)
-    var = (x * x).matmul(w * w) * (p * (1.0 - p))
-    return _gaussian_average(mean, var.sqrt(), samples, act)
-
-
-def _per_example_masks(
-    x: Tensor, w: Tensor, b: Tensor, p: Rate, generator: Any, act: Any
-) -> Tensor:
-    *lead, batch, _ = x.shape
-    n_in, n_out = w.shape[-2:]
-    groups = max(1, min(batch, MASK_BUDGET // (n_in * n_out)))
-    size = -(-batch // groups)  # examples per mask
-    groups = -(-batch // size)
-    if groups * size != batch:
-        padded = x.new_zeros((*lead, groups * size, n_in))
-        padded[..., :batch, :] = x
-        x = padded
-    per_example = w.unsqueeze(-3).expand(*w.shape[:-2], groups, n_in, n_out)
-    rate = p if isinstance(p, float) else p.unsqueeze(-1)  # [K, 1, 1] → [K, 1, 1, 1]
-    masked = vanilla_noise(per_example, rate, True, generator, {})
-    out = x.reshape(*lead, groups, size, n_in).matmul(masked)
-    out = out.reshape(*lead, groups * size, n_out)[..., :batch, :] + b
-    return out if act is None else act(out)
-
-
-def _gaussian_average(mean: Tensor, std: Tensor, samples: int, act: Any) -> Tensor:
-    import torch  # eval only; the API process never gets here
-
-    # Z draws per unit shared by every row and trial, from their own fixed-seed stream: a row's
-    # output depends on that row alone (not on the batch, chunk or stack it is evaluated in),
-    # inference is deterministic, and it draws nothing from a trial's training stream.
-    generator = torch.Generator(device=mean.device).manual_seed(0)
-    eps = mean.new_empty((samples, mean.shape[-1])).normal_(generator=generator)
-    eps = eps.view(samples, *[1] * (mean.dim() - 1), mean.shape[-1])
-    chunk = max(1, MASK_BUDGET // max(1, mean.numel()))
-    total = mean.new_zeros(mean.shape)
-    for start in range(0, samples, chunk):
-        total += act(eps[start : start + chunk] * std + mean).sum(0)
-    return total / samples
+    return x * draw(x, "normal", generator).mul_(sigma).add_(1.0)
 
 
 def standout_keep_prob(z: Tensor, inputs: Tensor, alpha: float, beta: float) -> Tensor:
@@ -231,8 +193,9 @@ def standout_keep_prob(z: Tensor, inputs: Tensor, alpha: float, beta: float) -> 
 
     Ba & Frey's eq. 2, P(m_j = 1 | {a_i : i < j}) = f(Σ_i π_{j,i}·a_i), runs over the unit's
     inputs a_1..a_n and the bias unit a_0 = 1 (eq. 1's convention); f is the sigmoid and the
-    standout weights are tied to the network's, π_{j,i} = α·w_{j,i} + β (w_{j,0} = b_j). The sum is α·z_j + β·(1 + Σ_i a_i) for the
-    pre-activation z = Wa + b: the bias counts, and β weighs every input, not a constant.
+    standout weights are tied to the network's, π_{j,i} = α·w_{j,i} + β (w_{j,0} = b_j). The
+    sum is α·z_j + β·(1 + Σ_i a_i) for the pre-activation z = Wa + b: the bias counts, and β
+    weighs every input, not a constant.
     """
     return (alpha * z + beta * (1.0 + inputs.sum(-1, keepdim=True))).sigmoid()
 
@@ -349,14 +312,8 @@ REGISTRY: tuple[DropoutVariant, ...] = (
     DropoutVariant("standard", "activations", standard_noise, stackable=True),
     DropoutVariant("vanilla", "activations", vanilla_noise, stackable=True),
     DropoutVariant("gaussian", "activations", gaussian_noise, stackable=True),
-    # DropConnect drops single weights, a mask per example (`dropconnect_linear`).
-    DropoutVariant(
-        "dropconnect",
-        "weights",
-        vanilla_noise,
-        knobs=(DROPCONNECT_SAMPLES,),
-        stackable=True,
-    ),
+    # DropConnect masks each weight per example, its own layer (models/dropconnect.py).
+    DropoutVariant("dropconnect", "weights", knobs=(DROPCONNECT_SAMPLES,), stackable=True),
     DropoutVariant("standout", "units", knobs=(STANDOUT_ALPHA, STANDOUT_BETA)),
     # R-Dropout and Multi-Sample are objectives over inverted-dropout networks.
     DropoutVariant(

@@ -80,7 +80,7 @@ def test_gaussian_dropout_has_mean_one_and_variance_p_over_1_minus_p():
 
 
 def test_dropconnect_draws_a_weight_mask_per_example():
-    # Wan et al. (2013), §2: r_e = a((M_e ⊙ W) v_e) with an independent mask M_e per example.
+    # Wan et al. (2013), §2, eq. 2: r_e = a((M_e ⊙ W) v_e), an independent mask M_e per example.
     torch.manual_seed(3)
     layer = DropConnectLinear(50, 40, P).train()
     x = torch.randn(8, 50)
@@ -99,10 +99,10 @@ def test_dropconnect_draws_a_weight_mask_per_example():
 
 
 def test_dropconnect_masks_stay_within_their_memory_budget(monkeypatch):
-    import models.variants
+    import models.dropconnect
 
     # A budget of 3 masks of 50×40: 8 examples share them in groups of 3, 3 and 2.
-    monkeypatch.setattr(models.variants, "MASK_BUDGET", 3 * 50 * 40)
+    monkeypatch.setattr(models.dropconnect, "MASK_BUDGET", 3 * 50 * 40)
     layer = DropConnectLinear(50, 40, P).train()
     rows = layer(torch.randn(1, 50).expand(8, 50))  # one input: examples differ by mask only
     same = [torch.allclose(rows[i], rows[j], atol=1e-5) for i, j in [(0, 2), (3, 5), (6, 7)]]
@@ -115,7 +115,7 @@ def test_dropconnect_inference_moment_matches_a_gaussian_and_averages_the_activa
     # r = (1/Z)·Σ_z a(u_z). For a = ReLU, E[a(u)] = μΦ(μ/σ) + σφ(μ/σ) exactly.
     torch.manual_seed(10)
     z = 20_000
-    layer = DropConnectLinear(30, 20, P, knobs={"dropconnect_samples": z}, activation=nn.ReLU())
+    layer = DropConnectLinear(30, 20, P, samples=z, activation=nn.ReLU())
     x = torch.randn(4, 30)
     with torch.no_grad():
         out = layer.eval()(x)
@@ -145,8 +145,9 @@ def test_dropconnect_keeps_the_mean_of_eval_weights_over_a_million_weights():
 
 
 def test_standout_keep_probability_is_ba_and_frey_tied_over_inputs_and_bias_unit():
-    # Ba & Frey (2013), eq. 2: P(m_j = 1 | a) = f(Σ_{i≥0} π_{j,i} a_i), a_0 = 1, π_{j,i} = α·w_{j,i} + β
-    # (w_{j,0} = b_j). Written out weight by weight, not through the layer's own formula.
+    # Ba & Frey (2013), eq. 2: P(m_j = 1 | a) = f(Σ_{i≥0} π_{j,i} a_i), a_0 = 1 (eq. 1), tied
+    # π_{j,i} = α·w_{j,i} + β (w_{j,0} = b_j). Written out weight by weight, not through the
+    # layer's own formula.
     torch.manual_seed(6)
     alpha, beta = 2.0, 0.05
     layer = StandoutLinear(20, 500, alpha=alpha, beta=beta, activation=None)
