@@ -64,11 +64,14 @@ def main() -> None:
     runs = [("standard", None)]
     runs += [("dropconnect", z) for z in args.samples] if has_samples else [("dropconnect", None)]
     print(
-        f"{args.dataset}: {len(data.y_train)} train rows, hidden [{WIDTH}, {WIDTH}], batch {BATCH}, "
+        f"{args.dataset}: {len(data.y_train)} train rows, hidden [{WIDTH}, {WIDTH}], "
+        f"batch {BATCH}, "
         f"torch threads {torch.get_num_threads()}"
     )
-    print(f"{'variant':<12} {'Z':>4} {'single s/epoch':>15} {f'stack of {STACK} s/trial':>20} "
-          f"{'eval s':>8}")
+    print(
+        f"{'variant':<12} {'Z':>4} {'single s/epoch':>15} {f'stack of {STACK} s/trial':>20} "
+        f"{'eval s':>8}"
+    )
     for variant, samples in runs:
         model_cfg = _configs(data, variant, samples)
         train_cfg = TrainConfig(epochs=args.epochs, batch_size=BATCH, seed=0)
