@@ -5,7 +5,7 @@ One network (`train_model`) and a stack of 4 (`train_batched`), hidden [128, 128
 Z > 0 the paper's Gaussian inference at evaluation). Prints the median epoch time over --epochs
 epochs (the first, warm-up, dropped) and the evaluation's share, measured by timing one
 evaluation pass over the validation and train-gap rows.
-Usage: python -m bench.dropconnect_cost [--epochs 4] [--samples 0 8 100] [--dataset digits]
+Usage: python -m bench.dropconnect_cost [--epochs 4] [--samples 0 16 100] [--threads 1]
 """
 
 from __future__ import annotations
@@ -56,9 +56,14 @@ def _eval_seconds(model_cfg, train_cfg, data) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--samples", type=int, nargs="*", default=[0, 8, 100])
+    parser.add_argument("--samples", type=int, nargs="*", default=[0, 16, 100])
     parser.add_argument("--dataset", default="digits")
+    parser.add_argument(
+        "--threads", type=int, help="torch threads (steadier figures on a busy host)"
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset, data_dir="data", download=False)
     has_samples = "dropconnect_samples" in ModelConfig.model_fields
     runs = [("standard", None)]
