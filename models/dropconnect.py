@@ -1,11 +1,12 @@
 """DropConnect as Wan et al. (2013) define it, for one network and for a stack of K trials.
 
 Training masks each weight per example: r_e = act((W ⊙ M_e)·x_e + b), M_e ~ Bernoulli(1−p)
-(the paper's eq. 1 with one mask per example, §2). Evaluation is the paper's inference (its
-Algorithm 2): each pre-activation is moment-matched by a Gaussian, u ~ N(μ, σ²) with
-μ = (1−p)·Wx + b and σ² = p(1−p)·(W ⊙ W)(x ⊙ x), and the activation is averaged over Z samples
-of it, r = (1/Z)·Σ_z act(u_z). Z = `dropconnect_samples`; Z = 0 is the cheap mean rule
-r = act(W·(1−p)·x + b). The head (no activation) uses E[u] = μ either way.
+(the paper's eq. 2 with one mask per example; 16 random bits per mask element, `keep_bits`).
+Evaluation is the paper's inference (its Algorithm 2): each pre-activation is moment-matched
+by a Gaussian, u ~ N(μ, σ²) with μ = (1−p)·Wx + b and σ² = p(1−p)·(W ⊙ W)(x ⊙ x), and the
+activation is averaged over Z samples of it, r = (1/Z)·Σ_z act(u_z). Z = `dropconnect_samples`;
+Z = 0 is the cheap mean rule r = act(W·(1−p)·x + b). The head (no activation) uses E[u] = μ
+either way.
 
 A per-example mask costs batch × in × out random draws and as many floats of masked weights
 kept for the backward pass, per layer and step. `MASK_BUDGET` bounds that: a batch whose masks
@@ -21,8 +22,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-from models.variants import TrialStreams, draw
 
 if TYPE_CHECKING:
     from models.variants import Rate
@@ -85,7 +84,7 @@ def _masked(
     n_out = w.shape[-1]
     size = examples_per_mask(batch, n_in, n_out)
     groups = -(-batch // size)
-    mask = draw(w.new_empty(()).expand(groups, n_in, n_out), "uniform", generator).ge_(p)
+    mask = keep_bits((groups, n_in, n_out), p, generator, w.device).to(w.dtype)
     out = _grouped_matmul(x, w.unsqueeze(0) * mask, size)
     out = out + b
     return out if act is None else act(out)
@@ -107,9 +106,12 @@ def _masked_stack(
     groups = -(-batch // size)
     if len(sizes) == 1 and groups * n_in * n_out <= MASK_BUDGET:
         # Every trial groups its examples alike and the padded masks fit: one op for the stack.
-        trial_streams = TrialStreams(streams, [(groups, i, o) for i, o in own])
-        like = w.new_empty(()).expand(k, groups, n_in, n_out)
-        mask = draw(like, "uniform", trial_streams).ge_(p.unsqueeze(-1))
+        mask = w.new_zeros((k, groups, n_in, n_out))
+        for t, (gen, (i, o)) in enumerate(zip(streams, own, strict=True)):
+            if gen is None:  # rate 0: no draw, every weight kept (padding is zero anyway)
+                mask[t] = 1.0
+            else:
+                mask[t, :, :i, :o] = keep_bits((groups, i, o), p[t, 0, 0], gen, w.device)
         out = _grouped_matmul(x, w.unsqueeze(1) * mask, size) + b
         return out if act is None else act(out)
     # Otherwise each trial on its own block, within the budget as in its own network.
@@ -122,6 +124,23 @@ def _masked_stack(
         else:
             rows.append(F.pad(_masked(xt, wt, bt, p[t, 0, 0], gen, act), (0, n_out - o)))
     return torch.stack(rows)
+
+
+def keep_bits(
+    shape: tuple[int, ...], p: Rate, generator: torch.Generator | None, device: torch.device
+) -> Tensor:
+    """M ~ Bernoulli(1−p) of `shape` (bool) from 16 random bits each: keep when u ≥ round(p·2¹⁶).
+
+    Four masks per 64-bit draw, filled in order: 5.8× cheaper on a CPU than a float uniform each
+    (2 M elements: 1.8 vs 10.3 ms, one thread; the draw was half of a DropConnect step). The keep
+    probability is 1 − round(p·2¹⁶)/2¹⁶, within 2⁻¹⁷ of 1 − p.
+    """
+    n = math.prod(shape)
+    raw = torch.empty(-(-n // 4), dtype=torch.int64, device=device)
+    raw.random_(-(2**63), None, generator=generator)  # the full 64-bit range
+    bits = raw.view(torch.int16)[:n].view(shape)  # u − 2¹⁵: uniform on [−2¹⁵, 2¹⁵)
+    threshold = round(p * 65536) if isinstance(p, float) else (p * 65536).round()
+    return bits >= threshold - 32768
 
 
 def _grouped_matmul(x: Tensor, masked: Tensor, size: int) -> Tensor:

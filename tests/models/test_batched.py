@@ -331,7 +331,9 @@ def test_a_trials_result_depends_on_its_seed_not_on_its_stack(digits, variant):
     wider = [cfg(0.2, (48, 8)), cfg(0.0, (16, 24))]
     padded = train_batched([wider[0], target, wider[1]], [train(4), train(7), train(5)], digits)
     unbatched = train_model(target, train(7), digits, device="cpu")
-    assert curve(alone) == curve(stacked)  # the same float ops on the same draws: bit for bit
+    for ours, theirs in zip(curve(alone), curve(stacked), strict=True):
+        # The same draws and ops; only a reduction's order over the stack's rows may differ.
+        assert ours == pytest.approx(theirs, rel=1e-6)
     for other in (padded[1], unbatched):
         # Padding changes the matmuls' sizes and unbatched runs torch.optim and F.linear
         # instead of the stack's ops: the same draws, float tolerance.

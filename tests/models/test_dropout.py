@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.dropconnect import keep_bits
 from models.dropout import (
     DropConnectLinear,
     DropoutRateError,
@@ -21,7 +22,6 @@ from models.dropout import (
     StandoutInput,
     StandoutLinear,
     VanillaDropout,
-    keep_mask,
     validate_rate,
 )
 
@@ -87,7 +87,7 @@ def test_dropconnect_draws_a_weight_mask_per_example():
     torch.manual_seed(4)
     out = layer(x)
     torch.manual_seed(4)
-    masks = keep_mask(layer.weight.T.expand(8, 50, 40), P)  # [example, in, out]
+    masks = keep_bits((8, 50, 40), P, None, x.device).float()  # [example, in, out]
     expected = torch.einsum("ei,eio->eo", x, layer.weight.T * masks) + layer.bias
     assert torch.allclose(out, expected, atol=1e-5)
     assert not torch.equal(masks[0], masks[1])
@@ -96,6 +96,17 @@ def test_dropconnect_draws_a_weight_mask_per_example():
     out.sum().backward()
     # dL/dW_{o,i} = Σ_e M_e[i, o]·x_e[i]: a weight dropped for every example gets no gradient.
     assert torch.allclose(layer.weight.grad, torch.einsum("ei,eio->oi", x, masks), atol=1e-5)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.1, 0.5, 0.9])
+def test_dropconnect_keep_bits_are_bernoulli_one_minus_p(p):
+    # 16 bits per mask element: the keep rate is 1 − round(p·2¹⁶)/2¹⁶, within 2⁻¹⁷ of 1 − p; over
+    # 10⁶ draws the kept fraction is within 5 standard errors of it (seed 8).
+    kept = keep_bits((1000, 1000), p, torch.Generator().manual_seed(8), torch.device("cpu"))
+    se = math.sqrt(p * (1 - p) / N)
+    assert abs(kept.float().mean().item() - (1 - p)) < 5 * se + 2**-17
+    if p == 0.0:
+        assert kept.all()
 
 
 def test_dropconnect_masks_stay_within_their_memory_budget(monkeypatch):
