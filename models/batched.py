@@ -121,7 +121,8 @@ class StackedMLP(torch.nn.Module):
         self.mask_states: list[Tensor] = []
         # Each trial's own layer widths [in, *hidden, classes] (the stack's are the widest), and
         # Python copies of the rates: which trials draw at a site, without a device sync.
-        self.dims: list[list[int]] = [[cfg.input_dim, *cfg.hidden, cfg.num_classes]] * len(rates[0])
+        own = [cfg.input_dim, *cfg.hidden, cfg.num_classes]
+        self.dims: list[list[int]] = [list(own) for _ in range(input_rate.shape[0])]
         self.site_rates = {
             "input": input_rate.flatten().tolist(),
             "layer": rates.flatten(1).tolist(),
@@ -420,9 +421,9 @@ def train_batched(
     from its own stream over its own widths, so its result does not depend on its stack (alone,
     in any stack, padded or not: the same to float tolerance). `on_epoch(epoch, metrics)` gets
     one `EpochMetrics` per trial (None for trials already finished) and returns one stop flag per
-    trial. `seconds` is the stack's epoch time
-    divided by the trials it trained: the amortised cost of each trial's epoch. `interrupt()`,
-    asked between batches, True abandons the epoch under way for every trial still training.
+    trial. `seconds` is the stack's epoch time divided by the trials it trained: the amortised
+    cost of each trial's epoch. `interrupt()`, asked between batches, True abandons the epoch
+    under way for every trial still training.
     """
     keys = {batch_key(m, t) for m, t in zip(model_cfgs, train_cfgs, strict=True)}
     if None in keys or len(keys) != 1:

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from models.variants import Rate
 
 # Mask elements one layer may hold per trial and step: 2²⁴ floats are 64 MiB of mask and as much
-# again of masked weights (kept for backward). A 784-input, 1024-wide layer at batch 20 reaches it.
+# again of masked weights (kept for backward); a 784-input, 1024-wide layer passes it above
+# batch 20.
 MASK_BUDGET = 1 << 24
 # The inference's samples come from their own fixed stream: evaluation is deterministic and
 # draws nothing from a trial's training stream.
