@@ -186,6 +186,13 @@ class StackedMLP(torch.nn.Module):
             pad_mask,
         )
         stack.dims = [[c.input_dim, *c.hidden, c.num_classes] for c in cfgs]
+        # The configs' own rates (doubles, as each trial's network holds them; the tensors are
+        # float32): a mask's threshold must round as in the trial's own network.
+        stack.site_rates = {
+            "input": [c.input_rate for c in cfgs],
+            "layer": [list(col) for col in zip(*rates, strict=True)],
+            "weight": [list(col) for col in zip(*weight_rates, strict=True)],
+        }
         stack.seeds = list(seeds)
         stack.mask_states = [state for _, state in started]
         stack.use_trial_streams(torch.device("cpu"))
@@ -300,6 +307,7 @@ class StackedMLP(torch.nn.Module):
             act=act,
             streams=self._site_streams(self.site_rates["weight"][i]),
             own=[(d[i], d[i + 1]) for d in self.dims],
+            rates=self.site_rates["weight"][i],
         )
 
     def _noise(self, h: Tensor, p: Tensor, generator: Any) -> Tensor:

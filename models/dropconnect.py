@@ -55,19 +55,21 @@ def dropconnect_linear(
     generator: torch.Generator | None = None,
     streams: Sequence[torch.Generator | None] | None = None,
     own: Sequence[tuple[int, int]] | None = None,
+    rates: Sequence[float] | None = None,
 ) -> Tensor:
     """DropConnect of x through w (in × out) and b, then `act` (None: the head).
 
     One network: x [B, in], w [in, out], b [out], p a float, masks from `generator` (None: torch's
     global stream). A stack: x [K, B, in], w [K, in, out], b [K, 1, out], p [K, 1, 1]; trial k
     draws from `streams[k]` (None: rate 0, no draw) over its own (in, out) block `own[k]` of the
-    padded weights, so its masks are those of its own network.
+    padded weights at its config's rate `rates[k]` (a Python float, as its own network's), so its
+    masks are those of its own network.
     """
     if training:
         if streams is None:
             return _masked(x, w, b, p, generator, act)
-        assert own is not None
-        return _masked_stack(x, w, b, p, streams, own, act)
+        assert own is not None and rates is not None
+        return _masked_stack(x, w, b, rates, streams, own, act)
     mean = x.matmul(w * (1.0 - p)) + b
     if act is None:
         return mean
@@ -78,7 +80,7 @@ def dropconnect_linear(
 
 
 def _masked(
-    x: Tensor, w: Tensor, b: Tensor, p: Rate, generator: torch.Generator | None, act: Any
+    x: Tensor, w: Tensor, b: Tensor, p: float, generator: torch.Generator | None, act: Any
 ) -> Tensor:
     """One network (or one trial of a stack): a mask per example, up to the budget."""
     batch, n_in = x.shape
@@ -95,7 +97,7 @@ def _masked_stack(
     x: Tensor,
     w: Tensor,
     b: Tensor,
-    p: Tensor,
+    rates: Sequence[float],
     streams: Sequence[torch.Generator | None],
     own: Sequence[tuple[int, int]],
     act: Any,
@@ -107,28 +109,29 @@ def _masked_stack(
     groups = -(-batch // size)
     if len(sizes) == 1 and groups * n_in * n_out <= MASK_BUDGET:
         # Every trial groups its examples alike and the padded masks fit: one op for the stack.
-        mask = w.new_zeros((k, groups, n_in, n_out))
-        for t, (gen, (i, o)) in enumerate(zip(streams, own, strict=True)):
+        blocks = []
+        for gen, (i, o), p in zip(streams, own, rates, strict=True):
             if gen is None:  # rate 0: no draw, every weight kept (padding is zero anyway)
-                mask[t] = 1.0
+                blocks.append(torch.ones((groups, n_in, n_out), dtype=torch.bool, device=w.device))
             else:
-                mask[t, :, :i, :o] = keep_bits((groups, i, o), p[t, 0, 0], gen, w.device)
-        out = _grouped_matmul(x, w.unsqueeze(1) * mask, size) + b
+                bits = keep_bits((groups, i, o), p, gen, w.device)
+                blocks.append(F.pad(bits, (0, n_out - o, 0, n_in - i)))
+        out = _grouped_matmul(x, w.unsqueeze(1) * torch.stack(blocks).to(w.dtype), size) + b
         return out if act is None else act(out)
     # Otherwise each trial on its own block, within the budget as in its own network.
     rows = []
-    for t, (gen, (i, o)) in enumerate(zip(streams, own, strict=True)):
+    for t, (gen, (i, o), p) in enumerate(zip(streams, own, rates, strict=True)):
         xt, wt, bt = x[t, :, :i], w[t, :i, :o], b[t, 0, :o]
         if gen is None:
             out = xt @ wt + bt
             rows.append(F.pad(out if act is None else act(out), (0, n_out - o)))
         else:
-            rows.append(F.pad(_masked(xt, wt, bt, p[t, 0, 0], gen, act), (0, n_out - o)))
+            rows.append(F.pad(_masked(xt, wt, bt, p, gen, act), (0, n_out - o)))
     return torch.stack(rows)
 
 
 def keep_bits(
-    shape: tuple[int, ...], p: Rate, generator: torch.Generator | None, device: torch.device
+    shape: tuple[int, ...], p: float, generator: torch.Generator | None, device: torch.device
 ) -> Tensor:
     """M ~ Bernoulli(1−p) of `shape` (bool) from 16 random bits each: keep when u ≥ round(p·2¹⁶).
 
@@ -140,8 +143,7 @@ def keep_bits(
     raw = torch.empty(-(-n // 4), dtype=torch.int64, device=device)
     raw.random_(-(2**63), None, generator=generator)  # the full 64-bit range
     bits = raw.view(torch.int16)[:n].view(shape)  # u − 2¹⁵: uniform on [−2¹⁵, 2¹⁵)
-    threshold = round(p * 65536) if isinstance(p, float) else (p * 65536).round()
-    return bits >= threshold - 32768
+    return bits >= round(p * 65536) - 32768
 
 
 def _grouped_matmul(x: Tensor, masked: Tensor, size: int) -> Tensor:
