@@ -18,12 +18,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.config import ModelConfig, TrainConfig
+from models.dropconnect import dropconnect_linear
 from models.mlp import build_mlp, dropconnect_rates, dropout_sites
 from models.module import DropoutClassifier
 from models.training import EpochMetrics, TrainResult, gap_split, resolve_device
-from models.variants import REGISTRY, dropout_variant
+from models.variants import REGISTRY, TrialStreams, dropout_variant
 
-# Variants whose noise is elementwise on activations (or on weights, once per batch), so one
+# Variants whose noise is elementwise on activations (or on weights, per example), so one
 # stacked tensor op per site serves every trial (`stackable` in models/variants.py). The others
 # fall back to unbatched training.
 BATCHABLE_VARIANTS: tuple[str, ...] = tuple(v.name for v in REGISTRY if v.stackable)
@@ -44,14 +45,16 @@ class BatchingError(ValueError):
 def batch_key(model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[Any, ...] | None:
     """What trials must share to train in one stack; None when the variant is not batchable.
 
-    Rates, learning rate, weight decay, momentum, epochs, seed and hidden widths may differ
-    between trials: a stack pads every layer to its widest trial (`StackedMLP.from_configs`).
+    Rates, the variant's knobs (but those marked `same_in_stack`), learning rate, weight decay,
+    momentum, epochs, seed and hidden widths may differ between trials: a stack pads every
+    layer to its widest trial (`StackedMLP.from_configs`).
     """
     if model_cfg.variant not in BATCHABLE_VARIANTS:
         return None
     use_input, pre, post = dropout_sites(model_cfg)
-    noisy = dropout_variant(model_cfg.variant).noisy
-    sites = (use_input, tuple(pre), tuple(post)) if noisy else ()
+    entry = dropout_variant(model_cfg.variant)
+    sites = (use_input, tuple(pre), tuple(post)) if entry.noisy else ()
+    shared = tuple(getattr(model_cfg, k.name) for k in entry.knobs if k.same_in_stack)
     return (
         model_cfg.input_dim,
         model_cfg.num_classes,
@@ -59,6 +62,7 @@ def batch_key(model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[Any, ...]
         model_cfg.activation,
         model_cfg.variant,
         sites,
+        shared,
         train_cfg.batch_size,
         train_cfg.optimizer,
         train_cfg.train_metrics,
@@ -71,7 +75,7 @@ class StackedMLP(torch.nn.Module):
     Sites and rates follow `models.mlp.build_mlp`: `input` (rate `input_rate`), `pre_activation`
     and `hidden` (rate `rates[i]` of hidden layer i), `last_hidden` (the post site of the last
     layer). A variant whose noise acts on weights (`dropconnect`) instead masks the weights of
-    the Linear each site feeds, one mask per trial per batch, with `build_mlp`'s combined
+    the Linear each site feeds, a mask per example of each trial, with `build_mlp`'s combined
     per-Linear rates. The noise is the registry's function, the one a single network uses, with
     per-trial rates and knobs as [K, 1, 1] tensors.
     """
@@ -111,7 +115,21 @@ class StackedMLP(torch.nn.Module):
         self.knob_names = list(knobs or {})
         for name, values in (knobs or {}).items():
             self.register_buffer(f"knob_{name}", values)
-        self.generator: torch.Generator | None = None
+        # Where masks come from: one generator per trial (`use_trial_streams`).
+        self.streams: list[torch.Generator] = []
+        self.seeds: list[int] = []
+        self.mask_states: list[Tensor] = []
+        # Each trial's own layer widths [in, *hidden, classes] (the stack's are the widest), and
+        # Python copies of the rates: which trials draw at a site, without a device sync.
+        own = [cfg.input_dim, *cfg.hidden, cfg.num_classes]
+        self.dims: list[list[int]] = [list(own) for _ in range(input_rate.shape[0])]
+        self.site_rates = {
+            "input": input_rate.flatten().tolist(),
+            "layer": rates.flatten(1).tolist(),
+            "weight": weight_rates.flatten(1).tolist(),
+        }
+        # Knobs every trial of the stack shares (`same_in_stack`), as Python values.
+        self.shared_knobs = {k.name: getattr(cfg, k.name) for k in entry.knobs if k.same_in_stack}
         # 1 where `flat` holds a trial's own weight, 0 on padding (None: nothing is padded).
         self.register_buffer("pad_mask", pad_mask)
 
@@ -128,7 +146,8 @@ class StackedMLP(torch.nn.Module):
         first = cfgs[0]
         widths = [max(w) for w in zip(*(c.hidden for c in cfgs), strict=True)]
         dims = [first.input_dim, *widths, first.num_classes]
-        per_trial = [_initial_linears(c, s) for c, s in zip(cfgs, seeds, strict=True)]
+        started = [_initial_linears(c, s) for c, s in zip(cfgs, seeds, strict=True)]
+        per_trial = [linears for linears, _ in started]
         weights = [
             torch.stack([_padded(t[i][0], dims[i], dims[i + 1]) for t in per_trial])
             for i in range(len(dims) - 1)
@@ -156,7 +175,7 @@ class StackedMLP(torch.nn.Module):
             name: _per_trial([c.variant_knobs()[name] for c in cfgs])
             for name in first.variant_knobs()
         }
-        return cls(
+        stack = cls(
             first,
             weights,
             biases,
@@ -166,6 +185,18 @@ class StackedMLP(torch.nn.Module):
             knobs,
             pad_mask,
         )
+        stack.dims = [[c.input_dim, *c.hidden, c.num_classes] for c in cfgs]
+        # The configs' own rates (doubles, as each trial's network holds them; the tensors are
+        # float32): a mask's threshold must round as in the trial's own network.
+        stack.site_rates = {
+            "input": [c.input_rate for c in cfgs],
+            "layer": [list(col) for col in zip(*rates, strict=True)],
+            "weight": [list(col) for col in zip(*weight_rates, strict=True)],
+        }
+        stack.seeds = list(seeds)
+        stack.mask_states = [state for _, state in started]
+        stack.use_trial_streams(torch.device("cpu"))
+        return stack
 
     @property
     def num_trials(self) -> int:
@@ -183,8 +214,39 @@ class StackedMLP(torch.nn.Module):
         ]
         return torch.cat(owners)
 
+    def use_trial_streams(self, device: torch.device) -> None:
+        """Give each trial its own mask stream: the one `train_model` draws its masks from.
+
+        On a CPU that is torch's generator right after the trial's initialisation; on CUDA the
+        device generator seeded with the trial's seed (`train_model` builds on the CPU). A
+        trial's masks then depend on its seed alone, not on what else shares the stack.
+        """
+        if device.type == "cpu":
+            self.streams = [torch.Generator().set_state(s) for s in self.mask_states]
+        else:
+            self.streams = [torch.Generator(device=device).manual_seed(s) for s in self.seeds]
+
+    def _site_streams(self, rates: list[float]) -> list[torch.Generator | None]:
+        # A trial whose rate here is 0 has no noise at this site in its own network: no draw.
+        return [g if r > 0 else None for g, r in zip(self.streams, rates, strict=True)]
+
+    def _generator(self, rates: list[float], width: int | None, rows: int) -> Any:
+        """The `generator` argument of a noise function at an activation site.
+
+        `width`: index into the trials' own widths (None: the input, never padded).
+        """
+        streams = self._site_streams(rates)
+        shapes = [(rows, d[0 if width is None else width]) for d in self.dims]
+        return TrialStreams(streams, shapes)
+
     def keep_trials(self, keep: Tensor) -> None:
         """Drop every trial not in `keep` (indices into the current stack)."""
+        rows = keep.tolist()
+        self.streams = [self.streams[k] for k in rows]
+        self.dims = [self.dims[k] for k in rows]
+        self.site_rates["input"] = [self.site_rates["input"][k] for k in rows]
+        for site in ("layer", "weight"):
+            self.site_rates[site] = [[r[k] for k in rows] for r in self.site_rates[site]]
         self.flat = torch.nn.Parameter(_keep_rows(self.flat.detach(), self.shapes, keep))
         if self.pad_mask is not None:
             self.pad_mask = _keep_rows(self.pad_mask, self.shapes, keep)
@@ -211,25 +273,48 @@ class StackedMLP(torch.nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h = x
         if self.input_site:
-            h = self._noise(h.expand(self.num_trials, *h.shape[-2:]), self.input_rate)
+            h = h.expand(self.num_trials, *h.shape[-2:])
+            gen = self._generator(self.site_rates["input"], None, h.shape[-2])
+            h = self._noise(h, self.input_rate, gen)
         for i, (w, b) in enumerate(self.layers()):
+            head = i == len(self.pre_sites)
             if self.on_weights:
-                w = self._noise(w, self.weight_rates[i])
+                h = self._weight_noise(h, w, b, i, None if head else self.act)
+                if head:
+                    return h
+                continue
             h = torch.baddbmm(b, h, w) if h.dim() == 3 else h @ w + b
-            if i == len(self.pre_sites):
+            if head:
                 return h
+            gen = self._generator(self.site_rates["layer"][i], i + 1, h.shape[-2])
             if self.pre_sites[i]:
-                h = self._noise(h, self.rates[i])
+                h = self._noise(h, self.rates[i], gen)
             h = self.act(h)
             if self.post_sites[i]:
-                h = self._noise(h, self.rates[i])
+                h = self._noise(h, self.rates[i], gen)
         raise AssertionError("unreachable: the head returns")
 
-    def _noise(self, h: Tensor, p: Tensor) -> Tensor:
+    def _weight_noise(self, h: Tensor, w: Tensor, b: Tensor, i: int, act: Any) -> Tensor:
+        """DropConnect's Linear i (models/dropconnect.py), trial k masking its own block only."""
+        h = h.expand(self.num_trials, *h.shape[-2:])
+        return dropconnect_linear(
+            h,
+            w,
+            b,
+            self.weight_rates[i],
+            training=self.training,
+            samples=int(self.shared_knobs.get("dropconnect_samples", 0)),
+            act=act,
+            streams=self._site_streams(self.site_rates["weight"][i]),
+            own=[(d[i], d[i + 1]) for d in self.dims],
+            rates=self.site_rates["weight"][i],
+        )
+
+    def _noise(self, h: Tensor, p: Tensor, generator: Any) -> Tensor:
         """The variant's noise (models/variants.py) with per-trial rate p ([K, 1, 1])."""
         assert self.noise is not None
         knobs = {name: getattr(self, f"knob_{name}") for name in self.knob_names}
-        return self.noise(h, p, self.training, self.generator, knobs)
+        return self.noise(h, p, self.training, generator, knobs)
 
 
 def _per_trial(values: Sequence[float]) -> Tensor:
@@ -261,8 +346,9 @@ def _keep_rows(flat: Tensor, shapes: Sequence[torch.Size], keep: Tensor) -> Tens
     return torch.cat([b[keep].reshape(-1) for b in _blocks(flat, shapes)])
 
 
-def _initial_linears(cfg: ModelConfig, seed: int) -> list[tuple[Tensor, Tensor]]:
-    """(W [in, out], b [1, out]) of each Linear exactly as `train_model` initialises them.
+def _initial_linears(cfg: ModelConfig, seed: int) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
+    """(W [in, out], b [1, out]) of each Linear exactly as `train_model` initialises them, and
+    the CPU generator's state right after: where `train_model`'s masks start on a CPU.
 
     `train_model` seeds torch's global generator with the trial's seed and builds the network;
     doing the same under `fork_rng` gives bit-identical starting weights.
@@ -270,8 +356,10 @@ def _initial_linears(cfg: ModelConfig, seed: int) -> list[tuple[Tensor, Tensor]]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = build_mlp(cfg)
+        state = torch.get_rng_state()
     linears = [m for m in net.layers if isinstance(m, torch.nn.Linear)]
-    return [(m.weight.detach().T.contiguous(), m.bias.detach().view(1, -1)) for m in linears]
+    pairs = [(m.weight.detach().T.contiguous(), m.bias.detach().view(1, -1)) for m in linears]
+    return pairs, state
 
 
 class StackedOptimizer:
@@ -337,11 +425,13 @@ def train_batched(
 ) -> list[TrainResult]:
     """Train K trials of one architecture at once; result k is `train_model`'s for trial k.
 
-    Weights and data order are `train_model`'s for each seed; masks come from one generator for
-    the stack. `on_epoch(epoch, metrics)` gets one `EpochMetrics` per trial (None for trials
-    already finished) and returns one stop flag per trial. `seconds` is the stack's epoch time
-    divided by the trials it trained: the amortised cost of each trial's epoch. `interrupt()`,
-    asked between batches, True abandons the epoch under way for every trial still training.
+    Weights, data order and masks are `train_model`'s for each seed: each trial draws its masks
+    from its own stream over its own widths, so its result does not depend on its stack (alone,
+    in any stack, padded or not: the same to float tolerance). `on_epoch(epoch, metrics)` gets
+    one `EpochMetrics` per trial (None for trials already finished) and returns one stop flag per
+    trial. `seconds` is the stack's epoch time divided by the trials it trained: the amortised
+    cost of each trial's epoch. `interrupt()`, asked between batches, True abandons the epoch
+    under way for every trial still training.
     """
     keys = {batch_key(m, t) for m, t in zip(model_cfgs, train_cfgs, strict=True)}
     if None in keys or len(keys) != 1:
@@ -349,7 +439,7 @@ def train_batched(
     dev = resolve_device(device)
     seeds = [t.seed for t in train_cfgs]
     model = StackedMLP.from_configs(model_cfgs, seeds).to(dev)
-    model.generator = torch.Generator(device=dev).manual_seed(_mix_seeds(seeds))
+    model.use_trial_streams(dev)
     optimizer = StackedOptimizer(
         train_cfgs[0].optimizer, model.flat, model.trial_of_each_weight(), train_cfgs
     )
@@ -468,11 +558,3 @@ def _param_count(cfg: ModelConfig) -> int:
     """Weights and biases of the trial's own network (a stack's padding is not its own)."""
     dims = [cfg.input_dim, *cfg.hidden, cfg.num_classes]
     return sum((i + 1) * o for i, o in zip(dims, dims[1:], strict=False))
-
-
-def _mix_seeds(seeds: Sequence[int]) -> int:
-    """One mask-generator seed from every trial's seed (deterministic, order-sensitive)."""
-    acc = 0
-    for s in seeds:
-        acc = (acc * 1_000_003 + int(s)) % (2**63 - 1)
-    return acc

@@ -17,11 +17,13 @@ How a variant maps onto sites follows where its noise acts (`acts_on` in models/
   site sits on the input of the Linear that reads it (input site → Linear_0, post site i →
   Linear_{i+1}, so `last_hidden` → the head) except the pre site i, which masks Linear_i, the
   layer that makes the pre-activation. Dropping unit j of a layer's input is dropping column j
-  of its weights; DropConnect drops single weights instead. Two sites on one Linear combine
-  their keep probabilities: p = 1 − (1−p₁)(1−p₂).
+  of its weights; DropConnect drops single weights instead, a mask per example
+  (`models.dropconnect`). Two sites on one Linear combine their keep probabilities:
+  p = 1 − (1−p₁)(1−p₂).
 - `units` (`standout`): a pre or post site of layer i makes Linear_i a `StandoutLinear` that
-  masks z_i (pre) and/or act(z_i) (post) with π = sigmoid(α·W_i h + β); the input site uses
-  drive = x (an identity layer). Standout takes no rate: π is the rate.
+  masks z_i (pre) and/or act(z_i) (post) with π = sigmoid(α·z_i + β·(1 + Σ h)), Ba & Frey's
+  tied standout network; the input site is an identity layer (z = x). Standout takes no rate:
+  π is the rate.
 - `nothing` (`none`): every site is the identity.
 """
 
@@ -60,7 +62,8 @@ class DropoutMLP(nn.Module):
         self.num_classes = num_classes
         stochastic = [i for i, m in enumerate(self.layers) if _is_stochastic(m)]
         self._first_stochastic = stochastic[0] if stochastic else len(self.layers)
-        # A DropConnect weight mask is drawn once per call: K copies in one call would share it.
+        # DropConnect's masks are per example only up to its memory budget (models/dropconnect.py):
+        # K copies of a big batch in one call could share some, so they get a call each.
         self._per_call_masks = any(
             isinstance(self.layers[i], DropConnectLinear) for i in stochastic
         )
@@ -125,16 +128,18 @@ def build_mlp(cfg: ModelConfig) -> DropoutMLP:
 
     if variant.acts_on == "weights":
         weight_rates = dropconnect_rates(cfg, rates)
-        assert variant.noise is not None
         dims = [*widths, cfg.num_classes]
         for i in range(len(dims) - 1):
+            layer_act = act() if i < len(cfg.hidden) else None
             layers.append(
                 DropConnectLinear(
-                    dims[i], dims[i + 1], weight_rates[i], noise=variant.noise, knobs=knobs
+                    dims[i],
+                    dims[i + 1],
+                    weight_rates[i],
+                    samples=cfg.dropconnect_samples,
+                    activation=layer_act,
                 )
             )
-            if i < len(cfg.hidden):
-                layers.append(act())
         return DropoutMLP(layers, cfg.num_classes)
 
     if variant.acts_on == "units":

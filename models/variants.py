@@ -15,13 +15,15 @@ their torch code where they run.
 
 A noise function is `noise(x, p, training, generator, knobs)`: `p` is a float in one network and a
 [K, 1, 1] tensor of per-trial rates in a stack (`knobs` likewise: the variant's own knob values);
-`generator` is None for torch's global stream. It is only called with p > 0 in one network.
+`generator` is None for torch's global stream, a generator, or in a stack a `TrialStreams` (each
+trial its own stream over its own widths); a noise function draws through `draw`, which serves
+all three. It is only called with p > 0 in one network.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -61,6 +63,7 @@ class Knob:
     `default` is the config's default, `space` the spec's default search space, `low..high` the
     spec's hard bounds (`hint` says what to write), `config_min` the config's own lower bound.
     `log`: a range's default scale; None means always linear (the spec's `log` is not read).
+    `same_in_stack`: trials share a stack only when their values are equal.
     """
 
     name: str
@@ -72,15 +75,18 @@ class Knob:
     integer: bool = False
     log: bool | None = False
     config_min: float | None = None
+    # Trials stack only with equal values (it shapes the computation, not a per-trial tensor).
+    same_in_stack: bool = False
 
 
 @dataclass(frozen=True)
 class DropoutVariant:
     """One dropout variant.
 
-    `acts_on`: "activations" (noise at each site), "weights" (noise on the weights of the Linear
-    a site feeds), "units" (a keep probability computed from each unit's drive: Standout's layers
-    in `models.dropout`), or "nothing". `stackable`: trials can train in one stacked network.
+    `acts_on`: "activations" (noise at each site), "weights" (DropConnect's per-example masks on
+    the weights of the Linear a site feeds: `models.dropconnect`, no noise function), "units"
+    (a keep probability computed from each unit's drive: Standout's layers in
+    `models.dropout`), or "nothing". `stackable`: trials can train in one stacked network.
     `objective`: None trains on one pass's cross-entropy. `same_as`: dedupe's reduction.
     """
 
@@ -105,25 +111,57 @@ class DropoutVariant:
 # ── noise functions ──────────────────────────────────────────────────────────────────────────
 
 
-def keep_mask(like: Tensor, p: Rate, generator: Generator | None = None) -> Tensor:
+@dataclass(frozen=True)
+class TrialStreams:
+    """Where each trial of a stack draws: its own generator, over its own block of each row.
+
+    `generators[k]` is trial k's stream (None: the trial has rate 0 at this site and, as in its
+    own network, draws nothing; its row is 0). `shapes[k]` is the trial's own shape of a row
+    (its widths, not the stack's padded ones): it draws that block, contiguous, as its own
+    network draws it, so its draws do not depend on what shares the stack.
+    """
+
+    generators: Sequence[Generator | None]
+    shapes: Sequence[tuple[int, ...]]
+
+
+def draw(like: Tensor, kind: Literal["uniform", "normal"], generator: Any) -> Tensor:
+    """A fresh tensor shaped like `like` of U[0, 1) or N(0, 1) draws.
+
+    `generator`: None (torch's global stream), one generator, or a `TrialStreams` over `like`'s
+    first dimension (a stack's trials), whose padding outside a trial's own block is 0.
+    """
+    if not isinstance(generator, TrialStreams):
+        out = like.new_empty(like.shape)
+        if kind == "uniform":
+            return out.uniform_(generator=generator)
+        return out.normal_(generator=generator)
+    out = like.new_zeros(like.shape)
+    for row, gen, shape in zip(out, generator.generators, generator.shapes, strict=True):
+        if gen is None:
+            continue
+        own = like.new_empty(shape)
+        own = own.uniform_(generator=gen) if kind == "uniform" else own.normal_(generator=gen)
+        row[tuple(slice(0, n) for n in shape)] = own
+    return out
+
+
+def keep_mask(like: Tensor, p: Rate, generator: Any = None) -> Tensor:
     """m ~ Bernoulli(1−p) shaped like `like`, as 1.0/0.0 in its dtype: u ≥ p for u ~ U[0, 1).
 
     One uniform draw compared in place: on a CPU about half the time of `bernoulli_` or
     `F.dropout` (113 vs 205–214 µs for a 128×128 forward + backward, one thread).
     """
-    return like.new_empty(like.shape).uniform_(generator=generator).ge_(p)
+    return draw(like, "uniform", generator).ge_(p)
 
 
 def standard_noise(x: Tensor, p: Rate, training: bool, generator: Any, knobs: Any) -> Tensor:
     """Inverted dropout: train x·m/(1−p) with m ~ Bernoulli(1−p); eval x (cs231n's second form)."""
     if not training:
         return x
-    if x.is_cuda and generator is None and isinstance(p, float):
-        # F.dropout is exactly x·m/(1−p), drawn from torch's generator, fused on CUDA.
-        from torch.nn.functional import dropout
-
-        return dropout(x, p, training=True)
-    # The scale folded into the mask in place: one full-size multiply forward and one backward.
+    # Not F.dropout on CUDA, although fused: its draws differ from `keep_mask`'s, and a trial
+    # must get the same masks in its own network as in a stack. The scale is folded into the
+    # mask in place: one full-size multiply forward and one backward.
     return x * keep_mask(x, p, generator).div_(1.0 - p)
 
 
@@ -147,12 +185,19 @@ def gaussian_noise(x: Tensor, p: Rate, training: bool, generator: Any, knobs: An
         return x
     var = p / (1.0 - p)
     sigma = math.sqrt(var) if isinstance(var, float) else var.sqrt()
-    return x * x.new_empty(x.shape).normal_(generator=generator).mul_(sigma).add_(1.0)
+    return x * draw(x, "normal", generator).mul_(sigma).add_(1.0)
 
 
-def standout_keep_prob(drive: Tensor, alpha: float, beta: float) -> Tensor:
-    """Standout's keep probability π = sigmoid(α·drive + β), drive = Wx (Ba & Frey 2013)."""
-    return (alpha * drive + beta).sigmoid()
+def standout_keep_prob(z: Tensor, inputs: Tensor, alpha: float, beta: float) -> Tensor:
+    """Standout's keep probability with the standout network tied to the layer (Ba & Frey 2013).
+
+    Ba & Frey's eq. 2, P(m_j = 1 | {a_i : i < j}) = f(Σ_i π_{j,i}·a_i), runs over the unit's
+    inputs a_1..a_n and the bias unit a_0 = 1 (eq. 1's convention); f is the sigmoid and the
+    standout weights are tied to the network's, π_{j,i} = α·w_{j,i} + β (w_{j,0} = b_j). The
+    sum is α·z_j + β·(1 + Σ_i a_i) for the pre-activation z = Wa + b: the bias counts, and β
+    weighs every input, not a constant.
+    """
+    return (alpha * z + beta * (1.0 + inputs.sum(-1, keepdim=True))).sigmoid()
 
 
 def standout_mask(h: Tensor, keep: Tensor, training: bool) -> Tensor:
@@ -228,6 +273,18 @@ MULTISAMPLE_K = Knob(
     log=None,
     config_min=1,
 )
+DROPCONNECT_SAMPLES = Knob(
+    name="dropconnect_samples",
+    default=100,
+    space=100,
+    low=0,
+    high=10_000,
+    hint="write a number of inference samples Z of 0 (the W·(1−p) rule) to 10000, e.g. 100",
+    integer=True,
+    log=None,
+    config_min=0,
+    same_in_stack=True,
+)
 STANDOUT_ALPHA = Knob(
     name="standout_alpha",
     default=1.0,
@@ -240,7 +297,9 @@ STANDOUT_ALPHA = Knob(
 STANDOUT_BETA = Knob(
     name="standout_beta",
     default=0.0,
-    space=[-1.0, 1.0],
+    # β weighs the sum of a layer's inputs (Ba & Frey's tied form): ±1 saturates π on digits
+    # (128 units: val .13 at β = −1, .80 at +1, .95–.97 for |β| ≤ 0.1), so search near 0.
+    space=[-0.1, 0.1],
     low=-100.0,
     high=100.0,
     hint="write a Standout β between -100 and 100",
@@ -253,8 +312,8 @@ REGISTRY: tuple[DropoutVariant, ...] = (
     DropoutVariant("standard", "activations", standard_noise, stackable=True),
     DropoutVariant("vanilla", "activations", vanilla_noise, stackable=True),
     DropoutVariant("gaussian", "activations", gaussian_noise, stackable=True),
-    # DropConnect drops single weights with a mask in vanilla's form: eval uses W·(1−p).
-    DropoutVariant("dropconnect", "weights", vanilla_noise, stackable=True),
+    # DropConnect masks each weight per example, its own layer (models/dropconnect.py).
+    DropoutVariant("dropconnect", "weights", knobs=(DROPCONNECT_SAMPLES,), stackable=True),
     DropoutVariant("standout", "units", knobs=(STANDOUT_ALPHA, STANDOUT_BETA)),
     # R-Dropout and Multi-Sample are objectives over inverted-dropout networks.
     DropoutVariant(
@@ -276,7 +335,13 @@ REGISTRY: tuple[DropoutVariant, ...] = (
 )
 # Every knob, in the order `ModelConfig` and the spec's `dropout` section list their fields (the
 # JSON schema is public, so a new knob goes at the end).
-KNOBS: tuple[Knob, ...] = (RDROP_ALPHA, MULTISAMPLE_K, STANDOUT_ALPHA, STANDOUT_BETA)
+KNOBS: tuple[Knob, ...] = (
+    RDROP_ALPHA,
+    MULTISAMPLE_K,
+    STANDOUT_ALPHA,
+    STANDOUT_BETA,
+    DROPCONNECT_SAMPLES,
+)
 
 VARIANT_NAMES: tuple[str, ...] = tuple(v.name for v in REGISTRY)
 _BY_NAME: dict[str, DropoutVariant] = {v.name: v for v in REGISTRY}

@@ -40,7 +40,7 @@ def _live_placements(cfg: ModelConfig, rates: list[float]) -> list[str]:
         named.remove("last_hidden")
     named = _pre_activation_as_hidden(cfg, named)
     if not dropout_variant(cfg.variant).takes_rate:
-        # Standout takes no rate (π = sigmoid(α·Wx + β) is the rate): a named site is live.
+        # Standout takes no rate (its keep probability π is the rate): a named site is live.
         return named
     live = []
     for placement in named:

@@ -159,7 +159,7 @@ def _dropout_params(get: Any, spec: StudySpec, variant: str, depth: int) -> dict
     out: dict[str, Any] = {"placements": parts}
     entry = dropout_variant(variant)
     if not entry.takes_rate:
-        # Standout takes no rate: π = sigmoid(α·Wx + β) is the rate (models/mlp.py).
+        # Standout takes no rate: its keep probability π is the rate (models/variants.py).
         return out | {k.name: get(k.name) for k in entry.knobs}
     layer_sites = [p for p in parts if p != "input"]
     # last_hidden alone uses rates[-1] only: one `rate` keeps the space free of dead parameters.

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.dropconnect import keep_bits
 from models.dropout import (
     DropConnectLinear,
     DropoutRateError,
@@ -21,7 +22,6 @@ from models.dropout import (
     StandoutInput,
     StandoutLinear,
     VanillaDropout,
-    keep_mask,
     validate_rate,
 )
 
@@ -79,20 +79,68 @@ def test_gaussian_dropout_has_mean_one_and_variance_p_over_1_minus_p():
     assert abs(noise.var().item() - var) < 5 * var * math.sqrt(2 / N)
 
 
-def test_dropconnect_masks_weights_not_activations():
+def test_dropconnect_draws_a_weight_mask_per_example():
+    # Wan et al. (2013), §2, eq. 2: r_e = a((M_e ⊙ W) v_e), an independent mask M_e per example.
     torch.manual_seed(3)
     layer = DropConnectLinear(50, 40, P).train()
     x = torch.randn(8, 50)
     torch.manual_seed(4)
     out = layer(x)
     torch.manual_seed(4)
-    mask = keep_mask(layer.weight, P)
-    assert torch.allclose(out, F.linear(x, layer.weight * mask, layer.bias), atol=1e-6)
+    masks = keep_bits((8, 50, 40), P, None, x.device).float()  # [example, in, out]
+    expected = torch.einsum("ei,eio->eo", x, layer.weight.T * masks) + layer.bias
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert not torch.equal(masks[0], masks[1])
     # Activation dropout would zero whole outputs; weight masking leaves (almost) none at zero.
     assert (out == 0).sum() == 0
     out.sum().backward()
-    assert torch.all(layer.weight.grad[mask == 0] == 0)
-    assert torch.all(layer.weight.grad[mask == 1] != 0)
+    # dL/dW_{o,i} = Σ_e M_e[i, o]·x_e[i]: a weight dropped for every example gets no gradient.
+    assert torch.allclose(layer.weight.grad, torch.einsum("ei,eio->oi", x, masks), atol=1e-5)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.1, 0.5, 0.9])
+def test_dropconnect_keep_bits_are_bernoulli_one_minus_p(p):
+    # 16 bits per mask element: the keep rate is 1 − round(p·2¹⁶)/2¹⁶, within 2⁻¹⁷ of 1 − p; over
+    # 10⁶ draws the kept fraction is within 5 standard errors of it (seed 8).
+    kept = keep_bits((1000, 1000), p, torch.Generator().manual_seed(8), torch.device("cpu"))
+    se = math.sqrt(p * (1 - p) / N)
+    assert abs(kept.float().mean().item() - (1 - p)) < 5 * se + 2**-17
+    if p == 0.0:
+        assert kept.all()
+
+
+def test_dropconnect_masks_stay_within_their_memory_budget(monkeypatch):
+    import models.dropconnect
+
+    # A budget of 3 masks of 50×40: 8 examples share them in groups of 3, 3 and 2.
+    monkeypatch.setattr(models.dropconnect, "MASK_BUDGET", 3 * 50 * 40)
+    layer = DropConnectLinear(50, 40, P).train()
+    rows = layer(torch.randn(1, 50).expand(8, 50))  # one input: examples differ by mask only
+    same = [torch.allclose(rows[i], rows[j], atol=1e-5) for i, j in [(0, 2), (3, 5), (6, 7)]]
+    apart = [torch.allclose(rows[i], rows[j], atol=1e-2) for i, j in [(2, 3), (5, 6)]]
+    assert all(same) and not any(apart)
+
+
+def test_dropconnect_inference_moment_matches_a_gaussian_and_averages_the_activation():
+    # Wan et al. (2013), Algorithm 2: u ~ N(μ, σ²), μ = (1−p)·Wv, σ² = p(1−p)·(W⊙W)(v⊙v),
+    # r = (1/Z)·Σ_z a(u_z). For a = ReLU, E[a(u)] = μΦ(μ/σ) + σφ(μ/σ) exactly.
+    torch.manual_seed(10)
+    z = 20_000
+    layer = DropConnectLinear(30, 20, P, samples=z, activation=nn.ReLU())
+    x = torch.randn(4, 30)
+    with torch.no_grad():
+        out = layer.eval()(x)
+        w, b = layer.weight.T, layer.bias
+        mu = x @ (w * (1 - P)) + b
+        sigma = ((x * x) @ (w * w) * (P * (1 - P))).sqrt()
+    normal = torch.distributions.Normal(0.0, 1.0)
+    exact = mu * normal.cdf(mu / sigma) + sigma * normal.log_prob(mu / sigma).exp()
+    # Z = 20000 samples: the mean's standard error is ≤ σ/√Z; 6 of them bound the error.
+    assert torch.all((out - exact).abs() < 6 * sigma / math.sqrt(z))
+    assert torch.equal(out, layer(x))  # deterministic: its own fixed-seed stream
+    cheap = DropConnectLinear(30, 20, P, activation=nn.ReLU()).eval()
+    cheap.load_state_dict(layer.state_dict())
+    assert torch.allclose(cheap(x), torch.relu(mu))  # Z = 0: the W·(1−p) rule
 
 
 def test_dropconnect_keeps_the_mean_of_eval_weights_over_a_million_weights():
@@ -107,13 +155,21 @@ def test_dropconnect_keeps_the_mean_of_eval_weights_over_a_million_weights():
     assert abs(kept_fraction - (1 - P)) < 5 * math.sqrt(P * (1 - P) / N)
 
 
-def test_standout_keep_probability_is_sigmoid_of_alpha_wx_plus_beta():
+def test_standout_keep_probability_is_ba_and_frey_tied_over_inputs_and_bias_unit():
+    # Ba & Frey (2013), eq. 2: P(m_j = 1 | a) = f(Σ_{i≥0} π_{j,i} a_i), a_0 = 1 (eq. 1), tied
+    # π_{j,i} = α·w_{j,i} + β (w_{j,0} = b_j). Written out weight by weight, not through the
+    # layer's own formula.
     torch.manual_seed(6)
-    alpha, beta = 2.0, 0.5
+    alpha, beta = 2.0, 0.05
     layer = StandoutLinear(20, 500, alpha=alpha, beta=beta, activation=None)
     x = torch.randn(1, 20)
-    expected = torch.sigmoid(alpha * (x @ layer.weight.T) + beta)
-    assert torch.allclose(layer.keep_prob(x), expected)
+    a = torch.cat([torch.ones(1, 1), x], dim=1)  # the bias unit first
+    w = torch.cat([layer.bias.detach()[:, None], layer.weight.detach()], dim=1)  # [500, 21]
+    pi = alpha * w + beta
+    expected = torch.sigmoid(a @ pi.T)
+    assert torch.allclose(layer.keep_prob(x), expected, atol=1e-6)
+    # The old simplification left the bias out and added β once: a different π.
+    assert not torch.allclose(expected, torch.sigmoid(alpha * (x @ layer.weight.T) + beta))
     z = F.linear(x, layer.weight, layer.bias)
     assert torch.allclose(layer.eval()(x), z * expected)
     rows = N // 500
@@ -126,10 +182,12 @@ def test_standout_keep_probability_is_sigmoid_of_alpha_wx_plus_beta():
     assert abs(kept.mean().item() - expected.mean().item()) < 5 * overall_se
 
 
-def test_standout_input_uses_the_data_as_its_drive():
+def test_standout_input_is_the_tied_form_of_an_identity_layer():
+    # W = I, b = 0: Σ_{i≥0} (α·w_{j,i} + β)·a_i = α·x_j + β·(1 + Σ_i x_i).
     x = torch.randn(4, 10)
     layer = StandoutInput(alpha=1.5, beta=-0.5).eval()
-    assert torch.allclose(layer(x), x * torch.sigmoid(1.5 * x - 0.5))
+    drive = 1.5 * x - 0.5 * (1 + x.sum(1, keepdim=True))
+    assert torch.allclose(layer(x), x * torch.sigmoid(drive))
 
 
 def _all_layers() -> list[nn.Module]:

@@ -46,7 +46,10 @@ def _model(variant: str = "standard", placements=("hidden",), **extra) -> ModelC
         placements=list(placements),
         rates=[0.2, 0.3],
         input_rate=0.1,
-        standout_beta=1.0,  # keep ≈ 73% of units at zero drive: learns in a few epochs
+        # Ba & Frey's tied β weighs the sum of a layer's inputs (models/variants.py): 0.05 keeps
+        # most units of a ReLU layer (its inputs sum to tens) and learns in a few epochs; the old
+        # untied 1.0 saturates π on the input site (val .65).
+        standout_beta=0.05,
     )
     base.update(extra)
     return ModelConfig(**base)

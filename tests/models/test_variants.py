@@ -66,18 +66,24 @@ def test_one_network_and_a_stack_apply_the_same_noise_function(variant, training
     torch.manual_seed(11)
     single = layer(x)
     stack = StackedMLP.from_configs([cfg], seeds=[0]).train(training)
-    stack.generator = torch.Generator().manual_seed(11)
-    stacked = stack._noise(x.unsqueeze(0), stack.rates[0])[0]
+    stacked = stack._noise(x.unsqueeze(0), stack.rates[0], torch.Generator().manual_seed(11))[0]
     torch.testing.assert_close(single, stacked, rtol=1e-6, atol=0.0)
 
 
-def test_weight_noise_is_the_registry_function_in_both_networks():
-    entry = dropout_variant("dropconnect")
-    net = build_mlp(_cfg("dropconnect", 0.4))
-    linears = [m for m in net.layers if isinstance(m, DropConnectLinear)]
-    assert linears and all(m.noise is entry.noise for m in linears)
-    stack = StackedMLP.from_configs([_cfg("dropconnect", 0.4)], seeds=[0])
-    assert stack.noise is entry.noise and stack.on_weights
+@pytest.mark.parametrize("training", [True, False])
+def test_dropconnect_is_one_function_in_one_network_and_a_stack(training):
+    # models/dropconnect.py serves both: from the same stream (a stack of one draws from the
+    # generator state its trial's own network starts from) the same masks and the same
+    # inference, so the same outputs.
+    cfg = _cfg("dropconnect", 0.4, dropconnect_samples=16)
+    x = torch.randn(7, 6, generator=torch.Generator().manual_seed(2))
+    torch.manual_seed(0)
+    net = build_mlp(cfg).train(training)
+    assert all(m.samples == 16 for m in net.layers if isinstance(m, DropConnectLinear))
+    single = net(x)
+    stack = StackedMLP.from_configs([cfg], seeds=[0]).train(training)
+    assert stack.noise is None and stack.on_weights
+    torch.testing.assert_close(single, stack(x)[0], rtol=1e-5, atol=1e-6)
 
 
 def test_a_stack_keeps_each_trials_knob_values_per_trial():

@@ -72,11 +72,12 @@ def test_batched_worker_reaches_exactly_its_target_and_agrees_with_unbatched(tmp
         if "reused_from" in trial.user_attrs or "reused_from" in other.user_attrs:
             continue
         diffs.append(abs(trial.value - other.value))
-    # Same init and data order per seed, other dropout masks (models.batched): tolerance as in
-    # tests/models/test_batched.py, 6 points per trial and 3 on the mean, seed 3, digits.
+    # Same init, data order and masks per seed (each trial draws from its own stream,
+    # models/batched.py): the same trial alone or stacked differs only by float rounding, at
+    # most one of digits' 359 validation predictions (it was up to 6 points with one stream for
+    # the stack).
     print("batched-vs-alone val_acc differences", [round(d, 3) for d in diffs], stacks)
-    assert diffs and max(diffs) <= 0.06, diffs
-    assert sum(diffs) / len(diffs) <= 0.03, diffs
+    assert diffs and max(diffs) <= 1 / 359 + 1e-9, diffs
 
 
 def test_auto_batch_trials_is_bounded_by_memory_and_the_cpu_cap():
