@@ -290,7 +290,8 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
     ) -> None:
-        """Start a server on SQLite, run the variant shoot-out on digits, print the verdict."""
+        """Start a server on SQLite, run the variant shoot-out (500 mnist1d examples), print
+        the verdict."""
         run_demo(
             directory, spec, workers=workers, port=port, keep_serving=keep_serving, as_json=as_json
         )

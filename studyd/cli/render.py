@@ -285,21 +285,36 @@ def rows_table(
     rows: list[JSON], title: str, *, headers: dict[str, str] | None = None, digits: int = 4
 ) -> Table:
     """Rows as a table that fits a narrow terminal without cutting anything: the first column
-    (a name) never wraps, the others fold; `headers` renames columns (short labels)."""
+    (a name) and numbers never wrap (a number split over two lines reads as two), headers and
+    other text fold; `headers` renames columns (short labels). Columns are one space apart."""
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k, v in row.items() if k not in columns and not isinstance(v, dict))
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    cells = [[fmt_value(row.get(c), digits) for c in columns] for row in rows]
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False
+    )
     for i, name in enumerate(columns):
         label = (headers or {}).get(name, name)
+        widest = max((len(row[i]) for row in cells), default=0)
         if i == 0:
-            width = max([len(label), *(len(fmt_value(row.get(name))) for row in rows)])
-            table.add_column(label, no_wrap=True, min_width=width)
+            table.add_column(label, no_wrap=True, min_width=max(widest, len(label)))
+        elif all(_numeric(row[i]) for row in cells):
+            table.add_column(label, justify="right", min_width=widest, overflow="fold")
         else:
             table.add_column(label, justify="right", overflow="fold")
-    for row in rows:
-        table.add_row(*_cells(*[fmt_value(row.get(c), digits) for c in columns]))
+    for row in cells:
+        table.add_row(*_cells(*row))
     return table
+
+
+def _numeric(cell: str) -> bool:
+    """A number as `fmt_value` writes it (or its "—" for none)."""
+    try:
+        float(cell.replace("—", "0").rstrip("%*"))
+    except ValueError:
+        return False
+    return True
 
 
 def importances_table(importances: dict[str, Any]) -> Table:
