@@ -50,6 +50,8 @@ def test_rate_zero_is_the_identity_in_train_and_eval(cls):
 
 
 def test_standard_dropout_keeps_the_mean_and_scales_kept_units_by_1_over_1_minus_p():
+    # Srivastava et al. (2014), §4, eq. for r_j ~ Bernoulli(1 − p), ỹ = r ⊙ y, with the test-time
+    # scaling of §2 (Figure 2) moved into training: the "inverted" form of the cs231n seed.
     torch.manual_seed(0)
     out = StandardDropout(P).train()(torch.ones(N))
     kept = out != 0
@@ -61,6 +63,8 @@ def test_standard_dropout_keeps_the_mean_and_scales_kept_units_by_1_over_1_minus
 
 
 def test_vanilla_dropout_scales_by_1_minus_p_at_eval_and_keeps_unscaled_units_in_training():
+    # Srivastava et al. (2014), §2 and Figure 2: units kept with probability 1 − p in training,
+    # outgoing weights multiplied by 1 − p at test (W_test = (1 − p)·W).
     x = torch.randn(1000)
     layer = VanillaDropout(P)
     assert torch.equal(layer.eval()(x), x * (1 - P))
@@ -71,6 +75,8 @@ def test_vanilla_dropout_scales_by_1_minus_p_at_eval_and_keeps_unscaled_units_in
 
 
 def test_gaussian_dropout_has_mean_one_and_variance_p_over_1_minus_p():
+    # Srivastava et al. (2014), §10 (multiplicative Gaussian noise): r ~ N(1, σ²) with
+    # σ² = (1 − q)/q for keep probability q, i.e. p/(1 − p) for the rate p.
     torch.manual_seed(2)
     noise = GaussianDropout(P).train()(torch.ones(N))
     var = P / (1 - P)

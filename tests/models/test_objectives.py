@@ -34,6 +34,7 @@ def _paper_loss(alpha: float) -> float:
 
 
 def test_rdrop_loss_is_half_the_papers_eq3_with_the_papers_alpha():
+    # Liang et al. (2021), eq. 3: L = −log P₁(y|x) − log P₂(y|x) + α·½(KL(P₁‖P₂) + KL(P₂‖P₁)).
     # Halving the whole loss keeps the KL's weight against the CE at the paper's α: a value
     # copied from the paper regularises as strongly (the old loss used α/2 of it).
     a, b, y = torch.tensor(A), torch.tensor(B), torch.tensor(Y)
@@ -66,6 +67,8 @@ def test_symmetric_kl_matches_the_seed_formula_per_example_and_is_symmetric():
 
 
 def test_multisample_loss_is_the_mean_of_k_cross_entropies():
+    # Inoue (2019), §2 and Figure 1: the final loss is the average of the K dropout samples'
+    # losses, each sample a different mask through the shared layers that follow.
     torch.manual_seed(0)
     logits = torch.randn(5, 16, 4)
     y = torch.randint(0, 4, (16,))
