@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import sqlalchemy as sa
 from reliability_harness import start_server
 
 from storage import migrate, queue
@@ -61,14 +62,28 @@ def test_worker_ids_are_not_reused(db_url):
         engine.dispose()
 
 
+def _old_study(engine, name: str) -> int:
+    """A study row as a release at revision 0003 wrote it (only that revision's columns: the
+    code's own model has columns later migrations add)."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO studyd_studies (name, spec, state, priority, target_trials, "
+                "claimed, finished, created_at) "
+                "VALUES (:name, '{}', 'queued', 0, 1, 0, 0, CURRENT_TIMESTAMP)"
+            ),
+            {"name": name},
+        )
+        return conn.execute(
+            sa.text("SELECT max(id) FROM studyd_studies WHERE name = :name"), {"name": name}
+        ).scalar_one()
+
+
 def test_database_from_before_the_migration_stops_reusing_ids(sqlite_url):
     migrate.upgrade(sqlite_url, "0003")
     engine = make_engine(sqlite_url)
     try:
-        ids = [
-            queue.submit_study(engine, name=f"old-{i}", spec={}, target_trials=1).id
-            for i in range(3)
-        ]
+        ids = [_old_study(engine, f"old-{i}") for i in range(3)]
     finally:
         engine.dispose()
     migrate.ensure_schema(sqlite_url)
@@ -88,9 +103,9 @@ def test_migration_is_a_no_op_on_postgresql(postgres_url):
     migrate.upgrade(postgres_url, "0003")
     engine = make_engine(postgres_url)
     try:
-        doomed = queue.submit_study(engine, name="pg", spec={}, target_trials=1).id
-        queue.cancel_study(engine, doomed)
-        queue.delete_study(engine, doomed)
+        doomed = _old_study(engine, "pg")
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM studyd_studies WHERE id = :id"), {"id": doomed})
     finally:
         engine.dispose()
     migrate.upgrade(postgres_url)
