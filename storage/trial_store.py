@@ -17,6 +17,8 @@ from storage.trial_attrs import first_trial_with_attr, is_rdb
 
 # Errors `Study.tell` raises for a trial that is already finished (a late or repeated tell).
 TELL_ERRORS = (RuntimeError, optuna.exceptions.UpdateFinishedTrialError, ValueError)
+# Above every trial number (Optuna stores them as 32-bit integers).
+NO_TRIAL_NUMBER = 2**31 - 1
 # User attributes an enqueued trial was given that its retry keeps.
 RETRY_KEEPS_ATTRS = ("replicate_of", "replicate_seed", "baseline")
 
@@ -51,12 +53,18 @@ def tell_or_read_back(
 
 
 def fail_for_retry(study: optuna.Study, trial: optuna.Trial, error: str) -> None:
-    """FAIL a running trial with `error` and enqueue one retry of it (`enqueue_retry`)."""
-    stored = study._storage.get_trial(trial._trial_id)
-    if stored.state.is_finished():
+    """FAIL a running trial with `error` and enqueue one retry of it (`enqueue_retry`).
+
+    Safe to call again after a dropped connection: a trial already FAILed with this `error`
+    (our tell landed, its reply was lost) still gets its retry, once; a trial someone else
+    finished (the reaper, which retries it itself) is left alone.
+    """
+    stored = read_back(study, trial)
+    if not stored.state.is_finished():
+        trial.set_user_attr("error", error)
+        study.tell(trial, state=TrialState.FAIL)
+    elif stored.state != TrialState.FAIL or stored.user_attrs.get("error") != error:
         return
-    trial.set_user_attr("error", error)
-    study.tell(trial, state=TrialState.FAIL)
     enqueue_retry(study, stored)
 
 
@@ -68,6 +76,9 @@ def enqueue_retry(study: optuna.Study, trial: FrozenTrial) -> None:
     """
     if "retry_of" in trial.user_attrs or trial.system_attrs.get("failed_trial") is not None:
         return
+    every_state = tuple(TrialState)
+    if first_with_attr(study, "retry_of", trial.number, before=NO_TRIAL_NUMBER, states=every_state):
+        return  # enqueued already (a call repeated after its reply was lost)
     # A seed replicate's retry must train the same seed (the worker reads `replicate_seed`) and
     # still count as a replicate; a baseline's retry is still the baseline.
     kept = {k: trial.user_attrs[k] for k in RETRY_KEEPS_ATTRS if k in trial.user_attrs}

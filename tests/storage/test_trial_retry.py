@@ -65,3 +65,24 @@ def test_a_trial_already_finished_is_neither_failed_nor_retried(engine, optuna_s
     trial_store.fail_for_retry(study, trial, "late")
     assert study.trials[trial.number].state == TrialState.COMPLETE
     assert study.get_trials(states=(TrialState.WAITING,)) == []
+
+
+def test_failing_again_after_a_lost_reply_retries_exactly_once(engine, optuna_storage):
+    # The worker's call is repeated when the database drops the connection mid-call (the
+    # connections-killed outage): its FAIL may have landed without its reply, with or
+    # without the retry's enqueue. Either way the trial ends FAILED with exactly one retry.
+    error = "the database was unreachable mid-trial"
+    study, trial, _ = _running_enqueued_trial(engine, optuna_storage, ENQUEUED_AS)
+    trial.set_user_attr("error", error)
+    study.tell(trial, state=TrialState.FAIL)  # the first call's tell landed; then it broke
+    trial_store.fail_for_retry(study, trial, error)
+    trial_store.fail_for_retry(study, trial, error)  # and once more, after the enqueue
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.user_attrs for t in waiting] == [{"retry_of": trial.number, **ENQUEUED_AS}]
+
+
+def test_a_trial_the_reaper_failed_is_not_retried_again_by_its_worker(engine, optuna_storage):
+    study, trial, worker = _running_enqueued_trial(engine, optuna_storage, ENQUEUED_AS)
+    _reaper_fails_it(engine, optuna_storage, study, trial, worker)
+    trial_store.fail_for_retry(study, trial, "the database was unreachable mid-trial")
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 1
