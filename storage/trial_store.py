@@ -55,15 +55,20 @@ def tell_or_read_back(
 def fail_for_retry(study: optuna.Study, trial: optuna.Trial, error: str) -> None:
     """FAIL a running trial with `error` and enqueue one retry of it (`enqueue_retry`).
 
-    Safe to call again after a dropped connection: a trial already FAILed with this `error`
-    (our tell landed, its reply was lost) still gets its retry, once; a trial someone else
-    finished (the reaper, which retries it itself) is left alone.
+    Safe to call again after a dropped connection: on a database storage a trial already FAILed
+    with this `error` (our tell landed, its reply was lost) still gets its retry, once; a trial
+    someone else finished (the reaper, which retries it itself) is left alone.
     """
     stored = read_back(study, trial)
     if not stored.state.is_finished():
         trial.set_user_attr("error", error)
         study.tell(trial, state=TrialState.FAIL)
     elif stored.state != TrialState.FAIL or stored.user_attrs.get("error") != error:
+        return
+    elif not is_rdb(study._storage):
+        # Through a gRPC proxy the check for an enqueued retry reads the client's trial cache,
+        # which can miss a retry just enqueued: one shot there, as before (a lost reply can
+        # lose the retry; it can never enqueue two).
         return
     enqueue_retry(study, stored)
 

@@ -79,3 +79,16 @@ def test_a_stopped_worker_marks_its_trial_a_repeat_of_the_running_lower_one(back
     taken = _settled(study, higher, stop=lambda: True)
     assert taken == {"duplicate_of": lower.number}
     assert trial_store.read_back(study, lower).state == TrialState.RUNNING
+
+
+def test_a_higher_trial_that_completed_first_is_the_runs_counted_trial(backend):
+    # The higher trial looked for a lower twin before the lower one's run was recorded (asked,
+    # not yet configured), so it counted; the lower one, trained after, is the repeat.
+    study = _study(backend)
+    lower = study.ask()
+    higher = _asked(study, "run-a")
+    higher.set_user_attr("val_acc", 0.7)
+    study.tell(higher, 0.7)
+    lower.set_user_attr("run_key", "run-a")
+    taken = _settled(study, lower)
+    assert taken is not None and taken["reused_from"] == higher.number

@@ -26,10 +26,10 @@ def settled_twin(
     interrupted: Callable[[], bool],
     read: Callable[[FrozenTrial], FrozenTrial],
 ) -> dict[str, Any] | None:
-    """The outcome a trained trial takes when a lower trial trained the same run: the lower
-    one's once it completes (waited for while it trains), or its own marked as a repeat of it
-    when `interrupted` first. None: no such trial, or it ended otherwise (pruned, failed), and
-    this one counts.
+    """The outcome a trained trial takes when another trial trained the same run: a lower one's
+    once it completes (waited for while it trains), or a higher one's that completed first; its
+    own marked as a repeat when `interrupted` while waiting. None: no other trial of the run
+    completed, and this one counts.
 
     Two workers can propose one run at once, each before the other's finished: the lower trial
     counts and the higher is told the known result without counting, whichever finishes first.
@@ -51,9 +51,20 @@ def settled_twin(
             return {DUPLICATE_ATTR: earlier.number}
         time.sleep(TWIN_POLL_SECONDS)
         earlier = read(earlier)
-    if earlier is None or earlier.state != TrialState.COMPLETE:
+    # The run's counted trial is its lowest COMPLETE one: below this trial (the one waited for,
+    # or another when that one was pruned or failed), or above it — a higher trial that looked
+    # before this one's run was recorded (asked, not yet configured), saw no lower twin and
+    # completed first.
+    first = trial_store.first_with_attr(
+        study,
+        "run_key",
+        attrs["run_key"],
+        before=trial_store.NO_TRIAL_NUMBER,
+        states=(TrialState.COMPLETE,),
+    )
+    if first is None or first.number == trial.number or "replicate_of" in first.user_attrs:
         return None
-    return reused(earlier.user_attrs, earlier.number)
+    return reused(first.user_attrs, first.number)
 
 
 def reused(outcome: dict[str, Any], number: int) -> dict[str, Any]:
