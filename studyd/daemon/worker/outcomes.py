@@ -97,14 +97,16 @@ class Outcomes:
         self.settle(record, served, told, lease)
 
     def settled_twin(self, study: optuna.Study, trial: optuna.Trial) -> dict[str, Any] | None:
-        """`settled_twin` with this worker's stop flag, reading through database hiccups."""
-        return settled_twin(
-            study,
-            trial,
-            interrupted=self.state.interrupted,
-            read=lambda t: self.state.patiently(
-                "reading a trial", lambda: trial_store.read_back(study, t)
-            ),
+        """`settled_twin` with this worker's stop flag, through database outages like every
+        other step of `conclude` (an error here would leave the trained trial untold)."""
+        patiently = self.state.patiently
+
+        def read(earlier: FrozenTrial) -> FrozenTrial:
+            return patiently("reading a trial", lambda: trial_store.read_back(study, earlier))
+
+        return patiently(
+            "looking for the run's other trials",
+            lambda: settled_twin(study, trial, interrupted=self.state.interrupted, read=read),
         )
 
     def repeated(self, record: StudyRecord, served: ServedStudy, lease: int | None) -> None:
