@@ -66,9 +66,9 @@ def fail_for_retry(study: optuna.Study, trial: optuna.Trial, error: str) -> None
     elif stored.state != TrialState.FAIL or stored.user_attrs.get("error") != error:
         return
     elif not is_rdb(study._storage):
-        # Through a gRPC proxy the check for an enqueued retry reads the client's trial cache,
-        # which can miss a retry just enqueued: one shot there, as before (a lost reply can
-        # lose the retry; it can never enqueue two).
+        # Through a gRPC proxy the check for an enqueued retry reads the proxy client's trial
+        # list, whose freshness is not established here: one shot there, as before (a lost
+        # reply can lose the retry; it can never enqueue two).
         return
     enqueue_retry(study, stored)
 
