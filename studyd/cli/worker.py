@@ -54,10 +54,10 @@ def worker(
     batch_trials: str = typer.Option(
         None,
         "--batch-trials",
-        help="train up to K trials of one study at once as one stacked model (same "
-        "architecture; others train alone): K, or auto (8 on a CPU, by free memory up to 32 on "
-        "a GPU, when the spec fixes the architecture; 1 when it searches it); "
-        "STUDYD_WORKER_BATCH_TRIALS, default auto",
+        help="train up to K trials of one study at once as stacked models (one per depth; "
+        "widths padded): K, or auto (8 on a CPU, by free memory up to 32 on a GPU, cut by the "
+        "padding's cost; 1 when the spec searches many depths; a study's stacks grow 1, 2, 4, "
+        "… with its finished trials); STUDYD_WORKER_BATCH_TRIALS, default auto",
     ),
 ) -> None:
     """Claim trial slots, train, report every epoch, tell Optuna; SIGTERM stops within one epoch."""

@@ -148,3 +148,90 @@ def test_a_stacked_trial_is_pruned_at_the_same_epoch_as_alone(tmp_path, monkeypa
     for trials in (stacked, alone):
         assert [t.state for t in trials] == [TrialState.PRUNED] * 4
         assert [sorted(t.intermediate_values) for t in trials] == [[0, 1, 2]] * 4
+
+
+def test_auto_stacks_grow_with_the_finished_trials():
+    ramped = studyd.daemon.worker.stack.ramped
+    # A study's first trial trains alone, then 2, 4, 8: the first results come after one
+    # trial's time, and the pruner has its start-up trials before the stacks are full.
+    assert [ramped(8, finished) for finished in (0, 1, 3, 7, 15)] == [1, 2, 4, 8, 8]
+    assert ramped(1, 100) == 1 and ramped(8, 5) == 6
+
+
+RAMP_SPEC = (
+    "name: ramp\nmodel: {depth: 1, width: 16}\n"
+    "dropout: {variants: [standard], placements: [hidden], rate: [0.1, 0.5]}\n"
+    "training: {epochs: 3, batch_size: 64}\n"
+    "search: {sampler: random, pruner: none, n_trials: 8, seed: 2}"
+)
+
+
+@pytest.mark.slow
+def test_auto_starts_a_study_one_trial_at_a_time_and_grows_its_stacks(tmp_path, monkeypatch):
+    stacks: list[int] = []
+    real = studyd.daemon.worker.stack.train_batched
+
+    def spy(model_cfgs, *args, **kwargs):
+        stacks.append(len(model_cfgs))
+        return real(model_cfgs, *args, **kwargs)
+
+    monkeypatch.setattr(studyd.daemon.worker.stack, "train_batched", spy)
+    url = f"sqlite:///{tmp_path / 'ramp.db'}"
+    ensure_schema(url)
+    engine, storage = make_engine(url), make_optuna_storage(url)
+    record = submit_spec(engine, storage, load_spec(RAMP_SPEC))
+    options = WorkerOptions(
+        device="cpu", once=True, heartbeat=0.5, grace=30, poll=0.05, data_dir=tmp_path
+    )
+    assert options.batch_trials == "auto"
+    Worker(engine, storage, options).run()
+    trials = optuna.load_study(study_name=record.optuna_name, storage=storage).trials
+    engine.dispose()
+    # Trial 0 alone, then stacks of 2 and 4, then the last one alone (8 slots in all).
+    assert stacks == [2, 4]
+    assert all(t.state == TrialState.COMPLETE for t in trials) and len(trials) == 8
+    assert trials[0].datetime_complete <= trials[1].datetime_start
+
+
+# Two depths in one claim: two stacks, trained one after the other.
+TWO_DEPTHS_SPEC = (
+    "name: depths\nmodel: {depth: [1, 2], width: 16}\n"
+    "dropout: {variants: [standard], placements: [hidden], rate: [0.1, 0.5]}\n"
+    "training: {epochs: 3, batch_size: 64}\n"
+    "search: {sampler: random, pruner: none, n_trials: 6, seed: 4}"
+)
+
+
+@pytest.mark.slow
+def test_a_claims_first_stack_is_told_before_its_second_trains(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'depths.db'}"
+    ensure_schema(url)
+    engine, storage = make_engine(url), make_optuna_storage(url)
+    record = submit_spec(engine, storage, load_spec(TWO_DEPTHS_SPEC))
+    real = studyd.daemon.worker.stack.train_batched
+    seen: list[tuple[list[int], dict[int, TrialState]]] = []  # (depths, states at its start)
+
+    def spy(model_cfgs, *args, **kwargs):
+        study = optuna.load_study(study_name=record.optuna_name, storage=storage)
+        states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+        seen.append(([len(m.hidden) for m in model_cfgs], states))
+        return real(model_cfgs, *args, **kwargs)
+
+    monkeypatch.setattr(studyd.daemon.worker.stack, "train_batched", spy)
+    options = WorkerOptions(
+        device="cpu", once=True, heartbeat=0.5, grace=30, poll=0.05, data_dir=tmp_path
+    )
+    options.batch_trials = 6
+    Worker(engine, storage, options).run()
+    trials = optuna.load_study(study_name=record.optuna_name, storage=storage).trials
+    engine.dispose()
+    assert all(t.state == TrialState.COMPLETE for t in trials) and len(trials) == 6
+    by_depth = {d: [t.number for t in trials if t.params["depth"] == d] for d in (1, 2)}
+    assert all(len(numbers) >= 2 for numbers in by_depth.values()), by_depth
+    assert len(seen) == 2
+    first_depth = seen[0][0][0]
+    # When the second stack starts, the first stack's trials are already COMPLETE (told), the
+    # second's still RUNNING.
+    states = seen[1][1]
+    assert all(states[n] == TrialState.COMPLETE for n in by_depth[first_depth])
+    assert all(states[n] == TrialState.RUNNING for n in by_depth[3 - first_depth])

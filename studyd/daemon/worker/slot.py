@@ -65,7 +65,7 @@ class SlotServer:
         if _out_of_time(record, served.spec):
             self._end_early(record)
             return
-        k = trials_per_slot(state.options.batch_trials, served, state.device)
+        k = trials_per_slot(state.options.batch_trials, served, state.device, record.finished)
         more = self._claim_more(record, k - 1) if k > 1 else []
         state.cancelled.clear()
         state.training_study = StudyIdentity.of(record)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,24 +78,30 @@ class StackRunner:
     def run(self, claims: list[Claim], served: ServedStudy) -> None:
         study, outcomes = served.study, self.outcomes
         begun: list[tuple[Claim, optuna.Trial]] = []
+        settled: set[int] = set()  # members told and settled (indices into claims and begun)
         try:
             for claim in claims:
                 begun.append((claim, self.trials.begin(claim.record, served, claim.lease)))
             plans = self.trials.configure([trial for _, trial in begun], served)
             members = [StackMember(c, t, p) for (c, t), p in zip(begun, plans, strict=True)]
-            ends = self._train_all(members, served)
-            self.trials.write_unreported([m.trial for m in members])
+            for done in self._train_in_turn(members, served):
+                self.trials.write_unreported([members[i].trial for i, _ in done])
+                self._settle([(members[i], end) for i, end in done], served)
+                settled.update(i for i, _ in done)
         except Stop:
-            for claim, trial in begun:
-                outcomes.abandon(claim.record, study, trial, claim.lease)
+            for i, (claim, trial) in enumerate(begun):
+                if i not in settled:
+                    outcomes.abandon(claim.record, study, trial, claim.lease)
             for claim in claims[len(begun) :]:
                 outcomes.release(claim.record, claim.lease)
             return
         except DB_ERRORS:
-            for _, trial in begun:
-                outcomes.fail_for_retry(study, trial)
-            for claim in claims:
-                outcomes.give_back_after_error(claim.record, claim.lease)
+            for i, (_, trial) in enumerate(begun):
+                if i not in settled:
+                    outcomes.fail_for_retry(study, trial)
+            for i, claim in enumerate(claims):
+                if i not in settled:
+                    outcomes.give_back_after_error(claim.record, claim.lease)
             return
         except optuna.exceptions.UpdateFinishedTrialError:
             # Every lease row is heartbeated together: the reaper took them all (we looked dead).
@@ -105,16 +112,21 @@ class StackRunner:
                 raise  # the study is gone, not wrong: `SlotServer.serve` drops the trials
             message = f"a batch of trials could not train: {type(exc).__name__}: {exc}"
             logger.exception("study %s: %s", claims[0].record.id, message)
-            for _, trial in begun:
-                outcomes.tell(study, trial, state=TrialState.FAIL)
-            for claim in claims[1:]:
-                outcomes.release(claim.record, claim.lease)
+            for i, (_, trial) in enumerate(begun):
+                if i not in settled:
+                    outcomes.tell(study, trial, state=TrialState.FAIL)
+            for i, claim in enumerate(claims):
+                if i > 0 and i not in settled:
+                    outcomes.release(claim.record, claim.lease)
             outcomes.fail_study(claims[0].record, message)
             return
-        recorded = outcomes.record_all(
-            [(m.trial, end.attrs) for m, end in zip(members, ends, strict=True)]
-        )
-        for member, end in zip(members, ends, strict=True):
+
+    def _settle(self, done: list[tuple[StackMember, MemberOutcome]], served: ServedStudy) -> None:
+        """Record, tell and settle trained members: their attributes in one transaction, then
+        each trial's tell and slot (a database error there gives that slot back)."""
+        outcomes = self.outcomes
+        recorded = outcomes.record_all([(m.trial, end.attrs) for m, end in done])
+        for member, end in done:
             record, lease = member.claim.record, member.claim.lease
             try:
                 outcomes.conclude(
@@ -131,20 +143,26 @@ class StackRunner:
                 logger.exception("study %s: the database failed settling a trial", record.id)
                 outcomes.give_back_after_error(record, lease)
 
-    def _train_all(self, members: list[StackMember], served: ServedStudy) -> list[MemberOutcome]:
-        """Each member's outcome: reused, trained in a stack, or trained alone.
+    def _train_in_turn(
+        self, members: list[StackMember], served: ServedStudy
+    ) -> Iterator[list[tuple[int, MemberOutcome]]]:
+        """Each member's outcome — reused, trained in a stack, or trained alone — yielded a group
+        at a time (member index, outcome) as soon as that group has trained.
 
+        The members of one claim may form several stacks (one per depth, say), trained one
+        after another: each is told before the next trains, so its results count at once (the
+        study's best, time to a good answer) and the pruner judges the next stack against them.
         Trials of one batch with the same canonical run (`run_key`) train once: the others take
         its outcome with `reused_from`, as a later trial takes a finished run's.
         """
-        out: list[MemberOutcome | None] = [None] * len(members)
+        ready: list[tuple[int, MemberOutcome]] = []
         groups: dict[Any, list[int]] = {}
         first_of: dict[str, int] = {}
         twins: dict[int, int] = {}
         for i, member in enumerate(members):
             plan = member.plan
             if plan.reused is not None:
-                out[i] = MemberOutcome(plan.reused, False, is_duplicate(member.trial))
+                ready.append((i, MemberOutcome(plan.reused, False, is_duplicate(member.trial))))
                 continue
             run_key = member.trial.user_attrs.get("run_key")
             if run_key in first_of:
@@ -153,17 +171,22 @@ class StackRunner:
             first_of[run_key] = i
             key = batch_key(plan.model, plan.train)
             groups.setdefault(("alone", i) if key is None else key, []).append(i)
+        if ready:
+            yield ready
         for indices in groups.values():
             trained = self._train_group([members[i] for i in indices], served)
+            done: list[tuple[int, MemberOutcome]] = []
             for i, one in zip(indices, trained, strict=True):
                 attrs = self.trials.outcome(one, served, members[i].plan.train)
-                out[i] = MemberOutcome(attrs, one.pruned)
-        for i, j in twins.items():
-            first = out[j]
-            assert first is not None
-            taken = reused(first.attrs, members[j].trial.number)
-            out[i] = MemberOutcome(taken, first.pruned, is_duplicate(members[i].trial))
-        return out  # type: ignore[return-value]
+                done.append((i, MemberOutcome(attrs, one.pruned)))
+            firsts = dict(done)
+            for i, j in twins.items():
+                if j in firsts:
+                    taken = reused(firsts[j].attrs, members[j].trial.number)
+                    done.append(
+                        (i, MemberOutcome(taken, firsts[j].pruned, is_duplicate(members[i].trial)))
+                    )
+            yield done
 
     def _train_group(self, group: list[StackMember], served: ServedStudy) -> list[Trained]:
         """One stack (`train_batched`) with each trial's report and pruning decision per epoch."""
@@ -197,14 +220,32 @@ class StackRunner:
         return [Trained(r, p) for r, p in zip(results, pruned, strict=True)]
 
 
-def trials_per_slot(batch_trials: int | str, served: ServedStudy, device: str) -> int:
+def trials_per_slot(
+    batch_trials: int | str, served: ServedStudy, device: str, finished: int = 0
+) -> int:
     """K: the option, or with `auto` what the device's free memory holds (at most 32) when
     the spec's trials would form stacks of two or more, cut to the K whose padding to the
     widest trial costs least per trial (`padded_trials`); 1 when they would mostly train alone (a
     searched depth, say), since claimed slots then wait in line instead of going to other
-    workers."""
+    workers. With `auto` a study's stacks also grow with its `finished` trials (`ramped`)."""
     if batch_trials != "auto":
         return max(int(batch_trials), 1)
+    return ramped(_auto_trials(served, device), finished)
+
+
+def ramped(k: int, finished: int) -> int:
+    """At most `finished + 1` trials: a study's first stacks are 1, 2, 4, 8, … trials.
+
+    A stack's trials all finish at its end, and the pruner judges a trial only against
+    finished ones: a first stack of 8 is 8 unpruned full trials before any result exists.
+    Growing from one trial gives the study its first answers, and the median pruner its
+    start-up trials, a single trial's time after the start (bench.throughput: time to target).
+    """
+    return max(1, min(k, finished + 1))
+
+
+def _auto_trials(served: ServedStudy, device: str) -> int:
+    """`auto`'s K for a study under way (before `ramped`)."""
     data, spec = served.data, served.spec
     if 2 * stack_count(spec) > _auto_cap(device):
         return 1
