@@ -177,9 +177,9 @@ class StackRunner:
                 return [True] * len(group)
             live = [(k, m) for k, m in enumerate(metrics) if m is not None]
             self.trials.report([(group[k].trial, m) for k, m in live], spec)
-            for k, m in live:
-                member = group[k]
-                pruned[k] = self.trials.should_prune(member.trial, spec, member.plan.train, m)
+            judged = [(group[k].trial, group[k].plan.train, m) for k, m in live]
+            for (k, _), verdict in zip(live, self.trials.should_prune(judged, served), strict=True):
+                pruned[k] = verdict
             return pruned
 
         results = train_batched(
