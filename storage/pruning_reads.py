@@ -23,6 +23,7 @@ from optuna.pruners import BasePruner, MedianPruner, NopPruner, PercentilePruner
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from storage.engine import read_only
 from storage.optuna_schema import trials as trials_table
 from storage.trial_attrs import rdb_backend
 
@@ -30,6 +31,11 @@ from storage.trial_attrs import rdb_backend
 # its direction), and writes nothing: one read of those serves every decision of an epoch.
 ONE_READ_PRUNERS: tuple[type[BasePruner], ...] = (MedianPruner, PercentilePruner, NopPruner)
 _COMPLETE = (TrialState.COMPLETE,)
+# Built once: it runs every epoch (building it per call cost as much as running it).
+_COMPLETE_IDS = sa.select(trials_table.c.trial_id).where(
+    trials_table.c.study_id == sa.bindparam("study_id"),
+    trials_table.c.state == TrialState.COMPLETE.name,
+)
 
 
 class CompletedTrials:
@@ -44,12 +50,8 @@ class CompletedTrials:
         backend = rdb_backend(study._storage)
         if backend is None:  # the gRPC proxy: its client caches finished trials itself
             return study.get_trials(deepcopy=False, states=_COMPLETE)
-        query = sa.select(trials_table.c.trial_id).where(
-            trials_table.c.study_id == study._study_id,
-            trials_table.c.state == TrialState.COMPLETE.name,
-        )
-        with backend.engine.connect() as conn:
-            ids = list(conn.execute(query).scalars())
+        with read_only(backend.engine).connect() as conn:  # no write lock for a read
+            ids = list(conn.execute(_COMPLETE_IDS, {"study_id": study._study_id}).scalars())
         for trial_id in ids:
             if trial_id not in self._by_id:
                 self._by_id[trial_id] = backend.get_trial(trial_id)

@@ -31,6 +31,20 @@ def test_reports_of_a_stack_read_back_like_trial_report(optuna_storage):
     assert optuna_storage.get_trial(stack[1]._trial_id).intermediate_values[2] == 7.0
 
 
+def test_a_report_repeated_after_its_reply_was_lost_replaces_the_stored_step(optuna_storage):
+    study = optuna.create_study(storage=optuna_storage)
+    stack = [study.ask() for _ in range(3)]
+    report_many([(t, 0, 0.1 * i) for i, t in enumerate(stack)])
+    report_many([(t, 1, 0.5) for t in stack])
+    # The write landed but its reply did not: the worker still holds steps 1 (and 0 of one).
+    for trial in stack:
+        del trial._cached_frozen_trial.intermediate_values[1]
+    del stack[2]._cached_frozen_trial.intermediate_values[0]
+    report_many([(t, 1, 0.5) for t in stack] + [(stack[2], 0, 0.2)])
+    for i, trial in enumerate(stack):
+        assert optuna_storage.get_trial(trial._trial_id).intermediate_values == {0: 0.1 * i, 1: 0.5}
+
+
 def test_a_finished_trial_in_the_stack_writes_nothing(optuna_storage):
     study = optuna.create_study(storage=optuna_storage)
     live, done = study.ask(), study.ask()
