@@ -9,6 +9,7 @@ import pytest
 from optuna.exceptions import UpdateFinishedTrialError
 
 from storage.trial_batch import report_many, set_many_user_attrs
+from storage.trial_store import has_user_attr
 
 
 def test_reports_of_a_stack_read_back_like_trial_report(optuna_storage):
@@ -72,3 +73,16 @@ def test_attrs_of_a_stack_read_back_like_set_user_attr_and_upsert(optuna_storage
     for trial, attrs in zip(stack, expected, strict=True):
         assert optuna_storage.get_trial(trial._trial_id).user_attrs == attrs
         assert trial.user_attrs == attrs
+
+
+def test_has_user_attr_answers_as_user_attrs_does(optuna_storage):
+    study = optuna.create_study(storage=optuna_storage)
+    enqueued = {"replicate_of": 0}
+    study.enqueue_trial({}, user_attrs=enqueued)
+    replicate, proposal = study.ask(), study.ask()
+    set_many_user_attrs([(proposal, {"run_key": "k"}), (replicate, {"run_key": "k"})])
+    proposal.set_user_attr("late", True)
+    for trial in (replicate, proposal):
+        for key in ("replicate_of", "run_key", "late", "absent"):
+            assert has_user_attr(trial, key) == (key in trial.user_attrs)
+    assert has_user_attr(replicate, "replicate_of") and not has_user_attr(proposal, "replicate_of")

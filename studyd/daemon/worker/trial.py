@@ -259,5 +259,5 @@ def is_duplicate(trial: optuna.Trial) -> bool:
 
 def _can_prune(trial: optuna.Trial, spec: StudySpec) -> bool:
     # A seed replicate is evidence for the verdict: it always runs to the end.
-    replicate = "replicate_of" in trial.user_attrs
+    replicate = trial_store.has_user_attr(trial, "replicate_of")
     return not spec.search.objectives and spec.search.pruner.name != "none" and not replicate
