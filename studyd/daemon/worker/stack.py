@@ -168,7 +168,10 @@ class StackRunner:
     def _train_group(self, group: list[StackMember], served: ServedStudy) -> list[Trained]:
         """One stack (`train_batched`) with each trial's report and pruning decision per epoch."""
         spec, state = served.spec, self.state
-        if len(group) == 1:
+        # A lone batchable trial trains as a stack of one: its epochs cost ≈ 10–25% less than
+        # `train_model`'s (one flat Adam step, no Fabric) and its result is the same to rounding,
+        # as every stacked trial's is. Only a variant that cannot stack trains alone.
+        if len(group) == 1 and batch_key(group[0].plan.model, group[0].plan.train) is None:
             return [self.trials.train(group[0].trial, served, group[0].plan)]
         pruned = [False] * len(group)
 
