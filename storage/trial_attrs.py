@@ -64,14 +64,17 @@ def set_user_attrs(storage: BaseStorage, attrs_by_trial: Mapping[int, Mapping[st
         conn.execute(table.insert(), rows)
 
 
+# Built once: the worker checks before every epoch's report, and building an IN clause per
+# call cost more than running it (≈ 0.3 ms of SQLAlchemy per report).
+_TRIAL_STATES = sa.select(trials.c.trial_id, trials.c.state).where(
+    trials.c.trial_id.in_(sa.bindparam("ids", expanding=True))
+)
+
+
 def check_updatable(conn: sa.Connection, backend: RDBStorage, trial_ids: Sequence[int]) -> None:
     """Inside a write: `KeyError` for a missing trial, `UpdateFinishedTrialError` for a finished
     one (Optuna's own check), for each of `trial_ids`."""
-    states = dict(
-        conn.execute(
-            sa.select(trials.c.trial_id, trials.c.state).where(trials.c.trial_id.in_(trial_ids))
-        ).all()
-    )
+    states = dict(conn.execute(_TRIAL_STATES, {"ids": list(trial_ids)}).all())
     for trial_id in trial_ids:
         if trial_id not in states:
             raise KeyError(f"no trial with trial_id {trial_id}")

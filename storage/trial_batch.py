@@ -18,6 +18,12 @@ import sqlalchemy as sa
 from storage.optuna_schema import intermediate_to_stored, trial_intermediate_values
 from storage.trial_attrs import check_updatable, rdb_backend, set_user_attrs
 
+# A step written before a lost reply is replaced: one compiled statement run per row.
+_DELETE_STEP = trial_intermediate_values.delete().where(
+    trial_intermediate_values.c.trial_id == sa.bindparam("trial_id"),
+    trial_intermediate_values.c.step == sa.bindparam("step"),
+)
+
 
 def report_many(reports: Sequence[tuple[optuna.Trial, int, float]]) -> None:
     """Report (trial, step, value) for each item; a step already reported is left as it was.
@@ -50,16 +56,7 @@ def report_many(reports: Sequence[tuple[optuna.Trial, int, float]]) -> None:
         )
     with backend.engine.begin() as conn:
         check_updatable(conn, backend, sorted({t._trial_id for t, _, _ in fresh}))
-        conn.execute(
-            table.delete().where(
-                sa.or_(
-                    *(
-                        sa.and_(table.c.trial_id == r["trial_id"], table.c.step == r["step"])
-                        for r in rows
-                    )
-                )
-            )
-        )
+        conn.execute(_DELETE_STEP, rows)
         conn.execute(table.insert(), rows)
     for trial, step, value in fresh:
         trial._cached_frozen_trial.intermediate_values[step] = value

@@ -28,6 +28,12 @@ def trial_id(trial: optuna.Trial) -> int:
     return trial._trial_id
 
 
+def has_user_attr(trial: optuna.Trial, key: str) -> bool:
+    """`key in trial.user_attrs`, without the deep copy of every attribute that property makes
+    (≈ 0.2 ms for a worker's ~30 config attributes: the pruning check asks it every epoch)."""
+    return key in trial._cached_frozen_trial.user_attrs
+
+
 def read_back(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> FrozenTrial:
     """The trial as stored now, never from the study's cache (another process may have ended it)."""
     storage = study._storage

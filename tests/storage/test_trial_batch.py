@@ -9,6 +9,7 @@ import pytest
 from optuna.exceptions import UpdateFinishedTrialError
 
 from storage.trial_batch import report_many, set_many_user_attrs
+from storage.trial_store import has_user_attr
 
 
 def test_reports_of_a_stack_read_back_like_trial_report(optuna_storage):
@@ -29,6 +30,20 @@ def test_reports_of_a_stack_read_back_like_trial_report(optuna_storage):
     report_many([(stack[0], 1, 99.0), (stack[1], 2, 7.0), (stack[1], 2, 8.0)])
     assert optuna_storage.get_trial(stack[0]._trial_id).intermediate_values[1] == 1.25
     assert optuna_storage.get_trial(stack[1]._trial_id).intermediate_values[2] == 7.0
+
+
+def test_a_report_repeated_after_its_reply_was_lost_replaces_the_stored_step(optuna_storage):
+    study = optuna.create_study(storage=optuna_storage)
+    stack = [study.ask() for _ in range(3)]
+    report_many([(t, 0, 0.1 * i) for i, t in enumerate(stack)])
+    report_many([(t, 1, 0.5) for t in stack])
+    # The write landed but its reply did not: the worker still holds steps 1 (and 0 of one).
+    for trial in stack:
+        del trial._cached_frozen_trial.intermediate_values[1]
+    del stack[2]._cached_frozen_trial.intermediate_values[0]
+    report_many([(t, 1, 0.5) for t in stack] + [(stack[2], 0, 0.2)])
+    for i, trial in enumerate(stack):
+        assert optuna_storage.get_trial(trial._trial_id).intermediate_values == {0: 0.1 * i, 1: 0.5}
 
 
 def test_a_finished_trial_in_the_stack_writes_nothing(optuna_storage):
@@ -58,3 +73,16 @@ def test_attrs_of_a_stack_read_back_like_set_user_attr_and_upsert(optuna_storage
     for trial, attrs in zip(stack, expected, strict=True):
         assert optuna_storage.get_trial(trial._trial_id).user_attrs == attrs
         assert trial.user_attrs == attrs
+
+
+def test_has_user_attr_answers_as_user_attrs_does(optuna_storage):
+    study = optuna.create_study(storage=optuna_storage)
+    enqueued = {"replicate_of": 0}
+    study.enqueue_trial({}, user_attrs=enqueued)
+    replicate, proposal = study.ask(), study.ask()
+    set_many_user_attrs([(proposal, {"run_key": "k"}), (replicate, {"run_key": "k"})])
+    proposal.set_user_attr("late", True)
+    for trial in (replicate, proposal):
+        for key in ("replicate_of", "run_key", "late", "absent"):
+            assert has_user_attr(trial, key) == (key in trial.user_attrs)
+    assert has_user_attr(replicate, "replicate_of") and not has_user_attr(proposal, "replicate_of")

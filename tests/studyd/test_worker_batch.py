@@ -24,11 +24,11 @@ SPEC = (
 )
 
 
-def _run(tmp_path, name: str, batch_trials: int):
+def _run(tmp_path, name: str, batch_trials: int, spec: str = SPEC):
     url = f"sqlite:///{tmp_path / f'{name}.db'}"
     ensure_schema(url)
     engine, storage = make_engine(url), make_optuna_storage(url)
-    record = submit_spec(engine, storage, load_spec(SPEC))
+    record = submit_spec(engine, storage, load_spec(spec))
     options = WorkerOptions(
         device="cpu", once=True, heartbeat=0.5, grace=30, poll=0.05, data_dir=tmp_path
     )
@@ -56,9 +56,10 @@ def test_batched_worker_reaches_exactly_its_target_and_agrees_with_unbatched(tmp
     assert done.state == "done" and done.test_score is not None
     assert workers == []  # every lease row was unregistered
     assert len(batched) == 10 and all(t.state == TrialState.COMPLETE for t in batched)
-    # Batchable trials shared stacks of 2..4; standout trials (never stacked) trained alone.
+    # Batchable trials shared stacks of up to 4 (a lone one: a stack of one); standout trials
+    # (never stacked) trained alone.
     variants = [t.user_attrs["variant"] for t in batched]
-    assert "standout" in variants and stacks and all(2 <= k <= 4 for k in stacks)
+    assert "standout" in variants and stacks and all(1 <= k <= 4 for k in stacks)
     assert sum(stacks) <= sum(v != "standout" for v in variants)
 
     _, alone, _, _ = _run(tmp_path, "alone", 1)
@@ -78,6 +79,39 @@ def test_batched_worker_reaches_exactly_its_target_and_agrees_with_unbatched(tmp
     # the stack).
     print("batched-vs-alone val_acc differences", [round(d, 3) for d in diffs], stacks)
     assert diffs and max(diffs) <= 1 / 359 + 1e-9, diffs
+
+
+# Seed 4 draws depths 1 and 2 for the batch's two trials: no two share an architecture.
+LONE_SPEC = (
+    "name: lone\nmodel: {depth: [1, 2], width: 16}\n"
+    "dropout: {variants: [standard], placements: [hidden], rate: [0.1, 0.5]}\n"
+    "training: {epochs: 3, batch_size: 64}\n"
+    "search: {sampler: random, pruner: none, n_trials: 2, seed: 4}"
+)
+
+
+@pytest.mark.slow
+def test_a_batchable_trial_alone_in_its_batch_trains_as_a_stack_of_one(tmp_path, monkeypatch):
+    """Cheaper per epoch than `train_model` (one flat Adam, no Fabric), the same to rounding."""
+    stacks: list[int] = []
+    real = studyd.daemon.worker.stack.train_batched
+
+    def spy(model_cfgs, *args, **kwargs):
+        stacks.append(len(model_cfgs))
+        return real(model_cfgs, *args, **kwargs)
+
+    monkeypatch.setattr(studyd.daemon.worker.stack, "train_batched", spy)
+    _, batched, _, _ = _run(tmp_path, "lone-batched", 2, LONE_SPEC)
+    assert sorted(t.user_attrs["config"]["hidden"] for t in batched) == [[16], [16, 16]]
+    assert stacks == [1, 1]
+    stacks.clear()
+    _, alone, _, _ = _run(tmp_path, "lone-alone", 1, LONE_SPEC)
+    assert stacks == []  # --batch-trials 1 trains with train_model
+    for stacked, single in zip(batched, alone, strict=True):
+        assert stacked.params == single.params
+        assert abs(stacked.value - single.value) <= 1 / 359 + 1e-9
+        for epoch, value in single.intermediate_values.items():
+            assert stacked.intermediate_values[epoch] == pytest.approx(value, abs=1 / 359 + 1e-9)
 
 
 def test_auto_batch_trials_is_bounded_by_memory_and_the_cpu_cap():

@@ -191,7 +191,10 @@ class StackRunner:
     def _train_group(self, group: list[StackMember], served: ServedStudy) -> list[Trained]:
         """One stack (`train_batched`) with each trial's report and pruning decision per epoch."""
         spec, state = served.spec, self.state
-        if len(group) == 1:
+        # A lone batchable trial trains as a stack of one: its epochs cost ≈ 10–25% less than
+        # `train_model`'s (one flat Adam step, no Fabric) and its result is the same to rounding,
+        # as every stacked trial's is. Only a variant that cannot stack trains alone.
+        if len(group) == 1 and batch_key(group[0].plan.model, group[0].plan.train) is None:
             return [self.trials.train(group[0].trial, served, group[0].plan)]
         pruned = [False] * len(group)
 
@@ -200,9 +203,9 @@ class StackRunner:
                 return [True] * len(group)
             live = [(k, m) for k, m in enumerate(metrics) if m is not None]
             self.trials.report([(group[k].trial, m) for k, m in live], spec)
-            for k, m in live:
-                member = group[k]
-                pruned[k] = self.trials.should_prune(member.trial, spec, member.plan.train, m)
+            judged = [(group[k].trial, group[k].plan.train, m) for k, m in live]
+            for (k, _), verdict in zip(live, self.trials.should_prune(judged, served), strict=True):
+                pruned[k] = verdict
             return pruned
 
         results = train_batched(

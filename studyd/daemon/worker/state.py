@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from models.data import DatasetSplits
 from storage.optuna_storage import STORAGE_ERRORS
+from storage.pruning_reads import CompletedTrials
 from storage.queue import StudyRecord
 from studyd.daemon.worker.options import WorkerOptions
 from studyd.spec import StudySpec
@@ -79,6 +80,8 @@ class ServedStudy:
     spec: StudySpec
     data: DatasetSplits
     study: optuna.Study
+    # Its COMPLETE trials as the pruner last read them (`storage.pruning_reads`).
+    completed: CompletedTrials = field(default_factory=CompletedTrials)
 
 
 @dataclass

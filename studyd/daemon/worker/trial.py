@@ -15,6 +15,7 @@ from models.config import ModelConfig, TrainConfig
 from models.diagnostics import regularisation_diagnostics
 from models.training import EpochMetrics, TrainResult, train_model
 from storage import queue, trial_store
+from storage.pruning_reads import prune_decisions
 from storage.queue import StudyRecord
 from storage.trial_batch import report_many, set_many_user_attrs
 from studyd.daemon.exploring import ExploringSampler
@@ -167,7 +168,7 @@ class TrialRunner:
             if self.state.interrupted():
                 return True
             self.report([(trial, m)], spec)
-            pruned = self.should_prune(trial, spec, train_cfg, m)
+            pruned = self.should_prune([(trial, train_cfg, m)], served)[0]
             return pruned
 
         device = self.state.device
@@ -221,17 +222,33 @@ class TrialRunner:
         self.report_outage.answered()
 
     def should_prune(
-        self, trial: optuna.Trial, spec: StudySpec, train_cfg: TrainConfig, m: EpochMetrics
-    ) -> bool:
-        """True when the pruner stops the trial after epoch `m` (never after its last epoch)."""
+        self,
+        judged: list[tuple[optuna.Trial, TrainConfig, EpochMetrics]],
+        served: ServedStudy,
+    ) -> list[bool]:
+        """For each (trial, its training, its epoch `m`): True when the pruner stops the trial
+        after epoch `m` (never after its last epoch). The study's completed trials are read once
+        for all of them (`prune_decisions`); a stack's epoch is one call."""
+        spec = served.spec
         # After the last epoch there is nothing left to save: the trial is complete.
-        if m.epoch + 1 >= train_cfg.epochs or not _can_prune(trial, spec):
-            return False
+        asked = [
+            i
+            for i, (trial, train_cfg, m) in enumerate(judged)
+            if m.epoch + 1 < train_cfg.epochs and _can_prune(trial, spec)
+        ]
+        decisions = [False] * len(judged)
+        if not asked:
+            return decisions
         try:
-            return trial.should_prune()
+            pruned = prune_decisions([judged[i][0] for i in asked], served.completed)
         except DB_ERRORS:
-            logger.warning("trial %s: epoch %s could not be judged", trial.number, m.epoch)
-            return False
+            numbers = [judged[i][0].number for i in asked]
+            epoch = judged[asked[0]][2].epoch
+            logger.warning("trials %s: epoch %s could not be judged", numbers, epoch)
+            return decisions
+        for i, verdict in zip(asked, pruned, strict=True):
+            decisions[i] = verdict
+        return decisions
 
 
 def is_duplicate(trial: optuna.Trial) -> bool:
@@ -242,5 +259,5 @@ def is_duplicate(trial: optuna.Trial) -> bool:
 
 def _can_prune(trial: optuna.Trial, spec: StudySpec) -> bool:
     # A seed replicate is evidence for the verdict: it always runs to the end.
-    replicate = "replicate_of" in trial.user_attrs
+    replicate = trial_store.has_user_attr(trial, "replicate_of")
     return not spec.search.objectives and spec.search.pruner.name != "none" and not replicate
