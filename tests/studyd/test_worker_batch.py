@@ -221,8 +221,9 @@ def test_auto_starts_a_study_one_trial_at_a_time_and_grows_its_stacks(tmp_path, 
     Worker(engine, storage, options).run()
     trials = optuna.load_study(study_name=record.optuna_name, storage=storage).trials
     engine.dispose()
-    # Trial 0 alone, then stacks of 2 and 4, then the last one alone (8 slots in all).
-    assert stacks == [2, 4]
+    # Trial 0 alone, then stacks of 2 and 4, then the last one alone (8 slots in all); with
+    # `auto` a lone trial trains as a stack of one.
+    assert stacks == [1, 2, 4, 1]
     assert all(t.state == TrialState.COMPLETE for t in trials) and len(trials) == 8
     assert trials[0].datetime_complete <= trials[1].datetime_start
 

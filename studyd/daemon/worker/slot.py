@@ -71,7 +71,11 @@ class SlotServer:
         state.training_study = StudyIdentity.of(record)
         claims = [Claim(record, state.worker_id), *more]
         try:
-            if more:
+            # With `auto` a claim of one goes the stack's way too: a batchable trial alone
+            # trains as a stack of one, cheaper per epoch than `train_model` (a study's first,
+            # ramped trial; specs whose trials would not share stacks). `--batch-trials 1`
+            # keeps `train_model`, the unbatched reference.
+            if more or state.options.batch_trials == "auto":
                 self.stacks.run(claims, served)
             else:
                 self.trials.run(record, served)
