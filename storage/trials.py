@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
@@ -28,6 +28,7 @@ from storage.optuna_schema import (
     stored_value,
     studies,
     study_directions,
+    study_user_attributes,
     trial_intermediate_values,
     trial_params,
     trial_user_attributes,
@@ -41,6 +42,9 @@ TRIAL_STATES: tuple[str, ...] = ("running", "waiting", "complete", "pruned", "fa
 _FINISHED: tuple[str, ...] = ("COMPLETE", "PRUNED", "FAIL")
 TrialSort = Literal["number", "value"]
 SortOrder = Literal["asc", "desc"]
+# The Optuna study attribute a worker writes when the search ends before its n_trials
+# (studyd.daemon.worker.outcomes: the space is exhausted, or proposals kept repeating).
+SEARCH_ENDED_ATTR = "search_ended"
 # The user attributes a page row carries; the detail view carries them all.
 BRIEF_ATTRS: tuple[str, ...] = (
     "variant",
@@ -89,6 +93,8 @@ class StudyTrialStats:
     # they name the set of complete trials (see `complete_key`).
     optuna_study_id: int | None = None
     last_complete: dt.datetime | None = None
+    # Why the search ended before its n_trials (the study attribute SEARCH_ENDED_ATTR), if it did.
+    search_ended: str | None = None
 
     @property
     def complete_key(self) -> tuple[Any, ...]:
@@ -219,7 +225,8 @@ _MISSING = object()
 def study_progress(
     engine: Engine, optuna_name: str, best_cache: ReadCache | None = None
 ) -> tuple[StudyTrialStats, TrialRow | None]:
-    """Counts by state, direction, trial timings and the best trial, in one transaction.
+    """Counts by state, direction, trial timings, why the search ended and the best trial, in
+    one transaction.
 
     The counts read our (study_id, state) index only and the timings are index seeks; the best
     trial is an ORDER BY over the complete trials, so with `best_cache` it is looked up under
@@ -230,6 +237,9 @@ def study_progress(
         if found is None:
             return StudyTrialStats(dict.fromkeys(TRIAL_STATES, 0), "maximize", None, None), None
         stats = _stats(conn, found.study_id, _direction_name(found.direction))
+        if found.search_ended is not None:
+            ended = json.loads(found.search_ended)  # Optuna stores attributes JSON-encoded
+            stats = replace(stats, search_ended=None if ended is None else str(ended))
         if stats.counts["complete"] == 0:
             return stats, None
         key = ("best", *stats.complete_key)
@@ -269,8 +279,19 @@ def _stats_query() -> sa.Select[Any]:
 
 # Built once: a statement object caches its own cache key, so each request only binds its values.
 _STATS_QUERY = _stats_query()
+# The study's attribute rides its (study_id, key) unique index: read here, it saves the two
+# ORM sessions Optuna's `get_study_id_from_name` + `get_study_user_attrs` took (a third of a
+# `GET /studies/{id}` or `/summary`).
+_SEARCH_ENDED = (
+    sa.select(study_user_attributes.c.value_json)
+    .where(
+        study_user_attributes.c.study_id == studies.c.study_id,
+        study_user_attributes.c.key == SEARCH_ENDED_ATTR,
+    )
+    .scalar_subquery()
+)
 _STUDY_QUERY = (
-    sa.select(studies.c.study_id, study_directions.c.direction)
+    sa.select(studies.c.study_id, study_directions.c.direction, _SEARCH_ENDED.label("search_ended"))
     .select_from(studies)
     .outerjoin(
         study_directions,

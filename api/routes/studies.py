@@ -60,7 +60,7 @@ def load_study(ctx: AppContext, study_id: int) -> queue.StudyRecord:
 
 def detail(ctx: AppContext, record: queue.StudyRecord, base_url: str = "") -> StudyDetail:
     stats, best = trials.study_progress(ctx.engine, record.optuna_name, ctx.best_trials)
-    facts = optuna_facts(ctx, record)
+    facts = optuna_facts(stats)
     return study_detail(record, stats, best).model_copy(
         update={"dashboard_url": facts.dashboard_url(base_url), "search_ended": facts.search_ended}
     )

@@ -164,7 +164,7 @@ def _summary(ctx: AppContext, study_id: int) -> Summary:
                 ctx.summaries[key] = summary
                 settle_heap()
     current = ("state", "test_score", "test_score_seconds")  # may change after the trials
-    ended = optuna_facts(ctx, record).search_ended
+    ended = optuna_facts(stats).search_ended
     return summary.model_copy(
         update={k: getattr(record, k) for k in current} | {"search_ended": ended}
     )
