@@ -66,8 +66,10 @@ class AppContext:
     # Keyed by `StudyTrialStats.complete_key`, which changes whenever a trial completes.
     best_trials: LruCache = field(default_factory=lambda: LruCache(BEST_TRIAL_CACHE_SIZE))
     summaries: LruCache = field(default_factory=lambda: LruCache(SUMMARY_CACHE_SIZE))
-    # Keyed by the page's trial rows, all finished (`storage.trials.list_trials`).
+    # Keyed by the page's trial rows, all finished (`storage.trials.TrialPage.finished_key`):
+    # the rows, and (≈ 50 KiB each) the JSON of the page built from them.
     trial_pages: LruCache = field(default_factory=lambda: LruCache(TRIAL_PAGE_CACHE_SIZE))
+    trial_page_json: LruCache = field(default_factory=lambda: LruCache(TRIAL_PAGE_CACHE_SIZE))
     # One summary computed at a time: two cold 10 000-trial summaries at once would double the
     # peak memory, and the second would find the first's result in the cache anyway.
     summary_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -172,8 +172,9 @@ def _rows(
 
 def _finished_rows(
     conn: Connection, result: Iterable[Any], attr_keys: tuple[str, ...], cache: ReadCache | None
-) -> list[TrialRow]:
-    """`_rows`, from `cache` when every trial of the page is finished.
+) -> tuple[list[TrialRow], Hashable | None]:
+    """`_rows`, from `cache` when every trial of the page is finished, and that page's key
+    (None when a trial of the page may still change).
 
     Optuna never changes a finished trial (nor do we: `trial_attrs.check_updatable`), so a
     page of finished trials is keyed by its trial rows as read (ids, numbers, states, times,
@@ -181,14 +182,15 @@ def _finished_rows(
     side-table queries (two thirds of a page's cost) are skipped while the page stays cached.
     """
     found = result.all() if isinstance(result, sa.CursorResult) else list(result)
-    if cache is None or not all(enum_name(r.state) in _FINISHED for r in found):
-        return _with_side_tables(conn, found, attr_keys)
+    if not all(enum_name(r.state) in _FINISHED for r in found):
+        return _with_side_tables(conn, found, attr_keys), None
     key = ("page", attr_keys, tuple(tuple(r) for r in found))
-    rows = cache.get(key)
+    rows = None if cache is None else cache.get(key)
     if rows is None:
         rows = _with_side_tables(conn, found, attr_keys)
-        cache[key] = rows
-    return rows
+        if cache is not None:
+            cache[key] = rows
+    return rows, key
 
 
 def _with_side_tables(
@@ -329,6 +331,17 @@ def _best(conn: Connection, study_id: int, direction: str) -> TrialRow | None:
     return rows[0] if rows else None
 
 
+@dataclass(frozen=True)
+class TrialPage:
+    """One page of trials, the total matching its filters, and `finished_key`: the page's trial
+    rows as read when every one of them is finished, else None. The rows never change while
+    that key stands, so whatever is built from them alone may be kept under it."""
+
+    rows: list[TrialRow]
+    total: int
+    finished_key: Hashable | None
+
+
 def list_trials(
     engine: Engine,
     optuna_name: str,
@@ -341,12 +354,39 @@ def list_trials(
     offset: int = 0,
     page_cache: ReadCache | None = None,
 ) -> tuple[list[TrialRow], int]:
+    """One page of trials and the total matching the filters (see `trial_page`)."""
+    page = trial_page(
+        engine,
+        optuna_name,
+        state=state,
+        variant=variant,
+        sort=sort,
+        order=order,
+        limit=limit,
+        offset=offset,
+        page_cache=page_cache,
+    )
+    return page.rows, page.total
+
+
+def trial_page(
+    engine: Engine,
+    optuna_name: str,
+    *,
+    state: str | None = None,
+    variant: str | None = None,
+    sort: TrialSort = "number",
+    order: SortOrder | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    page_cache: ReadCache | None = None,
+) -> TrialPage:
     """One page of trials and the total matching the filters (pages of finished trials kept
     in `page_cache`, see `_finished_rows`)."""
     with read_only(engine).connect() as conn:
         study_id = optuna_study_id(conn, optuna_name)
         if study_id is None:
-            return [], 0
+            return TrialPage([], 0, None)
         filters: list[sa.ColumnElement[bool]] = [trials.c.study_id == study_id]
         if state is not None:
             filters.append(trials.c.state == state.upper())
@@ -368,7 +408,8 @@ def list_trials(
             page = conn.execute(query.limit(limit).offset(offset))
         else:
             page = conn.execute(_number_page(filters, order, limit, offset))
-        return _finished_rows(conn, page, BRIEF_ATTRS, page_cache), total
+        rows, key = _finished_rows(conn, page, BRIEF_ATTRS, page_cache)
+        return TrialPage(rows, total, key)
 
 
 def _number_page(

@@ -35,3 +35,33 @@ def test_a_study_without_its_optuna_study_yet_has_no_dashboard_link(server: Serv
     detail = server.client.get(f"/studies/{study['id']}").json()
     assert detail["dashboard_url"] is None and detail["search_ended"] is None
     assert detail["trial_counts"]["complete"] == 0
+
+
+def test_a_page_of_finished_trials_shows_the_new_total_once_more_trials_finish(server: Server):
+    study = submit(server)
+    add_trials(server, study["optuna_name"], 3)
+    path = f"/studies/{study['id']}/trials?limit=2"
+    first = server.client.get(path).json()
+    assert first["total"] == 3 and [t["number"] for t in first["items"]] == [0, 1]
+    assert server.client.get(path).json() == first  # served again, from what was kept
+
+    add_trials(server, study["optuna_name"], 2)
+    again = server.client.get(path).json()
+    assert again["total"] == 5 and again["items"] == first["items"]
+    assert server.client.get(f"{path}&offset=4").json()["items"][0]["number"] == 4
+
+
+def test_a_page_with_a_running_trial_shows_it_finish(server: Server):
+    study = submit(server)
+    add_trials(server, study["optuna_name"], 1)
+    running = optuna_study(server, study["optuna_name"]).ask()
+    running.set_user_attr("variant", "gaussian")
+    path = f"/studies/{study['id']}/trials?limit=2"
+    during = server.client.get(path).json()["items"][1]
+    assert (during["state"], during["value"], during["variant"]) == ("running", None, "gaussian")
+    running.set_user_attr("epoch_seconds", 0.25)
+    assert server.client.get(path).json()["items"][1]["user_attrs"]["epoch_seconds"] == 0.25
+
+    optuna_study(server, study["optuna_name"]).tell(running.number, 0.75)
+    after = server.client.get(path).json()["items"][1]
+    assert (after["state"], after["value"]) == ("complete", 0.75)
