@@ -66,6 +66,8 @@ class AppContext:
     # Keyed by `StudyTrialStats.complete_key`, which changes whenever a trial completes.
     best_trials: LruCache = field(default_factory=lambda: LruCache(BEST_TRIAL_CACHE_SIZE))
     summaries: LruCache = field(default_factory=lambda: LruCache(SUMMARY_CACHE_SIZE))
+    # Their JSON, under the summary's key and the study's fields that change apart from it.
+    summary_json: LruCache = field(default_factory=lambda: LruCache(SUMMARY_CACHE_SIZE))
     # Keyed by the page's trial rows, all finished (`storage.trials.TrialPage.finished_key`):
     # the rows, and (≈ 50 KiB each) the JSON of the page built from them.
     trial_pages: LruCache = field(default_factory=lambda: LruCache(TRIAL_PAGE_CACHE_SIZE))

@@ -65,3 +65,18 @@ def test_a_page_with_a_running_trial_shows_it_finish(server: Server):
     optuna_study(server, study["optuna_name"]).tell(running.number, 0.75)
     after = server.client.get(path).json()["items"][1]
     assert (after["state"], after["value"]) == ("complete", 0.75)
+
+
+def test_the_summary_shows_new_trials_and_a_cancel_after_it_was_read(server: Server):
+    study = submit(server)
+    add_trials(server, study["optuna_name"], 4)
+    path = f"/studies/{study['id']}/summary"
+    first = server.client.get(path).json()
+    assert (first["n_complete"], first["state"]) == (4, "queued")
+    assert server.client.get(path).json() == first
+
+    add_trials(server, study["optuna_name"], 2)
+    assert server.client.get(path).json()["n_complete"] == 6
+    assert server.client.post(f"/studies/{study['id']}/cancel").status_code == 200
+    after = server.client.get(path).json()
+    assert (after["n_complete"], after["state"]) == (6, "cancelled")
