@@ -168,11 +168,16 @@ async def get_study(
     study_id: StudyId,
     ctx: Annotated[AppContext, Depends(context)],
     request: Request,
-) -> StudyDetail:
+) -> Response:
     """A study: state, progress by trial state, best trial so far, timings, error, its
     optuna-dashboard page and why its search ended early (if it did)."""
     base_url = str(request.base_url)
-    return await in_thread(lambda: detail(ctx, load_study(ctx, study_id), base_url))
+    # Dumped in the pool: FastAPI's re-validation and dump of the returned model ran on the
+    # event loop, which every request's HTTP work shares.
+    found = await in_thread(
+        lambda: detail(ctx, load_study(ctx, study_id), base_url).model_dump_json()
+    )
+    return Response(found, media_type="application/json")
 
 
 @router.post(
