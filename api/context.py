@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from optuna.storages import BaseStorage
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from storage.engine import make_engine
+from storage.engine import make_engine, read_only
 from storage.optuna_storage import make_optuna_storage
 from studyd.heap import return_free_pages
 from studyd.settings import Settings
@@ -86,6 +86,10 @@ class AppContext:
             if self._optuna_storage is None:
                 self._optuna_storage = make_optuna_storage(self.settings.database_url)
             return self._optuna_storage
+
+    def read_connection(self) -> Connection:
+        """One read-only connection for all of a request's reads (see `read_connection`)."""
+        return read_only(self.engine).connect()
 
     def close(self) -> None:
         self.engine.dispose()

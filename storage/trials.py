@@ -19,7 +19,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from sqlalchemy.engine import Connection, Engine
 
-from storage.engine import read_only
+from storage.engine import read_connection, read_only
 from storage.optuna_schema import (
     distribution,
     enum_name,
@@ -225,7 +225,7 @@ _MISSING = object()
 
 
 def study_progress(
-    engine: Engine, optuna_name: str, best_cache: ReadCache | None = None
+    engine: Engine | Connection, optuna_name: str, best_cache: ReadCache | None = None
 ) -> tuple[StudyTrialStats, TrialRow | None]:
     """Counts by state, direction, trial timings, why the search ended and the best trial, in
     one transaction.
@@ -234,7 +234,7 @@ def study_progress(
     trial is an ORDER BY over the complete trials, so with `best_cache` it is looked up under
     `StudyTrialStats.complete_key` and recomputed only after a trial completes.
     """
-    with read_only(engine).connect() as conn:
+    with read_connection(engine) as conn:
         found = conn.execute(_STUDY_QUERY, {"optuna_name": optuna_name}).first()
         if found is None:
             return StudyTrialStats(dict.fromkeys(TRIAL_STATES, 0), "maximize", None, None), None
@@ -370,7 +370,7 @@ def list_trials(
 
 
 def trial_page(
-    engine: Engine,
+    engine: Engine | Connection,
     optuna_name: str,
     *,
     state: str | None = None,
@@ -383,7 +383,7 @@ def trial_page(
 ) -> TrialPage:
     """One page of trials and the total matching the filters (pages of finished trials kept
     in `page_cache`, see `_finished_rows`)."""
-    with read_only(engine).connect() as conn:
+    with read_connection(engine) as conn:
         study_id = optuna_study_id(conn, optuna_name)
         if study_id is None:
             return TrialPage([], 0, None)

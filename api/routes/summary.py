@@ -156,8 +156,9 @@ def _summary(ctx: AppContext, study_id: int) -> str:
     once per `StudyTrialStats.complete_key`) and the study's fields that change apart from them.
     Dumped here, in the pool: FastAPI's validation and dump of a summary, a tenth of a cached
     summary's cost, ran on the event loop."""
-    record = queue.get_study(ctx.engine, study_id)
-    stats, best = trials.study_progress(ctx.engine, record.optuna_name, ctx.best_trials)
+    with ctx.read_connection() as conn:  # closed before a cold summary's seconds of work
+        record = queue.get_study(conn, study_id)
+        stats, best = trials.study_progress(conn, record.optuna_name, ctx.best_trials)
     key = (record.id, *stats.complete_key)
     # May change after the trials (a cancel, the test-score retraining, a worker ending the search).
     current = {k: getattr(record, k) for k in ("state", "test_score", "test_score_seconds")}

@@ -74,18 +74,19 @@ def _page(
     limit: int,
     offset: int,
 ) -> trials.TrialPage:
-    record = queue.get_study(ctx.engine, study_id)
-    return trials.trial_page(
-        ctx.engine,
-        record.optuna_name,
-        state=state,
-        variant=variant,
-        sort=sort,
-        order=order,
-        limit=limit,
-        offset=offset,
-        page_cache=ctx.trial_pages,
-    )
+    with ctx.read_connection() as conn:
+        record = queue.get_study(conn, study_id)
+        return trials.trial_page(
+            conn,
+            record.optuna_name,
+            state=state,
+            variant=variant,
+            sort=sort,
+            order=order,
+            limit=limit,
+            offset=offset,
+            page_cache=ctx.trial_pages,
+        )
 
 
 @router.get(
