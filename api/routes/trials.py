@@ -49,7 +49,7 @@ async def list_trials(
 
 def _page_json(ctx: AppContext, page: trials.TrialPage, limit: int, offset: int) -> str:
     """The page's JSON, kept under its finished rows and total: converting and dumping the 100
-    rows was half of what a page of kept rows still cost. Built from the response model and
+    rows was a sixth of a page of kept rows (py-spy, 10 000 trials). Built from the model and
     dumped in the pool: FastAPI's own re-validation and serialisation of 100 trials on the
     event loop cost more than the SQL (≈ 6 vs 5 ms)."""
     key = None if page.finished_key is None else (page.finished_key, page.total, limit, offset)
