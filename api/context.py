@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from optuna.storages import BaseStorage
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from storage.engine import make_engine
+from storage.engine import make_engine, read_only
 from storage.optuna_storage import make_optuna_storage
 from studyd.heap import return_free_pages
 from studyd.settings import Settings
@@ -66,8 +66,12 @@ class AppContext:
     # Keyed by `StudyTrialStats.complete_key`, which changes whenever a trial completes.
     best_trials: LruCache = field(default_factory=lambda: LruCache(BEST_TRIAL_CACHE_SIZE))
     summaries: LruCache = field(default_factory=lambda: LruCache(SUMMARY_CACHE_SIZE))
-    # Keyed by the page's trial rows, all finished (`storage.trials.list_trials`).
+    # Their JSON, under the summary's key and the study's fields that change apart from it.
+    summary_json: LruCache = field(default_factory=lambda: LruCache(SUMMARY_CACHE_SIZE))
+    # Keyed by the page's trial rows, all finished (`storage.trials.TrialPage.finished_key`):
+    # the rows, and (≈ 50 KiB each) the JSON of the page built from them.
     trial_pages: LruCache = field(default_factory=lambda: LruCache(TRIAL_PAGE_CACHE_SIZE))
+    trial_page_json: LruCache = field(default_factory=lambda: LruCache(TRIAL_PAGE_CACHE_SIZE))
     # One summary computed at a time: two cold 10 000-trial summaries at once would double the
     # peak memory, and the second would find the first's result in the cache anyway.
     summary_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -82,6 +86,10 @@ class AppContext:
             if self._optuna_storage is None:
                 self._optuna_storage = make_optuna_storage(self.settings.database_url)
             return self._optuna_storage
+
+    def read_connection(self) -> Connection:
+        """One read-only connection for all of a request's reads (see `read_connection`)."""
+        return read_only(self.engine).connect()
 
     def close(self) -> None:
         self.engine.dispose()

@@ -158,7 +158,9 @@ def run_open_loop(label: str, url: str, args: argparse.Namespace) -> None:
     with serve(url) as (base, pid):
         httpx.get(f"{base}/studies/{study_id}/summary", timeout=900).raise_for_status()
         paths = _mixed_paths(study_id, args.trials)
-        open_loop(base, paths, 20, 2)  # warm: connections, caches, lazy imports
+        # Warm: connections, lazy imports and every path read once (all 50 pages: a server up for
+        # a while has read them; 40 requests left most pages cold for the first measured run).
+        open_loop(base, paths, 25, 3 * max(len(p) for p in paths.values()) / 25)
 
         def measured(rate: float) -> bool:
             settle(pid)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import plugins
 from sqlalchemy.engine import URL, CreateEnginePlugin, make_url
 
@@ -73,6 +75,18 @@ def read_only(engine: Engine) -> Engine:
     contention (the trap `BEGIN IMMEDIATE` avoids), so only pure reads may use it.
     """
     return engine.execution_options(**{READ_ONLY: True})
+
+
+@contextmanager
+def read_connection(bind: Engine | Connection) -> Iterator[Connection]:
+    """A connection for reads only: `bind` itself when it is one (opened `read_only`: a request
+    that reads several things shares one connection and transaction, where on PostgreSQL each
+    checkout was a ping, a BEGIN and a ROLLBACK, three round trips), else a new `read_only` one."""
+    if isinstance(bind, Connection):
+        yield bind
+        return
+    with read_only(bind).connect() as conn:
+        yield conn
 
 
 class SQLiteImmediatePlugin(CreateEnginePlugin):

@@ -47,6 +47,13 @@ def _id(name: str) -> sa.Column[int]:
 
 
 studies = _table("studies", _id("study_id"), sa.Column("study_name", sa.String))
+study_user_attributes = _table(
+    "study_user_attributes",
+    _id("study_user_attribute_id"),
+    sa.Column("study_id", sa.Integer),
+    sa.Column("key", sa.String),
+    sa.Column("value_json", sa.Text),
+)
 study_directions = _table(
     "study_directions",
     _id("study_direction_id"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
@@ -19,7 +19,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from sqlalchemy.engine import Connection, Engine
 
-from storage.engine import read_only
+from storage.engine import read_connection, read_only
 from storage.optuna_schema import (
     distribution,
     enum_name,
@@ -28,6 +28,7 @@ from storage.optuna_schema import (
     stored_value,
     studies,
     study_directions,
+    study_user_attributes,
     trial_intermediate_values,
     trial_params,
     trial_user_attributes,
@@ -41,6 +42,9 @@ TRIAL_STATES: tuple[str, ...] = ("running", "waiting", "complete", "pruned", "fa
 _FINISHED: tuple[str, ...] = ("COMPLETE", "PRUNED", "FAIL")
 TrialSort = Literal["number", "value"]
 SortOrder = Literal["asc", "desc"]
+# The Optuna study attribute a worker writes when the search ends before its n_trials
+# (studyd.daemon.worker.outcomes: the space is exhausted, or proposals kept repeating).
+SEARCH_ENDED_ATTR = "search_ended"
 # The user attributes a page row carries; the detail view carries them all.
 BRIEF_ATTRS: tuple[str, ...] = (
     "variant",
@@ -89,6 +93,8 @@ class StudyTrialStats:
     # they name the set of complete trials (see `complete_key`).
     optuna_study_id: int | None = None
     last_complete: dt.datetime | None = None
+    # Why the search ended before its n_trials (the study attribute SEARCH_ENDED_ATTR), if it did.
+    search_ended: str | None = None
 
     @property
     def complete_key(self) -> tuple[Any, ...]:
@@ -166,8 +172,9 @@ def _rows(
 
 def _finished_rows(
     conn: Connection, result: Iterable[Any], attr_keys: tuple[str, ...], cache: ReadCache | None
-) -> list[TrialRow]:
-    """`_rows`, from `cache` when every trial of the page is finished.
+) -> tuple[list[TrialRow], Hashable | None]:
+    """`_rows`, from `cache` when every trial of the page is finished, and that page's key
+    (None when a trial of the page may still change).
 
     Optuna never changes a finished trial (nor do we: `trial_attrs.check_updatable`), so a
     page of finished trials is keyed by its trial rows as read (ids, numbers, states, times,
@@ -175,14 +182,15 @@ def _finished_rows(
     side-table queries (two thirds of a page's cost) are skipped while the page stays cached.
     """
     found = result.all() if isinstance(result, sa.CursorResult) else list(result)
-    if cache is None or not all(enum_name(r.state) in _FINISHED for r in found):
-        return _with_side_tables(conn, found, attr_keys)
+    if not all(enum_name(r.state) in _FINISHED for r in found):
+        return _with_side_tables(conn, found, attr_keys), None
     key = ("page", attr_keys, tuple(tuple(r) for r in found))
-    rows = cache.get(key)
+    rows = None if cache is None else cache.get(key)
     if rows is None:
         rows = _with_side_tables(conn, found, attr_keys)
-        cache[key] = rows
-    return rows
+        if cache is not None:
+            cache[key] = rows
+    return rows, key
 
 
 def _with_side_tables(
@@ -217,19 +225,23 @@ _MISSING = object()
 
 
 def study_progress(
-    engine: Engine, optuna_name: str, best_cache: ReadCache | None = None
+    engine: Engine | Connection, optuna_name: str, best_cache: ReadCache | None = None
 ) -> tuple[StudyTrialStats, TrialRow | None]:
-    """Counts by state, direction, trial timings and the best trial, in one transaction.
+    """Counts by state, direction, trial timings, why the search ended and the best trial, in
+    one transaction.
 
     The counts read our (study_id, state) index only and the timings are index seeks; the best
     trial is an ORDER BY over the complete trials, so with `best_cache` it is looked up under
     `StudyTrialStats.complete_key` and recomputed only after a trial completes.
     """
-    with read_only(engine).connect() as conn:
+    with read_connection(engine) as conn:
         found = conn.execute(_STUDY_QUERY, {"optuna_name": optuna_name}).first()
         if found is None:
             return StudyTrialStats(dict.fromkeys(TRIAL_STATES, 0), "maximize", None, None), None
         stats = _stats(conn, found.study_id, _direction_name(found.direction))
+        if found.search_ended is not None:
+            ended = json.loads(found.search_ended)  # Optuna stores attributes JSON-encoded
+            stats = replace(stats, search_ended=None if ended is None else str(ended))
         if stats.counts["complete"] == 0:
             return stats, None
         key = ("best", *stats.complete_key)
@@ -269,8 +281,19 @@ def _stats_query() -> sa.Select[Any]:
 
 # Built once: a statement object caches its own cache key, so each request only binds its values.
 _STATS_QUERY = _stats_query()
+# The study's attribute rides its (study_id, key) unique index: read here, it saves the two
+# ORM sessions Optuna's `get_study_id_from_name` + `get_study_user_attrs` took (a third of a
+# `GET /studies/{id}` or `/summary`).
+_SEARCH_ENDED = (
+    sa.select(study_user_attributes.c.value_json)
+    .where(
+        study_user_attributes.c.study_id == studies.c.study_id,
+        study_user_attributes.c.key == SEARCH_ENDED_ATTR,
+    )
+    .scalar_subquery()
+)
 _STUDY_QUERY = (
-    sa.select(studies.c.study_id, study_directions.c.direction)
+    sa.select(studies.c.study_id, study_directions.c.direction, _SEARCH_ENDED.label("search_ended"))
     .select_from(studies)
     .outerjoin(
         study_directions,
@@ -308,6 +331,17 @@ def _best(conn: Connection, study_id: int, direction: str) -> TrialRow | None:
     return rows[0] if rows else None
 
 
+@dataclass(frozen=True)
+class TrialPage:
+    """One page of trials, the total matching its filters, and `finished_key`: the page's trial
+    rows as read when every one of them is finished, else None. The rows never change while
+    that key stands, so whatever is built from them alone may be kept under it."""
+
+    rows: list[TrialRow]
+    total: int
+    finished_key: Hashable | None
+
+
 def list_trials(
     engine: Engine,
     optuna_name: str,
@@ -320,12 +354,39 @@ def list_trials(
     offset: int = 0,
     page_cache: ReadCache | None = None,
 ) -> tuple[list[TrialRow], int]:
+    """One page of trials and the total matching the filters (see `trial_page`)."""
+    page = trial_page(
+        engine,
+        optuna_name,
+        state=state,
+        variant=variant,
+        sort=sort,
+        order=order,
+        limit=limit,
+        offset=offset,
+        page_cache=page_cache,
+    )
+    return page.rows, page.total
+
+
+def trial_page(
+    engine: Engine | Connection,
+    optuna_name: str,
+    *,
+    state: str | None = None,
+    variant: str | None = None,
+    sort: TrialSort = "number",
+    order: SortOrder | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    page_cache: ReadCache | None = None,
+) -> TrialPage:
     """One page of trials and the total matching the filters (pages of finished trials kept
     in `page_cache`, see `_finished_rows`)."""
-    with read_only(engine).connect() as conn:
+    with read_connection(engine) as conn:
         study_id = optuna_study_id(conn, optuna_name)
         if study_id is None:
-            return [], 0
+            return TrialPage([], 0, None)
         filters: list[sa.ColumnElement[bool]] = [trials.c.study_id == study_id]
         if state is not None:
             filters.append(trials.c.state == state.upper())
@@ -347,7 +408,8 @@ def list_trials(
             page = conn.execute(query.limit(limit).offset(offset))
         else:
             page = conn.execute(_number_page(filters, order, limit, offset))
-        return _finished_rows(conn, page, BRIEF_ATTRS, page_cache), total
+        rows, key = _finished_rows(conn, page, BRIEF_ATTRS, page_cache)
+        return TrialPage(rows, total, key)
 
 
 def _number_page(

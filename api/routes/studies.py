@@ -6,6 +6,7 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
+from sqlalchemy import Connection, Engine
 
 from api.context import AppContext, context, in_thread
 from api.convert import study_detail, study_out
@@ -58,9 +59,15 @@ def load_study(ctx: AppContext, study_id: int) -> queue.StudyRecord:
     return queue.get_study(ctx.engine, study_id)
 
 
-def detail(ctx: AppContext, record: queue.StudyRecord, base_url: str = "") -> StudyDetail:
-    stats, best = trials.study_progress(ctx.engine, record.optuna_name, ctx.best_trials)
-    facts = optuna_facts(ctx, record)
+def detail(
+    ctx: AppContext,
+    record: queue.StudyRecord,
+    base_url: str = "",
+    bind: Engine | Connection | None = None,
+) -> StudyDetail:
+    bind = ctx.engine if bind is None else bind
+    stats, best = trials.study_progress(bind, record.optuna_name, ctx.best_trials)
+    facts = optuna_facts(stats)
     return study_detail(record, stats, best).model_copy(
         update={"dashboard_url": facts.dashboard_url(base_url), "search_ended": facts.search_ended}
     )
@@ -168,11 +175,18 @@ async def get_study(
     study_id: StudyId,
     ctx: Annotated[AppContext, Depends(context)],
     request: Request,
-) -> StudyDetail:
+) -> Response:
     """A study: state, progress by trial state, best trial so far, timings, error, its
     optuna-dashboard page and why its search ended early (if it did)."""
     base_url = str(request.base_url)
-    return await in_thread(lambda: detail(ctx, load_study(ctx, study_id), base_url))
+
+    # Dumped in the pool: FastAPI's re-validation and dump of the returned model ran on the
+    # event loop, which every request's HTTP work shares.
+    def read() -> str:
+        with ctx.read_connection() as conn:
+            return detail(ctx, queue.get_study(conn, study_id), base_url, conn).model_dump_json()
+
+    return Response(await in_thread(read), media_type="application/json")
 
 
 @router.post(

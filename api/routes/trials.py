@@ -40,12 +40,28 @@ async def list_trials(
     """A page of a study's trials, filtered by state and variant, sorted by number or value."""
     limit = capped(limit)
 
-    def page_json() -> bytes:
-        # Built from the response model and dumped in the pool: FastAPI's own re-validation and
-        # serialisation of 100 trials on the event loop cost more than the SQL (≈ 6 vs 5 ms).
-        return _page(ctx, study_id, state, variant, sort, order, limit, offset).model_dump_json()
+    def page_json() -> str:
+        page = _page(ctx, study_id, state, variant, sort, order, limit, offset)
+        return _page_json(ctx, page, limit, offset)
 
     return Response(await in_thread(page_json), media_type="application/json")
+
+
+def _page_json(ctx: AppContext, page: trials.TrialPage, limit: int, offset: int) -> str:
+    """The page's JSON, kept under its finished rows and total: converting and dumping the 100
+    rows was a sixth of a page of kept rows (py-spy, 10 000 trials). Built from the model and
+    dumped in the pool: FastAPI's own re-validation and serialisation of 100 trials on the
+    event loop cost more than the SQL (≈ 6 vs 5 ms)."""
+    key = None if page.finished_key is None else (page.finished_key, page.total, limit, offset)
+    found: str | None = None if key is None else ctx.trial_page_json.get(key)
+    if found is None:
+        items = [trial_brief(r) for r in page.rows]
+        found = Page[TrialBrief](
+            items=items, total=page.total, limit=limit, offset=offset
+        ).model_dump_json()
+        if key is not None:
+            ctx.trial_page_json[key] = found
+    return found
 
 
 def _page(
@@ -57,22 +73,20 @@ def _page(
     order: SortOrder | None,
     limit: int,
     offset: int,
-) -> Page[TrialBrief]:
-    record = queue.get_study(ctx.engine, study_id)
-    rows, total = trials.list_trials(
-        ctx.engine,
-        record.optuna_name,
-        state=state,
-        variant=variant,
-        sort=sort,
-        order=order,
-        limit=limit,
-        offset=offset,
-        page_cache=ctx.trial_pages,
-    )
-    return Page[TrialBrief](
-        items=[trial_brief(r) for r in rows], total=total, limit=limit, offset=offset
-    )
+) -> trials.TrialPage:
+    with ctx.read_connection() as conn:
+        record = queue.get_study(conn, study_id)
+        return trials.trial_page(
+            conn,
+            record.optuna_name,
+            state=state,
+            variant=variant,
+            sort=sort,
+            order=order,
+            limit=limit,
+            offset=offset,
+            page_cache=ctx.trial_pages,
+        )
 
 
 @router.get(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from optuna.storages import BaseStorage
-from sqlalchemy import Engine, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from storage.engine import read_only
+from storage.engine import read_connection
 from storage.queue.records import IllegalStateChange, StudyNotFound, StudyRecord, study_record
 from storage.queue.sessions import locked_study, reading, transaction, utcnow
 from storage.schema import FINAL_STATES, Study, Worker
@@ -75,8 +75,8 @@ _STUDY_BY_ID = select(*(Study.__table__.c[f] for f in StudyRecord.__dataclass_fi
 )
 
 
-def get_study(engine: Engine, study_id: int) -> StudyRecord:
-    with read_only(engine).connect() as conn:
+def get_study(engine: Engine | Connection, study_id: int) -> StudyRecord:
+    with read_connection(engine) as conn:
         row = conn.execute(_STUDY_BY_ID, {"study_id": study_id}).first()
     if row is None:
         raise StudyNotFound(f"study {study_id} does not exist")

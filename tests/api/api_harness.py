@@ -28,11 +28,16 @@ def submit(server: Server, **kwargs: Any) -> dict[str, Any]:
     return response.json()
 
 
+def optuna_study(server: Server, optuna_name: str) -> optuna.Study:
+    """The study's Optuna study on the server's database, as a worker loads it."""
+    return optuna.load_study(study_name=optuna_name, storage=_optuna_url(server.database_url))
+
+
 def add_trials(
     server: Server, optuna_name: str, n: int, *, pruned_every: int = 0, failed: int = 0
 ) -> list[float]:
     """Finish `n` trials on the study the way a worker records them; returns their values."""
-    study = optuna.load_study(study_name=optuna_name, storage=_optuna_url(server.database_url))
+    study = optuna_study(server, optuna_name)
     values = []
     for i in range(n):
         trial = study.ask()

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from api.context import LruCache
 from storage import migrate, trials
-from storage.engine import make_engine
+from storage.engine import make_engine, read_only
 from storage.optuna_storage import make_optuna_storage
 from storage.trial_indexes import TRIAL_INDEXES
 
@@ -158,6 +158,19 @@ def test_a_page_of_finished_trials_is_served_from_the_cache_as_read(two_studies,
     assert not _reads_side_tables(seen)
     assert again == first == trials.list_trials(engine, small, limit=2)
     assert [r.user_attrs["variant"] for r in again[0]] == ["gaussian", "standard"]
+
+
+def test_reads_given_one_connection_share_it_and_read_the_same(two_studies):
+    engine, (small, big) = two_studies
+    checkouts: list[object] = []
+    sa.event.listen(engine.pool, "checkout", lambda *a: checkouts.append(a))
+    apart = (trials.study_progress(engine, big), trials.trial_page(engine, big, limit=5))
+    assert len(checkouts) == 2
+    checkouts.clear()
+    with read_only(engine).connect() as conn:
+        together = (trials.study_progress(conn, big), trials.trial_page(conn, big, limit=5))
+    assert len(checkouts) == 1
+    assert together == apart
 
 
 def test_a_page_with_a_running_trial_shows_what_it_writes_while_it_runs(two_studies, db_url):
