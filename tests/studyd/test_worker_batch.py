@@ -24,7 +24,21 @@ SPEC = (
 )
 
 
-def _run(tmp_path, name: str, batch_trials: int, spec: str = SPEC):
+@pytest.fixture
+def stacks(monkeypatch) -> list[int]:
+    """Trials per `train_batched` call, in order (a spy: the real one runs)."""
+    sizes: list[int] = []
+    real = studyd.daemon.worker.stack.train_batched
+
+    def spy(model_cfgs, *args, **kwargs):
+        sizes.append(len(model_cfgs))
+        return real(model_cfgs, *args, **kwargs)
+
+    monkeypatch.setattr(studyd.daemon.worker.stack, "train_batched", spy)
+    return sizes
+
+
+def _run(tmp_path, name: str, batch_trials: int | str, spec: str = SPEC):
     url = f"sqlite:///{tmp_path / f'{name}.db'}"
     ensure_schema(url)
     engine, storage = make_engine(url), make_optuna_storage(url)
@@ -42,15 +56,7 @@ def _run(tmp_path, name: str, batch_trials: int, spec: str = SPEC):
 
 
 @pytest.mark.slow
-def test_batched_worker_reaches_exactly_its_target_and_agrees_with_unbatched(tmp_path, monkeypatch):
-    stacks: list[int] = []  # trials per `train_batched` call (a spy: the real one runs)
-    real = studyd.daemon.worker.stack.train_batched
-
-    def spy(model_cfgs, *args, **kwargs):
-        stacks.append(len(model_cfgs))
-        return real(model_cfgs, *args, **kwargs)
-
-    monkeypatch.setattr(studyd.daemon.worker.stack, "train_batched", spy)
+def test_batched_worker_reaches_exactly_its_target_and_agrees_with_unbatched(tmp_path, stacks):
     ran, batched, done, workers = _run(tmp_path, "batched", 4)
     assert ran == done.target_trials == done.finished == done.claimed == 10
     assert done.state == "done" and done.test_score is not None
@@ -91,16 +97,8 @@ LONE_SPEC = (
 
 
 @pytest.mark.slow
-def test_a_batchable_trial_alone_in_its_batch_trains_as_a_stack_of_one(tmp_path, monkeypatch):
+def test_a_batchable_trial_alone_in_its_batch_trains_as_a_stack_of_one(tmp_path, stacks):
     """Cheaper per epoch than `train_model` (one flat Adam, no Fabric), the same to rounding."""
-    stacks: list[int] = []
-    real = studyd.daemon.worker.stack.train_batched
-
-    def spy(model_cfgs, *args, **kwargs):
-        stacks.append(len(model_cfgs))
-        return real(model_cfgs, *args, **kwargs)
-
-    monkeypatch.setattr(studyd.daemon.worker.stack, "train_batched", spy)
     _, batched, _, _ = _run(tmp_path, "lone-batched", 2, LONE_SPEC)
     assert sorted(t.user_attrs["config"]["hidden"] for t in batched) == [[16], [16, 16]]
     assert stacks == [1, 1]
@@ -201,26 +199,9 @@ RAMP_SPEC = (
 
 
 @pytest.mark.slow
-def test_auto_starts_a_study_one_trial_at_a_time_and_grows_its_stacks(tmp_path, monkeypatch):
-    stacks: list[int] = []
-    real = studyd.daemon.worker.stack.train_batched
-
-    def spy(model_cfgs, *args, **kwargs):
-        stacks.append(len(model_cfgs))
-        return real(model_cfgs, *args, **kwargs)
-
-    monkeypatch.setattr(studyd.daemon.worker.stack, "train_batched", spy)
-    url = f"sqlite:///{tmp_path / 'ramp.db'}"
-    ensure_schema(url)
-    engine, storage = make_engine(url), make_optuna_storage(url)
-    record = submit_spec(engine, storage, load_spec(RAMP_SPEC))
-    options = WorkerOptions(
-        device="cpu", once=True, heartbeat=0.5, grace=30, poll=0.05, data_dir=tmp_path
-    )
-    assert options.batch_trials == "auto"
-    Worker(engine, storage, options).run()
-    trials = optuna.load_study(study_name=record.optuna_name, storage=storage).trials
-    engine.dispose()
+def test_auto_starts_a_study_one_trial_at_a_time_and_grows_its_stacks(tmp_path, stacks):
+    assert WorkerOptions().batch_trials == "auto"  # the default this test is about
+    _, trials, _, _ = _run(tmp_path, "ramp", "auto", RAMP_SPEC)
     # Trial 0 alone, then stacks of 2 and 4, then the last one alone (8 slots in all); with
     # `auto` a lone trial trains as a stack of one.
     assert stacks == [1, 2, 4, 1]
