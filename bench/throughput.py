@@ -401,13 +401,11 @@ def over_seeds(runs: list[dict[str, StudyRun]]) -> None:
         return f"{med(reached):5.1f} s {len(reached)}/{len(times)}", med(reached)
 
     ref_common = summary([seconds(d[first], common) for d in runs])[1]
+    ref_own = [seconds(d[first], d[first].best - TOLERANCE) for d in runs]
     for way in runs[0]:
         own = [seconds(d[way], d[first].best - TOLERANCE) for d in runs]
-        ratios = [
-            o / m
-            for d, m in zip(runs, own, strict=True)
-            if m is not None and (o := seconds(d[first], d[first].best - TOLERANCE)) is not None
-        ]
+        pairs = zip(ref_own, own, strict=True)
+        ratios = [r / m for r, m in pairs if r is not None and m is not None]
         own_text, _ = summary(own)
         common_text, common_median = summary([seconds(d[way], common) for d in runs])
         figures = [
