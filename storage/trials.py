@@ -342,33 +342,6 @@ class TrialPage:
     finished_key: Hashable | None
 
 
-def list_trials(
-    engine: Engine,
-    optuna_name: str,
-    *,
-    state: str | None = None,
-    variant: str | None = None,
-    sort: TrialSort = "number",
-    order: SortOrder | None = None,
-    limit: int = 50,
-    offset: int = 0,
-    page_cache: ReadCache | None = None,
-) -> tuple[list[TrialRow], int]:
-    """One page of trials and the total matching the filters (see `trial_page`)."""
-    page = trial_page(
-        engine,
-        optuna_name,
-        state=state,
-        variant=variant,
-        sort=sort,
-        order=order,
-        limit=limit,
-        offset=offset,
-        page_cache=page_cache,
-    )
-    return page.rows, page.total
-
-
 def trial_page(
     engine: Engine | Connection,
     optuna_name: str,

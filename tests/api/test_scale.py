@@ -111,8 +111,8 @@ def test_reads_run_the_same_statements_whatever_the_study_size(two_studies):
     for name in (small, large):
         for label, read in {
             "progress": lambda n: trials.study_progress(engine, n, LruCache(4)),
-            "page": lambda n: trials.list_trials(engine, n, limit=2, offset=1),
-            "filtered page": lambda n: trials.list_trials(engine, n, state="complete", limit=2),
+            "page": lambda n: trials.trial_page(engine, n, limit=2, offset=1),
+            "filtered page": lambda n: trials.trial_page(engine, n, state="complete", limit=2),
         }.items():
             seen.clear()
             read(name)
@@ -136,9 +136,9 @@ def test_progress_counts_times_and_best_match_a_full_load(two_studies, db_url):
         assert stats.first_trial_start == min(t.datetime_start for t in every).replace(
             tzinfo=stats.first_trial_start.tzinfo
         )
-        page, total = trials.list_trials(engine, name, limit=2, offset=1)
-        assert total == len(every) and [r.number for r in page] == [1, 2]
-        _, complete = trials.list_trials(engine, name, state="complete", limit=1)
+        page = trials.trial_page(engine, name, limit=2, offset=1)
+        assert page.total == len(every) and [r.number for r in page.rows] == [1, 2]
+        complete = trials.trial_page(engine, name, state="complete", limit=1).total
         assert complete == len(every) - 1
     storage.engine.dispose()
 
@@ -151,13 +151,14 @@ def test_a_page_of_finished_trials_is_served_from_the_cache_as_read(two_studies,
     engine, (small, _) = two_studies  # trials 0 and 1 complete, 2 running
     cache = LruCache(8)
     seen = _statements(engine)
-    first = trials.list_trials(engine, small, limit=2, page_cache=cache)
+    first = trials.trial_page(engine, small, limit=2, page_cache=cache)
     assert _reads_side_tables(seen)
     seen.clear()
-    again = trials.list_trials(engine, small, limit=2, page_cache=cache)
+    again = trials.trial_page(engine, small, limit=2, page_cache=cache)
     assert not _reads_side_tables(seen)
-    assert again == first == trials.list_trials(engine, small, limit=2)
-    assert [r.user_attrs["variant"] for r in again[0]] == ["gaussian", "standard"]
+    uncached = trials.trial_page(engine, small, limit=2)
+    assert (again.rows, again.total) == (first.rows, first.total) == (uncached.rows, uncached.total)
+    assert [r.user_attrs["variant"] for r in again.rows] == ["gaussian", "standard"]
 
 
 def test_reads_given_one_connection_share_it_and_read_the_same(two_studies):
@@ -179,14 +180,14 @@ def test_a_page_with_a_running_trial_shows_what_it_writes_while_it_runs(two_stud
     storage = make_optuna_storage(db_url)
     study = optuna.load_study(study_name=small, storage=storage)
     running = study.get_trials(states=(TrialState.RUNNING,))[0]
-    before, _ = trials.list_trials(engine, small, offset=1, limit=2, page_cache=cache)
+    before = trials.trial_page(engine, small, offset=1, limit=2, page_cache=cache).rows
     assert "epoch_seconds" not in before[1].user_attrs
     # Its row in `trials` is unchanged by an attribute: a cache keyed by rows would go stale.
     storage.set_trial_user_attr(running._trial_id, "epoch_seconds", 0.25)
-    during, _ = trials.list_trials(engine, small, offset=1, limit=2, page_cache=cache)
+    during = trials.trial_page(engine, small, offset=1, limit=2, page_cache=cache).rows
     assert during[1].user_attrs["epoch_seconds"] == 0.25 and during[1].state == "running"
     storage.set_trial_state_values(running._trial_id, TrialState.COMPLETE, [2.0])
-    after, _ = trials.list_trials(engine, small, offset=1, limit=2, page_cache=cache)
+    after = trials.trial_page(engine, small, offset=1, limit=2, page_cache=cache).rows
     assert (after[1].state, after[1].value) == ("complete", 2.0)
     storage.engine.dispose()
 
