@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from optuna.samplers import BaseSampler
 
 
+# TPE and GP draw at random until this many trials have finished (Optuna's default, set here so
+# that the worker can size its stacks to it: `startup_counts`).
+SAMPLER_STARTUP_TRIALS = 10
+
 # Parameters whose values change what `models.batched.batch_key` groups trials by.
 ARCHITECTURE_PARAMS = (
     "depth",
@@ -198,9 +202,25 @@ def build_sampler(spec: StudySpec, seed_offset: int = 0) -> BaseSampler:
         return _QueueGridSampler(grid_space(spec), seed=seed)
     # The model-based samplers can stick to a run the study has: the worker then draws at random.
     if s.sampler == "gp":
-        gp = samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+        gp = samplers.GPSampler(
+            seed=seed, n_startup_trials=SAMPLER_STARTUP_TRIALS, warn_independent_sampling=False
+        )
         return ExploringSampler(gp, seed)
-    return ExploringSampler(samplers.TPESampler(seed=seed), seed)
+    tpe = samplers.TPESampler(seed=seed, n_startup_trials=SAMPLER_STARTUP_TRIALS)
+    return ExploringSampler(tpe, seed)
+
+
+def startup_counts(spec: StudySpec) -> tuple[int, ...]:
+    """The finished-trial counts at which the search starts to use results: the median and
+    percentile pruners prune nothing before their `startup_trials` have completed, TPE and GP
+    draw at random before `SAMPLER_STARTUP_TRIALS` have finished. Trials asked together before
+    such a count are all judged and drawn as if the study had none of each other's results."""
+    counts = []
+    if spec.search.pruner.name in ("median", "percentile"):
+        counts.append(spec.search.pruner.startup_trials)
+    if spec.search.sampler in ("tpe", "gp"):
+        counts.append(SAMPLER_STARTUP_TRIALS)
+    return tuple(sorted(c for c in counts if c > 0))
 
 
 def build_pruner(spec: StudySpec) -> BasePruner:

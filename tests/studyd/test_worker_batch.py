@@ -6,6 +6,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+import studyd.daemon.search
 import studyd.daemon.worker.stack
 from storage import queue
 from storage.engine import make_engine
@@ -182,31 +183,66 @@ def test_a_stacked_trial_is_pruned_at_the_same_epoch_as_alone(tmp_path, monkeypa
         assert [sorted(t.intermediate_values) for t in trials] == [[0, 1, 2]] * 4
 
 
-def test_auto_stacks_grow_with_the_finished_trials():
+def test_auto_stacks_end_at_the_searchs_start_up_counts():
     ramped = studyd.daemon.worker.stack.ramped
-    # A study's first trial trains alone, then 2, 4, 8: the first results come after one
-    # trial's time, and the pruner has its start-up trials before the stacks are full.
-    assert [ramped(8, finished) for finished in (0, 1, 3, 7, 15)] == [1, 2, 4, 8, 8]
-    assert ramped(1, 100) == 1 and ramped(8, 5) == 6
+    # Growing from one trial, and no stack straddles the median pruner's 5 start-up trials or
+    # TPE's 10 random draws: TPE draws trials 10–19 from 10 results, as one at a time.
+    assert [ramped(8, finished, (5, 10)) for finished in (0, 1, 3, 5, 10, 15)] == [1, 2, 2, 5, 8, 8]
+    assert [ramped(8, finished, ()) for finished in (0, 1, 3, 7)] == [1, 2, 4, 8]
+    assert ramped(1, 0, (5, 10)) == 1 and ramped(8, 9, (5, 10)) == 1
+
+
+def test_startup_counts_are_the_pruners_and_the_samplers():
+    def counts(search: str) -> tuple[int, ...]:
+        spec = load_spec(f"name: s\nmodel: {{depth: 1, width: 8}}\nsearch: {search}")
+        return studyd.daemon.search.startup_counts(spec)
+
+    assert counts("{}") == (5, studyd.daemon.search.SAMPLER_STARTUP_TRIALS) == (5, 10)
+    assert counts("{sampler: gp, pruner: {name: percentile, startup_trials: 12}}") == (10, 12)
+    assert counts("{sampler: random, pruner: hyperband}") == ()
+    assert counts("{sampler: qmc, pruner: {name: median, startup_trials: 0}}") == ()
 
 
 RAMP_SPEC = (
     "name: ramp\nmodel: {depth: 1, width: 16}\n"
     "dropout: {variants: [standard], placements: [hidden], rate: [0.1, 0.5]}\n"
     "training: {epochs: 3, batch_size: 64}\n"
-    "search: {sampler: random, pruner: none, n_trials: 8, seed: 2}"
+    "search: {sampler: tpe, pruner: {name: median, startup_trials: 2}, n_trials: 8, seed: 2}"
 )
 
 
 @pytest.mark.slow
-def test_auto_starts_a_study_one_trial_at_a_time_and_grows_its_stacks(tmp_path, stacks):
+def test_auto_grows_its_stacks_up_to_the_pruners_start_up_count(tmp_path, stacks):
     assert WorkerOptions().batch_trials == "auto"  # the default this test is about
     _, trials, _, _ = _run(tmp_path, "ramp", "auto", RAMP_SPEC)
-    # Trial 0 alone, then stacks of 2 and 4, then the last one alone (8 slots in all); with
-    # `auto` a lone trial trains as a stack of one.
-    assert stacks == [1, 2, 4, 1]
-    assert all(t.state == TrialState.COMPLETE for t in trials) and len(trials) == 8
-    assert trials[0].datetime_complete <= trials[1].datetime_start
+    # Trial 0 alone, then trial 1 alone (not 2: the pruner's 2 start-up trials end there), then
+    # 3 and the last 3 (8 slots in all); with `auto` a lone trial trains as a stack of one.
+    assert stacks == [1, 1, 3, 3]
+    assert len(trials) == 8
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    first = [t for t in trials if t.number < 2]
+    assert all(t.state == TrialState.COMPLETE for t in first)
+    assert first[0].datetime_complete <= first[1].datetime_start
+    assert first[1].datetime_complete <= min(t.datetime_start for t in trials if t.number >= 2)
+
+
+STARTUP_SPEC = (
+    "name: startup\nmodel: {depth: 1, width: 8}\n"
+    "dropout: {variants: [standard], placements: [hidden], rate: [0.1, 0.5]}\n"
+    "training: {epochs: 2, batch_size: 64}\n"
+    "search: {n_trials: 14, seed: 3}"
+)
+
+
+@pytest.mark.slow
+def test_auto_asks_tpes_first_model_based_trial_after_its_random_ones_finished(tmp_path):
+    # TPE (the default) draws at random until 10 trials have finished. A stack asked across
+    # that count drew its later trials at random too (the 1, 2, 4, 8 ramp asked trials 7–14
+    # at 7 finished): trial 10 must be asked once 10 trials have finished, as one at a time.
+    _, trials, _, _ = _run(tmp_path, "startup", "auto", STARTUP_SPEC)
+    assert len(trials) == 14 and all(t.state.is_finished() for t in trials)
+    tenth_end = sorted(t.datetime_complete for t in trials)[9]
+    assert [t.number for t in trials if t.datetime_start < tenth_end] == list(range(10))
 
 
 # Two depths in one claim: two stacks, trained one after the other.

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from models.batched import batch_key, train_batched
 from models.training import EpochMetrics
 from storage.queue import StudyRecord
-from studyd.daemon.search import stack_count
+from studyd.daemon.search import stack_count, startup_counts
 from studyd.daemon.worker.outcomes import Outcomes
 from studyd.daemon.worker.repeats import reused
 from studyd.daemon.worker.state import DB_ERRORS, ServedStudy, Stop, WorkerState
@@ -230,21 +230,25 @@ def trials_per_slot(
     the spec's trials would form stacks of two or more, cut to the K whose padding to the
     widest trial costs least per trial (`padded_trials`); 1 when they would mostly train alone (a
     searched depth, say), since claimed slots then wait in line instead of going to other
-    workers. With `auto` a study's stacks also grow with its `finished` trials (`ramped`)."""
+    workers. With `auto` a stack also ends where the search starts to use results (`ramped`)."""
     if batch_trials != "auto":
         return max(int(batch_trials), 1)
-    return ramped(_auto_trials(served, device), finished)
+    return ramped(_auto_trials(served, device), finished, startup_counts(served.spec))
 
 
-def ramped(k: int, finished: int) -> int:
-    """At most `finished + 1` trials: a study's first stacks are 1, 2, 4, 8, … trials.
+def ramped(k: int, finished: int, startups: tuple[int, ...]) -> int:
+    """At most K, at most one more trial than the study has finished, and no more than the
+    trials left before the next of its `startups` (`search.startup_counts`: 5 for the median
+    pruner, 10 for TPE): with those, stacks of 1, 2, 2, 5, then K.
 
-    A stack's trials all finish at its end, and the pruner judges a trial only against
-    finished ones: a first stack of 8 is 8 unpruned full trials before any result exists.
-    Growing from one trial gives the study its first answers, and the median pruner its
-    start-up trials, a single trial's time after the start (bench.throughput: time to target).
+    A stack's trials are asked together and all finish at its end, and the pruner judges a trial
+    only against finished ones: growing from one trial gives the study its first answer after a
+    single trial's time. A stack that straddles a start-up count is asked as if the count had not
+    been reached: its later trials are random draws for TPE (a ramp of 1, 2, 4, 8 drew 15 of 20
+    at random where one at a time draws 10), or unpruned for the median pruner.
     """
-    return max(1, min(k, finished + 1))
+    ahead = [count - finished for count in startups if count > finished]
+    return max(1, min([k, finished + 1, *ahead]))
 
 
 def _auto_trials(served: ServedStudy, device: str) -> int:
