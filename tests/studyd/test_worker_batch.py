@@ -243,6 +243,17 @@ def test_auto_asks_tpes_first_model_based_trial_after_its_random_ones_finished(t
     assert len(trials) == 14 and all(t.state.is_finished() for t in trials)
     tenth_end = sorted(t.datetime_complete for t in trials)[9]
     assert [t.number for t in trials if t.datetime_start < tenth_end] == list(range(10))
+    # So its random draws are the sampler's own: a one-at-a-time study with the same sampler
+    # (the worker's seed: spec seed + worker id 1) draws the same ten configurations.
+    spec = load_spec(STARTUP_SPEC)
+    alone = optuna.create_study(
+        direction="maximize", sampler=studyd.daemon.search.build_sampler(spec, seed_offset=1)
+    )
+    for _ in range(10):
+        trial = alone.ask()
+        studyd.daemon.search.suggest_config(trial, spec, (40, 10))
+        alone.tell(trial, 0.5)
+    assert [t.params for t in alone.trials] == [t.params for t in trials[:10]]
 
 
 # Two depths in one claim: two stacks, trained one after the other.
