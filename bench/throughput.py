@@ -67,6 +67,7 @@ from bench.study_runs import TOLERANCE, StudyRun, study_run
 from models.batched import batch_key, train_batched
 from models.data import DatasetSplits, load_dataset
 from models.training import resolve_device, train_model
+from studyd.analysis.verdict import mean_ci
 from studyd.daemon.search import build_sampler, suggest_config
 from studyd.spec import StudySpec, validate_spec
 
@@ -423,11 +424,21 @@ def over_seeds(runs: list[dict[str, StudyRun]]) -> None:
             )
         if way != first and ref_common and common_median:
             figures.append(f"common ({first})/({way}) {ref_common / common_median:.2f}x")
+        if way != first and len(runs) > 1:
+            figures.append(best_difference(runs, way, first))
         print(f"  ({way}) " + "  ".join(figures), flush=True)
     if "c" in runs[0]:
         for way in runs[0].keys() & set("b1k"):
             ratio = med(d[way].seconds_per_epoch / d["c"].seconds_per_epoch for d in runs)
             print(f"  per epoch ({way})/(c) median {ratio:.2f}x")
+
+
+def best_difference(runs: list[dict[str, StudyRun]], way: str, first: str) -> str:
+    """`way`'s final best minus `first`'s, paired by seed: the mean and its 95 % t-interval.
+    The ways draw the same first configurations per seed (the same sampler seed), so what the
+    difference measures is the rest of the search and the training noise."""
+    ci = mean_ci([d[way].best - d[first].best for d in runs])
+    return f"best ({way})−({first}) {ci['mean']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]"
 
 
 def main(argv: list[str] | None = None) -> None:
