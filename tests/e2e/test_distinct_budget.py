@@ -54,7 +54,10 @@ def test_workers_train_each_distinct_run_once_and_end_when_the_space_is_exhauste
     by_number = {t.number: t for t in complete}
     assert repeats
     for t in repeats:
-        assert t.value == by_number[t.user_attrs["duplicate_of"]].value
+        # Equal to rounding: a repeat whose worker stopped (the study ended) while its lower
+        # twin still trained keeps its own result of the same run, trained stacked (float32
+        # sums) where the other worker's `--batch-trials 1` trained it unstacked.
+        assert t.value == pytest.approx(by_number[t.user_attrs["duplicate_of"]].value, abs=1e-6)
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     study_attrs = cluster.storage.get_study_user_attrs(
         cluster.storage.get_study_id_from_name(record.optuna_name)

@@ -92,3 +92,21 @@ def test_a_higher_trial_that_completed_first_is_the_runs_counted_trial(backend):
     lower.set_user_attr("run_key", "run-a")
     taken = _settled(study, lower)
     assert taken is not None and taken["reused_from"] == higher.number
+
+
+def test_a_worker_stopped_as_the_lower_trial_completes_takes_its_result(backend):
+    # The study ends when the lower trial completes, and that ending stops this worker: the
+    # lower trial's result exists by then, and the repeat is told it, not its own.
+    study = _study(backend)
+    lower = _asked(study, "run-a")
+    higher = _asked(study, "run-a")
+
+    def stop() -> bool:
+        if trial_store.read_back(study, lower).state == TrialState.RUNNING:
+            lower.set_user_attr("val_acc", 0.75)
+            study.tell(lower, 0.75)
+        return True
+
+    taken = _settled(study, higher, stop=stop)
+    assert taken is not None
+    assert taken["reused_from"] == lower.number and taken["val_acc"] == 0.75

@@ -29,7 +29,9 @@ def settled_twin(
     """The outcome a trained trial takes when another trial trained the same run: a lower one's
     once it completes (waited for while it trains), or a higher one's that completed first; its
     own marked as a repeat when `interrupted` while waiting. None: no other trial of the run
-    completed, and this one counts.
+    completed, and this one counts. A repeat told its own outcome (stopped while the lower one
+    still trains) is the same run's result to rounding: another worker may have trained the
+    lower one unstacked.
 
     Two workers can propose one run at once, each before the other's finished: the lower trial
     counts and the higher is told the known result without counting, whichever finishes first.
@@ -48,7 +50,12 @@ def settled_twin(
     )
     while earlier is not None and earlier.state == TrialState.RUNNING:
         if interrupted():
-            return {DUPLICATE_ATTR: earlier.number}
+            # Stopped (the study ended, say, as that very trial completed): its result if it
+            # has one by now, so that the repeat is told it; else this trial's own.
+            earlier = read(earlier)
+            if earlier.state == TrialState.RUNNING:
+                return {DUPLICATE_ATTR: earlier.number}
+            break
         time.sleep(TWIN_POLL_SECONDS)
         earlier = read(earlier)
     # The run's counted trial is its lowest COMPLETE one: below this trial (the one waited for,
