@@ -1,7 +1,10 @@
 """The reaper: settles the leases of workers whose heartbeat went stale, and orphan trials.
 
 A RUNNING trial of a dead worker is failed (only if still RUNNING) and retried once; a trial it
-had already told is counted; then its row is deleted, so its slot is settled exactly once.
+had already told is counted; then its row is deleted, so its slot is settled exactly once. A
+reaper interrupted between a dead worker's trial's FAIL and its retry's enqueue (the database
+went away) enqueues the retry on its next tick, when it meets the worker's row again: the trial's
+`error` says the reaper failed it. (An orphan's, held by no row, is not met again.)
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from storage.schema import Study, Worker
 from storage.trial_store import enqueue_retry
 
 logger = logging.getLogger(__name__)
+
+# The `error` of a trial the reaper failed: also how a later tick knows the retry is its to enqueue.
+REAPED_ERROR = "reaped: its worker stopped heartbeating"
 
 
 def reap_stale_workers(
@@ -68,11 +74,22 @@ def _duplicate(optuna_storage: BaseStorage, trial_id: int) -> bool:
 def _fail_and_retry(
     engine: Engine, optuna_storage: BaseStorage, study_id: int | None, trial_id: int
 ) -> TrialState | None:
-    """FAIL the trial if still RUNNING and, when this call failed it, enqueue one retry."""
+    """FAIL the trial if still RUNNING and, when a reaper failed it, enqueue one retry.
+
+    The FAIL and the enqueue are two writes: when the database goes away between them, the next
+    tick finds the trial FAILed with `REAPED_ERROR` and enqueues the retry then
+    (`enqueue_retry` enqueues once however often it is called). A trial its worker failed
+    (diverged, cancelled: another `error`) or Optuna's stale check failed (it retries itself)
+    is left alone.
+    """
     try:
+        # The reason first: attributes can only be set while the trial runs.
+        optuna_storage.set_trial_user_attr(trial_id, "error", REAPED_ERROR)
         optuna_storage.set_trial_state_values(trial_id, TrialState.FAIL)
     except UpdateFinishedTrialError:
-        return optuna_storage.get_trial(trial_id).state  # finished meanwhile, or failed by Optuna
+        finished = optuna_storage.get_trial(trial_id)
+        if finished.state != TrialState.FAIL or finished.user_attrs.get("error") != REAPED_ERROR:
+            return finished.state  # finished meanwhile, or failed by its worker or by Optuna
     except KeyError:
         return None  # its Optuna study was deleted
     trial = optuna_storage.get_trial(trial_id)

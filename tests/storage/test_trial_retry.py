@@ -13,6 +13,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from storage import queue, trial_store
+from storage.queue import reaper
 
 SPACE = {"p": FloatDistribution(0.1, 0.7)}
 ENQUEUED_AS = {"replicate_of": 4, "replicate_seed": 7, "baseline": True}
@@ -86,3 +87,32 @@ def test_a_trial_the_reaper_failed_is_not_retried_again_by_its_worker(engine, op
     _reaper_fails_it(engine, optuna_storage, study, trial, worker)
     trial_store.fail_for_retry(study, trial, "the database was unreachable mid-trial")
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 1
+
+
+def test_a_reaper_interrupted_before_the_enqueue_retries_on_its_next_tick(engine, optuna_storage):
+    # The reaper's FAIL landed, then the database went away before the retry's enqueue (the
+    # tick raised and the dead worker's row stayed). The next tick must still enqueue it, once.
+    study, trial, worker = _running_enqueued_trial(engine, optuna_storage, ENQUEUED_AS)
+    optuna_storage.set_trial_user_attr(trial._trial_id, "error", reaper.REAPED_ERROR)
+    optuna_storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    _reaper_fails_it(engine, optuna_storage, study, trial, worker)
+    assert queue.reap_stale_workers(engine, optuna_storage, grace_seconds=0) == []
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.user_attrs for t in waiting] == [{"retry_of": trial.number, **ENQUEUED_AS}]
+    assert queue.get_study(engine, queue.list_studies(engine)[0].id).claimed == 0
+
+
+def test_a_trial_its_worker_failed_before_dying_is_not_retried_by_the_reaper(
+    engine, optuna_storage
+):
+    study, trial, worker = _running_enqueued_trial(engine, optuna_storage, ENQUEUED_AS)
+    trial.set_user_attr("error", "training diverged: the objective is not finite")
+    study.tell(trial, state=TrialState.FAIL)  # then the worker died before giving its slot back
+    _reaper_fails_it(engine, optuna_storage, study, trial, worker)
+    assert study.get_trials(states=(TrialState.WAITING,)) == []
+
+
+def test_a_reaped_trial_says_why_it_failed(engine, optuna_storage):
+    study, trial, worker = _running_enqueued_trial(engine, optuna_storage, ENQUEUED_AS)
+    _reaper_fails_it(engine, optuna_storage, study, trial, worker)
+    assert study.trials[trial.number].user_attrs["error"] == reaper.REAPED_ERROR
