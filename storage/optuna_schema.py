@@ -113,6 +113,10 @@ trial_intermediate_values = _table(
 )
 
 
+# A trial's constraint values are system attributes `constraints:<name>` (Trial.set_constraint).
+CONSTRAINT_PREFIX = "constraints:"
+
+
 # --- Optuna's encodings ----------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from storage.engine import read_only
 from storage.optuna_schema import (
+    CONSTRAINT_PREFIX,
     enum_name,
     optuna_study_id,
     params_and_attrs,
@@ -32,7 +33,6 @@ from storage.optuna_schema import (
 from storage.timestamps import as_utc
 
 SCAN_PAGE_SIZE = 500
-_CONSTRAINT_PREFIX = "constraints:"
 
 
 @dataclass(frozen=True)
@@ -120,11 +120,11 @@ def _page_values(conn: sa.Connection, ids: list[int]) -> dict[int, list[float | 
 def _page_constraints(conn: sa.Connection, ids: list[int]) -> dict[int, dict[str, float]]:
     query = sa.select(trial_system_attributes).where(
         trial_system_attributes.c.trial_id.in_(ids),
-        trial_system_attributes.c.key.like(_CONSTRAINT_PREFIX + "%"),
+        trial_system_attributes.c.key.like(CONSTRAINT_PREFIX + "%"),
     )
     out: dict[int, dict[str, float]] = {}
     for row in conn.execute(query):
-        name = row.key[len(_CONSTRAINT_PREFIX) :]
+        name = row.key[len(CONSTRAINT_PREFIX) :]
         out.setdefault(row.trial_id, {})[name] = float(json.loads(row.value_json))
     return out
 

@@ -9,6 +9,7 @@ naive UTC).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from storage.engine import read_connection, read_only
 from storage.optuna_schema import (
+    CONSTRAINT_PREFIX,
     distribution,
     enum_name,
     optuna_study_id,
@@ -31,6 +33,7 @@ from storage.optuna_schema import (
     study_user_attributes,
     trial_intermediate_values,
     trial_params,
+    trial_system_attributes,
     trial_user_attributes,
     trial_values,
     trials,
@@ -321,14 +324,39 @@ def _stats(conn: Connection, study_id: int, direction: str) -> StudyTrialStats:
 
 
 def _best(conn: Connection, study_id: int, direction: str) -> TrialRow | None:
+    """The best complete trial as `studyd.daemon.records.best_trial` ranks it (the one the test
+    score retrains): the best feasible one, or the best of all when none is feasible; the lowest
+    number among equals. Read best first, a page at a time, until a feasible one turns up: one
+    page and one constraint lookup when the study has no constraints."""
     query = (
         _trial_query(study_id)
         .where(trials.c.state == "COMPLETE", trial_values.c.trial_id.is_not(None))
         .order_by(*_value_order(direction, None))
-        .limit(1)
     )
-    rows = _rows(conn, conn.execute(query), None)
-    return rows[0] if rows else None
+    first = None
+    for offset in itertools.count(0, _BEST_PAGE):
+        page = conn.execute(query.limit(_BEST_PAGE).offset(offset)).all()
+        if not page:
+            break
+        first = first or page[0]
+        infeasible = _infeasible(conn, [r.trial_id for r in page])
+        feasible = next((r for r in page if r.trial_id not in infeasible), None)
+        if feasible is not None:
+            return _rows(conn, [feasible], None)[0]
+    return None if first is None else _rows(conn, [first], None)[0]
+
+
+_BEST_PAGE = 64
+
+
+def _infeasible(conn: Connection, trial_ids: list[int]) -> set[int]:
+    """The trials of `trial_ids` with a constraint value above 0 (Optuna's system attributes
+    `constraints:<name>`; ≤ 0 is feasible)."""
+    a = trial_system_attributes.c
+    query = sa.select(a.trial_id, a.value_json).where(
+        a.trial_id.in_(trial_ids), a.key.like(CONSTRAINT_PREFIX + "%")
+    )
+    return {tid for tid, value in conn.execute(query).all() if not json.loads(value) <= 0}
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,20 @@ PARETO = {
         "constraints": ["param_count <= 700"],
     },
 }
+# One narrow network that meets the constraint and one wide network that beats it and does not.
+CONSTRAINED = {
+    "name": "constrained-best",
+    "dataset": {"name": "digits", "train_subset": 500},
+    "model": {"depth": 1, "width": {"choices": [4, 256]}},
+    "dropout": {"variants": ["standard"], "rate": 0.1},
+    "training": {"epochs": 10, "batch_size": 50, "lr": 0.01},
+    "search": {
+        "n_trials": 2,
+        "sampler": "grid",
+        "pruner": "none",
+        "constraints": ["param_count <= 1000"],
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +211,20 @@ def test_pareto_front_constraints_importances_and_csv_round_trip(server, tmp_pat
         assert row["config_key"] == t["user_attrs"]["config_key"]
         assert json.loads(row["train.seed"]) == t["train"]["seed"]
         assert json.loads(row["diagnostics.mc_passes"]) == 20
+
+
+def test_the_best_trial_everywhere_is_the_best_feasible_one(server, tmp_path):
+    """An infeasible trial never counts as best (the spec's promise, and the trial whose network
+    the test score retrains): the study, its summary and the CLI's status name the same one."""
+    summary, details = _run(server, CONSTRAINED, tmp_path)
+    complete = [t for t in details if t["state"] == "complete"]
+    feasible = [t for t in complete if t["user_attrs"]["param_count"] <= 1000]
+    infeasible = [t for t in complete if t["user_attrs"]["param_count"] > 1000]
+    assert feasible and infeasible
+    best_feasible = max(feasible, key=lambda t: (t["value"], -t["number"]))
+    # What makes this a test: the infeasible wide network has the higher accuracy.
+    assert max(t["value"] for t in infeasible) > best_feasible["value"]
+    study = server.client.get(f"/studies/{summary['study_id']}").json()
+    assert study["best_trial"]["number"] == best_feasible["number"]
+    assert summary["best"]["number"] == best_feasible["number"]
+    assert study["test_score"] is not None
