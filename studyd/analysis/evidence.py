@@ -226,9 +226,13 @@ def study_evidence(
             for t in page
             if t.values and t.values[0] is not None and math.isfinite(t.values[0])
         ]
+    # With constraints, an infeasible trial is no answer: like the best trial, the verdict and
+    # every per-variant number count the feasible trials (all of them while none is feasible).
+    n_feasible = sum(t["feasible"] for t in trials)
+    candidates = [t for t in trials if t["feasible"]] if n_feasible else trials
     # A reused trial repeats its original's result: counting it again would weigh that run twice
     # in importances and inflate a variant's trial count (the verdict averages a seed's values).
-    records = [verdict_record(t) for t in _trained(trials)]
+    records = [verdict_record(t) for t in _trained(candidates)]
     out = rankings(records, direction=directions[0], confidence=confidence)
     try:
         out["variant_importances"] = variant_importances(
@@ -238,11 +242,11 @@ def study_evidence(
         # Optuna's fANOVA refuses some degenerate spaces; the rest of the evidence stands.
         logger.exception("%s: variant importances unavailable", optuna_name)
         out["variant_importances"] = None
-    out["diagnostics"] = diagnostics_by_variant(trials)
-    out["variant_stats"] = value_stats(trials, "variant", directions[0])
-    out["placement_stats"] = value_stats(trials, "placement", directions[0])
+    out["diagnostics"] = diagnostics_by_variant(candidates)
+    out["variant_stats"] = value_stats(candidates, "variant", directions[0])
+    out["placement_stats"] = value_stats(candidates, "placement", directions[0])
     out["pareto_front"] = pareto_front(trials, directions) if len(directions) > 1 else None
-    out["n_feasible"] = sum(t["feasible"] for t in trials)
+    out["n_feasible"] = n_feasible
     out["n_replicates"] = sum("replicate_of" in t["user_attrs"] for t in trials)
     out["n_reused"] = sum("reused_from" in t["user_attrs"] for t in trials)
     out["confidence"] = confidence

@@ -53,7 +53,9 @@ def replicate_targets(study: optuna.Study, spec: StudySpec) -> list[FrozenTrial]
 
     The `top_k` best distinct configurations, plus each variant's best (so every variant, `none`
     included, has a replicated best configuration for the verdict's paired tests). Ranked by the
-    first objective; feasible trials first when the spec has constraints.
+    first objective. With constraints, only feasible trials while any is feasible: the verdict
+    counts those alone (`analysis.evidence`), so a variant whose every trial is infeasible gets no
+    replicates; with none feasible, every trial as the best trial falls back to.
     """
     sign = 1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1.0
     complete = [
@@ -61,7 +63,8 @@ def replicate_targets(study: optuna.Study, spec: StudySpec) -> list[FrozenTrial]
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if t.user_attrs.get("config_key") and "replicate_of" not in t.user_attrs
     ]
-    ranked = sorted(complete, key=lambda t: (not is_feasible(t), -sign * t.values[0], t.number))
+    complete = [t for t in complete if is_feasible(t)] or complete
+    ranked = sorted(complete, key=lambda t: (-sign * t.values[0], t.number))
     best_per_config: dict[str, FrozenTrial] = {}
     for trial in ranked:
         best_per_config.setdefault(trial.user_attrs["config_key"], trial)

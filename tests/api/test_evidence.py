@@ -49,10 +49,10 @@ CONSTRAINED = {
     "name": "constrained-best",
     "dataset": {"name": "digits", "train_subset": 500},
     "model": {"depth": 1, "width": {"choices": [4, 256]}},
-    "dropout": {"variants": ["standard"], "rate": 0.1},
+    "dropout": {"variants": ["none", "standard"], "rate": 0.1},
     "training": {"epochs": 10, "batch_size": 50, "lr": 0.01},
     "search": {
-        "n_trials": 2,
+        "n_trials": 4,
         "sampler": "grid",
         "pruner": "none",
         "constraints": ["param_count <= 1000"],
@@ -213,9 +213,10 @@ def test_pareto_front_constraints_importances_and_csv_round_trip(server, tmp_pat
         assert json.loads(row["diagnostics.mc_passes"]) == 20
 
 
-def test_the_best_trial_everywhere_is_the_best_feasible_one(server, tmp_path):
+def test_the_best_trial_and_every_variant_number_count_feasible_trials_only(server, tmp_path):
     """An infeasible trial never counts as best (the spec's promise, and the trial whose network
-    the test score retrains): the study, its summary and the CLI's status name the same one."""
+    the test score retrains): the study and its summary name the same one, and the per-variant
+    numbers the verdict leads with count the feasible trials only."""
     summary, details = _run(server, CONSTRAINED, tmp_path)
     complete = [t for t in details if t["state"] == "complete"]
     feasible = [t for t in complete if t["user_attrs"]["param_count"] <= 1000]
@@ -228,3 +229,6 @@ def test_the_best_trial_everywhere_is_the_best_feasible_one(server, tmp_path):
     assert study["best_trial"]["number"] == best_feasible["number"]
     assert summary["best"]["number"] == best_feasible["number"]
     assert study["test_score"] is not None
+    for row in summary["variants"]:
+        mine = [t["value"] for t in feasible if t["user_attrs"]["variant"] == row["variant"]]
+        assert (row["n"], row["best"]) == (len(mine), max(mine))

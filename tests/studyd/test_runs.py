@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from storage import queue
 from studyd.daemon.records import FLAT_DIAGNOSTICS
+from studyd.daemon.runs import replicate_targets
 from studyd.daemon.service import submit_spec
 from studyd.daemon.worker import Worker, WorkerOptions
 from studyd.spec import load_spec
@@ -126,3 +127,21 @@ def test_distinct_runs_counts_canonical_runs_of_a_finite_space_and_none_for_a_co
     assert search_exhausted(study, continuum, None, REPEATS_IN_A_ROW - 1) is None
     ended = search_exhausted(study, continuum, None, REPEATS_IN_A_ROW)
     assert ended is not None and f"proposed {REPEATS_IN_A_ROW} configurations in a row" in ended
+
+
+def test_a_variant_with_no_feasible_trial_gets_no_replicates():
+    # The verdict counts feasible trials only: replicating an infeasible config would train
+    # seeds that no answer uses. `standard` beats `none` here only where it breaks the bound.
+    spec = load_spec("name: c\nsearch: {constraints: ['param_count <= 700']}\ntop_k: 1\nrepeats: 2")
+    study = optuna.create_study(direction="maximize")
+    for number, (variant, value, violation) in enumerate(
+        [("none", 0.7, -10.0), ("standard", 0.9, 4110.0), ("none", 0.6, 0.0)]
+    ):
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=value,
+                user_attrs={"variant": variant, "config_key": f"cfg-{number}"},
+                system_attrs={"constraints:param_count <= 700": violation},
+            )
+        )
+    assert [t.number for t in replicate_targets(study, spec)] == [0]
