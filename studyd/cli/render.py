@@ -387,10 +387,15 @@ def evidence_parts(summary: JSON) -> list[Any]:
 
 def summary_view(summary: JSON) -> Group:
     """Verdict, per-variant and per-placement tables, importances, best config, test score."""
+    counted = f"{summary.get('n_complete')} complete trials"
+    if summary.get("constraints") and summary.get("n_feasible"):
+        # The verdict and every per-variant number count feasible trials only (a study with none
+        # feasible yet counts them all).
+        counted += f", {summary['n_feasible']} feasible (counted below)"
     parts: list[Any] = [
         Text(
             f"study {summary.get('study_id')} · {summary.get('state')} · "
-            f"{summary.get('n_complete')} complete trials · {summary.get('direction', 'maximize')}",
+            f"{counted} · {summary.get('direction', 'maximize')}",
             style="dim",
         )
     ]

@@ -31,6 +31,7 @@ RUNS = [
     ("multisample", 0.9526),
 ]
 REUSED = 17
+CONSTRAINT = "param_count <= 5000"
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +42,10 @@ def server(tmp_path_factory) -> Iterator[Server]:
 
 
 def _trial(
-    number: int, variant: str, value: float, seed: int = 0, **attrs
+    number: int, variant: str, value: float, seed: int = 0, violation: float | None = None, **attrs
 ) -> optuna.trial.FrozenTrial:
-    """A complete trial as a worker records it; `number` names its configuration."""
+    """A complete trial as a worker records it; `number` names its configuration; `violation`:
+    its value of CONSTRAINT (≤ 0 feasible)."""
     rate = 0.0 if variant == "none" else 0.1 + 0.05 * number
     # Values with as many digits as real ones (0.393, 3.014): what must not fold at 80 columns.
     measured = {k: 0.2113 + 0.0131 * number + 0.0017 * i for i, k in enumerate(DIAGNOSTIC_MEANS)}
@@ -64,12 +66,13 @@ def _trial(
             **diagnostics,
             **attrs,
         },
+        system_attrs={} if violation is None else {f"constraints:{CONSTRAINT}": violation},
     )
 
 
-def _submit(server: Server, trials: list[optuna.trial.FrozenTrial]) -> dict:
+def _submit(server: Server, trials: list[optuna.trial.FrozenTrial], spec: dict = SPEC) -> dict:
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    created = httpx.post(f"{server.url}/studies", json=SPEC, headers=headers, timeout=30)
+    created = httpx.post(f"{server.url}/studies", json=spec, headers=headers, timeout=30)
     assert created.status_code == 201, created.text
     study = created.json()
     optuna.load_study(study_name=study["optuna_name"], storage=server.database_url).add_trials(
@@ -177,3 +180,18 @@ def test_the_summary_reads_whole_at_80_columns_with_distinct_titles(server, stud
     assert len(titles) == len(set(titles)) >= 3, titles
     note = " ".join(result.stdout.split())
     assert "The best single trial, #0 (none, 0.9833), is not of standout" in note
+
+
+def test_with_constraints_the_summary_counts_the_feasible_trials_and_says_so(server):
+    # dropconnect's two trials beat every other but break the bound: it must not lead.
+    runs = [("standout", 0.97, -100.0), ("standout", 0.95, 0.0), ("none", 0.96, -3.0)]
+    runs += [("dropconnect", 0.99, 900.0), ("dropconnect", 0.985, 20.0)]
+    trials = [_trial(n, v, value, violation=over) for n, (v, value, over) in enumerate(runs)]
+    spec = {**SPEC, "search": {"n_trials": 5, "constraints": [CONSTRAINT]}}
+    study = _submit(server, trials, spec)
+    summary = parsed(studyd("summary", str(study["id"]), "--json", url=server.url))
+    assert (summary["n_complete"], summary["n_feasible"]) == (5, 3)
+    assert {row["variant"]: row["n"] for row in summary["variants"]} == {"standout": 2, "none": 1}
+    assert summary["best"]["number"] == 0 and summary["variants"][0]["variant"] == "standout"
+    text = " ".join(studyd("summary", str(study["id"]), url=server.url).stdout.split())
+    assert "5 complete trials, 3 feasible (counted below)" in text
