@@ -101,6 +101,18 @@ def fail_stored_trial(study: optuna.Study, trial: FrozenTrial) -> None:
     study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
 
 
+def storage_best_number(study: optuna.Study) -> int | None:
+    """The number of the trial Optuna's storage calls best (`get_best_trial`: what the
+    dashboard's Best Trial panel shows; it ignores constraints and orders equal values in no set
+    way); None for a multi-objective study or one without a complete trial."""
+    if len(study.directions) > 1:
+        return None
+    try:
+        return study._storage.get_best_trial(study._study_id).number
+    except ValueError:
+        return None
+
+
 def set_constraints(trial: optuna.Trial, violations: dict[str, float]) -> None:
     """Each constraint's value (system attr `constraints:<name>`) unless already set."""
     if not violations:

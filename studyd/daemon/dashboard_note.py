@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 from sqlalchemy import Engine
 
+from storage import trial_store
 from studyd.daemon.dashboard_graphs import save_study_graphs
 from studyd.spec import StudySpec
 
@@ -52,6 +53,7 @@ def write_study_note(
         test_score=test_score,
         test_trial=study.user_attrs.get("test_trial"),
         search_ended=study.user_attrs.get("search_ended"),
+        panel_best=trial_store.storage_best_number(study),
     )
     save_note(study, note)
     save_study_graphs(study, spec.search.objective_names()[0])
@@ -72,8 +74,10 @@ def study_note(
     test_score: float | None,
     test_trial: Any = None,
     search_ended: str | None = None,
+    panel_best: int | None = None,
 ) -> str:
-    """The note's Markdown from `analysis.evidence.study_evidence`'s output."""
+    """The note's Markdown from `analysis.evidence.study_evidence`'s output; `panel_best`: the
+    trial the dashboard's own Best Trial panel shows, explained when it is not studyd's."""
     stats = evidence.get("variant_stats") or []
     verdict = evidence.get("verdict")
     if verdict is None and stats:
@@ -84,6 +88,13 @@ def study_note(
     lines = [f"# studyd study {studyd_id}: the answer", "", f"**Verdict:** {verdict or '—'}", ""]
     if test_score is not None:
         lines.append(f"**Test score** of the best trial (#{test_trial}): {_fmt(test_score)}")
+        lines.append("")
+    if test_trial is not None and panel_best is not None and panel_best != test_trial:
+        lines.append(
+            f"studyd's best trial is #{test_trial}: the best feasible one, the lowest number "
+            f"among equal values. The dashboard's Best Trial panel shows #{panel_best}: its "
+            "query ignores constraints and picks among equal values in no set order."
+        )
         lines.append("")
     if search_ended:
         lines += [f"**Search:** {search_ended}", ""]

@@ -62,14 +62,42 @@ def test_a_finished_study_names_its_objective_and_notes_verdict_table_and_test_s
 
 def dashboard_graphs(storage, study: optuna.Study) -> dict:
     """The graphs optuna-dashboard serves for the study: what its study page draws."""
+    detail = dashboard_detail(storage, study)
+    return {g["id"]: json.loads(g["graph_object"]) for g in detail["plotly_graph_objects"]}
+
+
+def dashboard_detail(storage, study: optuna.Study) -> dict:
+    """optuna-dashboard's JSON for the study page (graphs, best trials)."""
     import httpx
     import optuna_dashboard
 
     study_id = storage.get_study_id_from_name(study.study_name)
     transport = httpx.WSGITransport(app=optuna_dashboard.wsgi(storage))
     with httpx.Client(transport=transport, base_url="http://dashboard") as client:
-        detail = client.get(f"/api/studies/{study_id}", params={"after": 0}).json()
-    return {g["id"]: json.loads(g["graph_object"]) for g in detail["plotly_graph_objects"]}
+        return client.get(f"/api/studies/{study_id}", params={"after": 0}).json()
+
+
+def test_the_note_explains_a_best_trial_panel_that_shows_an_infeasible_trial(
+    sqlite_backend, tmp_path
+):
+    engine, storage = sqlite_backend
+    # The wide network beats the narrow one and breaks the bound (64·256 + 256 + 2570 > 1000).
+    spec = load_spec(
+        "name: bound\nmodel: {depth: 1, width: {choices: [4, 256]}}\n"
+        "training: {epochs: 10, lr: 0.01}\ndropout: {variants: [standard], rate: 0.1}\n"
+        "search: {n_trials: 2, sampler: grid, pruner: none, constraints: ['param_count <= 1000']}"
+    )
+    record = submit_spec(engine, storage, spec)
+    options = WorkerOptions(device="cpu", once=True, heartbeat=0.2, poll=0.05, data_dir=tmp_path)
+    Worker(engine, storage, options).run()
+    study = optuna.load_study(study_name=record.optuna_name, storage=storage)
+    ours = study.user_attrs["test_trial"]
+    panel = dashboard_detail(storage, study)["best_trials"][0]["number"]
+    assert study.trials[ours].user_attrs["param_count"] <= 1000
+    assert panel != ours  # what the note is for: the panel shows the infeasible wide network
+    note = " ".join(get_note(study).split())
+    assert f"studyd's best trial is #{ours}: the best feasible one" in note
+    assert f"The dashboard's Best Trial panel shows #{panel}: its query ignores constraints" in note
 
 
 def test_the_note_puts_the_verdict_and_search_end_first_and_reads_importances_per_variant():
