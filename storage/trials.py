@@ -338,7 +338,8 @@ def _best(conn: Connection, study_id: int, direction: str) -> TrialRow | None:
         page = conn.execute(query.limit(_BEST_PAGE).offset(offset)).all()
         if not page:
             break
-        first = first or page[0]
+        if first is None:
+            first = page[0]
         infeasible = _infeasible(conn, [r.trial_id for r in page])
         feasible = next((r for r in page if r.trial_id not in infeasible), None)
         if feasible is not None:
