@@ -202,6 +202,24 @@ def finite(data: Any) -> Any:
     return data
 
 
+def feasible_candidates(trials: Sequence[Trial]) -> list[Trial]:
+    """With constraints an infeasible trial is no answer: like the best trial, the verdict and
+    every per-variant number count feasible trials (`study_evidence` counts all while none is).
+
+    Feasibility is a configuration's, judged on its search trial: a seed replicate of a feasible
+    one counts whatever its own seed measured. Dropping the replicates whose seed broke a
+    seed-dependent bound (`gap <= 0.05`, say) would keep only a config's lucky seeds and bias its
+    mean over seeds, which is what the verdict compares."""
+    searched = [t for t in trials if "replicate_of" not in t["user_attrs"]]
+    feasible = {t["number"] for t in searched if t["feasible"]}
+    return [
+        t
+        for t in trials
+        if (t["user_attrs"].get("replicate_of") in feasible)
+        or ("replicate_of" not in t["user_attrs"] and t["number"] in feasible)
+    ]
+
+
 def study_evidence(
     engine: Engine,
     optuna_name: str,
@@ -226,10 +244,8 @@ def study_evidence(
             for t in page
             if t.values and t.values[0] is not None and math.isfinite(t.values[0])
         ]
-    # With constraints, an infeasible trial is no answer: like the best trial, the verdict and
-    # every per-variant number count the feasible trials (all of them while none is feasible).
     n_feasible = sum(t["feasible"] for t in trials)
-    candidates = [t for t in trials if t["feasible"]] if n_feasible else trials
+    candidates = feasible_candidates(trials) if n_feasible else trials
     # A reused trial repeats its original's result: counting it again would weigh that run twice
     # in importances and inflate a variant's trial count (the verdict averages a seed's values).
     records = [verdict_record(t) for t in _trained(candidates)]

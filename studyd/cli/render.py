@@ -389,9 +389,9 @@ def summary_view(summary: JSON) -> Group:
     """Verdict, per-variant and per-placement tables, importances, best config, test score."""
     counted = f"{summary.get('n_complete')} complete trials"
     if summary.get("constraints") and summary.get("n_feasible"):
-        # The verdict and every per-variant number count feasible trials only (a study with none
-        # feasible yet counts them all).
-        counted += f", {summary['n_feasible']} feasible (counted below)"
+        # The verdict and every per-variant number count feasible configurations only (all while
+        # none is feasible): `analysis.evidence.feasible_candidates`.
+        counted += f", {summary['n_feasible']} feasible (only feasible configs count below)"
     parts: list[Any] = [
         Text(
             f"study {summary.get('study_id')} · {summary.get('state')} · "

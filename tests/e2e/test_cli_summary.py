@@ -187,11 +187,17 @@ def test_with_constraints_the_summary_counts_the_feasible_trials_and_says_so(ser
     runs = [("standout", 0.97, -100.0), ("standout", 0.95, 0.0), ("none", 0.96, -3.0)]
     runs += [("dropconnect", 0.99, 900.0), ("dropconnect", 0.985, 20.0)]
     trials = [_trial(n, v, value, violation=over) for n, (v, value, over) in enumerate(runs)]
+    # Trial 0's config on two more seeds; one seed breaks the bound (as a seed-dependent metric
+    # can): it still counts, or the config's mean over seeds would keep only its lucky seeds.
+    trials += [
+        _trial(0, "standout", value, seed=seed, violation=over, replicate_of=0)
+        for seed, (value, over) in enumerate([(0.968, -90.0), (0.955, 5.0)], start=1)
+    ]
     spec = {**SPEC, "search": {"n_trials": 5, "constraints": [CONSTRAINT]}}
     study = _submit(server, trials, spec)
     summary = parsed(studyd("summary", str(study["id"]), "--json", url=server.url))
-    assert (summary["n_complete"], summary["n_feasible"]) == (5, 3)
-    assert {row["variant"]: row["n"] for row in summary["variants"]} == {"standout": 2, "none": 1}
+    assert (summary["n_complete"], summary["n_feasible"]) == (7, 4)
+    assert {row["variant"]: row["n"] for row in summary["variants"]} == {"standout": 4, "none": 1}
     assert summary["best"]["number"] == 0 and summary["variants"][0]["variant"] == "standout"
     text = " ".join(studyd("summary", str(study["id"]), url=server.url).stdout.split())
-    assert "5 complete trials, 3 feasible (counted below)" in text
+    assert "7 complete trials, 4 feasible (only feasible configs count below)" in text
