@@ -190,6 +190,10 @@ def test_auto_stacks_end_at_the_searchs_start_up_counts():
     assert [ramped(8, finished, (5, 10)) for finished in (0, 1, 3, 5, 10, 15)] == [1, 2, 2, 5, 8, 8]
     assert [ramped(8, finished, ()) for finished in (0, 1, 3, 7)] == [1, 2, 4, 8]
     assert ramped(1, 0, (5, 10)) == 1 and ramped(8, 9, (5, 10)) == 1
+    # Trials other workers train were asked before the counts too: a second worker asks one at
+    # 5 finished while the first trains a stack of 5, not another 5 random draws.
+    assert ramped(8, 5, (5, 10), in_flight=5) == 1 and ramped(8, 5, (5, 10), in_flight=2) == 3
+    assert ramped(8, 5, (5, 10), in_flight=9) == 1 and ramped(8, 12, (5, 10), in_flight=7) == 8
 
 
 def test_startup_counts_are_the_pruners_and_the_samplers():
@@ -224,6 +228,35 @@ def test_auto_grows_its_stacks_up_to_the_pruners_start_up_count(tmp_path, stacks
     assert all(t.state == TrialState.COMPLETE for t in first)
     assert first[0].datetime_complete <= first[1].datetime_start
     assert first[1].datetime_complete <= min(t.datetime_start for t in trials if t.number >= 2)
+
+
+HELD_SPEC = (
+    "name: held\nmodel: {depth: 1, width: 16}\n"
+    "dropout: {variants: [standard], placements: [hidden], rate: [0.1, 0.5]}\n"
+    "training: {epochs: 2, batch_size: 64}\n"
+    "search: {sampler: tpe, pruner: {name: median, startup_trials: 4}, n_trials: 12, seed: 2}"
+)
+
+
+@pytest.mark.slow
+def test_auto_counts_other_workers_trials_in_flight_against_the_start_up(tmp_path, stacks):
+    url = f"sqlite:///{tmp_path / 'held.db'}"
+    ensure_schema(url)
+    engine, storage = make_engine(url), make_optuna_storage(url)
+    record = submit_spec(engine, storage, load_spec(HELD_SPEC))
+    # Another worker holds 3 of the study's slots, training (so to speak) all along.
+    other = queue.register_worker(engine, host="elsewhere", device="cpu", pid=1)
+    for _ in range(3):
+        assert queue.claim_trial_slot(engine, other, study_id=record.id) is not None
+    options = WorkerOptions(
+        device="cpu", once=True, heartbeat=0.5, grace=30, poll=0.05, data_dir=tmp_path
+    )
+    options.max_trials = 6
+    Worker(engine, storage, options).run()
+    engine.dispose()
+    # Alone, the ramp asks 1, 2, then 1 (4 − 3 finished) trials; with 3 in flight elsewhere each
+    # trial before the pruner's 4 start-up trials is asked alone: 0 + 3, 1 + 3, … ≥ 4.
+    assert stacks[:4] == [1, 1, 1, 1]
 
 
 STARTUP_SPEC = (

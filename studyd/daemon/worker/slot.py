@@ -65,7 +65,11 @@ class SlotServer:
         if _out_of_time(record, served.spec):
             self._end_early(record)
             return
-        k = trials_per_slot(state.options.batch_trials, served, state.device, record.finished)
+        # The study's slots claimed and not yet settled, this one aside: other workers' trials.
+        in_flight = max(record.claimed - record.finished - 1, 0)
+        k = trials_per_slot(
+            state.options.batch_trials, served, state.device, record.finished, in_flight
+        )
         more = self._claim_more(record, k - 1) if k > 1 else []
         state.cancelled.clear()
         state.training_study = StudyIdentity.of(record)

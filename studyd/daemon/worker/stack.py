@@ -224,22 +224,29 @@ class StackRunner:
 
 
 def trials_per_slot(
-    batch_trials: int | str, served: ServedStudy, device: str, finished: int = 0
+    batch_trials: int | str,
+    served: ServedStudy,
+    device: str,
+    finished: int = 0,
+    in_flight: int = 0,
 ) -> int:
     """K: the option, or with `auto` what the device's free memory holds (at most 32) when
     the spec's trials would form stacks of two or more, cut to the K whose padding to the
     widest trial costs least per trial (`padded_trials`); 1 when they would mostly train alone (a
     searched depth, say), since claimed slots then wait in line instead of going to other
-    workers. With `auto` a stack also ends where the search starts to use results (`ramped`)."""
+    workers. With `auto` a stack also ends where the search starts to use results (`ramped`;
+    `in_flight`: the study's trials other workers are training)."""
     if batch_trials != "auto":
         return max(int(batch_trials), 1)
-    return ramped(_auto_trials(served, device), finished, startup_counts(served.spec))
+    return ramped(_auto_trials(served, device), finished, startup_counts(served.spec), in_flight)
 
 
-def ramped(k: int, finished: int, startups: tuple[int, ...]) -> int:
+def ramped(k: int, finished: int, startups: tuple[int, ...], in_flight: int = 0) -> int:
     """At most K, at most one more trial than the study has finished, and no more than the
     trials left before the next of its `startups` (`search.startup_counts`: 5 for the median
-    pruner, 10 for TPE): with those, stacks of 1, 2, 2, 5, then K.
+    pruner, 10 for TPE) once the `in_flight` trials of other workers are counted: alone, stacks
+    of 1, 2, 2, 5, then K. Another worker's trials in flight were asked before the count too:
+    without them, two workers each asking a stack of 5 at 5 finished asked 15 trials at random.
 
     A stack's trials are asked together and all finish at its end, and the pruner judges a trial
     only against finished ones: growing from one trial gives the study its first answer after a
@@ -247,7 +254,7 @@ def ramped(k: int, finished: int, startups: tuple[int, ...]) -> int:
     been reached: its later trials are random draws for TPE (a ramp of 1, 2, 4, 8 drew 15 of 20
     at random where one at a time draws 10), or unpruned for the median pruner.
     """
-    ahead = [count - finished for count in startups if count > finished]
+    ahead = [count - finished - in_flight for count in startups if count > finished]
     return max(1, min([k, finished + 1, *ahead]))
 
 
