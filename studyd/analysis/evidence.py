@@ -209,14 +209,13 @@ def feasible_candidates(trials: Sequence[Trial]) -> list[Trial]:
     Feasibility is a configuration's, judged on its search trial: a seed replicate of a feasible
     one counts whatever its own seed measured. Dropping the replicates whose seed broke a
     seed-dependent bound (`gap <= 0.05`, say) would keep only a config's lucky seeds and bias its
-    mean over seeds, which is what the verdict compares."""
-    searched = [t for t in trials if "replicate_of" not in t["user_attrs"]]
-    feasible = {t["number"] for t in searched if t["feasible"]}
+    mean over seeds, which is what the verdict compares. (A replicate whose search trial is not
+    among `trials` is judged on its own.)"""
+    searched = {t["number"]: t["feasible"] for t in trials if "replicate_of" not in t["user_attrs"]}
     return [
         t
         for t in trials
-        if (t["user_attrs"].get("replicate_of") in feasible)
-        or ("replicate_of" not in t["user_attrs"] and t["number"] in feasible)
+        if searched.get(t["user_attrs"].get("replicate_of", t["number"]), t["feasible"])
     ]
 
 
@@ -245,7 +244,8 @@ def study_evidence(
             if t.values and t.values[0] is not None and math.isfinite(t.values[0])
         ]
     n_feasible = sum(t["feasible"] for t in trials)
-    candidates = feasible_candidates(trials) if n_feasible else trials
+    # Without constraints (or with none met yet) every trial counts.
+    candidates = feasible_candidates(trials) if 0 < n_feasible < len(trials) else trials
     # A reused trial repeats its original's result: counting it again would weigh that run twice
     # in importances and inflate a variant's trial count (the verdict averages a seed's values).
     records = [verdict_record(t) for t in _trained(candidates)]

@@ -417,6 +417,8 @@ def summary_view(summary: JSON) -> Group:
     for key, section in summary.items():
         if key in SUMMARY_HEADER or key in SUMMARY_SECTIONS or section in (None, [], {}):
             continue
+        if key == "n_feasible" and not summary.get("constraints"):
+            continue  # every trial is feasible without constraints: a count of nothing
         label = key.replace("_", " ")
         if (rows := _rows_of(section, "name")) is not None:
             parts.append(rows_table(rows, label))

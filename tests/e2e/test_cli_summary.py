@@ -180,6 +180,7 @@ def test_the_summary_reads_whole_at_80_columns_with_distinct_titles(server, stud
     assert len(titles) == len(set(titles)) >= 3, titles
     note = " ".join(result.stdout.split())
     assert "The best single trial, #0 (none, 0.9833), is not of standout" in note
+    assert "feasible" not in note  # no constraints: nothing to count
 
 
 def test_with_constraints_the_summary_counts_the_feasible_trials_and_says_so(server):
@@ -201,3 +202,4 @@ def test_with_constraints_the_summary_counts_the_feasible_trials_and_says_so(ser
     assert summary["best"]["number"] == 0 and summary["variants"][0]["variant"] == "standout"
     text = " ".join(studyd("summary", str(study["id"]), url=server.url).stdout.split())
     assert "7 complete trials, 4 feasible (only feasible configs count below)" in text
+    assert "n feasible 4" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from studyd.analysis.evidence import feasible_candidates
 from studyd.spec import SpecError, constraint_violation, load_spec
 
 
@@ -24,3 +25,19 @@ def test_a_bad_constraint_names_the_field_and_the_form_to_write(bad):
     with pytest.raises(SpecError) as err:
         load_spec({"name": "e", "search": {"constraints": [bad]}})
     assert str(err.value).startswith("search.constraints")
+
+
+def test_feasibility_is_the_configurations_judged_on_its_search_trial():
+    def trial(number, feasible, replicate_of=None):
+        attrs = {} if replicate_of is None else {"replicate_of": replicate_of}
+        return {"number": number, "feasible": feasible, "user_attrs": attrs}
+
+    trials = [
+        trial(0, True),
+        trial(1, False),
+        trial(2, True, replicate_of=0),
+        trial(3, False, replicate_of=0),  # its seed broke a seed-dependent bound: still counts
+        trial(4, True, replicate_of=1),  # an infeasible config's lucky seed: does not
+        trial(5, False, replicate_of=9),  # its search trial is not here: judged on its own
+    ]
+    assert [t["number"] for t in feasible_candidates(trials)] == [0, 2, 3]
