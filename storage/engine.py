@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -114,10 +116,29 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _set_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
     finally:
         cursor.close()
+
+
+def _set_wal(cursor: Any) -> None:
+    """`PRAGMA journal_mode = WAL`, retried while another connection holds the file.
+
+    Switching a new database's rollback journal to WAL takes an exclusive lock, and SQLite can
+    answer "database is locked" at once there rather than wait on the busy timeout: processes
+    starting together on a fresh file (servers, workers) failed at their first connection. Once
+    one of them has switched, the mode is the file's and the pragma takes no such lock.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _held_locks() -> dict[str, set[int]]:

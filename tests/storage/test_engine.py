@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 
 import pytest
 from sqlalchemy import text
@@ -56,3 +58,22 @@ def test_postgresql_engine_pings_pooled_connections(postgres_url):
     with engine.connect() as conn:
         assert conn.execute(text("select 1")).scalar() == 1
     engine.dispose()
+
+
+def test_a_first_connection_waits_for_a_writer_holding_a_fresh_rollback_journal_file(tmp_path):
+    # Another process writes the new file in SQLite's default rollback mode (RESERVED lock):
+    # switching to WAL then answers "database is locked" at once, not after the busy timeout.
+    path = tmp_path / "fresh.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (x)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t VALUES (1)")
+    threading.Timer(0.5, other.execute, ("COMMIT",)).start()
+    engine = make_engine(f"sqlite:///{path}")
+    started = time.monotonic()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
+    assert time.monotonic() - started >= 0.4  # it waited for the writer, then switched
+    engine.dispose()
+    other.close()
