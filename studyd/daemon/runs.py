@@ -55,7 +55,7 @@ def replicate_targets(study: optuna.Study, spec: StudySpec) -> list[FrozenTrial]
     included, has a replicated best configuration for the verdict's paired tests). Ranked by the
     first objective. With constraints, only feasible trials while any is feasible: the verdict
     counts those alone (`analysis.evidence`), so a variant whose every trial is infeasible gets no
-    replicates; with none feasible, every trial as the best trial falls back to.
+    replicates. While none is feasible, all of them (as the best trial then is the best of all).
     """
     sign = 1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1.0
     complete = [
