@@ -39,14 +39,24 @@ def stacks(monkeypatch) -> list[int]:
     return sizes
 
 
-def _run(tmp_path, name: str, batch_trials: int | str, spec: str = SPEC):
+def _submitted(tmp_path, name: str, spec: str):
+    """(engine, Optuna storage, record) of `spec` submitted to a fresh SQLite database."""
     url = f"sqlite:///{tmp_path / f'{name}.db'}"
     ensure_schema(url)
     engine, storage = make_engine(url), make_optuna_storage(url)
-    record = submit_spec(engine, storage, load_spec(spec))
-    options = WorkerOptions(
+    return engine, storage, submit_spec(engine, storage, load_spec(spec))
+
+
+def _options(tmp_path) -> WorkerOptions:
+    """A `--once` CPU worker's options, quick to poll, slow to reap."""
+    return WorkerOptions(
         device="cpu", once=True, heartbeat=0.5, grace=30, poll=0.05, data_dir=tmp_path
     )
+
+
+def _run(tmp_path, name: str, batch_trials: int | str, spec: str = SPEC):
+    engine, storage, record = _submitted(tmp_path, name, spec)
+    options = _options(tmp_path)
     options.batch_trials = batch_trials
     ran = Worker(engine, storage, options).run()
     trials = optuna.load_study(study_name=record.optuna_name, storage=storage).trials
@@ -146,17 +156,12 @@ PRUNED_SPEC = (
 
 
 def _run_pruned(tmp_path, name: str, batch_trials: int):
-    url = f"sqlite:///{tmp_path / f'{name}.db'}"
-    ensure_schema(url)
-    engine, storage = make_engine(url), make_optuna_storage(url)
-    record = submit_spec(engine, storage, load_spec(PRUNED_SPEC))
+    engine, storage, record = _submitted(tmp_path, name, PRUNED_SPEC)
     study = optuna.load_study(study_name=record.optuna_name, storage=storage)
     study.add_trial(
         optuna.trial.create_trial(value=0.0, intermediate_values=dict.fromkeys(range(8), 1.0))
     )
-    options = WorkerOptions(
-        device="cpu", once=True, heartbeat=0.5, grace=30, poll=0.05, data_dir=tmp_path
-    )
+    options = _options(tmp_path)
     options.batch_trials = batch_trials
     Worker(engine, storage, options).run()
     trials = optuna.load_study(study_name=record.optuna_name, storage=storage).trials
@@ -240,17 +245,12 @@ HELD_SPEC = (
 
 @pytest.mark.slow
 def test_auto_counts_other_workers_trials_in_flight_against_the_start_up(tmp_path, stacks):
-    url = f"sqlite:///{tmp_path / 'held.db'}"
-    ensure_schema(url)
-    engine, storage = make_engine(url), make_optuna_storage(url)
-    record = submit_spec(engine, storage, load_spec(HELD_SPEC))
+    engine, storage, record = _submitted(tmp_path, "held", HELD_SPEC)
     # Another worker holds 3 of the study's slots, training (so to speak) all along.
     other = queue.register_worker(engine, host="elsewhere", device="cpu", pid=1)
     for _ in range(3):
         assert queue.claim_trial_slot(engine, other, study_id=record.id) is not None
-    options = WorkerOptions(
-        device="cpu", once=True, heartbeat=0.5, grace=30, poll=0.05, data_dir=tmp_path
-    )
+    options = _options(tmp_path)
     options.max_trials = 6
     Worker(engine, storage, options).run()
     engine.dispose()
@@ -300,10 +300,7 @@ TWO_DEPTHS_SPEC = (
 
 @pytest.mark.slow
 def test_a_claims_first_stack_is_told_before_its_second_trains(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'depths.db'}"
-    ensure_schema(url)
-    engine, storage = make_engine(url), make_optuna_storage(url)
-    record = submit_spec(engine, storage, load_spec(TWO_DEPTHS_SPEC))
+    engine, storage, record = _submitted(tmp_path, "depths", TWO_DEPTHS_SPEC)
     real = studyd.daemon.worker.stack.train_batched
     seen: list[tuple[list[int], dict[int, TrialState]]] = []  # (depths, states at its start)
 
@@ -314,9 +311,7 @@ def test_a_claims_first_stack_is_told_before_its_second_trains(tmp_path, monkeyp
         return real(model_cfgs, *args, **kwargs)
 
     monkeypatch.setattr(studyd.daemon.worker.stack, "train_batched", spy)
-    options = WorkerOptions(
-        device="cpu", once=True, heartbeat=0.5, grace=30, poll=0.05, data_dir=tmp_path
-    )
+    options = _options(tmp_path)
     options.batch_trials = 6
     Worker(engine, storage, options).run()
     trials = optuna.load_study(study_name=record.optuna_name, storage=storage).trials
