@@ -86,7 +86,7 @@ def scan_trials(
             ids = [r.trial_id for r in rows]
             params, attrs = params_and_attrs(conn, ids, keys)
             values = _page_values(conn, ids)
-            constraints = _page_constraints(conn, ids)
+            constraints = constraint_values(conn, ids)
         yield [
             ScannedTrial(
                 number=r.number,
@@ -117,7 +117,8 @@ def _page_values(conn: sa.Connection, ids: list[int]) -> dict[int, list[float | 
     return out
 
 
-def _page_constraints(conn: sa.Connection, ids: list[int]) -> dict[int, dict[str, float]]:
+def constraint_values(conn: sa.Connection, ids: list[int]) -> dict[int, dict[str, float]]:
+    """Each trial's constraint values by name (only trials that have any)."""
     query = sa.select(trial_system_attributes).where(
         trial_system_attributes.c.trial_id.in_(ids),
         trial_system_attributes.c.key.like(CONSTRAINT_PREFIX + "%"),

@@ -22,7 +22,6 @@ from sqlalchemy.engine import Connection, Engine
 
 from storage.engine import read_connection, read_only
 from storage.optuna_schema import (
-    CONSTRAINT_PREFIX,
     distribution,
     enum_name,
     optuna_study_id,
@@ -33,12 +32,12 @@ from storage.optuna_schema import (
     study_user_attributes,
     trial_intermediate_values,
     trial_params,
-    trial_system_attributes,
     trial_user_attributes,
     trial_values,
     trials,
 )
 from storage.timestamps import as_utc
+from storage.trial_scan import constraint_values
 
 TRIAL_STATES: tuple[str, ...] = ("running", "waiting", "complete", "pruned", "fail")
 # Finished states, COMPLETE first (its latest completion keys the caches).
@@ -351,13 +350,9 @@ _BEST_PAGE = 64
 
 
 def _infeasible(conn: Connection, trial_ids: list[int]) -> set[int]:
-    """The trials of `trial_ids` with a constraint value above 0 (Optuna's system attributes
-    `constraints:<name>`; ≤ 0 is feasible)."""
-    a = trial_system_attributes.c
-    query = sa.select(a.trial_id, a.value_json).where(
-        a.trial_id.in_(trial_ids), a.key.like(CONSTRAINT_PREFIX + "%")
-    )
-    return {tid for tid, value in conn.execute(query).all() if not json.loads(value) <= 0}
+    """The trials of `trial_ids` with a constraint value above 0 (≤ 0 is feasible)."""
+    found = constraint_values(conn, trial_ids)
+    return {tid for tid, values in found.items() if not all(v <= 0 for v in values.values())}
 
 
 @dataclass(frozen=True)
