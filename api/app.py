@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 
 from api.auth import TokenAuthMiddleware
 from api.body_limit import BodyLimitMiddleware
-from api.context import AppContext, settle_heap
+from api.context import AppContext, settle_heap, warm_summary_modules
 from api.dashboard import mount_dashboard
 from api.docs import mount_docs
 from api.errors import install_error_handlers
@@ -66,12 +66,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ctx = AppContext.from_settings(settings)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The sync routes run in anyio's thread pool, 40 threads by default: on a few cores they
         # fought over the GIL (more system than user time under load) for no extra throughput,
         # since every route is a few milliseconds of Python around short queries.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         settle_heap()
+        app.state.warm_summary = warm_summary_modules()
         yield
         ctx.close()
 
