@@ -4,7 +4,8 @@ A RUNNING trial of a dead worker is failed (only if still RUNNING) and retried o
 had already told is counted; then its row is deleted, so its slot is settled exactly once. A
 reaper interrupted between a dead worker's trial's FAIL and its retry's enqueue (the database
 went away) enqueues the retry on its next tick, when it meets the worker's row again: the trial's
-`error` says the reaper failed it. (An orphan's, held by no row, is not met again.)
+`error` says the reaper failed it. An orphan trial (RUNNING, held by no row) is met again only
+while it runs, so its retry is enqueued before its FAIL.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import Engine, select
 
 from storage.queue.records import StudyNotFound
@@ -109,12 +110,10 @@ def _fail_orphan_trials(engine: Engine, optuna_storage: BaseStorage, grace_secon
     heartbeated its id yet. Optuna stamps `datetime_start` with the local naive clock.
     """
     with transaction(engine) as session:
-        studies = list(
-            session.execute(select(Study.id, Study.optuna_name).where(Study.state == "running"))
-        )
+        studies = list(session.scalars(select(Study.optuna_name).where(Study.state == "running")))
         held = set(session.scalars(select(Worker.trial_id).where(Worker.trial_id.is_not(None))))
     started_before = datetime.now() - timedelta(seconds=grace_seconds)
-    for study_id, optuna_name in studies:
+    for optuna_name in studies:
         try:
             optuna_id = optuna_storage.get_study_id_from_name(optuna_name)
         except KeyError:
@@ -127,4 +126,23 @@ def _fail_orphan_trials(engine: Engine, optuna_storage: BaseStorage, grace_secon
             if trial._trial_id in held or start is None or start > started_before:
                 continue
             logger.warning("failing orphan trial %s of %s", trial.number, optuna_name)
-            _fail_and_retry(engine, optuna_storage, study_id, trial._trial_id)
+            _retry_then_fail(optuna_storage, optuna_name, trial)
+
+
+def _retry_then_fail(optuna_storage: BaseStorage, optuna_name: str, trial: FrozenTrial) -> None:
+    """Enqueue an orphan's one retry, then FAIL it (`REAPED_ERROR`).
+
+    No worker row brings a FAILed orphan back to a later tick, but a RUNNING one is met again:
+    a database gone between the two writes leaves it RUNNING with its retry enqueued, and the
+    next tick's enqueue finds that retry and only FAILs the trial.
+    """
+    try:
+        optuna_storage.set_trial_user_attr(trial._trial_id, "error", REAPED_ERROR)
+        study = optuna.load_study(study_name=optuna_name, storage=optuna_storage)
+    except (UpdateFinishedTrialError, KeyError):
+        return  # told meanwhile, or its study was deleted
+    enqueue_retry(study, trial)
+    try:
+        optuna_storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        logger.warning("orphan trial %s was told meanwhile: its retry stays", trial.number)

@@ -10,9 +10,12 @@ import os
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
+from optuna.storages import RDBStorage
 from optuna.trial import TrialState
+from sqlalchemy.exc import OperationalError
 
 from storage import queue, trial_store
+from storage.engine import engine_options, sqlalchemy_url
 from storage.queue import reaper
 
 SPACE = {"p": FloatDistribution(0.1, 0.7)}
@@ -116,3 +119,34 @@ def test_a_reaped_trial_says_why_it_failed(engine, optuna_storage):
     study, trial, worker = _running_enqueued_trial(engine, optuna_storage, ENQUEUED_AS)
     _reaper_fails_it(engine, optuna_storage, study, trial, worker)
     assert study.trials[trial.number].user_attrs["error"] == reaper.REAPED_ERROR
+
+
+class _EnqueueFailsOnce(RDBStorage):
+    """Optuna's storage on the test database, whose next new trial (an enqueue) fails as if the
+    database went away mid-call."""
+
+    fail_next = False
+
+    def _create_new_trial(self, study_id, template_trial=None):
+        # What both `create_new_trial` and Optuna's cached wrapper of this storage call.
+        if self.fail_next:
+            self.fail_next = False
+            raise OperationalError("INSERT INTO trials", {}, Exception("server closed"))
+        return super()._create_new_trial(study_id, template_trial)
+
+
+def test_an_orphans_retry_survives_a_database_gone_mid_reap(db_url, engine, optuna_storage):
+    # A trial its worker asked and never heartbeated (the worker is gone, no row holds it).
+    study, trial, worker = _running_enqueued_trial(engine, optuna_storage, ENQUEUED_AS)
+    queue.unregister_worker(engine, worker)
+    flaky = _EnqueueFailsOnce(sqlalchemy_url(db_url), engine_kwargs=engine_options(db_url))
+    flaky.fail_next = True
+    with pytest.raises(OperationalError):
+        queue.reap_stale_workers(engine, flaky, grace_seconds=0)
+    # Still RUNNING: a later tick meets it again (a FAILed orphan would be met by none).
+    assert study.trials[trial.number].state == TrialState.RUNNING
+    queue.reap_stale_workers(engine, flaky, grace_seconds=0)
+    assert study.trials[trial.number].state == TrialState.FAIL
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.user_attrs for t in waiting] == [{"retry_of": trial.number, **ENQUEUED_AS}]
+    flaky.engine.dispose()
