@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 from api.schemas import (
@@ -71,6 +72,8 @@ def trial_brief(row: TrialRow) -> TrialBrief:
         datetime_complete=row.datetime_complete,
         duration_seconds=row.duration_seconds,
         user_attrs=row.user_attrs,
+        feasible=all(v <= 0 for v in row.constraints.values()) if row.constraints else None,
+        constraints={k: v if math.isfinite(v) else None for k, v in row.constraints.items()},
     )
 
 

@@ -132,6 +132,16 @@ class TrialBrief(BaseModel):
     datetime_complete: dt.datetime | None
     duration_seconds: float | None
     user_attrs: dict[str, Any]
+    feasible: bool | None = Field(
+        default=None,
+        description="every constraint of the spec satisfied (null: the study has none, or the "
+        "trial is not finished); an infeasible trial is never the best while one is feasible",
+    )
+    constraints: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="each constraint's violation by its text: ≤ 0 satisfied, how far over "
+        "otherwise, null when its metric was not measured",
+    )
 
 
 class IntermediateValue(BaseModel):

@@ -75,6 +75,9 @@ class TrialRow:
     params: dict[str, Any] = field(default_factory=dict)
     user_attrs: dict[str, Any] = field(default_factory=dict)
     intermediate_values: list[tuple[int, float | None]] = field(default_factory=list)
+    # Each constraint's violation by its text (≤ 0 satisfied; +inf: its metric was missing);
+    # empty when the study has no constraints or the trial has not been told yet.
+    constraints: dict[str, float] = field(default_factory=dict)
 
     @property
     def duration_seconds(self) -> float | None:
@@ -198,7 +201,9 @@ def _finished_rows(
 def _with_side_tables(
     conn: Connection, found: list[Any], attr_keys: Iterable[str] | None
 ) -> list[TrialRow]:
-    params, attrs = params_and_attrs(conn, [r.trial_id for r in found], attr_keys)
+    ids = [r.trial_id for r in found]
+    params, attrs = params_and_attrs(conn, ids, attr_keys)
+    constraints = constraint_values(conn, ids) if ids else {}
     return [
         TrialRow(
             trial_id=r.trial_id,
@@ -209,6 +214,7 @@ def _with_side_tables(
             datetime_complete=as_utc(r.datetime_complete),
             params=params[r.trial_id],
             user_attrs=attrs[r.trial_id],
+            constraints=constraints.get(r.trial_id, {}),
         )
         for r in found
     ]

@@ -223,10 +223,13 @@ def trials_table(items: list[JSON], total: int | None = None) -> Table:
 
 
 def _trial_state(trial: JSON) -> Text:
-    """The trial's state, with the reason when its study's cancel stopped it: fail (cancelled)."""
+    """The trial's state, with the reason when its study's cancel stopped it, fail (cancelled),
+    or when it broke a constraint of the spec: complete (infeasible)."""
     text = styled_state(trial.get("state"))
     if str(trial_attr(trial, "error") or "").startswith("cancelled:"):
         text.append(" (cancelled)")
+    if trial.get("feasible") is False:
+        text.append(" (infeasible)")
     return text
 
 

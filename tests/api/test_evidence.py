@@ -223,6 +223,10 @@ def test_the_best_trial_and_every_variant_number_count_feasible_trials_only(serv
     feasible = [t for t in complete if t["user_attrs"]["param_count"] <= 1000]
     infeasible = [t for t in complete if t["user_attrs"]["param_count"] > 1000]
     assert feasible and infeasible
+    # Each trial says which side it is on, as the worker recorded it for Optuna.
+    for t in complete:
+        over = t["user_attrs"]["param_count"] - 1000
+        assert (t["feasible"], t["constraints"]) == (over <= 0, {"param_count <= 1000": over})
     best_feasible = max(feasible, key=lambda t: (t["value"], -t["number"]))
     # What makes this a test: the infeasible wide network has the higher accuracy.
     assert max(t["value"] for t in infeasible) > best_feasible["value"]

@@ -203,3 +203,36 @@ def test_with_constraints_the_summary_counts_the_feasible_trials_and_says_so(ser
     text = " ".join(studyd("summary", str(study["id"]), url=server.url).stdout.split())
     assert "7 complete trials, 4 feasible (only feasible configs count below)" in text
     assert "n feasible 4" in text
+
+
+def test_the_trials_say_which_broke_a_constraint_and_by_how_much(server):
+    """`studyd trials` (and the API's trial pages and details under it) mark the trials the
+    summary leaves out: on the boundary is feasible, over it or unmeasured is not."""
+    runs = [("standout", 0.97, -100.0), ("none", 0.96, 0.0), ("dropconnect", 0.99, 900.0)]
+    runs += [("dropconnect", 0.95, float("inf"))]  # param_count not recorded
+    trials = [_trial(n, v, value, violation=over) for n, (v, value, over) in enumerate(runs)]
+    spec = {**SPEC, "search": {"n_trials": 4, "constraints": [CONSTRAINT]}}
+    sid = str(_submit(server, trials, spec)["id"])
+    items = parsed(studyd("trials", sid, "--json", url=server.url))["items"]
+    by_number = {t["number"]: t for t in items}
+    assert {n: t["feasible"] for n, t in by_number.items()} == {
+        0: True, 1: True, 2: False, 3: False
+    }  # fmt: skip
+    assert [by_number[n]["constraints"] for n in range(4)] == [
+        {CONSTRAINT: -100.0}, {CONSTRAINT: 0.0}, {CONSTRAINT: 900.0}, {CONSTRAINT: None}
+    ]  # fmt: skip
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    detail = httpx.get(f"{server.url}/studies/{sid}/trials/2", headers=headers).json()
+    assert (detail["feasible"], detail["constraints"]) == (False, {CONSTRAINT: 900.0})
+    rows = {
+        int(line.split()[0]): line
+        for line in studyd("trials", sid, url=server.url, columns=120).stdout.splitlines()
+        if line.split() and line.split()[0].isdigit()
+    }
+    assert sorted(n for n, line in rows.items() if "(infeasible)" in line) == [2, 3]
+
+
+def test_without_constraints_a_trial_is_neither_feasible_nor_infeasible(server, study):
+    items = parsed(studyd("trials", str(study["id"]), "--json", url=server.url))["items"]
+    assert items and all(t["feasible"] is None and t["constraints"] == {} for t in items)
+    assert "infeasible" not in studyd("trials", str(study["id"]), url=server.url).stdout
