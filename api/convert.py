@@ -60,7 +60,17 @@ def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def trial_brief(row: TrialRow) -> TrialBrief:
+def _hidden(config: Any) -> list[int] | None:
+    hidden = config.get("hidden") if isinstance(config, dict) else None
+    if isinstance(hidden, list) and hidden and all(isinstance(h, int) for h in hidden):
+        return hidden
+    return None
+
+
+def trial_brief(row: TrialRow, *, page: bool = False) -> TrialBrief:
+    """A trial's brief; on a `page`, its user attributes leave out the config (`hidden` says
+    the part of it a page shows)."""
+    attrs = row.user_attrs
     return TrialBrief(
         number=row.number,
         state=row.state,  # type: ignore[arg-type]
@@ -71,7 +81,8 @@ def trial_brief(row: TrialRow) -> TrialBrief:
         datetime_start=row.datetime_start,
         datetime_complete=row.datetime_complete,
         duration_seconds=row.duration_seconds,
-        user_attrs=row.user_attrs,
+        user_attrs={k: v for k, v in attrs.items() if k != "config"} if page else attrs,
+        hidden=_hidden(attrs.get("config")),
         feasible=all(v <= 0 for v in row.constraints.values()) if row.constraints else None,
         constraints={k: v if math.isfinite(v) else None for k, v in row.constraints.items()},
     )

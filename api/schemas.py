@@ -132,6 +132,11 @@ class TrialBrief(BaseModel):
     datetime_complete: dt.datetime | None
     duration_seconds: float | None
     user_attrs: dict[str, Any]
+    hidden: list[int] | None = Field(
+        default=None,
+        description="the hidden layers' widths it trained, input side first (null before its "
+        "network is recorded)",
+    )
     feasible: bool | None = Field(
         default=None,
         description="every constraint of the spec satisfied (null: the study has none, or the "

@@ -59,6 +59,8 @@ BRIEF_ATTRS: tuple[str, ...] = (
     "retry_of",
     # Why a FAIL trial failed ("cancelled: …" when its study's cancel stopped it).
     "error",
+    # The ModelConfig it trained: a page shows its hidden widths (`hidden`), not the whole of it.
+    "config",
 )
 
 

@@ -55,7 +55,7 @@ def _page_json(ctx: AppContext, page: trials.TrialPage, limit: int, offset: int)
     key = None if page.finished_key is None else (page.finished_key, page.total, limit, offset)
     found: str | None = None if key is None else ctx.trial_page_json.get(key)
     if found is None:
-        items = [trial_brief(r) for r in page.rows]
+        items = [trial_brief(r, page=True) for r in page.rows]
         found = Page[TrialBrief](
             items=items, total=page.total, limit=limit, offset=offset
         ).model_dump_json()

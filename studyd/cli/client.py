@@ -187,6 +187,19 @@ def register(app: typer.Typer) -> None:
         emit(page, as_json, lambda p: render.trials_table(p.get("items", []), p.get("total")))
 
     @app.command()
+    def trial(
+        study_id: StudyId,
+        number: Annotated[int, typer.Argument(help="The trial's number (`studyd trials`).", min=0)],
+        url: UrlOpt = DEFAULT_URL,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Show one trial: what it trained, its measures, constraints and learning curve."""
+        with connect(url, token) as api:
+            data = api.trial(study_id, number)
+        emit(data, as_json, render.trial_view)
+
+    @app.command()
     def summary(
         study_id: StudyId,
         url: UrlOpt = DEFAULT_URL,

@@ -190,13 +190,19 @@ def study_view(study: JSON) -> Group:
 
 
 def trial_net(trial: JSON) -> str:
-    """`2×128` (depth × width) from the params, or the stored config's hidden widths."""
+    """The hidden widths it trained: `2×128` (depth × width) when equal, else `256-64`."""
+    hidden = trial.get("hidden")
+    if not hidden:
+        config = trial_attr(trial, "config") or {}
+        hidden = config.get("hidden") if isinstance(config, dict) else None
     params = trial.get("params") or {}
-    if "width" in params:
+    if not hidden and "width" in params:  # asked, its network not recorded yet
         return f"{params.get('depth', 1)}×{params['width']}"
-    config = trial_attr(trial, "config") or {}
-    hidden = config.get("hidden") if isinstance(config, dict) else None
-    return "-".join(str(h) for h in hidden) if hidden else "—"
+    if not hidden:
+        return "—"
+    if len(set(hidden)) == 1:
+        return f"{len(hidden)}×{hidden[0]}"
+    return "-".join(str(h) for h in hidden)
 
 
 def trials_table(items: list[JSON], total: int | None = None) -> Table:
@@ -220,6 +226,46 @@ def trials_table(items: list[JSON], total: int | None = None) -> Table:
         )
         table.add_row(*row)
     return table
+
+
+# What `studyd trial` shows of a trial's attributes, in this order (the rest: --json).
+TRIAL_ATTRS = ("val_acc", "train_acc", "gap", "val_loss", "param_count", "epoch_seconds")
+# Where a trial's result came from when it did not train a run of its own.
+TRIAL_LINEAGE = ("reused_from", "replicate_of", "retry_of", "duplicate_of")
+
+
+def trial_view(trial: JSON) -> Group:
+    """One trial: state, value, what it trained, its measures, constraints and learning curve."""
+    train = trial.get("train") if isinstance(trial.get("train"), dict) else {}
+    rows: list[tuple[str, Any]] = [
+        ("trial", trial.get("number")),
+        ("state", _trial_state(trial)),
+        ("value", trial.get("value")),
+        ("variant", trial_attr(trial, "variant")),
+        ("placement", trial_attr(trial, "placement")),
+        ("params", trial.get("params") or None),
+        ("network", trial_net(trial)),
+        ("model", config_line(trial["config"]) if trial.get("config") else None),
+        ("training", config_line(train) if train else None),
+        *[(key, trial_attr(trial, key)) for key in TRIAL_ATTRS],
+        *[(key.replace("_", " "), trial_attr(trial, key)) for key in TRIAL_LINEAGE],
+        ("seconds", trial.get("duration_seconds")),
+    ]
+    for text, violation in (trial.get("constraints") or {}).items():
+        if violation is None:
+            told = Text("not measured (infeasible)", style="red")
+        elif violation <= 0:
+            told = Text(f"met, {fmt_value(abs(violation))} to spare", style="green")
+        else:
+            told = Text(f"broken by {fmt_value(violation)}", style="red")
+        rows.append((text, told))
+    if trial_attr(trial, "error"):
+        rows.append(("error", Text(str(trial_attr(trial, "error")), style="red")))
+    parts: list[Any] = [key_value_table([(k, v) for k, v in rows if v not in (None, "", "—")])]
+    curve = [c for c in trial.get("curve") or [] if isinstance(c, dict)]
+    if curve:
+        parts.append(rows_table(curve, f"learning curve ({len(curve)} epochs)"))
+    return Group(*parts)
 
 
 def _trial_state(trial: JSON) -> Text:

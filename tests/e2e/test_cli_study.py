@@ -86,6 +86,32 @@ def test_trials_sort_filter_and_limit(server, done_study):
     assert all(t["state"] == "complete" for t in complete["items"])
     table = studyd("trials", sid, url=server.url)
     assert table.returncode == 0 and "variant" in table.stdout
+    # The network comes from what each trial trained (width and depth are fixed, not params);
+    # the page carries its widths, not the whole config.
+    assert all(t["hidden"] == [32] and "config" not in t["user_attrs"] for t in by_value["items"])
+    rows = [line.split() for line in table.stdout.splitlines() if line.split()[:1] == ["0"]]
+    assert rows and "1×32" in rows[0]
+
+
+def test_trial_shows_what_one_trial_trained_and_its_learning_curve(server, done_study):
+    sid = str(done_study["id"])
+    best = done_study["best_trial"]["number"]
+    trial = parsed(studyd("trial", sid, str(best), "--json", url=server.url))
+    assert trial["number"] == best and trial["state"] == "complete"
+    assert [c["epoch"] for c in trial["curve"]] == [0, 1]  # epochs: 2 in TINY_SPEC
+    assert trial["value"] == pytest.approx(trial["curve"][-1]["val_acc"])
+    human = studyd("trial", sid, str(best), url=server.url, columns=120)
+    assert human.returncode == 0, human.stderr
+    lines = human.stdout.splitlines()
+    assert any(line.split()[:2] == ["state", "complete"] for line in lines if line.strip())
+    assert "learning curve (2 epochs)" in human.stdout
+    # The curve's last row is the value the study recorded.
+    last = next(line for line in lines if line.split()[:1] == ["1"])
+    assert f"{trial['curve'][-1]['val_acc']:.4g}" in last.split()
+    assert trial["hidden"] == trial["config"]["hidden"] == [32]  # model: depth 1, width 32
+    assert any(line.split() == ["network", "1×32"] for line in lines)
+    error = one_line_error(studyd("trial", sid, "99", url=server.url))
+    assert error == f"error: study {sid} has no trial 99"
 
 
 def test_summary_names_the_winner_and_the_test_score(server, done_study):

@@ -230,6 +230,15 @@ def test_the_trials_say_which_broke_a_constraint_and_by_how_much(server):
         if line.split() and line.split()[0].isdigit()
     }
     assert sorted(n for n, line in rows.items() if "(infeasible)" in line) == [2, 3]
+    told = {
+        n: next(line for line in studyd("trial", sid, str(n), url=server.url).stdout.splitlines()
+                if line.startswith(CONSTRAINT))[len(CONSTRAINT):].strip()
+        for n in range(4)
+    }  # fmt: skip
+    assert told == {
+        0: "met, 100 to spare", 1: "met, 0 to spare", 2: "broken by 900",
+        3: "not measured (infeasible)",
+    }  # fmt: skip
 
 
 def test_without_constraints_a_trial_is_neither_feasible_nor_infeasible(server, study):
