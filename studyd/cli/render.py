@@ -265,6 +265,16 @@ def trial_view(trial: JSON) -> Group:
     curve = [c for c in trial.get("curve") or [] if isinstance(c, dict)]
     if curve:
         parts.append(rows_table(curve, f"learning curve ({len(curve)} epochs)"))
+    elif trial.get("intermediate_values"):
+        # Running (the curve is recorded when it ends) or stopped early: what it reported.
+        reported = [
+            {"epoch": v.get("step"), "value": v.get("value")}
+            for v in trial["intermediate_values"]
+            if isinstance(v, dict)
+        ]
+        # The title on a line of its own: a two-column table would fold it.
+        parts.append(Text(f"reported so far ({len(reported)} epochs)", style="italic"))
+        parts.append(rows_table(reported, ""))
     return Group(*parts)
 
 

@@ -245,3 +245,24 @@ def test_without_constraints_a_trial_is_neither_feasible_nor_infeasible(server, 
     items = parsed(studyd("trials", str(study["id"]), "--json", url=server.url))["items"]
     assert items and all(t["feasible"] is None and t["constraints"] == {} for t in items)
     assert "infeasible" not in studyd("trials", str(study["id"]), url=server.url).stdout
+
+
+def test_a_running_trial_shows_what_it_reported_so_far(server):
+    """The curve is recorded when a trial ends; until then `studyd trial` shows its reports."""
+    running = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.RUNNING,
+        params={"variant": "none", "rate": 0.0},
+        distributions={
+            "variant": CategoricalDistribution(SPEC["dropout"]["variants"]),
+            "rate": FloatDistribution(0.0, 0.9),
+        },
+        intermediate_values={0: 0.5125, 1: 0.6375},
+        user_attrs={"variant": "none", "placement": "none"},
+    )
+    sid = str(_submit(server, [running])["id"])
+    shown = studyd("trial", sid, "0", url=server.url, columns=100)
+    assert shown.returncode == 0, shown.stderr
+    lines = [line.split() for line in shown.stdout.splitlines()]
+    assert ["state", "running"] in lines
+    assert "reported so far (2 epochs)" in shown.stdout
+    assert ["0", "0.5125"] in lines and ["1", "0.6375"] in lines
