@@ -16,13 +16,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
-from optuna.distributions import BaseDistribution
-from optuna.trial import FrozenTrial, TrialState, create_trial
 from sqlalchemy.engine import Connection, Engine
 
 from storage.engine import read_connection, read_only
 from storage.optuna_schema import (
-    distribution,
     enum_name,
     optuna_study_id,
     params_and_attrs,
@@ -31,7 +28,6 @@ from storage.optuna_schema import (
     study_directions,
     study_user_attributes,
     trial_intermediate_values,
-    trial_params,
     trial_user_attributes,
     trial_values,
     trials,
@@ -461,91 +457,3 @@ def get_trial(engine: Engine, optuna_name: str, number: int) -> TrialRow | None:
         ]
         row = rows[0]
         return TrialRow(**{**row.__dict__, "intermediate_values": steps})
-
-
-@dataclass(frozen=True)
-class CompleteValue:
-    """The narrow projection a summary needs from one complete trial."""
-
-    value: float
-    variant: str | None
-    placement: str | None
-
-
-def complete_values(engine: Engine, optuna_name: str) -> list[CompleteValue]:
-    """(value, variant, placement) of every complete trial: three scalars a row, not trials."""
-    variant = trial_user_attributes.alias("variant_attr")
-    placement = trial_user_attributes.alias("placement_attr")
-    with read_only(engine).connect() as conn:
-        study_id = optuna_study_id(conn, optuna_name)
-        if study_id is None:
-            return []
-        query = (
-            sa.select(
-                trial_values.c.value,
-                trial_values.c.value_type,
-                variant.c.value_json,
-                placement.c.value_json,
-            )
-            .select_from(trials)
-            .join(
-                trial_values,
-                sa.and_(
-                    trial_values.c.trial_id == trials.c.trial_id, trial_values.c.objective == 0
-                ),
-            )
-            .outerjoin(
-                variant,
-                sa.and_(variant.c.trial_id == trials.c.trial_id, variant.c.key == "variant"),
-            )
-            .outerjoin(
-                placement,
-                sa.and_(placement.c.trial_id == trials.c.trial_id, placement.c.key == "placement"),
-            )
-            .where(trials.c.study_id == study_id, trials.c.state == "COMPLETE")
-        )
-        return [
-            CompleteValue(
-                value=stored_value(value, value_type),  # type: ignore[arg-type]
-                variant=None if v is None else str(json.loads(v)),
-                placement=None if p is None else str(json.loads(p)),
-            )
-            for value, value_type, v, p in conn.execute(query)
-        ]
-
-
-def recent_complete_trials(engine: Engine, optuna_name: str, limit: int) -> list[FrozenTrial]:
-    """The `limit` most recent complete trials as FrozenTrials with params and value only.
-
-    Enough for parameter importances without loading user attributes or curves.
-    """
-    with read_only(engine).connect() as conn:
-        study_id = optuna_study_id(conn, optuna_name)
-        if study_id is None:
-            return []
-        query = (
-            _trial_query(study_id)
-            .where(trials.c.state == "COMPLETE", _text(trial_values.c.value_type) == "FINITE")
-            .order_by(trials.c.number.desc())
-            .limit(limit)
-        )
-        found = list(conn.execute(query))
-        ids = [r.trial_id for r in found]
-        params: dict[int, dict[str, Any]] = {tid: {} for tid in ids}
-        dists: dict[int, dict[str, BaseDistribution]] = {tid: {} for tid in ids}
-        if ids:
-            for row in conn.execute(
-                sa.select(trial_params).where(trial_params.c.trial_id.in_(ids))
-            ):
-                dist = distribution(row.distribution_json)
-                params[row.trial_id][row.param_name] = dist.to_external_repr(row.param_value)
-                dists[row.trial_id][row.param_name] = dist
-    return [
-        create_trial(
-            state=TrialState.COMPLETE,
-            value=r.value,
-            params=params[r.trial_id],
-            distributions=dists[r.trial_id],
-        )
-        for r in reversed(found)
-    ]

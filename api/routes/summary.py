@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import optuna
 from fastapi import APIRouter, Depends, Response
-from optuna.storages import InMemoryStorage
 
 from api.context import AppContext, context, in_thread, settle_heap
 from api.convert import trial_brief
@@ -47,30 +45,25 @@ def _verdict(variants: list[dict[str, Any]]) -> str | None:
 
 
 def _importances(
-    ctx: AppContext, record: queue.StudyRecord, direction: str, n_complete: int
+    evidence: dict[str, Any], variants: list[dict[str, Any]]
 ) -> tuple[dict[str, float], str | None]:
-    if n_complete < IMPORTANCE_MIN_TRIALS:
-        return {}, (
-            f"importances need at least {IMPORTANCE_MIN_TRIALS} complete trials (have {n_complete})"
-        )
-    # Imported on first use: optuna.importance brings scikit-learn and SciPy (~80 MiB).
-    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
-
-    frozen = trials.recent_complete_trials(ctx.engine, record.optuna_name, IMPORTANCE_MAX_TRIALS)
-    result: tuple[dict[str, float], str | None]
-    try:
-        study = optuna.create_study(storage=InMemoryStorage(), direction=direction)
-        study.add_trials(frozen)
-        evaluator = FanovaImportanceEvaluator(seed=IMPORTANCE_SEED)
-        found = get_param_importances(study, evaluator=evaluator)
-        note = None if found else "no parameter is shared by every complete trial"
-        if found and len(frozen) < n_complete:
-            note = f"over the {len(frozen)} most recent complete trials"
-        result = ({k: float(v) for k, v in found.items()}, note)
-    except (ValueError, RuntimeError) as exc:
-        # Optuna refuses e.g. a search space where no parameter varies.
-        result = ({}, f"importances unavailable: {exc}")
-    return result
+    """fANOVA over the runs every other number of the summary counts: trained runs (a reused
+    trial is its original again), feasible configurations only when the spec has constraints
+    and some are (`analysis.evidence`: its variant-aware importances' `overall`)."""
+    counted = sum(int(v["n"]) for v in variants)
+    if counted < IMPORTANCE_MIN_TRIALS:
+        need = IMPORTANCE_MIN_TRIALS
+        return {}, f"importances need at least {need} trained runs (have {counted})"
+    found = evidence.get("variant_importances")
+    if found is None:
+        return {}, "importances unavailable: fANOVA could not fit these runs"
+    overall = found.get("overall") or {}
+    params = {k: float(v) for k, v in (overall.get("params") or {}).items()}
+    if not params:
+        return {}, "no parameter varies among those every counted run has"
+    fitted = int(overall.get("n_trials", counted))
+    note = f"over the {fitted} most recent of {counted} trained runs" if fitted < counted else None
+    return params, note
 
 
 def _evidence(
@@ -78,7 +71,7 @@ def _evidence(
 ) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
     """Verdict, CIs, variant importances, diagnostics, Pareto front (analysis.evidence)."""
     from studyd.analysis.evidence import (
-        study_evidence,  # brings optuna.importance (see _importances)
+        study_evidence,  # brings optuna.importance and SciPy
     )
 
     try:
@@ -105,11 +98,11 @@ def _complete_trials_summary(
     from studyd.analysis.evidence import best_trial_note  # see _evidence
 
     n_complete = stats.counts["complete"]
-    importances, note = _importances(ctx, record, stats.direction, n_complete)
     attrs: dict[str, Any] = best.user_attrs if best is not None else {}
     evidence, objectives, directions, constraints = _evidence(ctx, record, stats.direction)
     # Every per-variant number counts the same trials: trained runs (a reused one once).
     variants, placements = evidence.pop("variant_stats"), evidence.pop("placement_stats")
+    importances, note = _importances(evidence, variants)
     brief = trial_brief(best) if best is not None else None
     best_note = best_trial_note(brief.model_dump() if brief else None, evidence, variants)
     return Summary(

@@ -266,3 +266,28 @@ def test_a_running_trial_shows_what_it_reported_so_far(server):
     assert ["state", "running"] in lines
     assert "reported so far (2 epochs)" in shown.stdout
     assert ["0", "0.5125"] in lines and ["1", "0.6375"] in lines
+
+
+def test_importances_count_the_runs_the_rest_of_the_summary_counts(server):
+    """Under "only feasible configs count below", the importances too: a study with infeasible
+    runs and reused repeats gets the importances of its feasible trained runs alone."""
+    runs = [("standout", 0.97, -1.0), ("standout", 0.95, -1.0), ("none", 0.96, -1.0)]
+    runs += [("dropconnect", 0.99, 5.0), ("dropconnect", 0.985, 5.0), ("standout", 0.93, -1.0)]
+    runs += [("dropconnect", 0.94, -1.0), ("none", 0.955, -1.0), ("standout", 0.91, -1.0)]
+    spec = {**SPEC, "search": {"n_trials": 9, "constraints": [CONSTRAINT]}}
+    trials = [_trial(n, v, value, violation=over) for n, (v, value, over) in enumerate(runs)]
+    # Trial 2's run told five more times: a repeat, not a run.
+    trials += [_trial(2, "none", 0.96, violation=-1.0, reused_from=2) for _ in range(5)]
+    mixed = _submit(server, trials, spec)
+    feasible = [_trial(n, v, value) for n, (v, value, over) in enumerate(runs) if over <= 0]
+    alone = _submit(server, feasible)
+    got = {
+        name: parsed(studyd("summary", str(s["id"]), "--json", url=server.url))
+        for name, s in (("mixed", mixed), ("alone", alone))
+    }
+    assert got["mixed"]["n_feasible"] == 12 and got["mixed"]["n_complete"] == 14
+    assert set(got["mixed"]["importances"]) == {"variant", "rate"}
+    assert got["mixed"]["importances"] == got["alone"]["importances"]
+    overall = got["mixed"]["variant_importances"]["overall"]["params"]
+    assert got["mixed"]["importances"] == pytest.approx(overall)
+    assert got["mixed"]["importances_note"] is None
