@@ -53,6 +53,10 @@ BRIEF_ATTRS: tuple[str, ...] = (
     "param_count",
     "epoch_seconds",
     "retry_of",
+    # Where a trial's result came from when it is not a run of its own search (a summary and a
+    # report count a reused trial once, a replicate with its search trial's feasibility).
+    "reused_from",
+    "replicate_of",
     # Why a FAIL trial failed ("cancelled: …" when its study's cancel stopped it).
     "error",
     # The ModelConfig it trained: a page shows its hidden widths (`hidden`), not the whole of it.

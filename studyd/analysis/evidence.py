@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from storage.trial_scan import scan_trials
+from studyd.analysis.counted import candidates, trained
 from studyd.analysis.importance import variant_importances
 from studyd.analysis.verdict import rank_groups, verdict_sentence
 
@@ -84,12 +85,6 @@ def rankings(
     }
 
 
-def _trained(trials: Sequence[Trial]) -> list[Trial]:
-    """Trials that trained: a reused trial is its original's result again, so it counts once
-    (as the original) in every per-variant number of the summary."""
-    return [t for t in trials if "reused_from" not in t["user_attrs"]]
-
-
 def value_stats(trials: Sequence[Trial], by: str, direction: str) -> list[dict[str, Any]]:
     """Per variant (or placement): trained runs `n`, reused trials `n_reused`, best and median
     value over the trained runs; highest median first (lowest when minimising)."""
@@ -118,7 +113,7 @@ def value_stats(trials: Sequence[Trial], by: str, direction: str) -> list[dict[s
 def diagnostics_by_variant(trials: Sequence[Trial]) -> list[dict[str, Any]]:
     """Mean of each diagnostic over a variant's trained runs (a reused trial counts once)."""
     groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    for t in _trained(trials):
+    for t in trained(trials):
         groups[verdict_record(t)["variant"]].append(t["user_attrs"])
     rows = []
     for variant, attrs in groups.items():
@@ -202,23 +197,6 @@ def finite(data: Any) -> Any:
     return data
 
 
-def feasible_candidates(trials: Sequence[Trial]) -> list[Trial]:
-    """With constraints an infeasible trial is no answer: like the best trial, the verdict and
-    every per-variant number count feasible trials (`study_evidence` counts all while none is).
-
-    Feasibility is a configuration's, judged on its search trial: a seed replicate of a feasible
-    one counts whatever its own seed measured. Dropping the replicates whose seed broke a
-    seed-dependent bound (`gap <= 0.05`, say) would keep only a config's lucky seeds and bias its
-    mean over seeds, which is what the verdict compares. (A replicate whose search trial is not
-    among `trials` is judged on its own.)"""
-    searched = {t["number"]: t["feasible"] for t in trials if "replicate_of" not in t["user_attrs"]}
-    return [
-        t
-        for t in trials
-        if searched.get(t["user_attrs"].get("replicate_of", t["number"]), t["feasible"])
-    ]
-
-
 def study_evidence(
     engine: Engine,
     optuna_name: str,
@@ -245,10 +223,10 @@ def study_evidence(
         ]
     n_feasible = sum(t["feasible"] for t in trials)
     # Without constraints (or with none met yet) every trial counts.
-    candidates = feasible_candidates(trials) if 0 < n_feasible < len(trials) else trials
+    counted = candidates(trials)
     # A reused trial repeats its original's result: counting it again would weigh that run twice
     # in importances and inflate a variant's trial count (the verdict averages a seed's values).
-    records = [verdict_record(t) for t in _trained(candidates)]
+    records = [verdict_record(t) for t in trained(counted)]
     out = rankings(records, direction=directions[0], confidence=confidence)
     try:
         out["variant_importances"] = variant_importances(
@@ -258,9 +236,9 @@ def study_evidence(
         # Optuna's fANOVA refuses some degenerate spaces; the rest of the evidence stands.
         logger.exception("%s: variant importances unavailable", optuna_name)
         out["variant_importances"] = None
-    out["diagnostics"] = diagnostics_by_variant(candidates)
-    out["variant_stats"] = value_stats(candidates, "variant", directions[0])
-    out["placement_stats"] = value_stats(candidates, "placement", directions[0])
+    out["diagnostics"] = diagnostics_by_variant(counted)
+    out["variant_stats"] = value_stats(counted, "variant", directions[0])
+    out["placement_stats"] = value_stats(counted, "placement", directions[0])
     out["pareto_front"] = pareto_front(trials, directions) if len(directions) > 1 else None
     out["n_feasible"] = n_feasible
     out["n_replicates"] = sum("replicate_of" in t["user_attrs"] for t in trials)

@@ -449,7 +449,7 @@ def summary_view(summary: JSON) -> Group:
     counted = f"{summary.get('n_complete')} complete trials"
     if summary.get("constraints") and summary.get("n_feasible"):
         # The verdict and every per-variant number count feasible configurations only (all while
-        # none is feasible): `analysis.evidence.feasible_candidates`.
+        # none is feasible): `analysis.counted`.
         counted += f", {summary['n_feasible']} feasible (only feasible configs count below)"
     parts: list[Any] = [
         Text(

@@ -19,6 +19,7 @@ matplotlib.use("Agg")  # reports are written on servers without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from models.config import VARIANTS  # noqa: E402
+from studyd.analysis.counted import candidates, counted_runs  # noqa: E402
 from studyd.client.rest import ClientError, StudydClient  # noqa: E402
 from studyd.client.summary_rows import (  # noqa: E402
     SUMMARY_HEADER,
@@ -68,12 +69,8 @@ def write_report(api: StudydClient, study_id: int, out_dir: Path) -> ReportFiles
     except ClientError:  # a study with no finished trial may have no summary yet
         summary = {}
     trials = list(api.iter_trials(study_id, sort="number"))
-    best = sorted(
-        (t for t in trials if _is_complete(t) and t.get("value") is not None),
-        key=lambda t: t["value"],
-        reverse=_maximize(study),
-    )[:BEST_CURVES]
-    detailed = [_with_curve(api, study_id, t) for t in best]
+    best = sorted(counted_runs(_done(trials)), key=lambda t: t["value"], reverse=_maximize(study))
+    detailed = [_with_curve(api, study_id, t) for t in best[:BEST_CURVES]]
     return render_report(study, summary, trials, detailed, out_dir)
 
 
@@ -82,13 +79,16 @@ def render_report(
 ) -> ReportFiles:
     """Write the report from already-fetched JSON (separate so it is testable without a server)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    # The plots of results count what the summary counts (analysis.counted): trained runs, a
+    # reused trial once, feasible configurations only while some are.
+    runs = counted_runs(_done(trials))
     figures = [
         fig
         for fig in (
             _history(trials, _maximize(study), out_dir),
-            _per_variant(trials, "value", "validation accuracy", "variants.png", out_dir),
-            _rate_vs_accuracy(trials, out_dir),
-            _per_variant(trials, "gap", "train − val accuracy gap", "gap.png", out_dir),
+            _per_variant(runs, "value", "validation accuracy", "variants.png", out_dir),
+            _rate_vs_accuracy(runs, out_dir),
+            _per_variant(runs, "gap", "train − val accuracy gap", "gap.png", out_dir),
             _curves(best, out_dir),
         )
         if fig is not None
@@ -103,6 +103,15 @@ def render_report(
 
 def _is_complete(trial: JSON) -> bool:
     return str(trial.get("state", "")).upper() == "COMPLETE"
+
+
+def _done(trials: list[JSON]) -> list[JSON]:
+    """The complete trials with a value (pages without `user_attrs` read as having none)."""
+    return [
+        {**t, "user_attrs": t.get("user_attrs") or {}}
+        for t in trials
+        if _is_complete(t) and t.get("value") is not None
+    ]
 
 
 def _maximize(study: JSON) -> bool:
@@ -143,24 +152,32 @@ def _save(fig: Any, out_dir: Path, filename: str) -> None:
 
 
 def _history(trials: list[JSON], maximize: bool, out_dir: Path) -> Figure | None:
-    done = [t for t in trials if _is_complete(t) and t.get("value") is not None]
+    done = _done(trials)
     if not done:
         return None
+    # The best so far runs over the trials the best trial is chosen from (feasible ones while
+    # some are), so that it ends at the study's best.
+    eligible = {t["number"] for t in candidates(done)}
     fig, ax = plt.subplots(figsize=(7, 4))
-    numbers = [t["number"] for t in done]
-    values = [t["value"] for t in done]
-    ax.scatter(numbers, values, s=18, alpha=0.7, label="complete trial")
+    shown = [t for t in done if t["number"] in eligible]
+    ax.scatter([t["number"] for t in shown], [t["value"] for t in shown], s=18, alpha=0.7,
+               label="complete trial")  # fmt: skip
+    if others := [t for t in done if t["number"] not in eligible]:
+        ax.scatter([t["number"] for t in others], [t["value"] for t in others], s=22,
+                   marker="x", color="grey", label="infeasible (not counted)")  # fmt: skip
     pick = max if maximize else min
+    numbers: list[int] = []
     running: list[float] = []
-    for v in values:
-        running.append(v if not running else pick(running[-1], v))
+    for t in shown:
+        numbers.append(t["number"])
+        running.append(t["value"] if not running else pick(running[-1], t["value"]))
     ax.step(numbers, running, where="post", color="tab:red", label="best so far")
     ax.set(xlabel="trial number", ylabel="objective (validation accuracy)")
     ax.legend(loc="lower right")
     _save(fig, out_dir, "history.png")
-    return Figure(
-        "history.png", "Optimisation history", "Every complete trial and the best so far."
-    )
+    caption = "Every complete trial and the best so far"
+    caption += ", over feasible configurations (a grey × broke a constraint)." if others else "."
+    return Figure("history.png", "Optimisation history", caption)
 
 
 def _per_variant(
@@ -181,7 +198,11 @@ def _per_variant(
     ax.set(ylabel=label)
     ax.tick_params(axis="x", rotation=30)
     _save(fig, out_dir, filename)
-    caption = f"{label} of the complete trials of each variant (box: quartiles)."
+    counts = ", ".join(f"{name} {len(groups[name])}" for name in names)
+    caption = (
+        f"{label} of each variant's trained runs, as the summary counts them (a reused trial "
+        f"once; feasible configurations only while some are). Box: quartiles. Runs: {counts}."
+    )
     return Figure(filename, f"{label[0].upper()}{label[1:]} per variant", caption)
 
 
@@ -200,7 +221,8 @@ def _rate_vs_accuracy(trials: list[JSON], out_dir: Path) -> Figure | None:
     ax.set(xlabel="dropout rate p (mean over layers)", ylabel="validation accuracy")
     ax.legend(fontsize="small", ncols=2)
     _save(fig, out_dir, "rate.png")
-    return Figure("rate.png", "Rate vs accuracy", "Each complete trial's dropout rate and score.")
+    caption = "Each trained run's dropout rate and score, as the summary counts them."
+    return Figure("rate.png", "Rate vs accuracy", caption)
 
 
 def _curves(best: list[JSON], out_dir: Path) -> Figure | None:

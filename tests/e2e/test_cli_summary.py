@@ -291,3 +291,28 @@ def test_importances_count_the_runs_the_rest_of_the_summary_counts(server):
     overall = got["mixed"]["variant_importances"]["overall"]["params"]
     assert got["mixed"]["importances"] == pytest.approx(overall)
     assert got["mixed"]["importances_note"] is None
+
+
+def test_the_report_plots_the_runs_the_summary_counts(server, tmp_path):
+    """`studyd report` on a study with infeasible runs and reused repeats: its per-variant plots
+    say how many runs each variant has, and they are the summary's counts."""
+    runs = [("standout", 0.97, -1.0), ("standout", 0.95, -1.0), ("none", 0.96, -1.0)]
+    runs += [("dropconnect", 0.99, 5.0), ("dropconnect", 0.94, -1.0), ("none", 0.955, -1.0)]
+    trials = [_trial(n, v, value, violation=over) for n, (v, value, over) in enumerate(runs)]
+    trials += [_trial(2, "none", 0.96, violation=-1.0, reused_from=2) for _ in range(4)]
+    spec = {**SPEC, "search": {"n_trials": 6, "constraints": [CONSTRAINT]}}
+    sid = str(_submit(server, trials, spec)["id"])
+    summary = parsed(studyd("summary", sid, "--json", url=server.url))
+    counted = {row["variant"]: row["n"] for row in summary["variants"]}
+    assert counted == {"standout": 2, "none": 2, "dropconnect": 1}
+    result = studyd("report", sid, "--out", str(tmp_path / "report"), url=server.url)
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "report" / "index.html").read_text()
+    captions = re.findall(r"Runs: ([^.<]+)\.", page)
+    assert len(captions) == 2  # accuracy and gap per variant
+    for caption in captions:
+        shown = {name: int(n) for name, n in (part.rsplit(" ", 1) for part in caption.split(", "))}
+        assert shown == counted
+    assert "a grey × broke a constraint" in page  # the history marks trial 3, not counted
+    for image in re.findall(r'<img src="([^"]+)"', page):
+        assert (tmp_path / "report" / image).stat().st_size > 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from studyd.analysis.evidence import feasible_candidates
+from studyd.analysis.counted import feasible_candidates
 from studyd.spec import SpecError, constraint_violation, load_spec
 
 
