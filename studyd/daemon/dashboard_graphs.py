@@ -4,7 +4,7 @@ train−validation gap per variant, and dropout rate against the objective colou
 Each graph has a fixed id, so a study re-finalised (replicates, then its test score) overwrites
 its graphs instead of adding copies. Only the runs the search counted are plotted: a repeat
 (`duplicate_of`) is the same run again and a seed replicate re-measures one, so both would
-weigh a configuration twice.
+weigh a configuration twice; an infeasible configuration is no answer while a feasible one is.
 """
 
 from __future__ import annotations
@@ -28,11 +28,14 @@ RATE_VS_OBJECTIVE = "studyd-rate-vs-objective"
 
 
 def counted_runs(study: optuna.Study) -> list[FrozenTrial]:
-    """The study's completed search runs, each configuration once (no repeats, no replicates)."""
+    """The study's completed search runs, each configuration once (no repeats, no replicates);
+    with constraints, the feasible ones while some are (as the summary counts: analysis.counted)."""
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return [
+    searched = [
         t for t in done if DUPLICATE_ATTR not in t.user_attrs and "replicate_of" not in t.user_attrs
     ]
+    feasible = [t for t in searched if all(v <= 0 for v in t.constraints.values())]
+    return feasible if 0 < len(feasible) < len(searched) else searched
 
 
 def study_figures(trials: list[FrozenTrial], metric: str) -> dict[str, go.Figure]:

@@ -98,6 +98,10 @@ def test_the_note_explains_a_best_trial_panel_that_shows_an_infeasible_trial(
     note = " ".join(get_note(study).split())
     assert f"studyd's best trial is #{ours}: the best feasible one" in note
     assert f"The dashboard's Best Trial panel shows #{panel}: its query ignores constraints" in note
+    # Its graphs plot what the summary counts: the feasible run, not the wide one.
+    plotted = [y for box in dashboard_graphs(storage, study)[OBJECTIVE_BY_VARIANT]["data"]
+               for y in box["y"]]  # fmt: skip
+    assert plotted == [study.trials[ours].value]
 
 
 def test_the_note_puts_the_verdict_and_search_end_first_and_reads_importances_per_variant():
