@@ -3,8 +3,9 @@
 Columns: `number, state, datetime_start, datetime_complete`, one `value.<objective>` per objective,
 one `param.<name>` per parameter, then the user attributes (scalars as they are; the `config`,
 `train` and `diagnostics` dicts expanded as `config.<field>` etc.; learning curves left out: they
-are on `GET /studies/{id}/trials/{n}`). Cells: empty is null, strings as they are, anything else
-JSON (numbers, booleans, lists).
+are on `GET /studies/{id}/trials/{n}`). A spec with constraints adds `feasible` and one
+`constraint.<text>` per constraint (its violation: ≤ 0 met) after the values. Cells: empty is
+null, strings as they are, anything else JSON (numbers, booleans, lists).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import csv
 import io
 import itertools
 import json
+import math
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -65,23 +67,34 @@ def cell(value: Any) -> str:
     return json.dumps(value)
 
 
-def _objective_names(record: queue.StudyRecord, n_objectives: int) -> list[str]:
+def _search_names(record: queue.StudyRecord, n_objectives: int) -> tuple[list[str], list[str]]:
+    """The spec's objective names (numbered when they do not match the study) and constraints."""
     try:
-        names = validate_spec(record.spec).search.objective_names()
+        search = validate_spec(record.spec).search
+        names, constraints = search.objective_names(), list(search.constraints)
     except SpecError:
-        names = []
+        names, constraints = [], []
     if len(names) != n_objectives:
         names = [f"{i}" for i in range(n_objectives)]
-    return names
+    return names, constraints
 
 
-def _row(trial: ScannedTrial, n_values: int, params: list[str], attrs: list[str]) -> list[str]:
+def _row(
+    trial: ScannedTrial, n_values: int, constraints: list[str], params: list[str], attrs: list[str]
+) -> list[str]:
     values = list(trial.values) + [None] * (n_values - len(trial.values))
     out = [str(trial.number), trial.state]
     out += [
         cell(t.isoformat() if t else None) for t in (trial.datetime_start, trial.datetime_complete)
     ]
     out += [cell(v) for v in values[:n_values]]
+    if constraints:
+        # Empty until the trial is told; a violation of +inf (its metric missing) is empty too.
+        told = bool(trial.constraints)
+        out.append(cell(trial.feasible if told else None))
+        for text in constraints:
+            v = trial.constraints.get(text)
+            out.append(cell(v if v is not None and math.isfinite(v) else None))
     out += [cell(trial.params.get(p)) for p in params]
     for key in attrs:
         head, _, sub = key.partition(".")
@@ -102,7 +115,7 @@ def export_csv(study_id: StudyId, ctx: Annotated[AppContext, Depends(context)]) 
     """Every trial with its state, values, params and diagnostics, as CSV (streamed)."""
     record = queue.get_study(ctx.engine, study_id)
     n_values, params, attr_keys = trial_columns(ctx.engine, record.optuna_name)
-    objectives = _objective_names(record, n_values)
+    objectives, constraints = _search_names(record, n_values)
     attrs: list[str] = []
     for key in attr_keys:
         if key in EXPANDED:
@@ -110,7 +123,10 @@ def export_csv(study_id: StudyId, ctx: Annotated[AppContext, Depends(context)]) 
         elif key not in LEFT_OUT:
             attrs.append(key)
     header = ["number", "state", "datetime_start", "datetime_complete"]
-    header += [f"value.{o}" for o in objectives] + [f"param.{p}" for p in params] + attrs
+    header += [f"value.{o}" for o in objectives]
+    if constraints:
+        header += ["feasible", *(f"constraint.{c}" for c in constraints)]
+    header += [f"param.{p}" for p in params] + attrs
     wanted = [k for k in attr_keys if k not in LEFT_OUT]
     pages = scan_trials(ctx.engine, record.optuna_name, attr_keys=wanted)
     # Read the first page now: a database outage is then a 503, not a 200 cut short.
@@ -121,7 +137,7 @@ def export_csv(study_id: StudyId, ctx: Annotated[AppContext, Depends(context)]) 
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(header)
         for page in itertools.chain([first], pages):
-            writer.writerows(_row(t, n_values, params, attrs) for t in page)
+            writer.writerows(_row(t, n_values, constraints, params, attrs) for t in page)
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()

@@ -6,6 +6,9 @@ stderr and a non-zero exit code (see `ClientError.exit_code`).
 
 from __future__ import annotations
 
+import csv
+import io
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -254,6 +257,28 @@ def register(app: typer.Typer) -> None:
             print_json({"index": str(written.index), "files": [str(p) for p in written.files]})
         else:
             out.print(f"report written to {written.index}")
+
+    @app.command()
+    def export(
+        study_id: StudyId,
+        out_file: Annotated[
+            Path | None, typer.Option("--out", help="CSV file to write (default: stdout).")
+        ] = None,
+        url: UrlOpt = DEFAULT_URL,
+        token: TokenOpt = None,
+    ) -> None:
+        """Every trial of a study as CSV: values, feasibility, params, measures, configs."""
+        with connect(url, token) as api:
+            text = api.export_csv(study_id)
+        if out_file is None:
+            sys.stdout.write(text)
+            return
+        try:
+            out_file.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise fail(f"cannot write {out_file}: {exc.strerror or exc}", EXIT_USAGE) from None
+        rows = max(sum(1 for _ in csv.reader(io.StringIO(text))) - 1, 0)  # a cell may hold \n
+        out.print(f"{rows} trials written to {out_file}")
 
     @app.command()
     def dashboard(

@@ -294,6 +294,14 @@ class StudydClient:
     def trial(self, study_id: int, number: int) -> JSON:
         return self._get(f"/studies/{study_id}/trials/{number}", "number", "state")
 
+    def export_csv(self, study_id: int) -> str:
+        """Every trial of the study as CSV (`GET /studies/{id}/export.csv`)."""
+        path = f"/studies/{study_id}/export.csv"
+        response = self._request("GET", path)
+        if not response.headers.get("content-type", "").startswith("text/csv"):
+            raise self._not_studyd("GET", path, response)
+        return response.text
+
     # -- workers -----------------------------------------------------------------------------
 
     def workers(self) -> Any:

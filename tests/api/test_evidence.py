@@ -212,6 +212,14 @@ def test_pareto_front_constraints_importances_and_csv_round_trip(server, tmp_pat
         assert row["config_key"] == t["user_attrs"]["config_key"]
         assert json.loads(row["train.seed"]) == t["train"]["seed"]
         assert json.loads(row["diagnostics.mc_passes"]) == 20
+        if t["state"] == "complete":  # the spec's constraint, as the trial pages give it
+            assert json.loads(row["feasible"]) is t["feasible"]
+            over = json.loads(row["constraint.param_count <= 700"])
+            assert (
+                over
+                == t["constraints"]["param_count <= 700"]
+                == t["user_attrs"]["param_count"] - 700
+            )
 
 
 def test_the_best_trial_and_every_variant_number_count_feasible_trials_only(server, tmp_path):

@@ -4,13 +4,23 @@ measured a few times each, the single best trial not of the variant with the bes
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Iterator
 
 import httpx
 import optuna
 import pytest
-from cli_harness import TOKEN, Server, parsed, start_server, stop_server, studyd
+from cli_harness import (
+    TOKEN,
+    Server,
+    one_line_error,
+    parsed,
+    start_server,
+    stop_server,
+    studyd,
+)
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from studyd.analysis.evidence import DIAGNOSTIC_MEANS
@@ -316,3 +326,25 @@ def test_the_report_plots_the_runs_the_summary_counts(server, tmp_path):
     assert "a grey × broke a constraint" in page  # the history marks trial 3, not counted
     for image in re.findall(r'<img src="([^"]+)"', page):
         assert (tmp_path / "report" / image).stat().st_size > 0
+
+
+def test_export_writes_every_trial_as_csv_with_its_feasibility(server, tmp_path):
+    runs = [("standout", 0.97, -100.0), ("none", 0.96, 0.0), ("dropconnect", 0.99, 900.0)]
+    trials = [_trial(n, v, value, violation=over) for n, (v, value, over) in enumerate(runs)]
+    spec = {**SPEC, "search": {"n_trials": 3, "constraints": [CONSTRAINT]}}
+    sid = str(_submit(server, trials, spec)["id"])
+    printed = studyd("export", sid, url=server.url)
+    assert printed.returncode == 0, printed.stderr
+    rows = list(csv.DictReader(io.StringIO(printed.stdout)))
+    assert [r["number"] for r in rows] == ["0", "1", "2"]
+    assert [r["feasible"] for r in rows] == ["true", "true", "false"]
+    assert [float(r[f"constraint.{CONSTRAINT}"]) for r in rows] == [-100.0, 0.0, 900.0]
+    assert [float(r["value.val_acc"]) for r in rows] == [0.97, 0.96, 0.99]
+    target = tmp_path / "trials.csv"
+    written = studyd("export", sid, "--out", str(target), url=server.url)
+    assert written.returncode == 0 and written.stdout.strip() == f"3 trials written to {target}"
+    assert target.read_text() == printed.stdout
+    nowhere = tmp_path / "missing" / "trials.csv"
+    error = one_line_error(studyd("export", sid, "--out", str(nowhere), url=server.url))
+    assert error.startswith(f"error: cannot write {nowhere}")
+    assert one_line_error(studyd("export", "999", url=server.url)).startswith("error: ")
