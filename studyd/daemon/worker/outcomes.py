@@ -247,6 +247,19 @@ class Outcomes:
         except IllegalStateChange:
             logger.warning("study %s had no slot to release", record.id)
 
+    def fail_then_give_back(
+        self, record: StudyRecord, study: optuna.Study, trial: optuna.Trial, lease: int | None
+    ) -> None:
+        """A database error left a trained `trial` untold: FAIL it with one retry, then give its
+        slot back, so that the slot's next ask takes the retry. Left RUNNING, it waited for the
+        reaper's grace period, and a study that reached its target meanwhile kept the retry
+        WAITING for good. With the database still gone, the reaper is left to do it."""
+        try:
+            self.fail_for_retry(study, trial)
+        except DB_ERRORS:
+            logger.warning("trial %s is left to the reaper (database unreachable)", trial.number)
+        self.give_back_after_error(record, lease)
+
     def give_back_after_error(self, record: StudyRecord, lease: int | None = None) -> None:
         """Release a slot whose trial is in an unknown state (retried through the grace period).
 

@@ -141,7 +141,7 @@ class StackRunner:
                 )
             except DB_ERRORS:
                 logger.exception("study %s: the database failed settling a trial", record.id)
-                outcomes.give_back_after_error(record, lease)
+                outcomes.fail_then_give_back(record, served.study, member.trial, lease)
 
     def _train_in_turn(
         self, members: list[StackMember], served: ServedStudy

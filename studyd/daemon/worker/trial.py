@@ -97,9 +97,15 @@ class TrialRunner:
             outcomes.fail_study(record, message)
             return
         duplicate = plan.reused is not None and is_duplicate(trial)
-        outcomes.conclude(
-            record, served, trial, outcome, pruned, self.state.worker_id, duplicate=duplicate
-        )
+        try:
+            outcomes.conclude(
+                record, served, trial, outcome, pruned, self.state.worker_id, duplicate=duplicate
+            )
+        except DB_ERRORS:
+            # As mid-training (and as a stack member's): FAILed with its retry before the loop
+            # gives the slot back, so that the slot's next ask takes the retry.
+            outcomes.fail_for_retry(study, trial)
+            raise
 
     def begin(self, record: StudyRecord, served: ServedStudy, lease: int | None) -> optuna.Trial:
         """Ask for a trial and record it on the slot's lease (a lost database FAILs it, retried)."""
