@@ -83,7 +83,7 @@ def trial_brief(row: TrialRow, *, page: bool = False) -> TrialBrief:
         duration_seconds=row.duration_seconds,
         user_attrs={k: v for k, v in attrs.items() if k != "config"} if page else attrs,
         hidden=_hidden(attrs.get("config")),
-        feasible=all(v <= 0 for v in row.constraints.values()) if row.constraints else None,
+        feasible=row.feasible,
         constraints={k: v if math.isfinite(v) else None for k, v in row.constraints.items()},
     )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,11 @@ from storage.timestamps import as_utc
 SCAN_PAGE_SIZE = 500
 
 
+def meets_constraints(values: Mapping[str, float]) -> bool:
+    """Optuna's rule: feasible when every constraint value is ≤ 0 (none: feasible)."""
+    return all(v <= 0 for v in values.values())
+
+
 @dataclass(frozen=True)
 class ScannedTrial:
     """A trial with every objective value, its params, the asked-for user attributes and its
@@ -51,7 +56,7 @@ class ScannedTrial:
 
     @property
     def feasible(self) -> bool:
-        return all(v <= 0 for v in self.constraints.values())
+        return meets_constraints(self.constraints)
 
 
 def scan_trials(

@@ -33,7 +33,7 @@ from storage.optuna_schema import (
     trials,
 )
 from storage.timestamps import as_utc
-from storage.trial_scan import constraint_values
+from storage.trial_scan import constraint_values, meets_constraints
 
 TRIAL_STATES: tuple[str, ...] = ("running", "waiting", "complete", "pruned", "fail")
 # Finished states, COMPLETE first (its latest completion keys the caches).
@@ -80,6 +80,11 @@ class TrialRow:
     # Each constraint's violation by its text (≤ 0 satisfied; +inf: its metric was missing);
     # empty when the study has no constraints or the trial has not been told yet.
     constraints: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def feasible(self) -> bool | None:
+        """Whether it met every constraint; None when it has no constraint values."""
+        return meets_constraints(self.constraints) if self.constraints else None
 
     @property
     def duration_seconds(self) -> float | None:
@@ -360,7 +365,7 @@ _BEST_PAGE = 64
 def _infeasible(conn: Connection, trial_ids: list[int]) -> set[int]:
     """The trials of `trial_ids` with a constraint value above 0 (≤ 0 is feasible)."""
     found = constraint_values(conn, trial_ids)
-    return {tid for tid, values in found.items() if not all(v <= 0 for v in values.values())}
+    return {tid for tid, values in found.items() if not meets_constraints(values)}
 
 
 @dataclass(frozen=True)

@@ -190,11 +190,9 @@ def study_view(study: JSON) -> Group:
 
 
 def trial_net(trial: JSON) -> str:
-    """The hidden widths it trained: `2×128` (depth × width) when equal, else `256-64`."""
+    """The hidden widths it trained (the API's `hidden`, from its recorded config): `2×128`
+    (depth × width) when equal, else `256-64`."""
     hidden = trial.get("hidden")
-    if not hidden:
-        config = trial_attr(trial, "config") or {}
-        hidden = config.get("hidden") if isinstance(config, dict) else None
     params = trial.get("params") or {}
     if not hidden and "width" in params:  # asked, its network not recorded yet
         return f"{params.get('depth', 1)}×{params['width']}"

@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from storage.queue import DUPLICATE_ATTR
+from storage.trial_scan import meets_constraints
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -34,7 +35,7 @@ def counted_runs(study: optuna.Study) -> list[FrozenTrial]:
     searched = [
         t for t in done if DUPLICATE_ATTR not in t.user_attrs and "replicate_of" not in t.user_attrs
     ]
-    feasible = [t for t in searched if all(v <= 0 for v in t.constraints.values())]
+    feasible = [t for t in searched if meets_constraints(t.constraints)]
     return feasible if 0 < len(feasible) < len(searched) else searched
 
 

@@ -10,6 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from models.config import ModelConfig, TrainConfig
 from models.training import TrainResult
+from storage.trial_scan import meets_constraints
 from studyd.analysis.canonical import config_key
 from studyd.spec import constraint_violation, parse_constraint
 
@@ -112,7 +113,7 @@ def constraint_values(constraints: list[str], attrs: dict[str, Any]) -> dict[str
 
 def is_feasible(trial: FrozenTrial) -> bool:
     """No constraint violated (Optuna's rule: every constraint value ≤ 0)."""
-    return all(v <= 0 for v in trial.constraints.values())
+    return meets_constraints(trial.constraints)
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
