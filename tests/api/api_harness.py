@@ -1,4 +1,4 @@
-"""Helpers for the API tests: the app in this process over a real database, specs, and trials
+"""Helpers for the API tests: the app in this process (see serve_harness), specs, and trials
 written the worker's way."""
 
 from __future__ import annotations
@@ -6,58 +6,20 @@ from __future__ import annotations
 import math
 import random
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import optuna
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
-
-from api.app import create_app
-from storage.migrate import ensure_schema
-from studyd.settings import Settings
+from serve_harness import Api, in_process_api  # noqa: F401 - the API tests import them from here
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-@dataclass
-class Api:
-    """The studyd app served in this process (its lifespan run) and a client for it.
-
-    `client` carries the token when the app has one; `anonymous()` is a client without it.
-    """
-
-    app: FastAPI
-    client: TestClient
-    database_url: str
-
-    def anonymous(self) -> TestClient:
-        # Not entered as a context: that would run the lifespan (and close the app) once more.
-        return TestClient(self.app)
 
 
 class HasDatabase(Protocol):
     """An app in this process or a server process: what the trial helpers below write to."""
 
     database_url: str
-
-
-@contextmanager
-def in_process_api(database_url: str, *, migrate: bool = True, **settings: Any) -> Iterator[Api]:
-    """`create_app` over `database_url`, migrated first as `studyd serve` does (unless not
-    `migrate`); `settings` are Settings fields (api_token, max_body_bytes, data_roots, ...)."""
-    if migrate:
-        ensure_schema(database_url)
-    app = create_app(Settings(database_url=database_url, **settings))
-    token = settings.get("api_token")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    # Entered, the client runs the lifespan (thread limit, the summary modules' warm-up thread).
-    with TestClient(app, headers=headers) as client:
-        yield Api(app, client, database_url)
 
 
 def spec(name: str | None = None, **search: Any) -> dict[str, Any]:

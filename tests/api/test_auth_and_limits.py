@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from api_harness import Api, in_process_api, spec
+from serve_harness import start_server
 
 TOKEN = "s3cret-token-for-tests"
 MAX_BODY = 4096
@@ -101,3 +102,20 @@ def test_bodies_within_the_limit_still_work_when_streamed(guarded: Api):
         "/studies", content=chunks(), headers={"content-type": "application/json"}
     )
     assert response.status_code == 201, response.text
+
+
+@pytest.mark.process
+def test_a_body_streamed_in_chunks_over_a_socket_is_413(tmp_path):
+    """The in-process client hands the app a body whole; uvicorn hands it chunk by chunk."""
+    url = f"sqlite:///{tmp_path / 'studyd.db'}"
+    server = start_server(url, tmp_path, env={"STUDYD_MAX_BODY_BYTES": str(MAX_BODY)})
+    try:
+        chunks = [b'{"name": "streamed", "baselines": ["', *[b"y" * 1024] * 10, b'"]}']
+        response = server.client.post(
+            "/studies", content=iter(chunks), headers={"content-type": "application/json"}
+        )
+        assert "content-length" not in response.request.headers
+        assert response.status_code == 413
+        assert "Traceback" not in server.log()
+    finally:
+        server.stop()
