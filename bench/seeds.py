@@ -1,6 +1,7 @@
 """Reproduce the seeds' dropout claims: paired by seed, seeds added until the rule decides.
 
     python -m bench.seeds [--quick] [--json] [--device auto|cpu|cuda:N] [--threads N]
+                          [--looks 4,6,8,12,16] [--experiments cs231n,scaling,…]
 
 Each claim's experiment is designed before its run; its docstring says how (bench/seed_claims.py:
 cs231n, d2l, arithmetic; bench/seed_tuned.py: vanilla vs inverted scaling, R-Dropout). All
@@ -29,7 +30,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -37,7 +40,7 @@ import torch
 from bench.seed_claims import Budget, Claim, Experiment, arithmetic, cs231n, d2l
 from bench.seed_rule import Looks, Sequential, run_looks
 from bench.seed_tuned import rdrop, scaling
-from models.data import load_dataset
+from models.data import DatasetSplits, load_dataset
 from models.training import resolve_device
 
 FULL = {
@@ -130,22 +133,25 @@ def run_experiment(experiment: Experiment, looks: Looks) -> list[Claim]:
     return claims
 
 
-def experiments(budget: Budget) -> list[Experiment]:
-    """Every experiment, each on its data (settings chosen on validation happen here)."""
-    mnist1d_500 = load_dataset("mnist1d", data_dir="data", train_subset=500, download=False)
-    mnist1d = load_dataset("mnist1d", data_dir="data", download=False)
-    mnist5k = load_dataset("mnist-5k", data_dir="data", download=False)
-    return [
-        cs231n(mnist1d_500, budget),
-        scaling(mnist1d_500, budget),
-        arithmetic(budget),
-        d2l(mnist1d, budget),
-        rdrop(mnist5k, budget),
-    ]
+def _mnist1d(subset: int | None = None) -> DatasetSplits:
+    return load_dataset("mnist1d", data_dir="data", train_subset=subset, download=False)
 
 
-def run(budget: Budget, quick: bool = False) -> tuple[list[Verdict], list[Experiment]]:
-    exps = experiments(budget)
+# Each experiment and how to build it (its data loaded, its validation choice made, on demand).
+EXPERIMENTS: dict[str, Callable[[Budget], Experiment]] = {
+    "cs231n": lambda b: cs231n(_mnist1d(500), b),
+    "scaling": lambda b: scaling(_mnist1d(500), b),
+    "arithmetic": arithmetic,
+    "d2l": lambda b: d2l(_mnist1d(), b),
+    "rdrop": lambda b: rdrop(load_dataset("mnist-5k", data_dir="data", download=False), b),
+}
+
+
+def run(
+    budget: Budget, quick: bool = False, names: Sequence[str] = tuple(EXPERIMENTS)
+) -> tuple[list[Verdict], list[Experiment]]:
+    """The named experiments (all by default), each run through the looks and judged."""
+    exps = [EXPERIMENTS[name](budget) for name in names]
     verdicts = [
         judge(c, budget.looks, quick) for e in exps for c in run_experiment(e, budget.looks)
     ]
@@ -189,19 +195,46 @@ QUICK_HEADER = (
 )
 
 
+def _looks(text: str) -> Looks:
+    try:
+        return Looks(tuple(int(n) for n in text.split(",")))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--looks {text}: {err}") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(text.split(","))
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown {unknown}; use {','.join(EXPERIMENTS)}")
+    return names
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="test the machinery (< 3 min)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of claims")
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda:N (default cpu)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument(
+        "--looks", type=_looks, help="seed counts at each look, e.g. 4,6 (default 4,6,8,12,16)"
+    )
+    parser.add_argument(
+        "--experiments",
+        type=_names,
+        default=tuple(EXPERIMENTS),
+        help=f"comma-separated subset of {','.join(EXPERIMENTS)} (default all)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = str(resolve_device(args.device))
-    budget = Budget(device=device, **(QUICK if args.quick else FULL))
+    sizes = dict(QUICK if args.quick else FULL)
+    if args.looks is not None:
+        sizes["looks"] = args.looks
+    budget = Budget(device=device, **sizes)
     load = os.getloadavg()[0]
     wall, cpu = time.perf_counter(), time.process_time()
-    verdicts, exps = run(budget, quick=args.quick)
+    verdicts, exps = run(budget, args.quick, args.experiments)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     if args.json:
         print(as_json(verdicts))
@@ -209,8 +242,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         print(QUICK_HEADER + "\n")
     chosen = "; ".join(f"{k} {v:g}" for e in exps for k, v in e.chosen.items())
+    command = " ".join(["python -m bench.seeds", *(sys.argv[1:] if argv is None else argv)])
     print(
-        f"python -m bench.seeds{' --quick' if args.quick else ''}: {budget.describe()}; "
+        f"{command}: {budget.describe()}; "
         f"chosen on validation: {chosen}; {args.threads} torch thread(s) on {device}; "
         f"{wall:.0f} s wall, {cpu:.0f} s CPU; load average {load:.1f} at start, "
         f"{os.getloadavg()[0]:.1f} at end\n"

@@ -89,3 +89,14 @@ def test_train_rescaled_at_scale_one_is_train_model():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="Adam only"):
         train_rescaled(data, model, train.model_copy(update={"optimizer": "sgd"}), 3, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [(["--looks", "4,4"], "increasing seed counts"), (["--experiments", "cifar"], "unknown")],
+)
+def test_a_bad_option_is_one_readable_line_and_exit_2(capsys, argv, says):
+    with pytest.raises(SystemExit) as stop:
+        seeds.main(argv)
+    assert stop.value.code == 2
+    assert says in capsys.readouterr().err
