@@ -190,8 +190,8 @@ def print_table(verdicts: list[Verdict]) -> None:
 
 QUICK_HEADER = (
     "QUICK RUN: this checks the machinery (training, pairing, the sequential rule, the output), "
-    "not the verdicts. Three seeds and short training cannot decide these claims; every verdict "
-    "below is marked (quick). The verdicts are the full run's: python -m bench.seeds"
+    "not the verdicts. Two or three seeds and short training cannot decide these claims; every "
+    "verdict below is marked (quick). The verdicts are the full run's: python -m bench.seeds"
 )
 
 
