@@ -120,7 +120,11 @@ def _settled(claim: Claim, looks: Looks) -> bool:
 
 
 def run_experiment(experiment: Experiment, looks: Looks) -> list[Claim]:
-    """Train look by look (seeds 0, 1, …) until every claim is settled or the last look."""
+    """Train look by look (seeds 0, 1, …) until every claim is settled or the last look.
+
+    A claim decided at an earlier look than its experiment's last is read again from the seeds
+    up to that look, so its numbers and censored count describe the seeds its verdict used.
+    """
     arms: dict[str, list] = {}
     done = 0
     for n in looks.sizes:
@@ -130,7 +134,14 @@ def run_experiment(experiment: Experiment, looks: Looks) -> list[Claim]:
         claims = experiment.claims(arms)
         if all(_settled(c, looks) for c in claims):
             break
-    return claims
+    out = []
+    for claim in claims:
+        used = run_looks(claim.effects, looks, claim.above, claim.within).ci.n
+        if used < done:
+            first = {name: values[:used] for name, values in arms.items()}
+            claim = next(c for c in experiment.claims(first) if c.label == claim.label)
+        out.append(claim)
+    return out
 
 
 def _mnist1d(subset: int | None = None) -> DatasetSplits:
@@ -170,7 +181,7 @@ def shown_verdict(v: Verdict) -> str:
     if v.verdict == "UNDECIDED":
         text += f", needs {v.seeds_needed} seeds" if v.seeds_needed else ", no seed count decides"
     if v.censored:
-        text += f"; CENSORED in {v.censored} of {v.n_seeds} seeds"
+        text += f"; CENSORED in {v.censored} of {v.n_seeds} seeds (the effect is a bound)"
     return f"{text} (quick)" if v.quick else text
 
 

@@ -10,7 +10,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from bench.seed_claims import Budget, Claim, arithmetic
+from bench.seed_claims import Budget, Claim, Experiment, arithmetic
 from bench.seed_rule import Looks, decide, interval, run_looks, seeds_needed
 from bench.seeds import judge, run_experiment
 
@@ -117,3 +117,25 @@ def test_the_scaling_arithmetic_is_decided_at_the_pilot():
         int(cost.numbers.split(word)[1].split(",")[0]) for word in ("none ", "vanilla ")
     )
     assert vanilla == none + 2  # one multiply by 1−p per hidden layer
+
+
+def test_a_claim_decided_early_reports_the_seeds_its_verdict_used():
+    # An in-memory experiment: "clear" decides at the first look (4 seeds), "noisy" holds the
+    # experiment to the last (8); the clear claim's numbers and censored count are its 4 seeds'.
+    def train(seeds):
+        return {
+            "clear": [5.0 + 0.1 * (s % 2) for s in seeds],
+            "noisy": [(-1.0) ** s for s in seeds],
+        }
+
+    def claims(arms):
+        return [
+            Claim(name, name, "e", "points", tuple(v), f"n={len(v)}", censored=len(v))
+            for name, v in arms.items()
+        ]
+
+    out = run_experiment(Experiment("fake", train, claims), Looks((4, 8)))
+    by_label = {c.label: c for c in out}
+    assert len(by_label["clear"].effects) == 4 and by_label["clear"].numbers == "n=4"
+    assert judge(by_label["clear"], Looks((4, 8))).censored == 4
+    assert len(by_label["noisy"].effects) == 8
