@@ -304,8 +304,9 @@ class StudydClient:
 
     # -- workers -----------------------------------------------------------------------------
 
-    def workers(self) -> Any:
-        response = self._request("GET", "/workers")
+    def workers(self, *, alive_within: float | None = None) -> Any:
+        params = {} if alive_within is None else {"alive_within": alive_within}
+        response = self._request("GET", "/workers", params=params)
         workers = self._json("GET", "/workers", response)
         if not isinstance(workers, list):
             raise self._not_studyd("GET", "/workers", response)
