@@ -7,15 +7,18 @@ Kept apart from `client.py` so each command reads in one sitting; the options ar
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from studyd.cli.client import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt
-from studyd.cli.output import connect, emit
+from studyd.cli.client import DEFAULT_URL, EXIT_USAGE, JsonOpt, TokenOpt, UrlOpt
+from studyd.cli.output import connect, emit, fail, print_json
 from studyd.cli.render import fmt_duration, parse_time
+from studyd.client.summary_rows import fmt_value
 
 WORKER_STATE_STYLE = {"alive": "green", "restarting": "yellow", "failed": "red"}
 
@@ -73,6 +76,31 @@ def _dash(value: Any) -> Text:
     return Text("—" if value in (None, "") else str(value))
 
 
+def comparison_view(comparison: dict[str, Any]) -> Group:
+    """Studies × variants (mean and rank in each study), the average ranks, the answer."""
+    order = comparison["variants"]
+    table = Table(title="variants across studies: mean (rank)", title_justify="left")
+    table.add_column("study")
+    table.add_column("dataset")
+    for name in order:
+        table.add_column(name, justify="right")
+    for study in comparison["studies"]:
+        cells = []
+        for name in order:
+            score = study["scores"][name]
+            mark = "" if score["replicated"] else "*"
+            cells.append(f"{fmt_value(score['mean'])}{mark} ({score['rank']:g})")
+        label = f"{study['study_id']} {study['name']}"
+        table.add_row(*[Text(c) for c in (label, study["dataset"], *cells)])
+    ranks = [f"{comparison['mean_ranks'][n]:.2f}" for n in order]
+    table.add_row(*[Text(c, style="bold") for c in ("average rank", "", *ranks)])
+    parts: list[Any] = [table]
+    if comparison.get("unreplicated"):
+        parts.append(Text("* no seed replicates: one search configuration's value"))
+    parts.append(Text(comparison["answer"]))
+    return Group(*parts)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `studyd` app."""
 
@@ -94,3 +122,34 @@ def register(app: typer.Typer) -> None:
         with connect(url, token) as api:
             rows = api.workers(alive_within=alive_within)
         emit(rows, as_json, workers_table)
+
+    @app.command()
+    def compare(
+        study_ids: Annotated[
+            list[int], typer.Argument(help="Three or more study ids (see `studyd list`).")
+        ],
+        plot: Annotated[
+            Path | None,
+            typer.Option(help="Write the critical-difference diagram here (PNG, SVG or PDF)."),
+        ] = None,
+        alpha: Annotated[float, typer.Option(help="The tests' level.", min=0.001, max=0.2)] = 0.05,
+        url: UrlOpt = DEFAULT_URL,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Which variant works across studies: ranks, Friedman and Nemenyi tests (Demšar 2006)."""
+        with connect(url, token) as api:
+            comparison = api.compare(study_ids, alpha=alpha)
+        if plot is not None:
+            from studyd.client.cd_diagram import write_cd_diagram
+
+            try:
+                write_cd_diagram(comparison, plot)
+            except (OSError, ValueError) as exc:
+                raise fail(f"cannot write {plot}: {exc}", EXIT_USAGE) from None
+        if as_json:
+            print_json(comparison)
+            return
+        emit(comparison, False, comparison_view)
+        if plot is not None:
+            typer.echo(f"critical-difference diagram written to {plot}")

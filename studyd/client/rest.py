@@ -251,6 +251,11 @@ class StudydClient:
     def summary(self, study_id: int) -> JSON:
         return self._get(f"/studies/{study_id}/summary", "study_id", "verdict")
 
+    def compare(self, study_ids: list[int], *, alpha: float | None = None) -> JSON:
+        """GET /compare: the studies' variants ranked across them (Friedman, Nemenyi)."""
+        ids = ",".join(str(i) for i in study_ids)
+        return self._get("/compare", "answer", "variants", ids=ids, alpha=alpha)
+
     # -- trials ------------------------------------------------------------------------------
 
     def trials(

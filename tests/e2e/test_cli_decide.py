@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import httpx
 import pytest
-from cli_harness import Server, one_line_error, parsed, start_server, stop_server, studyd
+from cli_harness import TOKEN, Server, one_line_error, parsed, start_server, stop_server, studyd
+from replicated_studies import add_to_study, replicated_trials, spec
 
 from storage import queue
 from storage.engine import make_engine
@@ -48,3 +50,45 @@ def test_workers_lists_a_live_worker_with_its_study_and_trial(server, engine):
     assert "--alive-within" in one_line_error(bad)
     queue.unregister_worker(engine, worker)
     assert parsed(studyd("workers", "--json", url=server.url)) == []
+
+
+# A comparison over three datasets: standard leads everywhere, none trails everywhere.
+DATASETS = {
+    "digits": {"standard": 0.97, "gaussian": 0.965, "none": 0.95},
+    "mnist1d": {"standard": 0.71, "gaussian": 0.69, "none": 0.62},
+    "mnist-5k": {"standard": 0.93, "gaussian": 0.92, "none": 0.91},
+    "fashion-mnist": {"standard": 0.89, "gaussian": 0.885, "none": 0.87},
+}
+
+
+def _replicated_study(server: Server, dataset: str, means: dict[str, float]) -> int:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    body = spec(f"cmp-{dataset}", dataset, list(means))
+    created = httpx.post(f"{server.url}/studies", json=body, headers=headers, timeout=30)
+    assert created.status_code == 201, created.text
+    add_to_study(server.database_url, created.json()["optuna_name"], replicated_trials(means))
+    return created.json()["id"]
+
+
+def test_compare_ranks_variants_across_four_datasets_and_draws_the_diagram(server, tmp_path):
+    ids = [str(_replicated_study(server, d, means)) for d, means in DATASETS.items()]
+    result = parsed(studyd("compare", *ids, "--json", url=server.url))
+    assert result["variants"] == ["standard", "gaussian", "none"]
+    assert result["mean_ranks"] == {"standard": 1.0, "gaussian": 2.0, "none": 3.0}
+    # Exact p of perfect agreement over 4 studies: 3!/(3!)⁴ = 1/216; CD = 2.343·√(12/24) = 1.66.
+    assert result["test"]["p_value"] == pytest.approx(1 / 216, abs=0.001)
+    assert result["test"]["rejected"] and result["critical_difference"] == pytest.approx(
+        1.657, 1e-3
+    )
+    answer = result["answer"]
+    assert "standard ranks better than none (Friedman p=0.00" in answer
+    assert answer.endswith("Nemenyi CD 1.66 at α=0.05); not shown better than gaussian.")
+    plot = tmp_path / "cd.png"
+    human = studyd("compare", *ids, "--plot", str(plot), url=server.url, columns=120)
+    assert human.returncode == 0, human.stderr
+    assert "average rank" in human.stdout and "1.00" in human.stdout
+    assert "standard ranks better than none" in " ".join(human.stdout.split())
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    refused = one_line_error(studyd("compare", ids[0], ids[1], url=server.url))
+    assert "3 to 50 studies" in refused
+    assert one_line_error(studyd("compare", ids[0], ids[1], "99999", url=server.url))
