@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from api.context import AppContext, context
 from api.errors import responses
 from api.params import MAX_ID
-from api.routes.summary import _summary  # the cached summary: the same verdict rows it shows
+from api.routes.summary import summary_json  # cached: the verdict rows `summary` shows
 from storage import queue
 
 router = APIRouter(tags=["studies"])
@@ -77,7 +77,7 @@ def _scores(ctx: AppContext, study_id: int):
     from studyd.analysis.compare import StudyScores, VariantScore
 
     record = queue.get_study(ctx.engine, study_id)
-    summary = json.loads(_summary(ctx, study_id))
+    summary = json.loads(summary_json(ctx, study_id))
     variants = {
         row["group"]: VariantScore(row["mean"], int(row["n_seeds"]), bool(row["replicated"]))
         for row in summary.get("by_variant") or []
