@@ -15,9 +15,10 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from studyd.cli.client import DEFAULT_URL, EXIT_USAGE, JsonOpt, TokenOpt, UrlOpt
-from studyd.cli.output import connect, emit, fail, print_json
+from studyd.cli.client import DEFAULT_URL, EXIT_USAGE, JsonOpt, StudyId, TokenOpt, UrlOpt
+from studyd.cli.output import connect, emit, err, fail, print_json
 from studyd.cli.render import fmt_duration, parse_time
+from studyd.cli.watch import follow
 from studyd.client.summary_rows import fmt_value
 
 WORKER_STATE_STYLE = {"alive": "green", "restarting": "yellow", "failed": "red"}
@@ -153,3 +154,34 @@ def register(app: typer.Typer) -> None:
         emit(comparison, False, comparison_view)
         if plot is not None:
             typer.echo(f"critical-difference diagram written to {plot}")
+
+    @app.command()
+    def extend(
+        study_id: StudyId,
+        trials: Annotated[
+            int, typer.Option("--trials", help="How many more distinct runs.", min=1, max=10_000)
+        ],
+        watch: Annotated[
+            bool, typer.Option("--watch", help="Follow the study until it ends.")
+        ] = False,
+        interval: Annotated[
+            float, typer.Option(help="Seconds between polls with --watch.", min=0.05)
+        ] = 1.0,
+        url: UrlOpt = DEFAULT_URL,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Give a done or cancelled study N more runs; the sampler continues from its trials and
+        the verdict, summary and test score are recomputed when it is done again."""
+        with connect(url, token) as api:
+            study = api.extend(study_id, trials)
+            if as_json and not watch:
+                print_json(study)
+            elif not as_json:
+                err.print(
+                    f"study {study_id} {study.get('state')} again with "
+                    f"{study.get('target_trials')} trials ({trials} more) — follow it with "
+                    f"`studyd watch {study_id}`"
+                )
+            if watch:
+                follow(api, study_id, as_json=as_json, interval=interval)

@@ -243,6 +243,12 @@ class StudydClient:
         path = f"/studies/{study_id}/cancel"
         return self._json("POST", path, self._request("POST", path), *STUDY_FIELDS)
 
+    def extend(self, study_id: int, trials: int) -> JSON:
+        """POST /studies/{id}/extend: a done or cancelled study gets `trials` more runs."""
+        path = f"/studies/{study_id}/extend"
+        response = self._request("POST", path, json={"trials": trials})
+        return self._json("POST", path, response, *STUDY_FIELDS)
+
     def delete(self, study_id: int) -> None:
         response = self._request("DELETE", f"/studies/{study_id}")
         if response.status_code != 204:  # studyd answers a delete with 204 and no body
