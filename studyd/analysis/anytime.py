@@ -1,9 +1,9 @@
 """Anytime-valid confidence sequences for a paired mean difference: add seeds until decided.
 
 A fixed-n t-interval looked at after every new seed, stopping when it excludes 0, claims a
-difference that is not there far more often than α (an "optional stopping" error: 26% of
-null paths over 3–30 seeds, see tests/studyd/test_anytime.py). A confidence sequence holds at every n at
-once — P(∃ n: μ ∉ CS_n) ≤ α — so seeds may be added until it decides, for any reason.
+difference that is not there far more often than α (an "optional stopping" error: 26% of null
+paths over 3–30 seeds, see tests/studyd/test_anytime.py). A confidence sequence holds at every
+n at once — P(∃ n: μ ∉ CS_n) ≤ α — so seeds may be added until it decides, for any reason.
 
 The sequence here is the Gaussian one with unknown variance (Lai 1976, "On confidence
 sequences", Ann. Statist. 4(2)): for paired differences d₁…dₙ ~ N(μ, σ²) and a candidate μ,
