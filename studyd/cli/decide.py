@@ -15,7 +15,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from studyd.cli.client import DEFAULT_URL, EXIT_USAGE, JsonOpt, StudyId, TokenOpt, UrlOpt
+from studyd.cli.client import EXIT_USAGE, StudyId
+from studyd.cli.client_options import ClientOptions, client_command
 from studyd.cli.output import connect, emit, err, fail, print_json
 from studyd.cli.render import fmt_duration, parse_time
 from studyd.cli.watch import follow
@@ -105,8 +106,9 @@ def comparison_view(comparison: dict[str, Any]) -> Group:
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `studyd` app."""
 
-    @app.command()
+    @client_command(app)
     def workers(
+        options: ClientOptions,
         alive_within: Annotated[
             float | None,
             typer.Option(
@@ -115,17 +117,15 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
             ),
         ] = None,
-        url: UrlOpt = DEFAULT_URL,
-        token: TokenOpt = None,
-        as_json: JsonOpt = False,
     ) -> None:
         """Show the live workers: host, device, the study and trial each runs, its heartbeat."""
-        with connect(url, token) as api:
+        with connect(options) as api:
             rows = api.workers(alive_within=alive_within)
-        emit(rows, as_json, workers_table)
+        emit(rows, options.as_json, workers_table)
 
-    @app.command()
+    @client_command(app)
     def compare(
+        options: ClientOptions,
         study_ids: Annotated[
             list[int], typer.Argument(help="Three or more study ids (see `studyd list`).")
         ],
@@ -134,12 +134,9 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="Write the critical-difference diagram here (PNG, SVG or PDF)."),
         ] = None,
         alpha: Annotated[float, typer.Option(help="The tests' level.", min=0.001, max=0.2)] = 0.05,
-        url: UrlOpt = DEFAULT_URL,
-        token: TokenOpt = None,
-        as_json: JsonOpt = False,
     ) -> None:
         """Which variant works across studies: ranks, Friedman and Nemenyi tests (Demšar 2006)."""
-        with connect(url, token) as api:
+        with connect(options) as api:
             comparison = api.compare(study_ids, alpha=alpha)
         if plot is not None:
             from studyd.client.cd_diagram import write_cd_diagram
@@ -148,15 +145,16 @@ def register(app: typer.Typer) -> None:
                 write_cd_diagram(comparison, plot)
             except (OSError, ValueError) as exc:
                 raise fail(f"cannot write {plot}: {exc}", EXIT_USAGE) from None
-        if as_json:
+        if options.as_json:
             print_json(comparison)
             return
         emit(comparison, False, comparison_view)
         if plot is not None:
             typer.echo(f"critical-difference diagram written to {plot}")
 
-    @app.command()
+    @client_command(app)
     def extend(
+        options: ClientOptions,
         study_id: StudyId,
         trials: Annotated[
             int, typer.Option("--trials", help="How many more distinct runs.", min=1, max=10_000)
@@ -167,21 +165,18 @@ def register(app: typer.Typer) -> None:
         interval: Annotated[
             float, typer.Option(help="Seconds between polls with --watch.", min=0.05)
         ] = 1.0,
-        url: UrlOpt = DEFAULT_URL,
-        token: TokenOpt = None,
-        as_json: JsonOpt = False,
     ) -> None:
         """Give a done or cancelled study N more runs; the sampler continues from its trials and
         the verdict, summary and test score are recomputed when it is done again."""
-        with connect(url, token) as api:
+        with connect(options) as api:
             study = api.extend(study_id, trials)
-            if as_json and not watch:
+            if options.as_json and not watch:
                 print_json(study)
-            elif not as_json:
+            elif not options.as_json:
                 err.print(
                     f"study {study_id} {study.get('state')} again with "
                     f"{study.get('target_trials')} trials ({trials} more) — follow it with "
                     f"`studyd watch {study_id}`"
                 )
             if watch:
-                follow(api, study_id, as_json=as_json, interval=interval)
+                follow(api, study_id, as_json=options.as_json, interval=interval)
