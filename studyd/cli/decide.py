@@ -180,3 +180,19 @@ def register(app: typer.Typer) -> None:
                 )
             if watch:
                 follow(api, study_id, as_json=options.as_json, interval=interval)
+
+    @client_command(app, json=False)
+    def model(
+        options: ClientOptions,
+        study_id: StudyId,
+        out_file: Annotated[Path, typer.Option("--out", help="Where to write the model file.")],
+    ) -> None:
+        """Download a done study's trained best model: weights + the configs that rebuild it
+        (load it with `models.saved.load_saved`)."""
+        with connect(options) as api:
+            data = api.model_file(study_id)
+        try:
+            out_file.write_bytes(data)
+        except OSError as exc:
+            raise fail(f"cannot write {out_file}: {exc.strerror or exc}", EXIT_USAGE) from None
+        typer.echo(f"model of study {study_id} written to {out_file} ({len(data)} bytes)")

@@ -249,6 +249,14 @@ class StudydClient:
         response = self._request("POST", path, json={"trials": trials})
         return self._json("POST", path, response, *STUDY_FIELDS)
 
+    def model_file(self, study_id: int) -> bytes:
+        """GET /studies/{id}/model: the trained best model (`models.saved` format)."""
+        path = f"/studies/{study_id}/model"
+        response = self._request("GET", path)
+        if not response.headers.get("content-type", "").startswith("application/octet-stream"):
+            raise self._not_studyd("GET", path, response)
+        return response.content
+
     def delete(self, study_id: int) -> None:
         response = self._request("DELETE", f"/studies/{study_id}")
         if response.status_code != 204:  # studyd answers a delete with 204 and no body

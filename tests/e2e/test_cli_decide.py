@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import optuna
 import pytest
 from cli_harness import (
     TINY_SPEC,
@@ -21,8 +23,14 @@ from cli_harness import (
 )
 from replicated_studies import add_to_study, replicated_trials, spec
 
+from models.data import load_dataset
+from models.saved import load_saved
+from models.training import evaluate, train_model
 from storage import queue
 from storage.engine import make_engine
+from studyd.daemon.model_artifact import artifact_store, store_model
+from studyd.daemon.runs import trial_config
+from studyd.spec import load_spec
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +139,33 @@ def test_extend_gives_a_done_study_more_runs_and_a_new_test_score(tmp_path):
         assert bad.returncode == 5 and "99999" in one_line_error(bad)
     finally:
         stop_server(server)
+
+
+def test_model_downloads_the_kept_model_which_scores_as_recorded(server, tmp_path):
+    """The finaliser's retrained model, stored the finaliser's way (`store_model`) under the
+    server's data directory; `studyd model` downloads it and it scores as recorded."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    body = {"name": "kept", "dataset": "digits", "model": {"depth": 1, "width": 32},
+            "dropout": {"variants": ["standard"], "rate": 0.2}, "training": {"epochs": 2},
+            "search": {"n_trials": 1}}  # fmt: skip
+    created = httpx.post(f"{server.url}/studies", json=body, headers=headers, timeout=30).json()
+    sid = str(created["id"])
+    missing = studyd("model", sid, "--out", str(tmp_path / "m.pt"), url=server.url)
+    assert missing.returncode == 5 and "no stored model" in one_line_error(missing)
+    study = optuna.load_study(study_name=created["optuna_name"], storage=server.database_url)
+    spec = load_spec(body)
+    data = load_dataset("digits", data_dir=tmp_path, seed=0)
+    trial = study.ask()
+    model_cfg, train_cfg = trial_config(trial, spec, data)
+    result = train_model(model_cfg, train_cfg, data, device="cpu")
+    study.tell(trial, result.final.val_acc)
+    _, score = evaluate(result.model, data.x_test, data.y_test)
+    server_data = Path(server.database_url.removeprefix("sqlite:///")).parent / "data"
+    store = artifact_store(server_data)
+    store_model(study, study.best_trial, result.model.net, model_cfg, train_cfg, score, store)
+    out = tmp_path / "model.pt"
+    result_cli = studyd("model", sid, "--out", str(out), url=server.url)
+    assert result_cli.returncode == 0, result_cli.stderr
+    assert f"written to {out}" in result_cli.stdout
+    saved = load_saved(out)
+    assert evaluate(saved.net, data.x_test, data.y_test)[1] == score == saved.info["test_score"]
