@@ -11,18 +11,21 @@ import socket
 import threading
 from typing import Any
 
+import optuna
 import torch
 from optuna.storages import BaseStorage
 from sqlalchemy import Engine
 
 from models.training import resolve_device
-from storage import queue
-from storage.queue import WorkerGone
-from studyd.daemon.finalize import StudyFinalizer
+from storage.sql_store import SqlWorkerStore
+from storage.worker_store import WorkerGone, WorkerStore
+from studyd.daemon.dashboard_note import write_study_note
+from studyd.daemon.finalize import NoteWriter, StudyFinalizer
 from studyd.daemon.worker.heartbeat import heartbeating
 from studyd.daemon.worker.options import WorkerOptions
 from studyd.daemon.worker.slot import SlotServer
 from studyd.daemon.worker.state import DB_ERRORS, OutageLog, WorkerState
+from studyd.spec import StudySpec
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +37,34 @@ class Worker:
     """One worker process's loop; `run()` returns the number of trials it settled."""
 
     def __init__(self, engine: Engine, optuna_storage: BaseStorage, options: WorkerOptions):
+        store = SqlWorkerStore(engine, optuna_storage)
+
+        def note(study: optuna.Study, spec: StudySpec, score: float | None) -> None:
+            write_study_note(engine, study, spec, test_score=score)
+
+        self._start(store, options, note)
+
+    @classmethod
+    def on(
+        cls, store: WorkerStore, options: WorkerOptions, *, note: NoteWriter | None = None
+    ) -> Worker:
+        """A worker on any `WorkerStore` (the in-memory one in tests); `note` writes a finished
+        study's dashboard note (none by default: the note reads our SQL tables)."""
+        worker = cls.__new__(cls)
+        worker._start(store, options, note)
+        return worker
+
+    def _start(self, store: WorkerStore, options: WorkerOptions, note: NoteWriter | None) -> None:
         device = str(resolve_device(options.device))
         # None: 1 thread on a CPU (oversubscribed OpenMP threads of several workers per machine
         # were measured 3x slower on 2 cores), torch's default on CUDA.
         threads = options.threads or (1 if device == "cpu" else None)
         if threads is not None:
             torch.set_num_threads(threads)
-        self.state = WorkerState(engine, optuna_storage, options, device, socket.gethostname())
+        self.state = WorkerState(store, options, device, socket.gethostname())
+        self.note = note
         self.slots = SlotServer(self.state, self.finalize)
-        self.waiter = queue.SlotWaiter(engine)
+        self.waiter = store.slot_waiter()
         self._reaper_outage = OutageLog("reaper")
         self._finaliser_outage = OutageLog("finaliser")
         self._claim_outage = OutageLog("claiming a slot")
@@ -72,8 +94,8 @@ class Worker:
 
     def run(self) -> int:
         state = self.state
-        state.worker_id = queue.register_worker(
-            state.engine, host=state.host, device=state.device, pid=os.getpid()
+        state.worker_id = state.store.register_worker(
+            host=state.host, device=state.device, pid=os.getpid()
         )
         logger.info("worker %s registered on %s (%s)", state.worker_id, state.host, state.device)
         if threading.current_thread() is threading.main_thread():
@@ -85,7 +107,7 @@ class Worker:
         finally:
             if not state.gone.is_set():
                 for row in [*state.leases, state.worker_id]:
-                    queue.unregister_worker(state.engine, row)
+                    state.store.unregister_worker(row)
             self.waiter.close()
             logger.info("worker %s stopped after %s trials", state.worker_id, state.trials_run)
         return state.trials_run
@@ -97,7 +119,7 @@ class Worker:
             if opts.max_trials is not None and state.trials_run >= opts.max_trials:
                 return
             try:
-                record = queue.claim_trial_slot(state.engine, state.worker_id)
+                record = state.store.claim_trial_slot(state.worker_id)
                 self._claim_outage.answered()
                 if record is None:
                     self.finalize()
@@ -132,8 +154,8 @@ class Worker:
     def _queue_is_empty(self) -> bool:
         # With --once, wait while another worker still holds slots: if it dies, its slots come
         # back through the reaper and must be served.
-        engine = self.state.engine
-        return sum(queue.count_studies(engine, s) for s in ("queued", "running")) == 0
+        store = self.state.store
+        return sum(store.count_studies(s) for s in ("queued", "running")) == 0
 
     def _reaper_tick(self) -> None:
         self.reap()
@@ -143,12 +165,12 @@ class Worker:
         """Do the final steps (replicates, test score) studies owe; see `studyd.daemon.finalize`."""
         state = self.state
         finalizer = StudyFinalizer(
-            state.engine,
-            state.storage,
+            state.store,
             state.worker_id,
             self.slots.dataset,
             state.device,
             state.stopping,
+            self.note,
         )
         try:
             done = finalizer.run(scoring=scoring)
@@ -165,9 +187,7 @@ class Worker:
 
     def reap(self) -> list[int]:
         try:
-            reaped = queue.reap_stale_workers(
-                self.state.engine, self.state.storage, self.state.options.grace
-            )
+            reaped = self.state.store.reap_stale_workers(self.state.options.grace)
         except DB_ERRORS as exc:  # retried next period
             self._reaper_outage.failed(exc)
             return []

@@ -11,15 +11,13 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from storage import queue, trial_store
-from storage.queue import (
+from storage.worker_store import (
     DUPLICATE_ATTR,
     IllegalStateChange,
     StudyNotFound,
     StudyRecord,
     WorkerGone,
 )
-from storage.trial_batch import set_many_user_attrs
 from studyd.daemon.records import constraint_values, objective_values
 from studyd.daemon.runs import distinct_runs, search_exhausted
 from studyd.daemon.worker.repeats import settled_twin
@@ -61,7 +59,7 @@ class Outcomes:
         learns it, but does not count: its slot goes back (`repeated`).
         """
         spec, study = served.spec, served.study
-        patiently = self.state.patiently
+        patiently, store = self.state.patiently, self.state.store
         if not duplicate and "reused_from" not in outcome:
             twin = self.settled_twin(study, trial)
             if twin is not None and "reused_from" in twin:
@@ -75,11 +73,9 @@ class Outcomes:
         try:
             if not recorded:
                 record_one = [(trial, outcome)]
-                patiently("recording the result", lambda: set_many_user_attrs(record_one))
+                patiently("recording the result", lambda: store.set_user_attrs(record_one))
             # Optuna's samplers and best_trial(s) read these (system attrs `constraints:<name>`).
-            patiently(
-                "recording constraints", lambda: trial_store.set_constraints(trial, violations)
-            )
+            patiently("recording constraints", lambda: store.set_constraints(trial, violations))
         except optuna.exceptions.UpdateFinishedTrialError:
             logger.warning("trial %s was failed by the reaper: result dropped", trial.number)
             return
@@ -87,7 +83,8 @@ class Outcomes:
         if pruned:
             told = self.tell(study, trial, state=TrialState.PRUNED)
         elif values is None:
-            trial.set_user_attr("error", "training diverged: the objective is not finite")
+            diverged = [(trial, {"error": "training diverged: the objective is not finite"})]
+            store.set_user_attrs(diverged)
             told = self.tell(study, trial, state=TrialState.FAIL)
         else:
             told = self.tell(study, trial, values=values)
@@ -99,14 +96,16 @@ class Outcomes:
     def settled_twin(self, study: optuna.Study, trial: optuna.Trial) -> dict[str, Any] | None:
         """`settled_twin` with this worker's stop flag, through database outages like every
         other step of `conclude` (an error here would leave the trained trial untold)."""
-        patiently = self.state.patiently
+        patiently, store = self.state.patiently, self.state.store
 
         def read(earlier: FrozenTrial) -> FrozenTrial:
-            return patiently("reading a trial", lambda: trial_store.read_back(study, earlier))
+            return patiently("reading a trial", lambda: store.read_back(study, earlier))
 
         return patiently(
             "looking for the run's other trials",
-            lambda: settled_twin(study, trial, interrupted=self.state.interrupted, read=read),
+            lambda: settled_twin(
+                store, study, trial, interrupted=self.state.interrupted, read=read
+            ),
         )
 
     def repeated(self, record: StudyRecord, served: ServedStudy, lease: int | None) -> None:
@@ -128,11 +127,11 @@ class Outcomes:
         state.forget(record.id)
         try:
             state.patiently(
-                "ending the search", lambda: served.study.set_user_attr("search_ended", why)
+                "ending the search",
+                lambda: state.store.set_study_attr(served.study, "search_ended", why),
             )
             state.patiently(
-                "ending the search",
-                lambda: queue.end_search_early(state.engine, record.id, worker_id=row),
+                "ending the search", lambda: state.store.end_search_early(record.id, worker_id=row)
             )
         except WorkerGone:
             state.gone.set()
@@ -145,7 +144,7 @@ class Outcomes:
         """A batch's outcomes in one transaction; False leaves them to `conclude` one by one
         (a trial the reaper failed, or a database hiccup, is then handled per trial)."""
         try:
-            set_many_user_attrs(outcomes)
+            self.state.store.set_user_attrs(outcomes)
         except (*DB_ERRORS, optuna.exceptions.UpdateFinishedTrialError):
             return False
         return True
@@ -161,7 +160,7 @@ class Outcomes:
     ) -> FrozenTrial | None:
         if self.state.gone.is_set():
             return None
-        told, refused = trial_store.tell_or_read_back(study, trial, **kwargs)
+        told, refused = self.state.store.tell(study, trial, **kwargs)
         if refused is not None:
             logger.warning("trial %s could not be told (%s): result dropped", trial.number, refused)
         return told
@@ -171,7 +170,7 @@ class Outcomes:
         with one retry of its params (as the reaper does for a dead worker)."""
         self.state.patiently(
             "failing the trial",
-            lambda: trial_store.fail_for_retry(
+            lambda: self.state.store.fail_for_retry(
                 study, trial, "the database was unreachable mid-trial"
             ),
         )
@@ -193,9 +192,7 @@ class Outcomes:
         try:
             after = state.patiently(
                 "settling the slot",
-                lambda: queue.finish_trial_slot(
-                    state.engine, record.id, worker_id=row, hold_at=hold_at
-                ),
+                lambda: state.store.finish_trial_slot(record.id, worker_id=row, hold_at=hold_at),
             )
         except WorkerGone:
             if self._deleted(record):
@@ -226,7 +223,7 @@ class Outcomes:
         else:
             why = f"worker stopped ({self.state.stop_reason}) mid-trial"
         with suppress(optuna.exceptions.UpdateFinishedTrialError):
-            trial.set_user_attr("error", why)
+            self.state.store.set_user_attrs([(trial, {"error": why})])
         if self.tell(study, trial, state=TrialState.FAIL) is not None:
             self.release(record, lease)
 
@@ -236,7 +233,7 @@ class Outcomes:
         try:
             state.patiently(
                 "giving the slot back",
-                lambda: queue.release_trial_slot(state.engine, record.id, worker_id=row),
+                lambda: state.store.release_trial_slot(record.id, worker_id=row),
             )
         except WorkerGone:
             if not self._deleted(record):
@@ -279,7 +276,7 @@ class Outcomes:
         if isinstance(exc, (*DB_ERRORS, WorkerGone)):
             return False  # the database or the reaper: handled as such
         try:
-            now = queue.get_study(self.state.engine, record.id)
+            now = self.state.store.get_study(record.id)
         except StudyNotFound:
             return True
         except DB_ERRORS:
@@ -310,7 +307,7 @@ class Outcomes:
         for claimed, lease in claims:
             with suppress(IllegalStateChange, StudyNotFound, WorkerGone, *DB_ERRORS):
                 row = self.state.lease_row(lease)
-                queue.release_trial_slot(self.state.engine, claimed.id, worker_id=row)
+                self.state.store.release_trial_slot(claimed.id, worker_id=row)
 
     def fail_study(self, record: StudyRecord, message: str) -> None:
         if self.vanished(record, LookupError(message)):
@@ -323,4 +320,4 @@ class Outcomes:
         self.release(record)
         # Already ended (another worker failed it, or it was cancelled or deleted): nothing to do.
         with suppress(IllegalStateChange, StudyNotFound):
-            queue.fail_study(self.state.engine, record.id, message)
+            self.state.store.fail_study(record.id, message)

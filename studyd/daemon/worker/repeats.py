@@ -11,8 +11,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from storage import trial_store
-from storage.queue import DUPLICATE_ATTR
+from storage.worker_store import DUPLICATE_ATTR, NO_TRIAL_NUMBER, WorkerStore
 from studyd.daemon.records import REUSED_ATTRS
 
 # How often a trial whose run a lower trial is still training looks whether it has finished.
@@ -20,6 +19,7 @@ TWIN_POLL_SECONDS = 0.2
 
 
 def settled_twin(
+    store: WorkerStore,
     study: optuna.Study,
     trial: optuna.Trial,
     *,
@@ -41,7 +41,7 @@ def settled_twin(
     attrs = trial.user_attrs
     if "replicate_of" in attrs or "run_key" not in attrs:
         return None
-    earlier = trial_store.first_with_attr(
+    earlier = store.first_with_attr(
         study,
         "run_key",
         attrs["run_key"],
@@ -62,11 +62,11 @@ def settled_twin(
     # or another when that one was pruned or failed), or above it — a higher trial that looked
     # before this one's run was recorded (asked, not yet configured), saw no lower twin and
     # completed first.
-    first = trial_store.first_with_attr(
+    first = store.first_with_attr(
         study,
         "run_key",
         attrs["run_key"],
-        before=trial_store.NO_TRIAL_NUMBER,
+        before=NO_TRIAL_NUMBER,
         states=(TrialState.COMPLETE,),
     )
     if first is None or first.number == trial.number or "replicate_of" in first.user_attrs:

@@ -8,11 +8,8 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import optuna
-
 from models.data import DatasetSplits, load_dataset
-from storage import queue
-from storage.queue import IllegalStateChange, StudyNotFound, StudyRecord
+from storage.worker_store import IllegalStateChange, StudyNotFound, StudyRecord
 from studyd.daemon.search import build_pruner, build_sampler
 from studyd.daemon.worker.memory import HeapKeeper
 from studyd.daemon.worker.outcomes import Outcomes
@@ -99,7 +96,7 @@ class SlotServer:
         self.outcomes.release(record)
         self.state.forget(record.id)
         try:
-            ended = queue.end_study_early(self.state.engine, record.id)
+            ended = self.state.store.end_study_early(record.id)
         except (IllegalStateChange, StudyNotFound):
             return  # another worker ended it first (and scores it)
         logger.info("study %s: time budget spent after %s trials", record.id, ended.finished)
@@ -118,9 +115,8 @@ class SlotServer:
             raise StudyUnusable(f"the spec no longer validates: {exc}") from exc
         data = self.dataset(spec)
         try:
-            study = optuna.load_study(
-                study_name=record.optuna_name,
-                storage=state.storage,
+            study = state.store.load_study(
+                record.optuna_name,
                 sampler=build_sampler(spec, seed_offset=state.worker_id or 0),
                 pruner=build_pruner(spec),
             )
@@ -162,7 +158,7 @@ class SlotServer:
         claims: list[Claim] = []
         try:
             for lease in self._lease_rows(want):
-                more = queue.claim_trial_slot(state.engine, lease, study_id=record.id)
+                more = state.store.claim_trial_slot(lease, study_id=record.id)
                 if more is None:
                     break
                 claims.append(Claim(more, lease))
@@ -176,9 +172,7 @@ class SlotServer:
         state = self.state
         while len(state.leases) < n:
             state.leases.append(
-                queue.register_worker(
-                    state.engine, host=state.host, device=state.device, pid=os.getpid()
-                )
+                state.store.register_worker(host=state.host, device=state.device, pid=os.getpid())
             )
         return state.leases[: max(n, 0)]
 

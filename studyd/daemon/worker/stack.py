@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from models.batched import batch_key, train_batched
 from models.training import EpochMetrics
-from storage.queue import StudyRecord
+from storage.worker_store import StudyRecord
 from studyd.daemon.search import stack_count, startup_counts
 from studyd.daemon.worker.outcomes import Outcomes
 from studyd.daemon.worker.repeats import reused

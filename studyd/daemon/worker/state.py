@@ -11,13 +11,9 @@ from datetime import datetime
 from typing import TypeVar
 
 import optuna
-from optuna.storages import BaseStorage
-from sqlalchemy import Engine
 
 from models.data import DatasetSplits
-from storage.optuna_storage import STORAGE_ERRORS
-from storage.pruning_reads import CompletedTrials
-from storage.queue import StudyRecord
+from storage.worker_store import STORAGE_ERRORS, CompletedTrials, StudyRecord, WorkerStore
 from studyd.daemon.worker.options import WorkerOptions
 from studyd.spec import StudySpec
 
@@ -88,8 +84,7 @@ class ServedStudy:
 class WorkerState:
     """One worker process: where it stores, who it is, and whether it must stop."""
 
-    engine: Engine
-    storage: BaseStorage  # Optuna's: the database's, or a gRPC proxy's
+    store: WorkerStore  # every database call (`storage.worker_store`)
     options: WorkerOptions
     device: str
     host: str

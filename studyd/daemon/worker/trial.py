@@ -14,10 +14,7 @@ from optuna.trial import TrialState
 from models.config import ModelConfig, TrainConfig
 from models.diagnostics import regularisation_diagnostics
 from models.training import EpochMetrics, TrainResult, train_model
-from storage import queue, trial_store
-from storage.pruning_reads import prune_decisions
-from storage.queue import StudyRecord
-from storage.trial_batch import report_many, set_many_user_attrs
+from storage.worker_store import StudyRecord, WorkerStore
 from studyd.daemon.exploring import ExploringSampler
 from studyd.daemon.records import config_attrs, diagnostic_attrs, result_attrs
 from studyd.daemon.runs import trial_config
@@ -109,19 +106,15 @@ class TrialRunner:
 
     def begin(self, record: StudyRecord, served: ServedStudy, lease: int | None) -> optuna.Trial:
         """Ask for a trial and record it on the slot's lease (a lost database FAILs it, retried)."""
-        study = served.study
-        trial = study.ask()
+        study, store = served.study, self.state.store
+        trial = store.ask(study)
         if self.outcomes.repeats.get(record.id, 0) >= EXPLORE_AFTER_REPEATS and isinstance(
             study.sampler, ExploringSampler
         ):
             study.sampler.explore(trial.number)  # its params are suggested in `configure`
         try:
-            queue.heartbeat(
-                self.state.engine,
-                lease,
-                record.id,
-                trial_id=trial_store.trial_id(trial),
-                trial_number=trial.number,
+            store.heartbeat(
+                lease, record.id, trial_id=store.trial_id(trial), trial_number=trial.number
             )
         except DB_ERRORS:
             self.outcomes.fail_for_retry(study, trial)
@@ -131,14 +124,14 @@ class TrialRunner:
     def configure(self, trials: list[optuna.Trial], served: ServedStudy) -> list[TrialPlan]:
         """Each trial's plan, their config attributes recorded in one transaction."""
         self.unreported.clear()  # a previous trial's, had it ended without telling
-        spec, state = served.spec, self.state
+        spec, state, store = served.spec, self.state, self.state.store
         where = {"device": state.device, "worker_id": state.worker_id, "host": state.host}
         configs = [trial_config(trial, spec, served.data) for trial in trials]
         attrs = [config_attrs(m, t, spec.dataset.name, **where) for m, t in configs]
-        set_many_user_attrs(list(zip(trials, attrs, strict=True)))
+        store.set_user_attrs(list(zip(trials, attrs, strict=True)))
         plans = []
         for trial, (model_cfg, train_cfg), recorded in zip(trials, configs, attrs, strict=True):
-            earlier = trial_store.first_with_attr(
+            earlier = store.first_with_attr(
                 served.study, "run_key", recorded["run_key"], before=trial.number
             )
             # The same canonical config and seed already finished: its result is this one's.
@@ -194,18 +187,18 @@ class TrialRunner:
         """Report each trial's epoch metric, a stack's in one transaction (`report_many`)."""
         if spec.search.objectives:
             return  # multi-objective: Optuna takes no intermediate values
-        metric = spec.search.metric
+        metric, store = spec.search.metric, self.state.store
         fresh = [(t, m.epoch, getattr(m, metric)) for t, m in reports]
         fresh = [(t, step, v) for t, step, v in fresh if math.isfinite(v)]
-        ids = [trial_store.trial_id(t) for t, _, _ in fresh]
+        ids = [store.trial_id(t) for t, _, _ in fresh]
         pending = [item for i in ids for item in self.unreported.pop(i, [])] + fresh
         try:
-            report_many(pending)
+            store.report(pending)
         except DB_ERRORS as exc:
             # Kept, and written once the database answers: the training goes on meanwhile.
             self.report_outage.failed(exc)
             for item in pending:
-                self.unreported.setdefault(trial_store.trial_id(item[0]), []).append(item)
+                self.unreported.setdefault(store.trial_id(item[0]), []).append(item)
             return
         self.report_outage.answered()
 
@@ -213,16 +206,15 @@ class TrialRunner:
         """Write the trials' reports an outage held back, waiting through the grace period; a
         database still down raises, and the caller fails the trials for a retry (a COMPLETE
         trial has every epoch's value)."""
-        pending = [
-            item for t in trials for item in self.unreported.pop(trial_store.trial_id(t), [])
-        ]
+        store = self.state.store
+        pending = [item for t in trials for item in self.unreported.pop(store.trial_id(t), [])]
         if not pending:
             return
         try:
-            self.state.patiently("writing held-back epoch reports", lambda: report_many(pending))
+            self.state.patiently("writing held-back epoch reports", lambda: store.report(pending))
         except DB_ERRORS:
             for item in pending:
-                self.unreported.setdefault(trial_store.trial_id(item[0]), []).append(item)
+                self.unreported.setdefault(store.trial_id(item[0]), []).append(item)
             raise
         logger.info("%s held-back epoch report(s) written", len(pending))
         self.report_outage.answered()
@@ -240,13 +232,15 @@ class TrialRunner:
         asked = [
             i
             for i, (trial, train_cfg, m) in enumerate(judged)
-            if m.epoch + 1 < train_cfg.epochs and _can_prune(trial, spec)
+            if m.epoch + 1 < train_cfg.epochs and _can_prune(self.state.store, trial, spec)
         ]
         decisions = [False] * len(judged)
         if not asked:
             return decisions
         try:
-            pruned = prune_decisions([judged[i][0] for i in asked], served.completed)
+            pruned = self.state.store.prune_decisions(
+                [judged[i][0] for i in asked], served.completed
+            )
         except DB_ERRORS:
             numbers = [judged[i][0].number for i in asked]
             epoch = judged[asked[0]][2].epoch
@@ -263,7 +257,7 @@ def is_duplicate(trial: optuna.Trial) -> bool:
     return "replicate_of" not in trial.user_attrs
 
 
-def _can_prune(trial: optuna.Trial, spec: StudySpec) -> bool:
+def _can_prune(store: WorkerStore, trial: optuna.Trial, spec: StudySpec) -> bool:
     # A seed replicate is evidence for the verdict: it always runs to the end.
-    replicate = trial_store.has_user_attr(trial, "replicate_of")
+    replicate = store.has_user_attr(trial, "replicate_of")
     return not spec.search.objectives and spec.search.pruner.name != "none" and not replicate
