@@ -24,7 +24,9 @@ from studyd.daemon.finalize import NoteWriter, StudyFinalizer
 from studyd.daemon.worker.heartbeat import heartbeating
 from studyd.daemon.worker.options import WorkerOptions
 from studyd.daemon.worker.slot import SlotServer
+from studyd.daemon.worker.slot_end import Claim
 from studyd.daemon.worker.state import DB_ERRORS, OutageLog, WorkerState
+from studyd.daemon.worker.trials import Trainer
 from studyd.spec import StudySpec
 
 logger = logging.getLogger(__name__)
@@ -46,15 +48,27 @@ class Worker:
 
     @classmethod
     def on(
-        cls, store: WorkerStore, options: WorkerOptions, *, note: NoteWriter | None = None
+        cls,
+        store: WorkerStore,
+        options: WorkerOptions,
+        *,
+        trainer: Trainer | None = None,
+        note: NoteWriter | None = None,
     ) -> Worker:
-        """A worker on any `WorkerStore` (the in-memory one in tests); `note` writes a finished
-        study's dashboard note (none by default: the note reads our SQL tables)."""
+        """A worker on any `WorkerStore` (the in-memory one in tests) with any `Trainer` (the
+        models package's by default); `note` writes a finished study's dashboard note (none by
+        default: the note reads our SQL tables)."""
         worker = cls.__new__(cls)
-        worker._start(store, options, note)
+        worker._start(store, options, note, trainer)
         return worker
 
-    def _start(self, store: WorkerStore, options: WorkerOptions, note: NoteWriter | None) -> None:
+    def _start(
+        self,
+        store: WorkerStore,
+        options: WorkerOptions,
+        note: NoteWriter | None,
+        trainer: Trainer | None = None,
+    ) -> None:
         device = str(resolve_device(options.device))
         # None: 1 thread on a CPU (oversubscribed OpenMP threads of several workers per machine
         # were measured 3x slower on 2 cores), torch's default on CUDA.
@@ -63,7 +77,7 @@ class Worker:
             torch.set_num_threads(threads)
         self.state = WorkerState(store, options, device, socket.gethostname())
         self.note = note
-        self.slots = SlotServer(self.state, self.finalize)
+        self.slots = SlotServer(self.state, self.finalize, trainer)
         self.waiter = store.slot_waiter()
         self._reaper_outage = OutageLog("reaper")
         self._finaliser_outage = OutageLog("finaliser")
@@ -138,17 +152,19 @@ class Worker:
                 state.stop.wait(max(opts.poll, 1.0))
                 continue
             try:
-                self.slots.serve(record)
-                failures = 0
+                storage_failed = self.slots.serve(record)
             except WorkerGone:
                 logger.error("worker %s was reaped mid-slot: stopping", state.worker_id)
                 state.gone.set()
+                continue
             except DB_ERRORS as exc:
                 logger.warning(
                     "study %s: the database failed mid-slot (%s)", record.id, type(exc).__name__
                 )
-                self.slots.outcomes.give_back_after_error(record)
-                failures += 1
+                self.slots.ends.give_back(Claim(record, None))
+                storage_failed = True
+            failures = failures + 1 if storage_failed else 0
+            if storage_failed:
                 state.stop.wait(min(2.0 ** (failures - 1), MAX_BACKOFF))
 
     def _queue_is_empty(self) -> bool:
