@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -23,10 +23,8 @@ from storage.worker_store import DUPLICATE_ATTR, NO_TRIAL_NUMBER, WorkerStore
 from studyd.daemon.exploring import ExploringSampler
 from studyd.daemon.records import REUSED_ATTRS
 from studyd.daemon.runs import distinct_runs, search_exhausted
+from studyd.daemon.worker.results import TrialResult
 from studyd.daemon.worker.state import ServedStudy, WorkerState
-
-if TYPE_CHECKING:
-    from studyd.daemon.worker.slot_end import TrialResult
 
 # How often a trial whose run a lower trial is still training looks whether it has finished.
 TWIN_POLL_SECONDS = 0.2

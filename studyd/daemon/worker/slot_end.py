@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
@@ -24,6 +23,7 @@ from storage.worker_store import (
     WorkerGone,
 )
 from studyd.daemon.worker.repeats import Repeats
+from studyd.daemon.worker.results import Claim, Ending, TrialResult
 from studyd.daemon.worker.state import DB_ERRORS, ServedStudy, StudyIdentity, WorkerState
 from studyd.spec import StudySpec
 
@@ -41,16 +41,6 @@ class Scores(Protocol):
     def constraint_values(self, spec: StudySpec, attrs: dict[str, Any]) -> dict[str, float]: ...
 
 
-class Ending(Enum):
-    """What happened to a slot's trial."""
-
-    TRAINED = "trained"  # trained, or took a finished equal run's outcome
-    STOPPED = "stopped"  # SIGTERM, or its study cancelled, mid-trial
-    STORAGE = "storage"  # the database failed under it
-    REAPED = "reaped"  # the reaper failed it (we looked dead) and settled its slot
-    UNTRAINABLE = "untrainable"  # the spec cannot train: the study fails
-
-
 class SlotEnd(Enum):
     """How a slot ends."""
 
@@ -61,26 +51,6 @@ class SlotEnd(Enum):
     FAIL = "fail"  # FAIL the trial; the slot goes back (and its study fails)
     GIVE_BACK = "give back"  # no trial was asked: the slot goes back
     DROP = "drop"  # nothing: the reaper ended the trial and settled the slot
-
-
-@dataclass
-class Claim:
-    """A slot of the study and the worker row holding it (the worker's own, or an extra lease)."""
-
-    record: StudyRecord
-    lease: int | None
-
-
-@dataclass
-class TrialResult:
-    """One slot's trial and how it went: the record `decide` reads."""
-
-    claim: Claim
-    trial: optuna.Trial | None  # None: interrupted before its trial was asked
-    ending: Ending
-    attrs: dict[str, Any] | None = None  # what a trained trial records
-    pruned: bool = False
-    duplicate: bool = False  # a run the study has: told its result, not counted
 
 
 def decide(result: TrialResult) -> SlotEnd:

@@ -20,7 +20,8 @@ from models.training import EpochMetrics, TrainResult
 from storage.worker_store import StudyRecord
 from studyd.daemon.training import TrialPlan
 from studyd.daemon.worker.repeats import Repeats, is_duplicate, reused
-from studyd.daemon.worker.slot_end import Claim, Ending, SlotEnds, TrialResult
+from studyd.daemon.worker.results import Claim, Ending, TrialResult
+from studyd.daemon.worker.slot_end import SlotEnds
 from studyd.daemon.worker.state import DB_ERRORS, OutageLog, ServedStudy, Stop, WorkerState
 from studyd.spec import StudySpec
 
