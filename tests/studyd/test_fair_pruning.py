@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import optuna
 import pytest
-from optuna.trial import TrialState
 
 from studyd.daemon.fair_pruning import StratifiedPruner, scaled_warmup, variant_of
 
