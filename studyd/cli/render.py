@@ -293,6 +293,7 @@ def _trial_state(trial: JSON) -> Text:
 # API adds later (e.g. confidence intervals) is shown after them, generically.
 SUMMARY_SECTIONS = (
     "variants",
+    "requested_variants",
     "placements",
     "importances",
     "importances_note",
@@ -442,6 +443,16 @@ def evidence_parts(summary: JSON) -> list[Any]:
     return parts
 
 
+def requested_lines(summary: JSON) -> Text | None:
+    """Every variant the spec asks for and what became of it, one line each: a variant with
+    no trained run is named, not left out of the tables below."""
+    rows = [r for r in summary.get("requested_variants") or [] if isinstance(r, dict)]
+    if not rows:
+        return None
+    lines = "\n".join(f"  {r.get('status')}" for r in rows)
+    return Text(f"variants asked for:\n{lines}")
+
+
 def summary_view(summary: JSON) -> Group:
     """Verdict, per-variant and per-placement tables, importances, best config, test score."""
     counted = f"{summary.get('n_complete')} complete trials"
@@ -460,6 +471,8 @@ def summary_view(summary: JSON) -> Group:
         parts.append(Text(str(summary["verdict"]), style="bold"))
     if summary.get("best_trial_note"):
         parts.append(Text(str(summary["best_trial_note"])))
+    if asked := requested_lines(summary):
+        parts.append(asked)
     parts += evidence_parts(summary)
     if summary.get("importances"):
         parts.append(importances_table(summary["importances"]))

@@ -215,6 +215,38 @@ def test_with_constraints_the_summary_counts_the_feasible_trials_and_says_so(ser
     assert "n feasible 4" in text
 
 
+def test_every_variant_asked_for_is_listed_with_what_became_of_it(server):
+    """Issue 26: gaussian's only trial pruned at epoch 2, dropconnect's only one over the bound;
+    the summary names both instead of showing three of five variants."""
+    spec = {
+        **SPEC,
+        "dropout": {"variants": ["none", "standout", "gaussian", "dropconnect", "rdrop"]},
+        "search": {"n_trials": 4, "constraints": [CONSTRAINT]},
+    }
+    trials = [_trial(0, "none", 0.97, violation=-10.0), _trial(1, "standout", 0.96, violation=-9.0)]
+    trials.append(_trial(2, "dropconnect", 0.98, violation=37977.0))
+    curve = [{"epoch": e, "val_acc": 0.5} for e in range(2)]
+    trials.append(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED,
+            intermediate_values={0: 0.4, 1: 0.5},
+            user_attrs={"variant": "gaussian", "curve": curve},
+        )
+    )
+    study = _submit(server, trials, spec)
+    result = studyd("summary", str(study["id"]), url=server.url, columns=80)
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80, result.stdout
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    asked = lines[lines.index("variants asked for:") + 1 :][:5]
+    assert asked == [
+        "none: 1 trained run",
+        "standout: 1 trained run",
+        "gaussian: 0 trained runs (1 pruned at epoch 2)",
+        "dropconnect: no feasible configuration (1 over param_count)",
+        "rdrop: not tried",
+    ]
+
+
 def test_the_trials_say_which_broke_a_constraint_and_by_how_much(server):
     """`studyd trials` (and the API's trial pages and details under it) mark the trials the
     summary leaves out: on the boundary is feasible, over it or unmeasured is not."""
