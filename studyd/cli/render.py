@@ -270,9 +270,7 @@ def trial_view(trial: JSON) -> Group:
             for v in trial["intermediate_values"]
             if isinstance(v, dict)
         ]
-        # The title on a line of its own: a two-column table would fold it.
-        parts.append(Text(f"reported so far ({len(reported)} epochs)", style="italic"))
-        parts.append(rows_table(reported, ""))
+        parts.append(rows_table(reported, f"reported so far ({len(reported)} epochs)"))
     return Group(*parts)
 
 
@@ -312,6 +310,8 @@ SUMMARY_SECTIONS = (
 )
 # A variant's own knobs (models/variants.py): shown only for that variant.
 VARIANT_KNOBS = {k.name: knob_owner(k.name) for k in KNOBS}
+# What a config of any noisy variant sets and `none` ignores.
+NOISE_KEYS = ("rates", "placements", "input_rate")
 
 
 def config_line(config: JSON) -> str:
@@ -326,6 +326,8 @@ def config_line(config: JSON) -> str:
             continue
         if key == "input_rate" and "input" not in placements:
             continue
+        if variant == "none" and key in NOISE_KEYS:
+            continue  # no dropout: its rates and placements are the config's defaults
         shown[key] = value
     return fmt_value(shown)
 
@@ -341,17 +343,16 @@ def _rows_of(section: Any, key_name: str) -> list[JSON] | None:
 
 def rows_table(
     rows: list[JSON], title: str, *, headers: dict[str, str] | None = None, digits: int = 4
-) -> Table:
+) -> Group:
     """Rows as a table that fits a narrow terminal without cutting anything: the first column
     (a name) and numbers never wrap (a number split over two lines reads as two), headers and
-    other text fold; `headers` renames columns (short labels). Columns are one space apart."""
+    other text fold; `headers` renames columns (short labels). Columns are one space apart.
+    The title is a line of its own: a table's title folds to the table's width."""
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k, v in row.items() if k not in columns and not isinstance(v, dict))
     cells = [[fmt_value(row.get(c), digits) for c in columns] for row in rows]
-    table = Table(
-        title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False
-    )
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False)
     for i, name in enumerate(columns):
         label = (headers or {}).get(name, name)
         widest = max((len(row[i]) for row in cells), default=0)
@@ -363,7 +364,7 @@ def rows_table(
             table.add_column(label, justify="right", overflow="fold")
     for row in cells:
         table.add_row(*_cells(*row))
-    return table
+    return Group(Text(title, style="italic"), table) if title else Group(table)
 
 
 def _numeric(cell: str) -> bool:
@@ -396,21 +397,23 @@ DIAGNOSTIC_HEADERS = {
     "val_nll": "NLL",
     "mc_ece": "MC ECE",
     "train_eval_sym_kl": "KL",
-    "ms_per_1k": "ms/1k",
 }
+# Timings measure the machine as much as the variant (its load, the stack a trial trained in):
+# kept out of the per-variant comparison, shown by `--json` and `studyd trial`.
+TIMING_COLUMNS = ("ms_per_1k", "epoch_seconds")
 DIAGNOSTIC_LEGEND = (
     "runs: trained runs (a reused trial counts once) · train, val: accuracy · gap: train − val · "
     "ECE: val calibration error (15 bins) · NLL: val log-loss · MC ECE: ECE of the MC-dropout "
-    "mean · KL: train- vs eval-mode symmetric KL · ms/1k: eval ms per 1000 samples"
+    "mean · KL: train- vs eval-mode symmetric KL (timings: --json)"
 )
 STATS_HEADERS = {"n": "runs", "n_reused": "reused"}
 
 
-def _stats_table(summary: JSON, kind: str) -> Table | None:
+def _stats_table(summary: JSON, kind: str) -> Group | None:
     rows = _rows_of(summary.get(f"{kind}s"), kind)
     if not rows:
         return None
-    title = f"trials by {kind}: best and median over trained runs (reused: not trained again)"
+    title = f"trials by {kind}: best and median of trained runs"
     return rows_table(rows, title, headers=STATS_HEADERS)
 
 
@@ -427,17 +430,16 @@ def evidence_parts(summary: JSON) -> list[Any]:
         # Without two replicated groups there is no ranking to show: the verdict says why.
         if sum(bool(row.get("replicated")) for row in ranked) >= 2:
             rows = ranking_rows(ranked, kind)
-            title = (
-                f"verdict by {kind}: the search's config, mean over fresh seeds; "
-                "differences in points (* = claimed)"
-            )
+            title = f"verdict by {kind}, in points: mean over fresh seeds (* = claimed)"
             parts.append(rows_table(rows, title))
     if diagnostics := summary.get("diagnostics"):
+        rows = [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in diagnostics]
         title = "diagnostics by variant: means over trained runs, largest gap first"
-        parts.append(rows_table(diagnostics, title, headers=DIAGNOSTIC_HEADERS, digits=3))
+        parts.append(rows_table(rows, title, headers=DIAGNOSTIC_HEADERS, digits=3))
         parts.append(Text(DIAGNOSTIC_LEGEND, style="dim"))
     if rows := importance_rows(summary.get("variant_importances")):
-        parts.append(rows_table(rows, "importances within each variant"))
+        title = "importances within each variant (vs all: its mean − all runs', points)"
+        parts.append(rows_table(rows, title))
     if rows := pareto_rows(summary):
         parts.append(rows_table(rows, "Pareto front (feasible, non-dominated)"))
     return parts
@@ -474,7 +476,8 @@ def summary_view(summary: JSON) -> Group:
     if asked := requested_lines(summary):
         parts.append(asked)
     parts += evidence_parts(summary)
-    if summary.get("importances"):
+    if len(summary.get("importances") or {}) > 1:
+        # One parameter varying is all of the variance by definition: a table of "x 1".
         parts.append(importances_table(summary["importances"]))
     elif summary.get("importances_note"):
         parts.append(Text(f"importances: {summary['importances_note']}", style="dim"))

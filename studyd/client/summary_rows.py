@@ -51,6 +51,15 @@ def trial_rates(trial: JSON) -> Any:
     return config.get("rates") if isinstance(config, dict) else None
 
 
+def _points(value: Any, digits: int) -> str:
+    """A fraction in points (0.0254 → "2.5"), the one unit of the verdict's tables."""
+    return "—" if value is None else f"{100 * value:.{digits}f}"
+
+
+def _signed_points(value: Any) -> str:
+    return "—" if value is None else f"{100 * value:+.1f}"
+
+
 def _diff(cmp: Any) -> str:
     """`+1.2±0.8*`: a paired comparison in accuracy points; * = the verdict claims it."""
     if not isinstance(cmp, dict) or cmp.get("improvement") is None:
@@ -62,9 +71,10 @@ def _diff(cmp: Any) -> str:
 
 
 def ranking_rows(rows: Any, kind: str = "group") -> list[JSON]:
-    """The verdict's ranking as flat rows: the chosen config's mean over its replicate seeds,
-    the 95% CI half-width, paired differences in points against the leader and `none`. A group
-    without replicates is listed with dashes: nothing of it was measured on fresh seeds."""
+    """The verdict's ranking as flat rows, every number in points: the chosen config's mean over
+    its replicate seeds, the 95% CI half-width, paired differences against the leader and
+    `none`. A group without replicates is listed with dashes: nothing of it was measured on
+    fresh seeds."""
     out = []
     for row in rows if isinstance(rows, list) else []:
         fresh = bool(row.get("replicated"))
@@ -73,8 +83,8 @@ def ranking_rows(rows: Any, kind: str = "group") -> list[JSON]:
                 kind: row.get("group"),
                 "seeds": row.get("n_seeds") if fresh else 0,
                 "configs": row.get("n_configs"),
-                "mean": row.get("mean") if fresh else None,
-                "±95%": row.get("half_width") if fresh else None,
+                "mean": _points(row.get("mean") if fresh else None, 2),
+                "±95%": _points(row.get("half_width") if fresh else None, 1),
                 "vs leader": _diff(row.get("vs_best")) if fresh else "—",
                 "vs none": _diff(row.get("vs_none")) if fresh else "—",
             }
@@ -83,7 +93,8 @@ def ranking_rows(rows: Any, kind: str = "group") -> list[JSON]:
 
 
 def importance_rows(importances: Any) -> list[JSON]:
-    """Variant-aware importances: each variant's marginal effect and its top parameters."""
+    """Variant-aware importances: each variant's mean against every run's (`vs all`, in points:
+    its marginal effect) and its own top parameters."""
     variants = importances.get("variants") if isinstance(importances, dict) else None
     out = []
     for name, v in (variants or {}).items():
@@ -92,7 +103,7 @@ def importance_rows(importances: Any) -> list[JSON]:
             {
                 "variant": name,
                 "runs": v.get("n_trials"),
-                "marginal effect": v.get("marginal_effect"),
+                "vs all": _signed_points(v.get("marginal_effect")),
                 "own parameters (fANOVA)": ", ".join(f"{k} {x:.2f}" for k, x in ranked[:4]) or "—",
             }
         )
