@@ -33,7 +33,9 @@ def _verdict(variants: list[dict[str, Any]]) -> str | None:
     if not variants:
         return None
     top = variants[0]
-    described = f"{top['group']} ({top['median']:.4g} over {top['n']} trained runs"
+    from studyd.analysis.coverage import plural
+
+    described = f"{top['group']} ({top['median']:.4g} over {plural(top['n'], 'trained run')}"
     if len(variants) == 1:
         return f"Only {described}) has complete trials."
     other = variants[1]

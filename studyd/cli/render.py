@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from models.variants import KNOBS, knob_owner
+from studyd.analysis.coverage import plural
 from studyd.client.summary_rows import (
     JSON,
     SUMMARY_HEADER,
@@ -104,15 +105,31 @@ def styled_state(state: Any) -> Text:
     return Text(text, style=STATE_STYLE.get(text, ""))
 
 
+def target_parts(study: JSON) -> str | None:
+    """`20 searched + 12 seed replicates` once the finaliser has added replicates to the
+    target (it grows past the spec's n_trials); None before, or when the search ended early
+    (its target then no longer tells the two apart)."""
+    spec = study.get("spec") if isinstance(study.get("spec"), dict) else {}
+    searched = (spec.get("search") or {}).get("n_trials")
+    target = study.get("target_trials")
+    if not isinstance(searched, int) or not isinstance(target, int) or study.get("search_ended"):
+        return None
+    if target <= searched:
+        return None
+    return f"{searched} searched + {plural(target - searched, 'seed replicate')}"
+
+
 def progress_line(study: JSON) -> str:
-    """`12/40 finished · 2 running · best 0.9712 (#7) · ETA 1m20s` — one line of progress."""
+    """`12/40 finished · 2 running · best 0.9712 (#7) · ETA 1m20s` — one line of progress;
+    `20/32 finished (20 searched + 12 seed replicates) · …` once replicates are queued."""
     best = best_of(study)
     best_text = "—"
     if best:
         best_text = f"{fmt_value(best.get('value'))} (#{best.get('number')})"
+    parts = target_parts(study)
     line = (
-        f"{finished_of(study)}/{study.get('target_trials', '?')} finished · "
-        f"{running_of(study)} running · best {best_text}"
+        f"{finished_of(study)}/{study.get('target_trials', '?')} finished"
+        f"{f' ({parts})' if parts else ''} · {running_of(study)} running · best {best_text}"
     )
     if study.get("state") in ("done", "failed", "cancelled"):
         return line

@@ -90,7 +90,8 @@ def _watch_live(api: StudydClient, study_id: int, interval: float) -> dict[str, 
             best = render.best_of(study)
             progress.update(
                 task,
-                description=f"study {study_id} ({study.get('state')})",
+                description=f"study {study_id} ({study.get('state')})"
+                + (f" {parts}" if (parts := render.target_parts(study)) else ""),
                 total=study.get("target_trials") or None,
                 completed=render.finished_of(study),
                 running=render.running_of(study),

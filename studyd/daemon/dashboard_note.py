@@ -17,6 +17,7 @@ import optuna
 from sqlalchemy import Engine
 
 from storage import trial_store
+from studyd.analysis.coverage import plural
 from studyd.daemon.dashboard_graphs import save_study_graphs
 from studyd.spec import StudySpec
 
@@ -83,7 +84,8 @@ def study_note(
     if verdict is None and stats:
         verdict = (
             f"no seed replicates, so no confidence intervals: {stats[0]['group']} has the "
-            f"highest median {metric} ({_fmt(stats[0]['median'])} over {stats[0]['n']} runs)"
+            f"highest median {metric} ({_fmt(stats[0]['median'])} over "
+            f"{plural(stats[0]['n'], 'run')})"
         )
     lines = [f"# studyd study {studyd_id}: the answer", "", f"**Verdict:** {verdict or '—'}", ""]
     if test_score is not None:
