@@ -187,7 +187,11 @@ def register(app: typer.Typer) -> None:
             page = api.trials(
                 study_id, state=state and state.lower(), variant=variant, sort=sort, limit=limit
             )
-        emit(page, as_json, lambda p: render.trials_table(p.get("items", []), p.get("total")))
+        emit(
+            page,
+            as_json,
+            lambda p: render.trials_table(p.get("items", []), p.get("total"), width=out.width),
+        )
 
     @app.command()
     def trial(

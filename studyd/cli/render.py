@@ -220,27 +220,55 @@ def trial_net(trial: JSON) -> str:
     return "-".join(str(h) for h in hidden)
 
 
-def trials_table(items: list[JSON], total: int | None = None) -> Table:
+# `studyd trials`' columns, and the order they give way in when the terminal (or a pipe's 80
+# columns) is too narrow: a column is dropped whole, a number is never cut.
+TRIAL_COLUMNS = ("#", "state", "value", "variant", "placement", "rate", "net", "gap", "secs")
+DROPPED_FIRST = ("secs", "placement", "gap", "rate", "net")
+_LEFT = ("state", "variant", "placement")
+
+
+def trials_table(items: list[JSON], total: int | None = None, width: int = 80) -> Group:
+    """Trials as rows that fit `width` columns: columns that do not fit are left out (named
+    under the table) rather than squeezed into "0…"; when the page holds fewer trials than
+    the study, the last line says how to see the rest."""
+    rows = [_trial_row(trial) for trial in items]
+    shown = list(TRIAL_COLUMNS)
+    widths = {c: max([len(c), *(len(r[c].plain) for r in rows)]) for c in shown}
+    for column in DROPPED_FIRST:
+        # One space between columns (the box's divider) and one at each edge.
+        if sum(widths[c] for c in shown) + len(shown) + 1 <= width:
+            break
+        shown.remove(column)
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False)
+    for name in shown:
+        justify = "left" if name in _LEFT else "right"
+        table.add_column(name, justify=justify, no_wrap=True, min_width=widths[name])  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(*(row[c] for c in shown))
     title = f"trials ({len(items)} of {total})" if total is not None else "trials"
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("#", "state", "value", "variant", "placement", "rate", "net", "gap", "s"):
-        left = name in ("state", "variant", "placement")
-        table.add_column(name, justify="left" if left else "right", no_wrap=left)
-    for trial in items:
-        params = trial.get("params") or {}
-        row = _cells(
-            str(trial.get("number")),
-            _trial_state(trial),
-            fmt_value(trial.get("value")),
-            str(trial_attr(trial, "variant") or params.get("variant", "—")),
-            str(trial_attr(trial, "placement") or params.get("placement", "—")),
-            fmt_value(trial_rates(trial), 2),
-            trial_net(trial),
-            fmt_value(trial_attr(trial, "gap"), 3),
-            fmt_value(trial.get("duration_seconds"), 0),
-        )
-        table.add_row(*row)
-    return table
+    parts: list[Any] = [Text(title, style="italic"), table]
+    left_out = [c for c in TRIAL_COLUMNS if c not in shown]
+    if left_out:
+        parts.append(Text(f"not shown at this width: {', '.join(left_out)} (--json)", style="dim"))
+    if total is not None and total > len(items):
+        parts.append(Text(f"{total - len(items)} more: --limit {total} shows all", style="dim"))
+    return Group(*parts)
+
+
+def _trial_row(trial: JSON) -> dict[str, Text]:
+    params = trial.get("params") or {}
+    values = {
+        "#": str(trial.get("number")),
+        "state": _trial_state(trial),
+        "value": fmt_value(trial.get("value")),
+        "variant": str(trial_attr(trial, "variant") or params.get("variant", "—")),
+        "placement": str(trial_attr(trial, "placement") or params.get("placement", "—")),
+        "rate": fmt_value(trial_rates(trial), 2),
+        "net": trial_net(trial),
+        "gap": fmt_value(trial_attr(trial, "gap"), 3),
+        "secs": fmt_value(trial.get("duration_seconds"), 0),
+    }
+    return dict(zip(values, _cells(*values.values()), strict=True))
 
 
 # What `studyd trial` shows of a trial's attributes, in this order (the rest: --json).

@@ -392,3 +392,14 @@ def test_export_writes_every_trial_as_csv_with_its_feasibility(server, tmp_path)
     error = one_line_error(studyd("export", sid, "--out", str(nowhere), url=server.url))
     assert error.startswith(f"error: cannot write {nowhere}")
     assert one_line_error(studyd("export", "999", url=server.url)).startswith("error: ")
+
+
+def test_trials_through_a_pipe_keep_every_number_and_say_how_to_see_the_rest(server, study):
+    """Issue 26: at 80 columns every number printed as "0…" and numbers ≥ 10 as "…", and 20 of
+    29 rows were shown without naming --limit."""
+    result = studyd("trials", str(study["id"]), "--sort", "number", url=server.url, columns=80)
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in result.stdout, result.stdout
+    numbers = [line.split()[0] for line in lines if line.split() and line.split()[0].isdigit()]
+    assert numbers[:20] == [str(n) for n in range(20)]
+    assert f"{len(RUNS) + REUSED - 20} more: --limit {len(RUNS) + REUSED} shows all" in lines
