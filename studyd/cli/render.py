@@ -10,7 +10,6 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from models.variants import KNOBS, knob_owner
 from studyd.analysis.coverage import plural
 from studyd.client.summary_rows import (
     JSON,
@@ -19,6 +18,7 @@ from studyd.client.summary_rows import (
     best_trial_line,
     fmt_value,
     importance_rows,
+    own_config,
     pareto_rows,
     ranking_rows,
     trial_attr,
@@ -353,28 +353,11 @@ SUMMARY_SECTIONS = (
     "directions",
     "confidence",
 )
-# A variant's own knobs (models/variants.py): shown only for that variant.
-VARIANT_KNOBS = {k.name: knob_owner(k.name) for k in KNOBS}
-# What a config of any noisy variant sets and `none` ignores.
-NOISE_KEYS = ("rates", "placements", "input_rate")
 
 
 def config_line(config: JSON) -> str:
     """A model or train config as `k=v, …`, leaving out what does not apply to it."""
-    variant = config.get("variant")
-    placements = config.get("placements") or []
-    shown = {}
-    for key, value in config.items():
-        if key in ("input_dim", "num_classes") or value in (None, [], ""):
-            continue
-        if key in VARIANT_KNOBS and VARIANT_KNOBS[key] != variant:
-            continue
-        if key == "input_rate" and "input" not in placements:
-            continue
-        if variant == "none" and key in NOISE_KEYS:
-            continue  # no dropout: its rates and placements are the config's defaults
-        shown[key] = value
-    return fmt_value(shown)
+    return fmt_value(own_config(config))
 
 
 def _rows_of(section: Any, key_name: str) -> list[JSON] | None:

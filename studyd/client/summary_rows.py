@@ -6,7 +6,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from models.variants import KNOBS, knob_owner
+
 JSON = dict[str, Any]
+# A variant's own knobs (models/variants.py): shown only for that variant.
+VARIANT_KNOBS = {k.name: knob_owner(k.name) for k in KNOBS}
+# What a config of any noisy variant sets and `none` ignores.
+NOISE_KEYS = ("rates", "placements", "input_rate")
 # Keys of the summary shown in its header (the CLI's view and the report's page alike).
 SUMMARY_HEADER = ("study_id", "state", "direction", "n_complete", "verdict", "best_trial_note")
 
@@ -32,6 +38,25 @@ def fmt_value(value: Any, digits: int = 4) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}={fmt_value(v, digits)}" for k, v in value.items())
     return str(value)
+
+
+def own_config(config: JSON) -> JSON:
+    """A model or train config without what does not apply to it: other variants' knobs, an
+    input rate without input dropout, a no-dropout network's rates, the data's shape."""
+    variant = config.get("variant")
+    placements = config.get("placements") or []
+    shown = {}
+    for key, value in config.items():
+        if key in ("input_dim", "num_classes") or value in (None, [], ""):
+            continue
+        if key in VARIANT_KNOBS and VARIANT_KNOBS[key] != variant:
+            continue
+        if key == "input_rate" and "input" not in placements:
+            continue
+        if variant == "none" and key in NOISE_KEYS:
+            continue  # no dropout: its rates and placements are the config's defaults
+        shown[key] = value
+    return shown
 
 
 def trial_attr(trial: JSON, key: str) -> Any:
