@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from models.variants import KNOBS, knob_owner
+from studyd.analysis.points import comparison, points, signed_points
 
 JSON = dict[str, Any]
 # A variant's own knobs (models/variants.py): shown only for that variant.
@@ -76,25 +77,6 @@ def trial_rates(trial: JSON) -> Any:
     return config.get("rates") if isinstance(config, dict) else None
 
 
-def _points(value: Any, digits: int) -> str:
-    """A fraction in points (0.0254 → "2.5"), the one unit of the verdict's tables."""
-    return "—" if value is None else f"{100 * value:.{digits}f}"
-
-
-def _signed_points(value: Any) -> str:
-    return "—" if value is None else f"{100 * value:+.1f}"
-
-
-def _diff(cmp: Any) -> str:
-    """`+1.2±0.8*`: a paired comparison in accuracy points; * = the verdict claims it."""
-    if not isinstance(cmp, dict) or cmp.get("improvement") is None:
-        return "—"
-    text = f"{100 * cmp['improvement']:+.1f}"
-    if cmp.get("half_width") is not None:
-        text += f"±{100 * cmp['half_width']:.1f}"
-    return text + ("*" if cmp.get("claimed") else "")
-
-
 def ranking_rows(rows: Any, kind: str = "group") -> list[JSON]:
     """The verdict's ranking as flat rows, every number in points: the chosen config's mean over
     its replicate seeds, the 95% CI half-width, paired differences against the leader and
@@ -108,10 +90,10 @@ def ranking_rows(rows: Any, kind: str = "group") -> list[JSON]:
                 kind: row.get("group"),
                 "seeds": row.get("n_seeds") if fresh else 0,
                 "configs": row.get("n_configs"),
-                "mean": _points(row.get("mean") if fresh else None, 2),
-                "±95%": _points(row.get("half_width") if fresh else None, 1),
-                "vs leader": _diff(row.get("vs_best")) if fresh else "—",
-                "vs none": _diff(row.get("vs_none")) if fresh else "—",
+                "mean": points(row.get("mean") if fresh else None, 2),
+                "±95%": points(row.get("half_width") if fresh else None, 1),
+                "vs leader": comparison(row.get("vs_best")) if fresh else "—",
+                "vs none": comparison(row.get("vs_none")) if fresh else "—",
             }
         )
     return out
@@ -128,7 +110,7 @@ def importance_rows(importances: Any) -> list[JSON]:
             {
                 "variant": name,
                 "runs": v.get("n_trials"),
-                "vs all": _signed_points(v.get("marginal_effect")),
+                "vs all": signed_points(v.get("marginal_effect")),
                 "own parameters (fANOVA)": ", ".join(f"{k} {x:.2f}" for k, x in ranked[:4]) or "—",
             }
         )

@@ -129,3 +129,23 @@ def test_the_note_puts_the_verdict_and_search_end_first_and_reads_importances_pe
     assert "| standard | 9 | 0.910 | 0.900 | 0.950 | 0.900 | 0.050 |" in note
     assert "across variants: variant 0.50, rate 0.30, lr 0.20" in note
     assert "**standard** (effect vs mean 0.0100): rate 0.90" in note
+
+
+def test_the_note_lists_every_variant_asked_for_and_the_replicate_table():
+    leader = {"group": "standard", "replicated": True, "n_seeds": 3, "mean": 0.9512}
+    leader |= {"half_width": 0.0123, "vs_best": None}
+    leader["vs_none"] = {"improvement": 0.021, "half_width": 0.008, "claimed": True}
+    unreplicated = {"group": "gaussian", "replicated": False, "n_seeds": 1, "mean": 0.9}
+    evidence = {
+        "verdict": "standard is best",
+        "variant_stats": [{"group": "standard", "n": 9, "best": 0.96, "median": 0.95}],
+        "by_variant": [leader, unreplicated],
+        "requested_variants": [
+            {"status": "standard: 9 trained runs"},
+            {"status": "gaussian: 0 trained runs (1 pruned at epoch 2)"},
+        ],
+    }
+    note = study_note(evidence, metric="val_acc", studyd_id=7, test_score=None)
+    assert "- gaussian: 0 trained runs (1 pruned at epoch 2)" in note.splitlines()
+    assert "| standard | 3 | 95.12 | 1.2 | — | +2.1±0.8* |" in note.splitlines()
+    assert "| gaussian |" not in note.split("## Seed replicates")[1].split("## Per variant")[0]
