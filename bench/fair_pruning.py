@@ -22,7 +22,7 @@ variants the pruned trials were.
 Pruner names: `none`; `median` (Optuna's MedianPruner over all variants, `s`=5 start-up trials,
 `w`=1 warm-up epoch: the old default); `strat:...` (studyd's StratifiedPruner over a median
 pruner); options `s=N` start-up trials (per variant when stratified), `w=F` warm-up as a fraction
-of the epochs (F < 1) or epochs (F ≥ 1).
+of the epochs (F < 1) or epochs (F ≥ 1), `p=P` a percentile pruner keeping the top P %.
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ DEFAULT_PRUNERS = [
     "strat:s=2:w=0.25",
     "strat:s=3:w=0.25",
     "strat:s=2:w=0.1",
+    "strat:s=1:w=0.25",
 ]
 
 
@@ -192,8 +193,13 @@ def build(name: str, epochs: int) -> optuna.pruners.BasePruner:
     startup = int(o.get("s", 5))
     w = float(o.get("w", 1))
     warmup = max(1, int(epochs * w)) if w < 1 else int(w)
-    median = optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
-    return StratifiedPruner(median) if kind == "strat" else median
+    if "p" in o:  # keep the top p % (50: the median pruner)
+        inner: optuna.pruners.BasePruner = optuna.pruners.PercentilePruner(
+            float(o["p"]), n_startup_trials=startup, n_warmup_steps=warmup
+        )
+    else:
+        inner = optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
+    return StratifiedPruner(inner) if kind == "strat" else inner
 
 
 def replay(trained: list[Trained], pruner: optuna.pruners.BasePruner) -> Replay:
@@ -249,8 +255,11 @@ def leader(best: dict[str, float], variants: list[str]) -> str | None:
     return max(scored, key=lambda v: (best[v], -variants.index(v))) if scored else None
 
 
-def curves_for(space: str, seeds: list[int], cache: dict[str, Any], root: Path) -> dict[int, Any]:
-    """Each seed's trained curves: from the cache, else trained now (and cached)."""
+def curves_for(
+    space: str, seeds: list[int], cache: dict[str, Any], root: Path, path: Path | None
+) -> dict[int, Any]:
+    """Each seed's trained curves: from the cache, else trained now (and cached in `path`,
+    seed by seed: a run cut short keeps what it trained)."""
     out = {}
     for seed in seeds:
         key = f"{space}/{seed}"
@@ -262,6 +271,8 @@ def curves_for(space: str, seeds: list[int], cache: dict[str, Any], root: Path) 
             configs = draw_configs(spec, data, seed, SPACES[space]["trials"])
             trained = train_all(configs, data)
             cache[key] = [t.__dict__ for t in trained]
+            if path is not None:
+                path.write_text(json.dumps(cache))
             print(
                 f"  trained {space} seed {seed}: {len(trained)} configurations in "
                 f"{time.perf_counter() - started:.0f} s (load {os.getloadavg()[0]:.1f})",
@@ -338,9 +349,7 @@ def main(argv: list[str] | None = None) -> None:
         root = Path(tmp)
         write_cancer(root)
         for space in args.spaces:
-            curves = curves_for(space, args.seeds, cache, root)
-            if args.cache:
-                args.cache.write_text(json.dumps(cache))
+            curves = curves_for(space, args.seeds, cache, root, args.cache)
             report(space, curves, args.pruners)
     print(f"\n{time.perf_counter() - started:.0f} s wall, load {os.getloadavg()[0]:.1f}")
 

@@ -66,12 +66,18 @@ def test_start_up_trials_count_per_variant():
     assert not _judged(study, "standard", 0.01)
 
 
+def test_a_finished_trial_of_unknown_variant_counts_for_every_variant():
+    study = _study(startup=1)
+    study.add_trial(optuna.trial.create_trial(value=0.9, intermediate_values={0: 0.9}))
+    assert _judged(study, "standard", 0.5)
+
+
 def test_the_variant_attribute_serves_when_the_spec_has_one_variant():
     trial = optuna.trial.create_trial(value=0.5, user_attrs={"variant": "gaussian"})
     assert variant_of(trial) == "gaussian"
     assert variant_of(optuna.trial.create_trial(value=0.5)) is None
 
 
-@pytest.mark.parametrize(("epochs", "warmup"), [(1, 1), (3, 1), (8, 2), (40, 10), (200, 50)])
-def test_warm_up_is_a_quarter_of_the_epochs(epochs, warmup):
+@pytest.mark.parametrize(("epochs", "warmup"), [(1, 1), (3, 1), (8, 1), (40, 6), (200, 30)])
+def test_warm_up_is_15_percent_of_the_epochs(epochs, warmup):
     assert scaled_warmup(epochs) == warmup
