@@ -23,6 +23,7 @@ from studyd.client.summary_rows import (
     ranking_rows,
     trial_attr,
     trial_rates,
+    without_timings,
 )
 
 STATE_STYLE = {
@@ -426,9 +427,7 @@ DIAGNOSTIC_HEADERS = {
     "mc_ece": "MC ECE",
     "train_eval_sym_kl": "KL",
 }
-# Timings measure the machine as much as the variant (its load, the stack a trial trained in):
-# kept out of the per-variant comparison, shown by `--json` and `studyd trial`.
-TIMING_COLUMNS = ("ms_per_1k", "epoch_seconds")
+
 DIAGNOSTIC_LEGEND = (
     "runs: trained runs (a reused trial counts once) · train, val: accuracy · gap: train − val · "
     "ECE: val calibration error (15 bins) · NLL: val log-loss · MC ECE: ECE of the MC-dropout "
@@ -461,7 +460,7 @@ def evidence_parts(summary: JSON) -> list[Any]:
             title = f"verdict by {kind}, in points: mean over fresh seeds (* = claimed)"
             parts.append(rows_table(rows, title))
     if diagnostics := summary.get("diagnostics"):
-        rows = [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in diagnostics]
+        rows = without_timings(diagnostics)
         title = "diagnostics by variant: means over trained runs, largest gap first"
         parts.append(rows_table(rows, title, headers=DIAGNOSTIC_HEADERS, digits=3))
         parts.append(Text(DIAGNOSTIC_LEGEND, style="dim"))

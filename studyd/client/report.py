@@ -32,6 +32,7 @@ from studyd.client.summary_rows import (  # noqa: E402
     ranking_rows,
     trial_attr,
     trial_rates,
+    without_timings,
 )
 
 JSON = dict[str, Any]
@@ -296,6 +297,11 @@ def _summary_html(summary: JSON) -> str:
         "by_placement": ranking_rows(summary.get("by_placement")),
         "variant_importances": importance_rows(summary.get("variant_importances")),
         "pareto_front": pareto_rows(summary),
+        "diagnostics": without_timings(summary.get("diagnostics")),
+        # One parameter varying has all of the variance by definition: nothing to read.
+        "importances": summary.get("importances")
+        if len(summary.get("importances") or {}) > 1
+        else None,
         # The variant's own knobs only (not every variant's defaults).
         **{
             key: own_config(summary[key])

@@ -12,6 +12,9 @@ from studyd.analysis.points import comparison, points, signed_points
 JSON = dict[str, Any]
 # A variant's own knobs (models/variants.py): shown only for that variant.
 VARIANT_KNOBS = {k.name: knob_owner(k.name) for k in KNOBS}
+# Timings measure the machine as much as the variant (its load, the stack a trial trained in):
+# kept out of the per-variant comparison, shown by `--json` and `studyd trial`.
+TIMING_COLUMNS = ("ms_per_1k", "epoch_seconds")
 # What a config of any noisy variant sets and `none` ignores.
 NOISE_KEYS = ("rates", "placements", "input_rate")
 # Keys of the summary shown in its header (the CLI's view and the report's page alike).
@@ -75,6 +78,11 @@ def trial_rates(trial: JSON) -> Any:
         return rates[0] if len(rates) == 1 else rates
     config = trial_attr(trial, "config") or {}
     return config.get("rates") if isinstance(config, dict) else None
+
+
+def without_timings(rows: Any) -> list[JSON]:
+    """Per-variant rows without their timing columns (`TIMING_COLUMNS`)."""
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows or []]
 
 
 def ranking_rows(rows: Any, kind: str = "group") -> list[JSON]:

@@ -38,3 +38,23 @@ def test_a_config_shows_its_own_variant_s_knobs_only():
     }  # fmt: skip
     none = own_config({"hidden": [64], "variant": "none", "rates": [0.0], "multisample_k": 4})
     assert none == {"hidden": [64], "variant": "none"}
+
+
+def test_the_report_page_leaves_out_timings_a_one_parameter_importance_and_others_knobs(
+    tmp_path,
+):
+    from studyd.client.report import render_report
+
+    summary = {
+        "verdict": "v",
+        "diagnostics": [{"variant": "rdrop", "n": 3, "gap": 0.03, "ms_per_1k": 129.0}],
+        "importances": {"variant": 1.0},
+        "best_config": {"hidden": [64], "variant": "rdrop", "rdrop_alpha": 1.0, "multisample_k": 4},
+        "requested_variants": [{"variant": "rdrop", "status": "rdrop: 3 trained runs"}],
+    }
+    files = render_report({"id": 1, "name": "r"}, summary, [], [], tmp_path)
+    page = files.index.read_text()
+    assert "ms_per_1k" not in page and "129" not in page
+    assert "<h3>importances</h3>" not in page
+    assert "rdrop_alpha" in page and "multisample_k" not in page
+    assert "rdrop: 3 trained runs" in page
