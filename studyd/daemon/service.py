@@ -13,7 +13,7 @@ from storage.queue import StudyRecord, submit_study, wake_workers
 from studyd.daemon.dashboard_note import name_objectives
 from studyd.daemon.search import build_pruner, build_sampler
 from studyd.spec import StudySpec, validate_spec
-from studyd.spec.space import baseline_params, search_params
+from studyd.spec.space import baseline_params
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def requested_baselines(spec: StudySpec) -> list[dict[str, Any]]:
     asked for is tried first, whatever the sampler would favour. The pruner never stops a
     variant's first finished trial (it judges within the variant, `fair_pruning`)."""
     given = baseline_params(spec)
-    if "variant" not in search_params(spec) or spec.search.sampler == "grid":
+    if len(spec.dropout.variants) < 2 or spec.search.sampler == "grid":
         return given  # one variant (every trial is of it), or a grid (it covers each variant)
     covered = {b.get("variant") for b in given}
     room = max(0, spec.search.n_trials - len(given))

@@ -88,3 +88,10 @@ def test_first_trials_per_variant_stay_within_the_trial_budget(backend):
     study = optuna.load_study(study_name=record.optuna_name, storage=storage)
     fixed = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(TrialState.WAITING,))]
     assert fixed == [{"variant": "none"}, {"variant": "standard"}]
+
+
+def test_a_single_variant_spec_gets_no_first_trials_of_its_own(backend):
+    engine, storage = backend
+    record = submit_spec(engine, storage, load_spec("name: one\ndropout: {variants: [standard]}"))
+    study = optuna.load_study(study_name=record.optuna_name, storage=storage)
+    assert study.trials == []
