@@ -107,13 +107,12 @@ SPACES: dict[str, dict[str, Any]] = {
 }
 DEFAULT_PRUNERS = [
     "none",
-    "median",
-    "median:w=0.25",
-    "strat:s=2:w=1",
-    "strat:s=2:w=0.25",
-    "strat:s=3:w=0.25",
-    "strat:s=2:w=0.1",
+    "median",  # the old default: all variants, 5 start-up trials, 1 warm-up epoch
+    "median:w=0.15",
+    "strat:s=1:w=0.15",  # the default now (studyd.daemon.search.build_pruner)
+    "strat:s=1:w=0.1",
     "strat:s=1:w=0.25",
+    "strat:s=2:w=0.15",
 ]
 
 
