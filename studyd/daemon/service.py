@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from storage.queue import StudyRecord, submit_study, wake_workers
 from studyd.daemon.dashboard_note import name_objectives
 from studyd.daemon.search import build_pruner, build_sampler
+from studyd.daemon.warm_start import warm_start_trials
 from studyd.spec import StudySpec, validate_spec
 from studyd.spec.space import baseline_params
 
@@ -33,6 +34,8 @@ def submit_spec(
     """
     if not isinstance(spec, StudySpec):
         spec = validate_spec(spec)
+    # Checked before the row exists: a refused warm start queues nothing.
+    warm = warm_start_trials(engine, optuna_storage, spec) if spec.search.warm_start else None
     record = submit_study(
         engine,
         name=spec.name,
@@ -53,8 +56,11 @@ def submit_spec(
     if study.user_attrs.get("studyd_id") is None:
         # A worker can only claim a slot after the row exists, but asks only after this point
         # matters: baselines enqueued here are the first trials any worker draws.
-        for params in requested_baselines(spec):
+        for params in baseline_params(spec):
             study.enqueue_trial(params, user_attrs={"baseline": True}, skip_if_exists=True)
+        if warm is not None:
+            study.add_trials(warm.trials)
+            study.set_user_attr("warm_start", {"trials": len(warm.trials), "skipped": warm.skipped})
         study.set_user_attr("spec", spec.model_dump(mode="json"))
         study.set_user_attr("objectives", spec.search.objective_names())
         study.set_user_attr("studyd_id", record.id)
@@ -63,20 +69,6 @@ def submit_spec(
     wake_workers(engine)
     logger.info("submitted study %s (%s)", record.id, record.optuna_name)
     return record
-
-
-def requested_baselines(spec: StudySpec) -> list[dict[str, Any]]:
-    """The spec's baselines, then one trial for each requested variant they do not cover (its
-    other parameters drawn by the sampler), as long as the trial budget allows: every variant
-    asked for is tried first, whatever the sampler would favour. The pruner never stops a
-    variant's first finished trial (it judges within the variant, `fair_pruning`)."""
-    given = baseline_params(spec)
-    if len(spec.dropout.variants) < 2 or spec.search.sampler == "grid":
-        return given  # one variant (every trial is of it), or a grid (it covers each variant)
-    covered = {b.get("variant") for b in given}
-    room = max(0, spec.search.n_trials - len(given))
-    added = [{"variant": v} for v in spec.dropout.variants if v not in covered][:room]
-    return given + added
 
 
 def study_spec(record: StudyRecord) -> StudySpec:
