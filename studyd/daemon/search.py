@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial
 
 from models.config import ModelConfig, TrainConfig
 from models.variants import dropout_variant
+from studyd.daemon.covering import CoveringSampler
 from studyd.daemon.exploring import ExploringSampler
 from studyd.daemon.fair_pruning import StratifiedPruner, scaled_warmup
 from studyd.spec import StudySpec
@@ -191,8 +192,9 @@ def build_sampler(spec: StudySpec, seed_offset: int = 0) -> BaseSampler:
     s = spec.search
     seed = None if s.seed is None else s.seed + seed_offset
     samplers = optuna.samplers
+    # Each requested variant is proposed once before the sampler's own taste decides (covering).
     if s.sampler == "random":
-        return samplers.RandomSampler(seed=seed)
+        return CoveringSampler(samplers.RandomSampler(seed=seed))
     if s.sampler == "qmc":
         return samplers.QMCSampler(
             seed=s.seed if s.seed is not None else 0,
@@ -206,9 +208,9 @@ def build_sampler(spec: StudySpec, seed_offset: int = 0) -> BaseSampler:
         gp = samplers.GPSampler(
             seed=seed, n_startup_trials=SAMPLER_STARTUP_TRIALS, warn_independent_sampling=False
         )
-        return ExploringSampler(gp, seed)
+        return ExploringSampler(CoveringSampler(gp), seed)
     tpe = samplers.TPESampler(seed=seed, n_startup_trials=SAMPLER_STARTUP_TRIALS)
-    return ExploringSampler(tpe, seed)
+    return ExploringSampler(CoveringSampler(tpe), seed)
 
 
 def startup_counts(spec: StudySpec) -> tuple[int, ...]:

@@ -60,38 +60,3 @@ def test_a_dict_spec_is_validated_before_anything_is_written(backend):
     with pytest.raises(SpecError, match="model.width"):
         submit_spec(engine, storage, {"name": "x", "model": {"width": [1, 99999]}})
     assert queue.count_studies(engine) == 0
-
-
-def test_every_variant_asked_for_gets_a_first_trial_after_the_spec_s_baselines(backend):
-    engine, storage = backend
-    spec = load_spec(
-        "name: all\ndropout: {variants: [none, standard, gaussian, dropconnect]}\n"
-        "search: {n_trials: 4}\nbaselines: [{variant: standard, rate: 0.5}]"
-    )
-    record = submit_spec(engine, storage, spec)
-    study = optuna.load_study(study_name=record.optuna_name, storage=storage)
-    waiting = study.get_trials(states=(TrialState.WAITING,))
-    assert [t.system_attrs["fixed_params"] for t in waiting] == [
-        {"variant": "standard", "rate": 0.5},
-        {"variant": "none"},
-        {"variant": "gaussian"},
-        {"variant": "dropconnect"},
-    ]
-
-
-def test_first_trials_per_variant_stay_within_the_trial_budget(backend):
-    engine, storage = backend
-    spec = load_spec(
-        "name: few\ndropout: {variants: [none, standard, gaussian]}\nsearch: {n_trials: 2}"
-    )
-    record = submit_spec(engine, storage, spec)
-    study = optuna.load_study(study_name=record.optuna_name, storage=storage)
-    fixed = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(TrialState.WAITING,))]
-    assert fixed == [{"variant": "none"}, {"variant": "standard"}]
-
-
-def test_a_single_variant_spec_gets_no_first_trials_of_its_own(backend):
-    engine, storage = backend
-    record = submit_spec(engine, storage, load_spec("name: one\ndropout: {variants: [standard]}"))
-    study = optuna.load_study(study_name=record.optuna_name, storage=storage)
-    assert study.trials == []
