@@ -80,3 +80,14 @@ def test_a_search_that_keeps_proposing_infeasible_configs_ends_with_a_reason():
     why = infeasible_search_end(INFEASIBLE_IN_A_ROW, "42,977 parameters; param_count <= 20000")
     assert why is not None
     assert "20 configurations in a row" in why and "param_count <= 20000" in why
+
+
+def test_an_infeasible_trial_is_marked_where_the_dashboard_table_shows_it():
+    from studyd.daemon.records import infeasible_mark
+
+    marked = infeasible_mark({"param_count <= 20000": 22977.0, "gap <= 0.1": -0.02})
+    assert marked == {"infeasible": "param_count <= 20000 (over by 22977)"}
+    assert infeasible_mark({"gap <= 0.1": float("inf")}) == {
+        "infeasible": "gap <= 0.1 (not measured)"
+    }
+    assert infeasible_mark({"gap <= 0.1": 0.0}) == {}
