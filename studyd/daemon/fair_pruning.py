@@ -17,6 +17,8 @@ import optuna
 from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 
+from storage.trial_scan import meets_constraints
+
 # The warm-up is this fraction of the epochs. bench/fair_pruning.py over three spaces × 6 seeds
 # (docs/fair-answers.md has the table): with one start-up trial per variant, 0.15 kept the
 # unpruned variant leader in 18 of 18 runs and saved 31–39 % of the epochs; 0.10 saved more but
@@ -52,11 +54,15 @@ class StratifiedPruner(BasePruner):
 
 
 def same_variant(trials: Sequence[FrozenTrial], variant: str | None) -> list[FrozenTrial]:
-    """The trials of `variant`, and those whose variant is not recorded (a trial added by hand:
-    it may be of any); all of them when `variant` is unknown (nothing to split by)."""
+    """The feasible trials of `variant`, and those whose variant is not recorded (a trial added
+    by hand: it may be of any); of every variant when `variant` is unknown (nothing to split
+    by). An infeasible trial is no answer: a network over a `param_count` bound learns faster
+    than those inside it, and judging them against it would prune the feasible ones (the
+    issue's study, rerun: multisample's two feasible trials stopped behind its one too wide)."""
+    feasible = [t for t in trials if meets_constraints(t.constraints)]
     if variant is None:
-        return list(trials)
-    return [t for t in trials if variant_of(t) in (variant, None)]
+        return feasible
+    return [t for t in feasible if variant_of(t) in (variant, None)]
 
 
 class _VariantView:

@@ -72,6 +72,22 @@ def test_a_finished_trial_of_unknown_variant_counts_for_every_variant():
     assert _judged(study, "standard", 0.5)
 
 
+def test_an_infeasible_finished_trial_is_no_reference():
+    study = _study(startup=1)
+    wide = optuna.trial.create_trial(
+        params={"variant": "standard"},
+        distributions={"variant": CHOICE},
+        value=0.99,
+        intermediate_values={0: 0.99},
+        system_attrs={"constraints:param_count <= 20000": 22977.0},
+    )
+    study.add_trial(wide)
+    # The only finished standard trial broke the bound: nothing to judge a feasible one by.
+    assert not _judged(study, "standard", 0.5)
+    _finished(study, "standard", 0.6)
+    assert _judged(study, "standard", 0.5)
+
+
 def test_the_variant_attribute_serves_when_the_spec_has_one_variant():
     trial = optuna.trial.create_trial(value=0.5, user_attrs={"variant": "gaussian"})
     assert variant_of(trial) == "gaussian"
