@@ -46,6 +46,10 @@ class StratifiedPruner(BasePruner):
     (Optuna's median and percentile pruners), and write nothing.
     """
 
+    # Reads nothing of the study but its COMPLETE trials, writes nothing: one read of those can
+    # serve every decision of an epoch (storage.pruning_reads, which cannot import this class).
+    reads_completed_only = True
+
     def __init__(self, inner: BasePruner) -> None:
         self.inner = inner
 
