@@ -134,10 +134,13 @@ def _written_numbers(raw: Any) -> list[Any]:
 
 def _check_whole_numbers(raw: Any, hint: str) -> None:
     # Counts and sizes are strict: "5" or true read as 5 or 1 hid typos (a quoted YAML value, a
-    # flag in the wrong field), so only JSON/YAML numbers are taken.
+    # flag in the wrong field), and 5.0 is a float where a count belongs (a computed value, or a
+    # rate typed in the wrong field), so only integers as JSON/YAML write them are taken.
     for x in _written_numbers(raw):
         if isinstance(x, str | bool):
             raise ValueError(f"{x!r} is not a whole number; {hint}")
+        if isinstance(x, float):
+            raise ValueError(f"{x!r} is not a whole number (drop the decimal point); {hint}")
 
 
 def _dim(raw: Any, *, integer: bool, lo: float, hi: float, hint: str) -> Dim:

@@ -138,6 +138,10 @@ def check_baselines(spec: StudySpec) -> None:
                 raise ValueError(
                     f"{where}: unknown parameter; use one of {', '.join(sorted(space))}"
                 )
+            if param.integer and isinstance(value, float):
+                raise ValueError(
+                    f"{where}: {value!r} is not a whole number; write it without a decimal point"
+                )
             if param.fixed:
                 if value != param.fixed_value():
                     raise ValueError(
