@@ -47,7 +47,11 @@ TokenOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON and nothing else.")]
-StudyId = Annotated[int, typer.Argument(help="The study's id (see `studyd list`).")]
+# Ids are checked here (a bad id is a usage error, exit 2); the server's 422 would read as exit 7.
+MAX_ID = 2**31 - 1
+StudyId = Annotated[
+    int, typer.Argument(help="The study's id (see `studyd list`).", min=1, max=MAX_ID)
+]
 # Option values are checked here, as usage errors (exit 2), before any request: the server would
 # answer a 422, which the CLI reserves for an invalid spec (exit 7).
 StudyStateName = Literal["queued", "running", "done", "failed", "cancelled"]
@@ -192,7 +196,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def trial(
         study_id: StudyId,
-        number: Annotated[int, typer.Argument(help="The trial's number (`studyd trials`).", min=0)],
+        number: Annotated[
+            int, typer.Argument(help="The trial's number (`studyd trials`).", min=0, max=MAX_ID)
+        ],
         url: UrlOpt = DEFAULT_URL,
         token: TokenOpt = None,
         as_json: JsonOpt = False,
