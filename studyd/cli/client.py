@@ -257,8 +257,14 @@ def register(app: typer.Typer) -> None:
         """Write a static HTML + PNG report of a study (plots of its trials) to --out."""
         from studyd.client.report import write_report
 
-        with connect(url, token) as api:
-            written = write_report(api, study_id, out_dir)
+        # The directory is made before any request: a path that cannot be is found at once.
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            with connect(url, token) as api:
+                written = write_report(api, study_id, out_dir)
+        except OSError as exc:
+            message = f"cannot write the report to {out_dir}: {exc.strerror or exc}"
+            raise fail(message, EXIT_USAGE) from None
         if as_json:
             print_json({"index": str(written.index), "files": [str(p) for p in written.files]})
         else:
