@@ -13,6 +13,7 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from models.variants import KNOBS
 from studyd.spec.limits import MAX_CHOICES, MAX_DEPTH, MAX_EPOCHS, MAX_WIDTH
@@ -43,7 +44,9 @@ class Dim(StrictModel):
     log: bool | None = None
     step: float | None = None
     choices: list[float] | None = None
-    integer: bool = Field(default=False, exclude=True)
+    # Set by the field's bounds (`_dim`), never by the user: `{value: 0.001, integer: true}` for
+    # lr was stored as 0. Not part of the spec's schema, never serialised.
+    integer: SkipJsonSchema[bool] = Field(default=False, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -57,6 +60,8 @@ class Dim(StrictModel):
             raise ValueError(f"{raw} is not a number; write a number, [lo, hi] or a choice list")
         if isinstance(raw, int | float):
             return {"value": raw}
+        if isinstance(raw, dict) and "integer" in raw:
+            raise ValueError("unknown field 'integer'; write a number, [lo, hi] or a choice list")
         if isinstance(raw, list | tuple):
             if len(raw) == 0:
                 raise ValueError("an empty list; write a number, [lo, hi] or a choice list")
