@@ -21,6 +21,7 @@ from starlette.routing import Match
 
 from api.schemas import ErrorBody
 from storage.queue import IllegalStateChange, StudyNotFound
+from storage.write_probe import DatabaseNotWritable, write_refused
 from studyd.spec import SpecError
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,11 @@ class IdempotencyConflict(RuntimeError):
 
 
 def database_unavailable(exc: BaseException) -> bool:
-    """True for errors that mean "the database is down or unreachable", not "bad request"."""
-    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+    """True for errors that mean "the database is down, unreachable or takes no writes", not
+    "bad request" (a PostgreSQL standby's refused write was a 500)."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and (
+        exc.connection_invalidated or write_refused(exc.orig)
+    ):
         return True
     return isinstance(
         exc,
@@ -159,6 +163,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SpecError)
     async def _spec(_: Request, exc: SpecError) -> JSONResponse:
         return error(422, _first_line(exc), errors=exc.errors)
+
+    @app.exception_handler(DatabaseNotWritable)
+    async def _not_writable(_: Request, exc: DatabaseNotWritable) -> JSONResponse:
+        return error(503, _first_line(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
