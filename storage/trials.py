@@ -466,3 +466,17 @@ def get_trial(engine: Engine, optuna_name: str, number: int) -> TrialRow | None:
         ]
         row = rows[0]
         return TrialRow(**{**row.__dict__, "intermediate_values": steps})
+
+
+def missing_note_target(engine: Engine, study_id: int, trial_id: int | None) -> str | None:
+    """Why an optuna-dashboard note for Optuna's study `study_id` (and its trial `trial_id`, a
+    global trial id as the dashboard names it) has nothing to annotate, or None."""
+    with read_connection(read_only(engine)) as conn:
+        if conn.scalar(sa.select(studies.c.study_id).where(studies.c.study_id == study_id)) is None:
+            return f"no study has id {study_id} in this database"
+        if trial_id is None:
+            return None
+        owner = conn.scalar(sa.select(trials.c.study_id).where(trials.c.trial_id == trial_id))
+    if owner != study_id:
+        return f"study {study_id} has no trial with id {trial_id}"
+    return None

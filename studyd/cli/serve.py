@@ -94,20 +94,18 @@ def register(app: typer.Typer) -> None:
 
 
 def run_dashboard(database_url: str, host: str, port: int) -> None:
-    """optuna-dashboard on the database, behind the same read-only guard as the API's mount."""
+    """optuna-dashboard on the database, behind the same guard as the API's mount."""
     from wsgiref.simple_server import make_server
 
-    import optuna_dashboard
-
-    from api.dashboard_guard import guard_dashboard
+    from api.dashboard import guarded_dashboard
+    from storage.engine import make_engine
     from storage.optuna_storage import make_optuna_storage
     from studyd.cli.database_errors import one_line_database_errors
 
     # The same guarded app the API mounts at /dashboard (optuna-dashboard's run_server would
     # serve it bare); wsgiref is the server run_server itself uses.
     with one_line_database_errors(database_url, 2):
-        storage = make_optuna_storage(database_url)
-    app = guard_dashboard(optuna_dashboard.wsgi(storage))
+        app = guarded_dashboard(make_optuna_storage(database_url), make_engine(database_url))
     with make_server(host, port, app) as server:  # type: ignore[arg-type]
         typer.echo(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
         with suppress(KeyboardInterrupt):  # Ctrl-C is how it is stopped, not an error
