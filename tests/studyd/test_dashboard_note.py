@@ -39,7 +39,7 @@ def test_a_finished_study_names_its_objective_and_notes_verdict_table_and_test_s
     assert done.state == "done" and done.test_score is not None
     note = get_note(optuna.load_study(study_name=record.optuna_name, storage=storage))
     assert f"# studyd study {record.id}: the answer" in note
-    assert "**Verdict:**" in note and "highest median val_acc" in note
+    assert "**Verdict:**" in note and "highest median so far" in note
     assert f"{done.test_score:.3f}" in note
     assert "| none |" in note and "| standard |" in note and "| gap |" in note
     assert "fANOVA within each variant" in note
