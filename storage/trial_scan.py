@@ -35,6 +35,10 @@ from storage.timestamps import as_utc
 SCAN_PAGE_SIZE = 500
 
 
+# The user attribute that marks a seed replicate: the number of the search trial it repeats.
+REPLICATE_ATTR = "replicate_of"
+
+
 def meets_constraints(values: Mapping[str, float]) -> bool:
     """Optuna's rule: feasible when every constraint value is ≤ 0 (none: feasible)."""
     return all(v <= 0 for v in values.values())

@@ -33,7 +33,7 @@ from storage.optuna_schema import (
     trials,
 )
 from storage.timestamps import as_utc
-from storage.trial_scan import constraint_values, meets_constraints
+from storage.trial_scan import REPLICATE_ATTR, constraint_values, meets_constraints
 
 TRIAL_STATES: tuple[str, ...] = ("running", "waiting", "complete", "pruned", "fail")
 # Finished states, COMPLETE first (its latest completion keys the caches).
@@ -336,13 +336,19 @@ def _stats(conn: Connection, study_id: int, direction: str) -> StudyTrialStats:
 
 
 def _best(conn: Connection, study_id: int, direction: str) -> TrialRow | None:
-    """The best complete trial as `studyd.daemon.records.best_trial` ranks it (the one the test
-    score retrains): the best feasible one, or the best of all when none is feasible; the lowest
-    number among equals. Read best first, a page at a time, until a feasible one turns up: one
-    page and one constraint lookup when the study has no constraints."""
+    """The best complete search trial as `studyd.daemon.records.best_trial` ranks it (the one
+    the test score retrains): the best feasible one, or the best of all when none is feasible;
+    the lowest number among equals. Seed replicates are not candidates: one is a search trial's
+    config again on a fresh seed, so the best of them is the luckiest seed. Read best first, a
+    page at a time, until a feasible one turns up: one page and one constraint lookup when the
+    study has no constraints."""
+    replicate = sa.exists().where(
+        trial_user_attributes.c.trial_id == trials.c.trial_id,
+        trial_user_attributes.c.key == REPLICATE_ATTR,
+    )
     query = (
         _trial_query(study_id)
-        .where(trials.c.state == "COMPLETE", trial_values.c.trial_id.is_not(None))
+        .where(trials.c.state == "COMPLETE", trial_values.c.trial_id.is_not(None), ~replicate)
         .order_by(*_value_order(direction, None))
     )
     first = None

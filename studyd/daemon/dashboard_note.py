@@ -88,9 +88,11 @@ def study_note(
         lines.append("")
     if test_trial is not None and panel_best is not None and panel_best != test_trial:
         lines.append(
-            f"studyd's best trial is #{test_trial}: the best feasible one, the lowest number "
-            f"among equal values. The dashboard's Best Trial panel shows #{panel_best}: its "
-            "query ignores constraints and picks among equal values in no set order."
+            f"studyd's best trial is #{test_trial}: the best feasible search trial (a seed "
+            "replicate is not a candidate: the best of a config's fresh seeds is its luckiest), "
+            f"the lowest number among equal values. The dashboard's Best Trial panel shows "
+            f"#{panel_best}: its query counts seed replicates, ignores constraints and picks "
+            "among equal values in no set order."
         )
         lines.append("")
     if search_ended:

@@ -96,8 +96,9 @@ def test_the_note_explains_a_best_trial_panel_that_shows_an_infeasible_trial(
     assert study.trials[ours].user_attrs["param_count"] <= 1000
     assert panel != ours  # what the note is for: the panel shows the infeasible wide network
     note = " ".join(get_note(study).split())
-    assert f"studyd's best trial is #{ours}: the best feasible one" in note
-    assert f"The dashboard's Best Trial panel shows #{panel}: its query ignores constraints" in note
+    assert f"studyd's best trial is #{ours}: the best feasible search trial" in note
+    panel_line = f"Best Trial panel shows #{panel}: its query counts seed replicates"
+    assert panel_line in note
     # Its graphs plot what the summary counts: the feasible run, not the wide one.
     plotted = [y for box in dashboard_graphs(storage, study)[OBJECTIVE_BY_VARIANT]["data"]
                for y in box["y"]]  # fmt: skip
