@@ -13,7 +13,8 @@ from api.params import StudyId
 from api.schemas import PlacementStats, Summary, VariantStats
 from api.study_links import optuna_facts
 from storage import queue, trials
-from storage.trials import StudyTrialStats, TrialRow
+from storage.trial_record import TrialRecord
+from storage.trials import StudyTrialStats
 from studyd.spec import SpecError, validate_spec
 
 router = APIRouter(tags=["studies"])
@@ -73,7 +74,7 @@ def _evidence(
 
 
 def _complete_trials_summary(
-    ctx: AppContext, record: queue.StudyRecord, stats: StudyTrialStats, best: TrialRow | None
+    ctx: AppContext, record: queue.StudyRecord, stats: StudyTrialStats, best: TrialRecord | None
 ) -> Summary:
     """Everything of the summary that the study's complete trials decide (all but state and
     test score): computed once per `StudyTrialStats.complete_key`."""
@@ -152,7 +153,7 @@ def _complete_summary(
     key: tuple[Any, ...],
     record: queue.StudyRecord,
     stats: StudyTrialStats,
-    best: TrialRow | None,
+    best: TrialRecord | None,
 ) -> Summary:
     summary = ctx.summaries.get(key)
     if summary is None:

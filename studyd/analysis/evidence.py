@@ -236,7 +236,7 @@ def study_evidence(
                 "values": t.values,
                 "params": t.params,
                 "user_attrs": t.user_attrs,
-                "feasible": t.feasible,
+                "feasible": t.counts_as_feasible,
             }
             for t in page
             if t.values and t.values[0] is not None and math.isfinite(t.values[0])

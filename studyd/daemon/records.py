@@ -10,7 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from models.config import ModelConfig, TrainConfig
 from models.training import TrainResult
-from storage.trial_scan import REPLICATE_ATTR, meets_constraints
+from storage.trial_record import REPLICATE_ATTR, meets_constraints
 from studyd.analysis.canonical import config_key
 from studyd.spec import constraint_violation, parse_constraint
 
