@@ -13,7 +13,7 @@ from storage.queue import StudyRecord, submit_study, wake_workers
 from studyd.daemon.dashboard_note import name_objectives
 from studyd.daemon.search import build_pruner, build_sampler
 from studyd.spec import StudySpec, validate_spec
-from studyd.spec.space import baseline_params
+from studyd.spec.parameters import baseline_params
 
 logger = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ class StudySpec(StrictModel):
 
     @model_validator(mode="after")
     def _check_space(self) -> StudySpec:
-        from studyd.spec.space import check_baselines, grid_space
+        from studyd.spec.parameters import check_baselines, grid_space
 
         if len(self.baselines) > self.search.n_trials:
             raise ValueError(

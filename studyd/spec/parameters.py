@@ -1,4 +1,6 @@
-"""The spec's search space: every parameter a spec can produce, baselines and grids checked.
+"""The Optuna parameters a spec produces (`Param`), its baselines and grid checked against them.
+
+Not the spec's sections (`studyd.spec.spaces`: what a user writes); what they become for a sampler.
 
 Parameter names: depth, width | width_{i}, activation, variant, placement, rate | rate_{i},
 input_rate, each variant's own knobs by their names (models/variants.py: rdrop_alpha, …), epochs,
