@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from functools import partial
+from typing import Any
 
 import anyio.to_thread
 import sqlalchemy as sa
@@ -33,12 +34,15 @@ logger = logging.getLogger(__name__)
 DASHBOARD_PREFIXES = ("/dashboard", "/api", "/static", "/csv")
 
 
-def guarded_dashboard(storage: BaseStorage, engine: Engine) -> WsgiApp:
+def guarded_dashboard(
+    storage: BaseStorage, engine: Engine, artifact_store: Any | None = None
+) -> WsgiApp:
     """optuna-dashboard's WSGI app behind `api.dashboard_guard`: the one app both the API's
     mount and `studyd dashboard --database-url` serve, so their rules are the same."""
     import optuna_dashboard
 
-    return guard_dashboard(optuna_dashboard.wsgi(storage), partial(missing_note_target, engine))
+    dashboard = optuna_dashboard.wsgi(storage, artifact_store=artifact_store)
+    return guard_dashboard(dashboard, partial(missing_note_target, engine))
 
 
 class LazyDashboard:
@@ -52,7 +56,11 @@ class LazyDashboard:
     def _build(self) -> ASGIApp:
         with self._lock:
             if self._app is None:
-                wsgi = guarded_dashboard(self.ctx.optuna_storage(), self.ctx.engine)
+                from studyd.daemon.model_artifact import artifact_store
+
+                # The artifact store shows each study's kept model on its page.
+                store = artifact_store(self.ctx.settings.data_dir)
+                wsgi = guarded_dashboard(self.ctx.optuna_storage(), self.ctx.engine, store)
                 self._app = WSGIMiddleware(wsgi)  # type: ignore[arg-type]
             return self._app
 

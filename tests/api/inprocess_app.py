@@ -1,4 +1,4 @@
-"""The API in-process: `create_app` over a real database, driven by FastAPI's `TestClient`."""
+"""The API served by uvicorn on a thread of this process (`served_app`), and a study count."""
 
 from __future__ import annotations
 
@@ -15,15 +15,6 @@ from api.app import create_app
 from storage import migrate
 from studyd.client.readiness import free_port
 from studyd.settings import Settings
-
-
-@contextmanager
-def api_client(database_url: str, **settings: Any) -> Iterator[TestClient]:
-    """A `TestClient` over `create_app`, the schema made first as `studyd serve` makes it."""
-    migrate.ensure_schema(database_url)
-    app = create_app(Settings(database_url=database_url, **settings))
-    with TestClient(app) as client:
-        yield client
 
 
 @contextmanager

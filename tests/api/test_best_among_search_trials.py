@@ -9,8 +9,8 @@ search trials, and the OpenAPI schema states the rule where the best is shown.
 from __future__ import annotations
 
 import optuna
-from inprocess_app import api_client
 from optuna.distributions import CategoricalDistribution
+from serve_harness import in_process_api
 
 from storage.optuna_storage import make_optuna_storage
 from studyd.daemon.records import best_trial
@@ -37,7 +37,8 @@ def add_trial(study: optuna.Study, variant: str, value: float, **attrs) -> None:
 
 
 def test_the_best_trial_is_a_search_trial_not_a_lucky_replicate(db_url):
-    with api_client(db_url) as client:
+    with in_process_api(db_url) as api:
+        client = api.client
         created = client.post("/studies", json=SPEC).json()
         study = optuna.load_study(
             study_name=created["optuna_name"], storage=make_optuna_storage(db_url)

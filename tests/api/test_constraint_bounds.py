@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from inprocess_app import api_client, study_count
+from inprocess_app import study_count
+from serve_harness import in_process_api
 
 from studyd.daemon.records import constraint_values
 from studyd.spec import validate_spec
@@ -27,7 +28,8 @@ def spec_with(constraints: list[str]) -> dict[str, Any]:
 
 def test_bounds_are_stored_and_enforced_exactly(db_url):
     written = ["param_count <= 1234567", "gap <= 0.05000001", "gap <= 0.05", "val_acc >= 1e-7"]
-    with api_client(db_url) as client:
+    with in_process_api(db_url) as api:
+        client = api.client
         created = client.post("/studies", json=spec_with(written))
         assert created.status_code == 201, created.text
         stored = client.get(f"/studies/{created.json()['id']}").json()["spec"]
@@ -63,7 +65,8 @@ def test_bounds_written_exactly_before_keep_their_text():
     ],
 )
 def test_constraints_that_say_the_same_are_refused(db_url, repeated):
-    with api_client(db_url) as client:
+    with in_process_api(db_url) as api:
+        client = api.client
         before = study_count(client)
         response = client.post("/studies", json=spec_with(repeated))
         assert response.status_code == 422, response.text

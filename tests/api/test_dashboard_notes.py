@@ -15,10 +15,11 @@ from contextlib import contextmanager
 import httpx
 import optuna
 import pytest
-from inprocess_app import api_client
+from serve_harness import in_process_api
 
 from api.dashboard import guarded_dashboard
 from storage.engine import make_engine
+from storage.migrate import ensure_schema
 from storage.optuna_storage import make_optuna_storage
 
 TOKEN = "notes-token"
@@ -27,16 +28,14 @@ SPEC = {"name": "notes", "training": {"epochs": 1}, "search": {"n_trials": 4}}
 
 @contextmanager
 def through_api_mount(db_url: str) -> Iterator[httpx.Client]:
-    with api_client(db_url, api_token=TOKEN) as client:
-        client.headers["Authorization"] = f"Bearer {TOKEN}"
-        yield client
+    with in_process_api(db_url, api_token=TOKEN) as api:
+        yield api.client
 
 
 @contextmanager
 def through_dashboard_command(db_url: str) -> Iterator[httpx.Client]:
     """The app `studyd dashboard --database-url` serves, over WSGI in this process."""
-    with api_client(db_url):  # makes the schema, as `studyd serve` would have
-        pass
+    ensure_schema(db_url)  # as `studyd serve` would have
     app = guarded_dashboard(make_optuna_storage(db_url), make_engine(db_url))
     with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://dash") as client:
         yield client

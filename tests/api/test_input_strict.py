@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from inprocess_app import api_client, study_count
+from inprocess_app import study_count
 from pydantic import BaseModel
+from serve_harness import in_process_api
 from typer.testing import CliRunner
 
 from studyd.cli.main import app as cli
@@ -91,7 +92,8 @@ def with_value(path: str, value: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory) -> Iterator[TestClient]:
     url = f"sqlite:///{tmp_path_factory.mktemp('strict') / 'studyd.db'}"
-    with api_client(url) as client:
+    with in_process_api(url) as api:
+        client = api.client
         yield client
 
 

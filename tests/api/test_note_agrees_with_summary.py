@@ -8,9 +8,9 @@ tests (three seeds each), so both fall back to the medians. The summary said so;
 from __future__ import annotations
 
 import optuna
-from inprocess_app import api_client
 from optuna.distributions import CategoricalDistribution
 from optuna_dashboard import get_note
+from serve_harness import in_process_api
 
 from storage.engine import make_engine
 from storage.optuna_storage import make_optuna_storage
@@ -46,7 +46,8 @@ def add_trial(study: optuna.Study, variant: str, value: float, seed: int, **attr
 
 
 def test_the_note_says_what_the_summary_says_about_seed_replicates(db_url):
-    with api_client(db_url) as client:
+    with in_process_api(db_url) as api:
+        client = api.client
         created = client.post("/studies", json=SPEC).json()
         storage = make_optuna_storage(db_url)
         study = optuna.load_study(study_name=created["optuna_name"], storage=storage)

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from inprocess_app import api_client
+from serve_harness import in_process_api
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
@@ -42,7 +42,8 @@ def read_only_app(db_url: str) -> Iterator[TestClient]:
 
 
 def test_a_database_that_takes_writes_is_ready(db_url):
-    with api_client(db_url) as client:
+    with in_process_api(db_url) as api:
+        client = api.client
         response = client.get("/readyz")
         assert response.status_code == 200, response.text
         assert response.json() == {"status": "ready", "database": "ok"}
@@ -69,7 +70,8 @@ def test_a_full_disk_under_sqlite_is_not_ready(sqlite_url, monkeypatch):
         usage = real(where)
         return usage._replace(free=0) if Path(where) == path.parent else usage
 
-    with api_client(sqlite_url) as client:
+    with in_process_api(sqlite_url) as api:
+        client = api.client
         assert client.get("/readyz").status_code == 200
         monkeypatch.setattr(write_probe.shutil, "disk_usage", full)
         ready = client.get("/readyz")

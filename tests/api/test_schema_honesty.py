@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from inprocess_app import api_client
+from serve_harness import in_process_api
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -22,7 +22,8 @@ HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "tra
 @pytest.fixture(scope="module")
 def client(tmp_path_factory) -> Iterator[TestClient]:
     url = f"sqlite:///{tmp_path_factory.mktemp('schema') / 'studyd.db'}"
-    with api_client(url) as client:
+    with in_process_api(url) as api:
+        client = api.client
         yield client
 
 
