@@ -17,7 +17,7 @@ import optuna
 from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 
-from storage.trial_scan import meets_constraints
+from storage.trial_record import meets_constraints
 
 # The warm-up is this fraction of the epochs. bench/fair_pruning.py over three spaces × 6 seeds
 # (docs/fair-answers.md has the table): with one start-up trial per variant, 0.15 kept the
