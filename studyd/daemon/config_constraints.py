@@ -2,7 +2,7 @@
 
 `param_count` is known before the first batch (issue 26: a DropConnect 2 × 191 net with 42,977
 parameters against `param_count <= 20000` trained all 40 epochs, 40 % of the study's time). A
-proposal that breaks such a bound is told to the sampler untrained:
+proposal that breaks such a bound is told to the sampler untrained (the worker's trial path):
 
 - state PRUNED, with its constraint values set (`Trial.set_constraint`). Optuna's TPE reads a
   trial's constraints before its state (`_split_trials`): a PRUNED trial with a violation > 0 is
