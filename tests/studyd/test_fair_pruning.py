@@ -97,3 +97,23 @@ def test_the_variant_attribute_serves_when_the_spec_has_one_variant():
 @pytest.mark.parametrize(("epochs", "warmup"), [(1, 1), (3, 1), (8, 1), (40, 6), (200, 30)])
 def test_warm_up_is_15_percent_of_the_epochs(epochs, warmup):
     assert scaled_warmup(epochs) == warmup
+
+
+def test_the_bench_replay_shows_the_bias_the_stratified_pruner_removes():
+    """Curves where dropout learns slowly but ends higher: Optuna's median over all variants
+    prunes every later dropout trial early; within the variant, the best one completes."""
+    from bench.fair_pruning import Trained, build, kendall_tau, leader, ranking, replay
+
+    def curve(start: float, end: float) -> list[float]:
+        return [start + (end - start) * e / 9 for e in range(10)]
+
+    runs = [Trained("none", curve(0.8, 0.85)) for _ in range(5)]
+    runs += [Trained("standard", curve(0.3, 0.9 - 0.01 * k)) for k in range(4)]
+    variants = ["none", "standard"]
+    unpruned = replay(runs, build("none", 10))
+    assert leader(unpruned.best, variants) == "standard"
+    old = replay(runs, build("median", 10))
+    assert "standard" not in old.best and old.pruned == ["standard"] * 4
+    fair = replay(runs, build("strat:s=1:w=0.15", 10))
+    assert leader(fair.best, variants) == "standard" and fair.epochs < unpruned.epochs
+    assert kendall_tau(ranking(fair.best, variants), ranking(unpruned.best, variants)) == 1.0
