@@ -9,7 +9,7 @@ import optuna
 from optuna.storages import BaseStorage
 from sqlalchemy import Engine
 
-from storage.queue import StudyRecord, submit_study, wake_workers
+from storage.queue import StudyRecord, get_study, submit_study, wake_workers
 from studyd.daemon.dashboard_note import name_objectives
 from studyd.daemon.search import build_pruner, build_sampler
 from studyd.daemon.warm_start import warm_start_trials
@@ -35,7 +35,9 @@ def submit_spec(
     if not isinstance(spec, StudySpec):
         spec = validate_spec(spec)
     # Checked before the row exists: a refused warm start queues nothing.
-    warm = warm_start_trials(engine, optuna_storage, spec) if spec.search.warm_start else None
+    warm = None
+    if spec.search.warm_start:
+        warm = warm_start_trials(lambda i: get_study(engine, i), optuna_storage, spec)
     record = submit_study(
         engine,
         name=spec.name,

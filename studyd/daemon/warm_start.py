@@ -18,6 +18,7 @@ They do not count towards `search.n_trials`: the study still trains that many ne
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,6 @@ from optuna.distributions import (
 )
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Engine
 
 from storage import queue
 from studyd.spec import SpecError, StudySpec, validate_spec
@@ -145,15 +145,18 @@ def _carried(trial: FrozenTrial, study_id: int, source, space) -> FrozenTrial | 
     )
 
 
-def warm_start_trials(engine: Engine, storage: BaseStorage, spec: StudySpec) -> WarmStart:
+def warm_start_trials(
+    get_study: Callable[[int], queue.StudyRecord], storage: BaseStorage, spec: StudySpec
+) -> WarmStart:
     """The finished search trials of `spec.search.warm_start`'s studies that fit `spec`;
-    `SpecError` (a 422 naming `search.warm_start`) for a study that is missing or differs."""
+    `SpecError` (a 422 naming `search.warm_start`) for a study that is missing or differs.
+    `get_study`: the queue's study by id (raising `StudyNotFound`)."""
     space = search_params(spec)
     trials: list[FrozenTrial] = []
     skipped: dict[int, int] = {}
     for study_id in spec.search.warm_start:
         try:
-            record = queue.get_study(engine, study_id)
+            record = get_study(study_id)
         except queue.StudyNotFound:
             raise _refuse(f"study {study_id} does not exist") from None
         try:
