@@ -32,6 +32,8 @@ from studyd.daemon.model_artifact import artifact_store, store_model
 from studyd.daemon.runs import trial_config
 from studyd.spec import load_spec
 
+pytestmark = pytest.mark.process
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
