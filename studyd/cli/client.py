@@ -214,12 +214,21 @@ def register(app: typer.Typer) -> None:
         options: ClientOptions,
         study_id: StudyId,
         out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the report to.")],
+        compare_with: Annotated[
+            list[int] | None,
+            typer.Option(
+                "--compare-with",
+                help="Other studies (repeat it; 2 or more) to rank the variants across, with a "
+                "critical-difference diagram.",
+                show_default=False,
+            ),
+        ] = None,
     ) -> None:
         """Write a static HTML + PNG report of a study (plots of its trials) to --out."""
         from studyd.client.report import write_report
 
         with connect(options) as api:
-            written = write_report(api, study_id, out_dir)
+            written = write_report(api, study_id, out_dir, compare_with=compare_with or ())
         if options.as_json:
             print_json({"index": str(written.index), "files": [str(p) for p in written.files]})
         else:
