@@ -10,10 +10,11 @@ from api.context import AppContext, context, in_thread, settle_heap
 from api.convert import trial_brief
 from api.errors import responses
 from api.params import StudyId
-from api.schemas import PlacementStats, Summary, VariantStats
+from api.schemas import PlacementStats, Summary, VariantStats, VariantStatus
 from api.study_links import optuna_facts
 from storage import queue, trials
-from storage.trials import StudyTrialStats, TrialRow
+from storage.trial_record import TrialRecord
+from storage.trials import StudyTrialStats
 from studyd.spec import SpecError, validate_spec
 
 router = APIRouter(tags=["studies"])
@@ -24,24 +25,6 @@ IMPORTANCE_MAX_TRIALS = 300
 IMPORTANCE_MIN_TRIALS = 4
 IMPORTANCE_SEED = 0
 STATS = ("n", "n_reused", "best", "median")
-
-
-def _verdict(variants: list[dict[str, Any]]) -> str | None:
-    """Without replicates, no claim: the medians are described as what they are."""
-    from studyd.analysis.verdict import MIN_REPLICATES  # SciPy: loaded by _evidence anyway
-
-    if not variants:
-        return None
-    top = variants[0]
-    described = f"{top['group']} ({top['median']:.4g} over {top['n']} trained runs"
-    if len(variants) == 1:
-        return f"Only {described}) has complete trials."
-    other = variants[1]
-    return (
-        f"Not enough seed replicates for a verdict (each variant's best config needs "
-        f"{MIN_REPLICATES} fresh seeds: set repeats: {MIN_REPLICATES} or more); highest median "
-        f"so far: {described}; next {other['group']} {other['median']:.4g})."
-    )
 
 
 def _importances(
@@ -91,11 +74,11 @@ def _evidence(
 
 
 def _complete_trials_summary(
-    ctx: AppContext, record: queue.StudyRecord, stats: StudyTrialStats, best: TrialRow | None
+    ctx: AppContext, record: queue.StudyRecord, stats: StudyTrialStats, best: TrialRecord | None
 ) -> Summary:
     """Everything of the summary that the study's complete trials decide (all but state and
     test score): computed once per `StudyTrialStats.complete_key`."""
-    from studyd.analysis.evidence import best_trial_note  # see _evidence
+    from studyd.analysis.evidence import best_trial_note, headline_verdict  # see _evidence
 
     n_complete = stats.counts["complete"]
     attrs: dict[str, Any] = best.user_attrs if best is not None else {}
@@ -111,7 +94,7 @@ def _complete_trials_summary(
         direction=stats.direction,  # type: ignore[arg-type]
         n_complete=n_complete,
         # With seed replicates, the verdict the paired tests support; else the medians, no claim.
-        verdict=evidence.pop("verdict") or _verdict(variants),
+        verdict=headline_verdict(evidence.pop("verdict"), variants),
         best_trial_note=best_note,
         objectives=objectives,
         directions=directions,  # type: ignore[arg-type]
@@ -158,12 +141,33 @@ def summary_json(ctx: AppContext, study_id: int) -> str:
     # May change after the trials (a cancel, the test-score retraining, a worker ending the search).
     current = {k: getattr(record, k) for k in ("state", "test_score", "test_score_seconds")}
     current["search_ended"] = optuna_facts(stats).search_ended
-    json_key = (key, *current.values())
+    # Pruned, failed and untrained-infeasible trials change what it says of each variant.
+    json_key = (key, *current.values(), *sorted(stats.counts.items()))
     found: str | None = ctx.summary_json.get(json_key)
     if found is None:
+        coverage = _coverage(ctx, record, stats)
+        current["requested_variants"] = [VariantStatus(**c) for c in coverage]
         summary = _complete_summary(ctx, key, record, stats, best)
         found = summary.model_copy(update=current).model_dump_json()
         ctx.summary_json[json_key] = found
+    return found
+
+
+def _coverage(
+    ctx: AppContext, record: queue.StudyRecord, stats: StudyTrialStats
+) -> list[dict[str, Any]]:
+    """Every requested variant's status (`analysis.coverage`), recomputed when a count moves."""
+    key = ("coverage", record.id, *stats.complete_key, *sorted(stats.counts.items()))
+    found = ctx.summaries.get(key)
+    if found is None:
+        from studyd.analysis.evidence import study_coverage  # see _evidence
+
+        try:
+            requested = list(validate_spec(record.spec).dropout.variants)
+        except SpecError:
+            requested = []
+        found = study_coverage(ctx.engine, record.optuna_name, requested)
+        ctx.summaries[key] = found
     return found
 
 
@@ -172,7 +176,7 @@ def _complete_summary(
     key: tuple[Any, ...],
     record: queue.StudyRecord,
     stats: StudyTrialStats,
-    best: TrialRow | None,
+    best: TrialRecord | None,
 ) -> Summary:
     summary = ctx.summaries.get(key)
     if summary is None:

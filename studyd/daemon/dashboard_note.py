@@ -17,6 +17,7 @@ import optuna
 from sqlalchemy import Engine
 
 from storage import trial_store
+from studyd.analysis.points import comparison, points
 from studyd.daemon.dashboard_graphs import save_study_graphs
 from studyd.spec import StudySpec
 
@@ -42,10 +43,11 @@ def write_study_note(
     from optuna_dashboard import save_note
 
     # optuna.importance brings scikit-learn and SciPy: only a finalising worker needs them.
-    from studyd.analysis.evidence import study_evidence
+    from studyd.analysis.evidence import study_coverage, study_evidence
 
     name_objectives(study, spec)
     evidence = study_evidence(engine, study.study_name, directions=spec.search.directions())
+    evidence["requested_variants"] = study_coverage(engine, study.study_name, spec.dropout.variants)
     note = study_note(
         evidence,
         metric=spec.search.objective_names()[0],
@@ -78,29 +80,57 @@ def study_note(
 ) -> str:
     """The note's Markdown from `analysis.evidence.study_evidence`'s output; `panel_best`: the
     trial the dashboard's own Best Trial panel shows, explained when it is not studyd's."""
+    from studyd.analysis.evidence import headline_verdict  # the summary's own sentence
+
     stats = evidence.get("variant_stats") or []
-    verdict = evidence.get("verdict")
-    if verdict is None and stats:
-        verdict = (
-            f"no seed replicates, so no confidence intervals: {stats[0]['group']} has the "
-            f"highest median {metric} ({_fmt(stats[0]['median'])} over {stats[0]['n']} runs)"
-        )
+    verdict = headline_verdict(evidence.get("verdict"), stats)
     lines = [f"# studyd study {studyd_id}: the answer", "", f"**Verdict:** {verdict or '—'}", ""]
     if test_score is not None:
         lines.append(f"**Test score** of the best trial (#{test_trial}): {_fmt(test_score)}")
         lines.append("")
     if test_trial is not None and panel_best is not None and panel_best != test_trial:
         lines.append(
-            f"studyd's best trial is #{test_trial}: the best feasible one, the lowest number "
-            f"among equal values. The dashboard's Best Trial panel shows #{panel_best}: its "
-            "query ignores constraints and picks among equal values in no set order."
+            f"studyd's best trial is #{test_trial}: the best feasible search trial (a seed "
+            "replicate is not a candidate: the best of a config's fresh seeds is its luckiest), "
+            f"the lowest number among equal values. The dashboard's Best Trial panel shows "
+            f"#{panel_best}: its query counts seed replicates, ignores constraints and picks "
+            "among equal values in no set order."
         )
         lines.append("")
     if search_ended:
         lines += [f"**Search:** {search_ended}", ""]
+    lines += _requested_lines(evidence.get("requested_variants") or [])
+    lines += _replicate_table(evidence.get("by_variant") or [])
     lines += _variant_table(stats, evidence.get("diagnostics") or [], metric)
     lines += _importance_lines(evidence.get("variant_importances"))
     return "\n".join(lines) + "\n"
+
+
+def _requested_lines(coverage: list[dict[str, Any]]) -> list[str]:
+    """Every variant the spec asks for, with what became of it (`analysis.coverage`)."""
+    if not coverage:
+        return []
+    return ["## Variants asked for", "", *(f"- {row['status']}" for row in coverage), ""]
+
+
+def _replicate_table(ranked: list[dict[str, Any]]) -> list[str]:
+    """The verdict's evidence: each variant's chosen config over its fresh seeds, in points."""
+    rows = [row for row in ranked if row.get("replicated")]
+    if not rows:
+        return []
+    lines = [
+        "## Seed replicates (what the verdict rests on)",
+        "",
+        "| variant | seeds | mean | ±95% CI | vs leader | vs none |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        cells = [row["group"], row.get("n_seeds"), points(row.get("mean"), 2)]
+        cells += [points(row.get("half_width"), 1)]
+        cells += [comparison(row.get("vs_best")), comparison(row.get("vs_none"))]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    note = "In points; a difference is paired over shared seeds, * where the verdict claims it."
+    return [*lines, "", note, ""]
 
 
 def _variant_table(

@@ -10,7 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from models.config import ModelConfig, TrainConfig
 from models.training import TrainResult
-from storage.trial_scan import meets_constraints
+from storage.trial_record import REPLICATE_ATTR, meets_constraints
 from studyd.analysis.canonical import config_key
 from studyd.spec import constraint_violation, parse_constraint
 
@@ -111,15 +111,33 @@ def constraint_values(constraints: list[str], attrs: dict[str, Any]) -> dict[str
     return out
 
 
+# The user attribute that marks an infeasible trial where optuna-dashboard's trials table shows
+# it (constraint values are system attributes, which it does not list).
+INFEASIBLE_MARK = "infeasible"
+
+
+def infeasible_mark(violations: dict[str, float]) -> dict[str, str]:
+    """`{"infeasible": "param_count <= 20000 (over by 22977)"}` for the broken constraints; {}
+    when none is. Recorded with the result, before Optuna's tell (a finished trial is final)."""
+    broken = [
+        f"{text} ({'not measured' if not math.isfinite(v) else f'over by {v:g}'})"
+        for text, v in violations.items()
+        if v > 0
+    ]
+    return {INFEASIBLE_MARK: "; ".join(broken)} if broken else {}
+
+
 def is_feasible(trial: FrozenTrial) -> bool:
     """No constraint violated (Optuna's rule: every constraint value ≤ 0)."""
     return meets_constraints(trial.constraints)
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best complete trial (by the first objective in multi-objective studies); feasible
-    trials first when the study has constraints."""
+    """The best complete search trial (by the first objective in multi-objective studies);
+    feasible trials first when the study has constraints. Seed replicates are not candidates
+    (`REPLICATE_ATTR`): the best of a config's fresh seeds is its luckiest one."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    complete = [t for t in complete if REPLICATE_ATTR not in t.user_attrs] or complete
     complete = [t for t in complete if is_feasible(t)] or complete
     if not complete:
         return None

@@ -15,7 +15,7 @@ from studyd.daemon.dashboard_note import name_objectives
 from studyd.daemon.search import build_pruner, build_sampler
 from studyd.daemon.warm_start import warm_start_trials
 from studyd.spec import StudySpec, validate_spec
-from studyd.spec.space import baseline_params
+from studyd.spec.parameters import baseline_params
 
 logger = logging.getLogger(__name__)
 

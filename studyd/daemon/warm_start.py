@@ -33,7 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from storage.queue import StudyNotFound, StudyRecord
 from studyd.spec import SpecError, StudySpec, validate_spec
-from studyd.spec.space import Param, search_params
+from studyd.spec.parameters import Param, search_params
 
 FIELD = "search.warm_start"
 # Parameters every trial sets (the rest depend on its variant and placement).
