@@ -12,6 +12,7 @@ from models.data import DatasetSplits, load_dataset
 from storage.worker_store import IllegalStateChange, StudyNotFound, StudyRecord
 from studyd.daemon.search import build_pruner, build_sampler
 from studyd.daemon.training import TorchTrainer
+from studyd.daemon.worker.deleted import drop_vanished, vanished
 from studyd.daemon.worker.memory import HeapKeeper
 from studyd.daemon.worker.repeats import Repeats
 from studyd.daemon.worker.sizing import trials_per_slot
@@ -86,9 +87,9 @@ class SlotServer:
             return self.trials.run(claims, served, stacked=stacked)
         except Exception as exc:
             # Deleted under a running trial (cancel, then delete at once): drop it and go on.
-            if not self.ends.vanished(record, exc):
+            if not vanished(state, record, exc):
                 raise
-            self.ends.drop_vanished(claims, exc)
+            drop_vanished(state, claims, exc)
             return False
         finally:
             state.training_study = None

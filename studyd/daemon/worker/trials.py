@@ -20,6 +20,7 @@ from models.training import EpochMetrics, TrainResult
 from storage.worker_store import StudyRecord
 from studyd.daemon.config_constraints import untrained_infeasible
 from studyd.daemon.training import TrialPlan
+from studyd.daemon.worker.deleted import vanished
 from studyd.daemon.worker.repeats import Repeats, is_duplicate, reused
 from studyd.daemon.worker.results import Claim, Ending, TrialResult
 from studyd.daemon.worker.slot_end import SlotEnds
@@ -122,7 +123,7 @@ class TrialPath:
             return Ending.STORAGE, ""
         if isinstance(exc, optuna.exceptions.UpdateFinishedTrialError):
             return Ending.REAPED, ""  # every lease row is heartbeated together: all reaped
-        if self.ends.vanished(record, exc):
+        if vanished(self.state, record, exc):
             raise exc  # the study is gone, not wrong: `SlotServer.serve` drops its trials
         why = f"{what} could not train: {type(exc).__name__}: {exc}"
         logger.error("study %s: %s", record.id, why, exc_info=exc)
