@@ -21,7 +21,6 @@ from storage.worker_store import (
     StudyNotFound,
     WorkerGone,
 )
-from studyd.daemon.records import infeasible_mark
 from studyd.daemon.worker.deleted import deleted, drop_vanished, vanished
 from studyd.daemon.worker.repeats import Repeats
 from studyd.daemon.worker.results import Claim, Ending, TrialResult
@@ -40,6 +39,8 @@ class Scores(Protocol):
     def objective_values(self, spec: StudySpec, attrs: dict[str, Any]) -> list[float] | None: ...
 
     def constraint_values(self, spec: StudySpec, attrs: dict[str, Any]) -> dict[str, float]: ...
+
+    def infeasible_mark(self, violations: dict[str, float]) -> dict[str, str]: ...
 
 
 class SlotEnd(Enum):
@@ -150,7 +151,9 @@ class SlotEnds:
             recorded = False
         # Optuna's samplers and best_trial(s) read these (system attrs `constraints:<name>`).
         violations = self.scores.constraint_values(spec, attrs)
-        mark = infeasible_mark(violations)  # where the dashboard's trials table shows it
+        mark = self.scores.infeasible_mark(
+            violations
+        )  # where the dashboard's trials table shows it
         if mark and not mark.items() <= attrs.items():
             attrs, recorded = attrs | mark, False
         try:
