@@ -311,6 +311,16 @@ class StudydClient:
             raise self._not_studyd("GET", "/workers", response)
         return workers
 
+    # -- families ----------------------------------------------------------------------------
+
+    def families(self) -> Any:
+        """The model families installed on the API host (`GET /families`)."""
+        response = self._request("GET", "/families")
+        families = self._json("GET", "/families", response)
+        if not isinstance(families, list):
+            raise self._not_studyd("GET", "/families", response)
+        return families
+
 
 def _studyd_error(response: httpx.Response) -> bool:
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from models.families import model_family
 from studyd.spec.dims import Dim
 from studyd.spec.study import StudySpec
 
@@ -70,6 +71,8 @@ def _stack(spec: StudySpec) -> int:
     every layer to their widest trial (models.batched), so widths never split them: only depth
     and batch size do, and each member is sized as the widest network."""
     model = spec.model
+    if not model_family(getattr(model, "family", "mlp")).stackable:
+        return 1  # a family other than the MLP trains one trial at a time
     architectures = _value_count(model.depth) * _value_count(spec.training.batch_size)
     if 2 * architectures > STACK_TRIALS:
         return 1
