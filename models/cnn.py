@@ -8,7 +8,8 @@ For an example of shape (C, H, W) (1-D signals: (C, L) or (L,)) the network is o
 
 Block i has `width[i]` channels and a `kernel`-sized, size-keeping convolution (padding k // 2
 for odd k); pooling halves each spatial size while it is at least 2. `fc` = 0 leaves the FC
-layer out: the head then reads the flattened conv features, the `last_hidden` site. Every site's
+layer out: the head then reads the flattened conv features, which `hidden` and `last_hidden`
+both name. Every site's
 module comes from the sites object (`models.sites`), DropConnect and Standout through
 `sites.linear` at the fc sites.
 """
@@ -55,7 +56,8 @@ def build_cnn(values: Any, input_shape: tuple[int, ...], num_classes: int, sites
         channels = width
     layers.append(nn.Flatten())
     features = channels * math.prod(spatial)
-    last = ("hidden", "last_hidden") if values.fc else ("last_hidden",)
+    # Without the FC layer the head reads the flattened conv features: both names mean them.
+    last = ("hidden", "last_hidden")
     if values.fc:
         layers.append(sites.linear(features, values.fc, activation=act(), makes=last))
         features = values.fc

@@ -178,7 +178,7 @@ CNN = ModelFamily(
     sites=(
         Site("input", "input", "the image or signal"),
         Site("conv", "map", "after each conv block's activation"),
-        Site("hidden", "fc", "after the hidden FC layer's activation (fc > 0)"),
+        Site("hidden", "fc", "after the hidden FC layer's activation (fc = 0: as last_hidden)"),
         Site("last_hidden", "fc", "the features the head reads"),
     ),
     build=_build_cnn,
