@@ -187,3 +187,19 @@ def family_params(model: FamilySpace) -> list[Any]:
             names = (value,) if isinstance(value, str) else tuple(value)
             out.append(Param(name, f"model.{name}", choices=names))
     return out
+
+
+def missing_family(raw_spec: Any) -> str | None:
+    """The model family a stored spec names that is not installed in this process, or None.
+
+    The worker's hook (a worker that lacks a study's family must leave the study to workers that
+    have it, not fail it: its `validate_spec` would refuse the spec as unknown); the API host
+    refuses such a spec at submission already.
+    """
+    model = raw_spec.get("model") if isinstance(raw_spec, dict) else None
+    name = model.get("family", DEFAULT_FAMILY) if isinstance(model, dict) else DEFAULT_FAMILY
+    try:
+        model_family(str(name))
+    except FamilyError:
+        return str(name)
+    return None

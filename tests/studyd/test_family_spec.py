@@ -137,3 +137,11 @@ def _train():
     from models.config import TrainConfig
 
     return TrainConfig()
+
+
+def test_missing_family_names_a_family_this_process_lacks_and_nothing_else():
+    from studyd.spec.family_space import missing_family
+
+    assert missing_family({"name": "s", "model": {"family": "resnet9000"}}) == "resnet9000"
+    assert missing_family({"name": "s", "model": {"family": "cnn"}}) is None
+    assert missing_family({"name": "s"}) is None and missing_family({"model": None}) is None
