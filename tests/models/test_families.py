@@ -303,3 +303,21 @@ def test_only_the_mlp_family_stacks_trials():
 
     assert batch_key(_cnn("standard"), TrainConfig()) is None
     assert model_family("cnn").stackable is False and model_family("mlp").stackable is True
+
+
+@pytest.mark.parametrize(
+    "shape,expected",
+    [((5, 6), (1, 5, 6)), ((3, 4, 4), (3, 4, 4)), ((12,), (1, 12))],
+    ids=["N,H,W", "N,C,H,W", "N,L"],
+)
+def test_npz_examples_keep_their_shape_channels_first_while_x_stays_flat(tmp_path, shape, expected):
+    import numpy as np
+
+    from models.data import load_dataset
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, *shape)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(60) % 3)
+    data = load_dataset("npz:d.npz", data_dir=tmp_path)
+    assert data.example_shape == expected
+    assert data.x_train.shape[1] == math.prod(shape)
