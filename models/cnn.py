@@ -21,7 +21,7 @@ from typing import Any
 
 from torch import nn
 
-from models.mlp import ACTIVATIONS
+from models.activations import ACTIVATIONS
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d}
 _POOL = {("max", 1): nn.MaxPool1d, ("max", 2): nn.MaxPool2d}
