@@ -321,3 +321,14 @@ def test_npz_examples_keep_their_shape_channels_first_while_x_stays_flat(tmp_pat
     data = load_dataset("npz:d.npz", data_dir=tmp_path)
     assert data.example_shape == expected
     assert data.x_train.shape[1] == math.prod(shape)
+
+
+def test_mc_dropout_diagnostics_sample_channel_wise_noise_in_a_family_network():
+    from models.diagnostics import _mc_logits, dropout_sampling
+
+    net = build_model(_cnn("standard", ("conv",), conv_form="channel"))
+    x = torch.randn(6, 64)
+    with dropout_sampling(net) as n:
+        assert n == 1
+        passes = torch.cat(list(_mc_logits(net, x, passes=4, batch_size=64)))
+    assert passes.shape == (4, 6, 3) and not torch.equal(passes[0], passes[1])
