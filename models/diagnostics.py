@@ -24,13 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.dropout import (
-    ChannelNoiseLayer,
     DropConnectLinear,
-    GaussianDropout,
-    StandardDropout,
+    NoiseLayer,
     StandoutInput,
     StandoutLinear,
-    VanillaDropout,
 )
 from models.mlp import DropoutMLP
 from models.sites import FamilyNet
@@ -41,10 +38,7 @@ MC_STACK_ROWS = 65536
 # Every module whose forward draws noise in train mode (torch's own dropouts included).
 STOCHASTIC_MODULES: tuple[type[nn.Module], ...] = (
     nn.modules.dropout._DropoutNd,
-    StandardDropout,
-    VanillaDropout,
-    GaussianDropout,
-    ChannelNoiseLayer,  # the cnn's channel-wise form at conv sites
+    NoiseLayer,  # every registry noise function's layer (standard, vanilla, multisample, …)
     DropConnectLinear,
     StandoutLinear,
     StandoutInput,

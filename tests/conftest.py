@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +14,36 @@ from storage.throwaway_database import throwaway_database
 
 PG_ADMIN_URL = os.environ.get("STUDYD_TEST_POSTGRES_URL", "")
 REQUIRE_SERVICES = os.environ.get("STUDYD_TEST_REQUIRE_SERVICES") == "1"
+# Markers that keep a test out of the fast layer and allow it to start Python processes.
+MAY_START_PROCESSES = ("process", "slow", "browser")
+VENV_BIN = Path(sys.executable).parent
+
+
+def _starts_python(args: object) -> bool:
+    """Whether Popen `args` run Python: this interpreter, a python*, or a venv script (studyd,
+    uvicorn, schemathesis, ...)."""
+    first = args[0] if isinstance(args, list | tuple) else str(args).split(" ")[0]
+    program = Path(str(first))
+    return program.name.startswith("python") or program.parent == VENV_BIN
+
+
+@pytest.fixture(autouse=True)
+def _a_test_that_starts_python_is_marked(request, monkeypatch) -> None:
+    """The fast layer stays fast: an unmarked test that starts a Python process (seconds of
+    imports each) fails, naming the marker it needs."""
+    if any(request.node.get_closest_marker(name) for name in MAY_START_PROCESSES):
+        return
+    start = subprocess.Popen.__init__
+
+    def refuse_python(self, args, *rest, **kwargs):
+        if _starts_python(args):
+            pytest.fail(
+                f"{request.node.nodeid} starts {args!r}: mark it @pytest.mark.process "
+                "(or slow), or test in process", pytrace=False,
+            )  # fmt: skip
+        start(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse_python)
 
 
 def _pg_admin_connect():

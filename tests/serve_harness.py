@@ -1,15 +1,23 @@
-"""`studyd serve` as a real process for the API and reliability tests, waited on until /healthz."""
+"""`studyd serve` for the API and reliability tests: the app in this process over a real database
+(`in_process_api`), or a real process waited on until /healthz (`start_server`)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
+from api.app import create_app
+from storage.migrate import ensure_schema
 from studyd.client.readiness import (  # noqa: F401 - the harnesses import them from here
     ProcessExited,
     answers_health,
@@ -17,10 +25,41 @@ from studyd.client.readiness import (  # noqa: F401 - the harnesses import them 
     start_process,
     stop_process,
 )
+from studyd.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_SECONDS = 60.0
 SERVE = [sys.executable, "-m", "studyd.cli.main", "serve", "--no-workers", "--log-level", "warning"]
+
+
+@dataclass
+class Api:
+    """The studyd app served in this process (its lifespan run) and a client for it.
+
+    `client` carries the token when the app has one; `anonymous()` is a client without it.
+    """
+
+    app: FastAPI
+    client: TestClient
+    database_url: str
+
+    def anonymous(self) -> TestClient:
+        # Not entered as a context: that would run the lifespan (and close the app) once more.
+        return TestClient(self.app)
+
+
+@contextmanager
+def in_process_api(database_url: str, *, migrate: bool = True, **settings: Any) -> Iterator[Api]:
+    """`create_app` over `database_url`, migrated first as `studyd serve` does (unless not
+    `migrate`); `settings` are Settings fields (api_token, max_body_bytes, data_roots, ...)."""
+    if migrate:
+        ensure_schema(database_url)
+    app = create_app(Settings(database_url=database_url, **settings))
+    token = settings.get("api_token")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    # Entered, the client runs the lifespan (thread limit, the summary modules' warm-up thread).
+    with TestClient(app, headers=headers) as client:
+        yield Api(app, client, database_url)
 
 
 def clean_env(**extra: str) -> dict[str, str]:

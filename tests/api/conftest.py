@@ -1,11 +1,11 @@
-"""A real `studyd serve --no-workers` process per backend for the API tests."""
+"""The app in this process per backend for the API tests (processes only where a test needs one)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from api_harness import Server, start_server
+from api_harness import Api, in_process_api
 
 from storage.throwaway_database import throwaway_database
 
@@ -13,15 +13,13 @@ from storage.throwaway_database import throwaway_database
 @pytest.fixture(
     scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
-def server(request, tmp_path_factory) -> Iterator[Server]:
-    """One API-only server per backend for the session; tests make their own studies."""
-    tmp = tmp_path_factory.mktemp("api")
+def api(request, tmp_path_factory) -> Iterator[Api]:
+    """One app per backend for the session, its lifespan run; tests make their own studies."""
     if request.param == "sqlite":
-        srv = start_server(f"sqlite:///{tmp / 'studyd.db'}", tmp)
-        yield srv
-        srv.stop()
+        url = f"sqlite:///{tmp_path_factory.mktemp('api') / 'studyd.db'}"
+        with in_process_api(url) as app:
+            yield app
         return
-    with throwaway_database(request.getfixturevalue("postgres_admin_url")) as url:
-        srv = start_server(url, tmp)
-        yield srv
-        srv.stop()
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    with throwaway_database(admin_url) as url, in_process_api(url) as app:
+        yield app

@@ -7,7 +7,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from api_harness import Server, spec, start_server
+from api_harness import spec
+from serve_harness import Server, start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -22,6 +23,7 @@ TOKEN = "dashboard-browser-token"
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.process,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium"),
 ]
 

@@ -3,17 +3,18 @@
 Its write API went behind studyd's back: `DELETE /api/studies/N` answered 204 on a running study
 (the workers went on) and on a finished one deleted the trials while studyd said `done`; `POST
 /api/studies` made a study studyd does not know. Now those get a 403 naming the studyd command,
-while reads, plots and notes keep working — through `studyd serve` and `studyd dashboard`, on both
-backends, with the token set.
+while reads, plots and notes keep working — through the app `studyd serve` runs (in process) and
+through `studyd dashboard` (its own process), on both backends, with the token set.
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import httpx
 import pytest
-from api_harness import Server, add_trials, spec, start_server
+from api_harness import add_trials, in_process_api, spec
 from serve_harness import REPO, clean_env, free_port, stop_process
 
 from studyd.client.readiness import wait_until_ready
@@ -68,42 +69,39 @@ def check_writes_are_refused_and_reads_work(client: httpx.Client, optuna_name: s
     assert client.get(f"/csv/{study_id}").status_code == 200
 
 
-def test_dashboard_mount_refuses_writes_behind_studyds_back(db_url, tmp_path):
-    server: Server = start_server(db_url, tmp_path, token=TOKEN)
-    try:
-        study = server.client.post("/studies", json=spec()).json()
-        add_trials(server, study["optuna_name"], 3)
-        check_writes_are_refused_and_reads_work(server.client, study["optuna_name"])
+def test_dashboard_mount_refuses_writes_behind_studyds_back(db_url):
+    with in_process_api(db_url, api_token=TOKEN) as api:
+        study = api.client.post("/studies", json=spec()).json()
+        add_trials(api, study["optuna_name"], 3)
+        check_writes_are_refused_and_reads_work(api.client, study["optuna_name"])
         # studyd's own view: still there, still queued, its trials counted.
-        detail = server.client.get(f"/studies/{study['id']}").json()
+        detail = api.client.get(f"/studies/{study['id']}").json()
         assert detail["state"] == "queued" and sum(detail["trial_counts"].values()) == 3
         # The studyd API still deletes (a queued study needs no cancel).
-        assert server.client.delete(f"/studies/{study['id']}").status_code == 204
-        assert "Traceback" not in server.log()
-    finally:
-        server.stop()
+        assert api.client.delete(f"/studies/{study['id']}").status_code == 204
 
 
+@pytest.mark.process
 def test_studyd_dashboard_command_refuses_the_same_writes(db_url, tmp_path):
-    server: Server = start_server(db_url, tmp_path, token=TOKEN)
+    with in_process_api(db_url) as api:
+        study = api.client.post("/studies", json=spec()).json()
+        add_trials(api, study["optuna_name"], 3)
     port = free_port()
     args = [sys.executable, "-m", "studyd.cli.main", "dashboard", "--database-url", db_url]
     log = tmp_path / "dashboard.log"
     with log.open("wb") as out:
-        process = __import__("subprocess").Popen(
+        process = subprocess.Popen(
             [*args, "--port", str(port)], cwd=REPO, env=clean_env(), stdout=out, stderr=out
         )
     url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/api/meta", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     try:
-        study = server.client.post("/studies", json=spec()).json()
-        add_trials(server, study["optuna_name"], 3)
-
-        def up() -> bool:
-            try:
-                return httpx.get(f"{url}/api/meta", timeout=1.0).status_code == 200
-            except httpx.HTTPError:
-                return False
-
         wait_until_ready(up, [process], timeout=60)
         with httpx.Client(base_url=url, timeout=30) as client:
             check_writes_are_refused_and_reads_work(client, study["optuna_name"])
@@ -112,7 +110,6 @@ def test_studyd_dashboard_command_refuses_the_same_writes(db_url, tmp_path):
             assert client.send(request).status_code == 200
     finally:
         stop_process(process)
-        server.stop()
     assert "Traceback" not in log.read_text(errors="replace")
 
 

@@ -12,12 +12,15 @@ import statistics
 from collections import defaultdict
 
 import pytest
-from api_harness import Server, start_server
+from api_harness import Api, in_process_api
 from scipy import stats
 
 from storage.engine import make_engine
 from storage.optuna_storage import make_optuna_storage
 from studyd.daemon.worker import Worker, WorkerOptions
+
+# Every test trains real studies (seconds each): not the fast layer.
+pytestmark = pytest.mark.slow
 
 # cs231n's regime on digits: 500 training examples, a wide 2-layer net, SGD with momentum.
 CS231N = {
@@ -61,26 +64,24 @@ CONSTRAINED = {
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("evidence")
-    srv = start_server(f"sqlite:///{tmp / 'studyd.db'}", tmp)
-    yield srv
-    srv.stop()
+def api(tmp_path_factory):
+    with in_process_api(f"sqlite:///{tmp_path_factory.mktemp('evidence') / 'studyd.db'}") as app:
+        yield app
 
 
-def _run(server: Server, spec: dict, tmp_path) -> tuple[dict, list[dict]]:
-    created = server.client.post("/studies", json=spec)
+def _run(api: Api, spec: dict, tmp_path) -> tuple[dict, list[dict]]:
+    created = api.client.post("/studies", json=spec)
     assert created.status_code == 201, created.text
     study_id = created.json()["id"]
-    engine = make_engine(server.database_url)
+    engine = make_engine(api.database_url)
     options = WorkerOptions(device="cpu", once=True, heartbeat=0.5, poll=0.05, data_dir=tmp_path)
-    Worker(engine, make_optuna_storage(server.database_url), options).run()
+    Worker(engine, make_optuna_storage(api.database_url), options).run()
     engine.dispose()
-    page = server.client.get(f"/studies/{study_id}/trials", params={"limit": 500}).json()
+    page = api.client.get(f"/studies/{study_id}/trials", params={"limit": 500}).json()
     details = [
-        server.client.get(f"/studies/{study_id}/trials/{t['number']}").json() for t in page["items"]
+        api.client.get(f"/studies/{study_id}/trials/{t['number']}").json() for t in page["items"]
     ]
-    summary = server.client.get(f"/studies/{study_id}/summary")
+    summary = api.client.get(f"/studies/{study_id}/summary")
     assert summary.status_code == 200, summary.text
     return summary.json(), details
 
@@ -95,9 +96,8 @@ def _replicates(details: list[dict]) -> dict[str, dict[int, float]]:
     return out
 
 
-@pytest.mark.slow
-def test_cs231n_verdict_is_what_the_raw_trials_support(server, tmp_path):
-    summary, details = _run(server, CS231N, tmp_path)
+def test_cs231n_verdict_is_what_the_raw_trials_support(api, tmp_path):
+    summary, details = _run(api, CS231N, tmp_path)
     assert summary["state"] == "done" and summary["n_complete"] == 2 + 2 * 3
     assert summary["n_replicates"] == 6
     configs = _replicates(details)
@@ -160,12 +160,12 @@ def test_cs231n_verdict_is_what_the_raw_trials_support(server, tmp_path):
     )
 
 
-def test_pareto_front_constraints_importances_and_csv_round_trip(server, tmp_path):
-    summary, details = _run(server, PARETO, tmp_path)
+def test_pareto_front_constraints_importances_and_csv_round_trip(api, tmp_path):
+    summary, details = _run(api, PARETO, tmp_path)
     complete = [t for t in details if t["state"] == "complete"]
     # n_trials counts distinct runs (the space has 9): a repeated proposal is told its result
     # besides them, and the search may end early when the sampler keeps repeating itself.
-    study = server.client.get(f"/studies/{summary['study_id']}").json()
+    study = api.client.get(f"/studies/{summary['study_id']}").json()
     counted = [t for t in complete if "duplicate_of" not in t["user_attrs"]]
     assert 5 <= len(counted) == study["finished"] <= 9
     assert len({t["user_attrs"]["run_key"] for t in counted}) == len(counted)
@@ -196,7 +196,7 @@ def test_pareto_front_constraints_importances_and_csv_round_trip(server, tmp_pat
     assert summary["variants"][0]["n"] == own["n_trials"] == summary["diagnostics"][0]["n"]
 
     study_id = summary["study_id"]
-    response = server.client.get(f"/studies/{study_id}/export.csv")
+    response = api.client.get(f"/studies/{study_id}/export.csv")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert [int(r["number"]) for r in rows] == [t["number"] for t in details]
@@ -222,11 +222,11 @@ def test_pareto_front_constraints_importances_and_csv_round_trip(server, tmp_pat
             )
 
 
-def test_the_best_trial_and_every_variant_number_count_feasible_trials_only(server, tmp_path):
+def test_the_best_trial_and_every_variant_number_count_feasible_trials_only(api, tmp_path):
     """An infeasible trial never counts as best (the spec's promise, and the trial whose network
     the test score retrains): the study and its summary name the same one, and the per-variant
     numbers the verdict leads with count the feasible trials only."""
-    summary, details = _run(server, CONSTRAINED, tmp_path)
+    summary, details = _run(api, CONSTRAINED, tmp_path)
     complete = [t for t in details if t["state"] == "complete"]
     feasible = [t for t in complete if t["user_attrs"]["param_count"] <= 1000]
     infeasible = [t for t in complete if t["user_attrs"]["param_count"] > 1000]
@@ -238,7 +238,7 @@ def test_the_best_trial_and_every_variant_number_count_feasible_trials_only(serv
     best_feasible = max(feasible, key=lambda t: (t["value"], -t["number"]))
     # What makes this a test: the infeasible wide network has the higher accuracy.
     assert max(t["value"] for t in infeasible) > best_feasible["value"]
-    study = server.client.get(f"/studies/{summary['study_id']}").json()
+    study = api.client.get(f"/studies/{summary['study_id']}").json()
     assert study["best_trial"]["number"] == best_feasible["number"]
     assert summary["best"]["number"] == best_feasible["number"]
     assert study["test_score"] is not None

@@ -1,16 +1,16 @@
-"""Every route through a real server process, on SQLite and PostgreSQL."""
+"""Every route through the app in this process, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import statistics
 import uuid
 
-from api_harness import Server, add_trials, spec, submit
+from api_harness import Api, add_trials, spec, submit
 
 
-def test_submit_returns_201_with_location_and_the_queued_study(server: Server):
+def test_submit_returns_201_with_location_and_the_queued_study(api: Api):
     body = spec()
-    response = server.client.post("/studies", json=body, params={"priority": 3})
+    response = api.client.post("/studies", json=body, params={"priority": 3})
     assert response.status_code == 201, response.text
     study = response.json()
     assert response.headers["location"] == f"/studies/{study['id']}"
@@ -28,79 +28,79 @@ def test_submit_returns_201_with_location_and_the_queued_study(server: Server):
     }
     assert study["best_trial"] is None
     assert study["spec"]["search"]["n_trials"] == 12
-    again = server.client.get(response.headers["location"])
+    again = api.client.get(response.headers["location"])
     assert again.status_code == 200
     assert again.json()["id"] == study["id"]
 
 
-def test_idempotency_key_makes_a_retried_submit_return_the_same_study(server: Server):
+def test_idempotency_key_makes_a_retried_submit_return_the_same_study(api: Api):
     key = f"retry-{uuid.uuid4().hex}"
     body = spec()
-    first = server.client.post("/studies", json=body, headers={"Idempotency-Key": key})
-    second = server.client.post("/studies", json=body, headers={"Idempotency-Key": key})
+    first = api.client.post("/studies", json=body, headers={"Idempotency-Key": key})
+    second = api.client.post("/studies", json=body, headers={"Idempotency-Key": key})
     assert first.status_code == second.status_code == 201
     assert first.json()["id"] == second.json()["id"]
-    named = server.client.get("/studies", params={"limit": 500}).json()["items"]
+    named = api.client.get("/studies", params={"limit": 500}).json()["items"]
     assert [s["id"] for s in named if s["name"] == body["name"]] == [first.json()["id"]]
-    other = server.client.post("/studies", json=spec(), headers={"Idempotency-Key": key})
+    other = api.client.post("/studies", json=spec(), headers={"Idempotency-Key": key})
     assert other.status_code == 409
     assert key in other.json()["detail"]
 
 
-def test_bad_specs_are_422_naming_the_field(server: Server):
+def test_bad_specs_are_422_naming_the_field(api: Api):
     cases = {
         "search.n_trials": spec(n_trials=10**9),
         "dropout.bogus": {**spec(), "dropout": {"bogus": 1}},
         "name": {**spec(), "name": "no spaces allowed"},
     }
     for field, body in cases.items():
-        response = server.client.post("/studies", json=body)
+        response = api.client.post("/studies", json=body)
         assert response.status_code == 422, (field, response.text)
         payload = response.json()
         assert field in payload["detail"], payload
         assert any(field in e["loc"] or field in e["msg"] for e in payload["errors"])
     for raw in (b"[1, 2]", b"not json", b'"text"'):
-        response = server.client.post(
+        response = api.client.post(
             "/studies", content=raw, headers={"content-type": "application/json"}
         )
         assert response.status_code == 422, response.text
         assert isinstance(response.json()["detail"], str)
 
 
-def test_data_paths_outside_the_data_roots_are_422(server: Server):
+def test_data_paths_outside_the_data_roots_are_422(api: Api):
     for path in ("npz:../../etc/passwd", "csv:/etc/passwd", "npz:%2e%2e/%2e%2e/etc/passwd"):
         body = {**spec(), "dataset": {"name": path}}
-        response = server.client.post("/studies", json=body)
+        response = api.client.post("/studies", json=body)
         assert response.status_code == 422, (path, response.text)
         assert response.json()["errors"][0]["loc"] == "dataset.name"
 
 
-def test_list_is_newest_first_filtered_by_state_and_paginated(server: Server):
-    made = [submit(server)["id"] for _ in range(5)]
-    server.client.post(f"/studies/{made[1]}/cancel")
-    page = server.client.get("/studies", params={"limit": 2}).json()
+def test_list_is_newest_first_filtered_by_state_and_paginated(api: Api):
+    made = [submit(api)["id"] for _ in range(5)]
+    api.client.post(f"/studies/{made[1]}/cancel")
+    page = api.client.get("/studies", params={"limit": 2}).json()
     assert page["limit"] == 2 and page["offset"] == 0
     assert [s["id"] for s in page["items"]] == sorted(made, reverse=True)[:2]
     total = page["total"]
     assert total >= 5
     seen = []
     for offset in range(0, total, 2):
-        chunk = server.client.get("/studies", params={"limit": 2, "offset": offset}).json()
+        chunk = api.client.get("/studies", params={"limit": 2, "offset": offset}).json()
         seen += [s["id"] for s in chunk["items"]]
     assert seen == sorted(seen, reverse=True) and len(seen) == total
-    cancelled = server.client.get("/studies", params={"state": "cancelled"}).json()
+    cancelled = api.client.get("/studies", params={"state": "cancelled"}).json()
     assert made[1] in [s["id"] for s in cancelled["items"]]
     assert all(s["state"] == "cancelled" for s in cancelled["items"])
-    capped = server.client.get("/studies", params={"limit": 100000}).json()
+    capped = api.client.get("/studies", params={"limit": 100000}).json()
     assert capped["limit"] == 500
-    assert server.client.get("/studies", params={"limit": 0}).status_code == 422
-    assert server.client.get("/studies", params={"state": "nope"}).status_code == 422
+    assert api.client.get("/studies", params={"limit": 0}).status_code == 422
+    assert api.client.get("/studies", params={"state": "nope"}).status_code == 422
 
 
-def test_study_detail_counts_trials_by_state_and_shows_the_best(server: Server):
-    study = submit(server)
-    values = add_trials(server, study["optuna_name"], 9, pruned_every=4, failed=1)
-    detail = server.client.get(f"/studies/{study['id']}").json()
+def test_study_detail_counts_trials_by_state_and_shows_the_best(api: Api):
+    study = submit(api)
+    values = add_trials(api, study["optuna_name"], 9, pruned_every=4, failed=1)
+    detail = api.client.get(f"/studies/{study['id']}").json()
     counts = detail["trial_counts"]
     assert counts["complete"] == len(values)
     assert counts["pruned"] == 2 and counts["fail"] == 1
@@ -111,40 +111,40 @@ def test_study_detail_counts_trials_by_state_and_shows_the_best(server: Server):
     assert timings["first_trial_start"] <= timings["last_trial_complete"]
 
 
-def test_trials_page_filters_sorts_and_paginates(server: Server):
-    study = submit(server)
-    values = add_trials(server, study["optuna_name"], 14, pruned_every=5)
+def test_trials_page_filters_sorts_and_paginates(api: Api):
+    study = submit(api)
+    values = add_trials(api, study["optuna_name"], 14, pruned_every=5)
     url = f"/studies/{study['id']}/trials"
-    page = server.client.get(url, params={"limit": 5}).json()
+    page = api.client.get(url, params={"limit": 5}).json()
     assert page["total"] == 14
     assert [t["number"] for t in page["items"]] == [0, 1, 2, 3, 4]
-    last = server.client.get(url, params={"limit": 5, "offset": 10}).json()
+    last = api.client.get(url, params={"limit": 5, "offset": 10}).json()
     assert [t["number"] for t in last["items"]] == [10, 11, 12, 13]
-    best_first = server.client.get(url, params={"sort": "value", "state": "complete"}).json()
+    best_first = api.client.get(url, params={"sort": "value", "state": "complete"}).json()
     assert [t["value"] for t in best_first["items"]] == sorted(values, reverse=True)
-    worst_first = server.client.get(
+    worst_first = api.client.get(
         url, params={"sort": "value", "order": "asc", "state": "complete"}
     ).json()
     assert [t["value"] for t in worst_first["items"]] == sorted(values)
-    pruned = server.client.get(url, params={"state": "pruned"}).json()
+    pruned = api.client.get(url, params={"state": "pruned"}).json()
     assert pruned["total"] == 2 and all(t["state"] == "pruned" for t in pruned["items"])
-    gaussian = server.client.get(url, params={"variant": "gaussian", "limit": 500}).json()
+    gaussian = api.client.get(url, params={"variant": "gaussian", "limit": 500}).json()
     assert gaussian["items"] and all(t["variant"] == "gaussian" for t in gaussian["items"])
-    standard = server.client.get(url, params={"variant": "standard"}).json()
+    standard = api.client.get(url, params={"variant": "standard"}).json()
     assert gaussian["total"] + standard["total"] == 14
-    none = server.client.get(url, params={"variant": "rdrop"}).json()
+    none = api.client.get(url, params={"variant": "rdrop"}).json()
     assert none == {"items": [], "total": 0, "limit": 50, "offset": 0}
     item = page["items"][1]
     assert set(item["params"]) == {"variant", "rate", "width"}
     assert "curve" not in item["user_attrs"]  # pages carry only the small attributes
-    assert server.client.get(url, params={"sort": "loss"}).status_code == 422
-    assert server.client.get(url, params={"variant": "dropout9"}).status_code == 422
+    assert api.client.get(url, params={"sort": "loss"}).status_code == 422
+    assert api.client.get(url, params={"variant": "dropout9"}).status_code == 422
 
 
-def test_trial_detail_has_params_config_curve_and_intermediate_values(server: Server):
-    study = submit(server)
-    add_trials(server, study["optuna_name"], 2)
-    trial = server.client.get(f"/studies/{study['id']}/trials/1").json()
+def test_trial_detail_has_params_config_curve_and_intermediate_values(api: Api):
+    study = submit(api)
+    add_trials(api, study["optuna_name"], 2)
+    trial = api.client.get(f"/studies/{study['id']}/trials/1").json()
     assert trial["number"] == 1 and trial["state"] == "complete"
     assert trial["config"]["hidden"] == [trial["params"]["width"]]
     assert trial["train"] == {"epochs": 3, "lr": 0.001}
@@ -152,17 +152,15 @@ def test_trial_detail_has_params_config_curve_and_intermediate_values(server: Se
     assert [p["step"] for p in trial["intermediate_values"]] == [0, 1, 2]
     assert trial["user_attrs"]["gap"] == 0.01
     assert trial["duration_seconds"] >= 0
-    missing = server.client.get(f"/studies/{study['id']}/trials/99")
+    missing = api.client.get(f"/studies/{study['id']}/trials/99")
     assert missing.status_code == 404 and "99" in missing.json()["detail"]
 
 
-def test_summary_reports_best_and_median_per_variant_and_importances(server: Server):
-    study = submit(server)
-    add_trials(server, study["optuna_name"], 16)
-    trials = server.client.get(f"/studies/{study['id']}/trials", params={"limit": 500}).json()[
-        "items"
-    ]
-    summary = server.client.get(f"/studies/{study['id']}/summary").json()
+def test_summary_reports_best_and_median_per_variant_and_importances(api: Api):
+    study = submit(api)
+    add_trials(api, study["optuna_name"], 16)
+    trials = api.client.get(f"/studies/{study['id']}/trials", params={"limit": 500}).json()["items"]
+    summary = api.client.get(f"/studies/{study['id']}/summary").json()
     assert summary["n_complete"] == 16
     for row in summary["variants"]:
         mine = [t["value"] for t in trials if t["variant"] == row["variant"]]
@@ -180,55 +178,55 @@ def test_summary_reports_best_and_median_per_variant_and_importances(server: Ser
     assert summary["test_score"] is None
 
 
-def test_summary_of_an_empty_study_explains_missing_importances(server: Server):
-    study = submit(server)
-    summary = server.client.get(f"/studies/{study['id']}/summary").json()
+def test_summary_of_an_empty_study_explains_missing_importances(api: Api):
+    study = submit(api)
+    summary = api.client.get(f"/studies/{study['id']}/summary").json()
     assert summary["n_complete"] == 0 and summary["importances"] == {}
     assert "at least" in summary["importances_note"]
     assert summary["verdict"] is None and summary["best"] is None
 
 
-def test_cancel_then_cancel_again_is_409_and_delete_removes_study_and_trials(server: Server):
-    study = submit(server)
-    add_trials(server, study["optuna_name"], 2)
-    cancelled = server.client.post(f"/studies/{study['id']}/cancel")
+def test_cancel_then_cancel_again_is_409_and_delete_removes_study_and_trials(api: Api):
+    study = submit(api)
+    add_trials(api, study["optuna_name"], 2)
+    cancelled = api.client.post(f"/studies/{study['id']}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
-    again = server.client.post(f"/studies/{study['id']}/cancel")
+    again = api.client.post(f"/studies/{study['id']}/cancel")
     assert again.status_code == 409 and "cancelled" in again.json()["detail"]
-    assert server.client.delete(f"/studies/{study['id']}").status_code == 204
-    assert server.client.get(f"/studies/{study['id']}").status_code == 404
-    assert server.client.get(f"/studies/{study['id']}/trials").status_code == 404
-    assert server.client.delete(f"/studies/{study['id']}").status_code == 404
-    names = [s["study_name"] for s in server.client.get("/api/studies").json()["study_summaries"]]
+    assert api.client.delete(f"/studies/{study['id']}").status_code == 204
+    assert api.client.get(f"/studies/{study['id']}").status_code == 404
+    assert api.client.get(f"/studies/{study['id']}/trials").status_code == 404
+    assert api.client.delete(f"/studies/{study['id']}").status_code == 404
+    names = [s["study_name"] for s in api.client.get("/api/studies").json()["study_summaries"]]
     assert study["optuna_name"] not in names
 
 
-def test_unknown_ids_are_404_and_malformed_ids_422(server: Server):
+def test_unknown_ids_are_404_and_malformed_ids_422(api: Api):
     for path in (
         "/studies/999999",
         "/studies/999999/trials",
         "/studies/999999/summary",
         "/studies/999999/trials/0",
     ):
-        response = server.client.get(path)
+        response = api.client.get(path)
         assert response.status_code == 404, path
         assert response.json()["detail"] == "study 999999 does not exist"
-    assert server.client.post("/studies/999999/cancel").status_code == 404
-    assert server.client.delete("/studies/999999").status_code == 404
+    assert api.client.post("/studies/999999/cancel").status_code == 404
+    assert api.client.delete("/studies/999999").status_code == 404
     for path in ("/studies/abc", "/studies/0", f"/studies/{2**70}", "/studies/1/trials/-1"):
-        response = server.client.get(path)
+        response = api.client.get(path)
         assert response.status_code == 422, (path, response.text)
 
 
-def test_workers_health_and_readiness(server: Server):
-    assert isinstance(server.client.get("/workers").json(), list)
-    assert server.client.get("/workers", params={"alive_within": 0}).status_code == 422
-    assert server.client.get("/healthz").json() == {"status": "ok"}
-    assert server.client.get("/readyz").json() == {"status": "ready", "database": "ok"}
+def test_workers_health_and_readiness(api: Api):
+    assert isinstance(api.client.get("/workers").json(), list)
+    assert api.client.get("/workers", params={"alive_within": 0}).status_code == 422
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    assert api.client.get("/readyz").json() == {"status": "ready", "database": "ok"}
 
 
-def test_docs_are_served_offline_and_the_schema_has_every_route(server: Server):
-    schema = server.client.get("/openapi.json").json()
+def test_docs_are_served_offline_and_the_schema_has_every_route(api: Api):
+    schema = api.client.get("/openapi.json").json()
     paths = schema["paths"]
     assert set(paths) == {
         "/studies",
@@ -246,49 +244,49 @@ def test_docs_are_served_offline_and_the_schema_has_every_route(server: Server):
     body = paths["/studies"]["post"]["requestBody"]["content"]["application/json"]
     assert body["example"]["name"]
     for page, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
-        html = server.client.get(page).text
+        html = api.client.get(page).text
         assert f"/docs-assets/{asset}" in html
         assert "cdn" not in html.lower() and "googleapis" not in html
-        assert server.client.get(f"/docs-assets/{asset}").status_code == 200
+        assert api.client.get(f"/docs-assets/{asset}").status_code == 200
 
 
-def test_a_running_study_cannot_be_deleted_until_cancelled(server: Server):
+def test_a_running_study_cannot_be_deleted_until_cancelled(api: Api):
     from storage import queue
     from storage.engine import make_engine
 
-    made = server.client.post("/studies", json=spec(), params={"priority": 1000})
+    made = api.client.post("/studies", json=spec(), params={"priority": 1000})
     assert made.status_code == 201
-    engine = make_engine(server.database_url)
+    engine = make_engine(api.database_url)
     try:
         worker = queue.register_worker(engine, host="test-host", device="cpu", pid=1)
         claimed = queue.claim_trial_slot(engine, worker)  # highest priority: ours, or a peer's
         assert claimed is not None
         path = f"/studies/{claimed.id}"
-        assert server.client.get(path).json()["state"] == "running"
-        refused = server.client.delete(path)
+        assert api.client.get(path).json()["state"] == "running"
+        refused = api.client.delete(path)
         assert refused.status_code == 409 and "cancel it" in refused.json()["detail"]
-        listed = [w for w in server.client.get("/workers").json() if w["id"] == worker]
+        listed = [w for w in api.client.get("/workers").json() if w["id"] == worker]
         assert listed and listed[0]["host"] == "test-host" and listed[0]["study_id"] == claimed.id
-        assert server.client.post(f"{path}/cancel").json()["state"] == "cancelled"
-        assert server.client.delete(path).status_code == 204
+        assert api.client.post(f"{path}/cancel").json()["state"] == "cancelled"
+        assert api.client.delete(path).status_code == 204
         queue.unregister_worker(engine, worker)
     finally:
         engine.dispose()
 
 
-def test_the_test_score_retraining_is_reported_apart_from_the_search(server: Server):
+def test_the_test_score_retraining_is_reported_apart_from_the_search(api: Api):
     from storage import final_steps, queue
     from storage.engine import make_engine
 
-    study = submit(server)
-    add_trials(server, study["optuna_name"], 4)
+    study = submit(api)
+    add_trials(api, study["optuna_name"], 4)
     path = f"/studies/{study['id']}"
-    engine = make_engine(server.database_url)
+    engine = make_engine(api.database_url)
     try:
         queue.end_study_early(engine, study["id"])  # done: its score is owed, as after a search
-        before = server.client.get(f"{path}/summary").json()  # cached before the score lands
+        before = api.client.get(f"{path}/summary").json()  # cached before the score lands
         assert before["test_score"] is None and before["test_score_seconds"] is None
-        assert server.client.get(path).json()["timings"]["test_score_seconds"] is None
+        assert api.client.get(path).json()["timings"]["test_score_seconds"] is None
         worker = queue.register_worker(engine, host="scorer", device="cpu", pid=1)
         owed = next(o for o in final_steps.owed_steps(engine) if o.study_id == study["id"])
         assert owed.step == "score" and final_steps.claim_step(engine, owed, worker)
@@ -296,9 +294,9 @@ def test_the_test_score_retraining_is_reported_apart_from_the_search(server: Ser
         queue.unregister_worker(engine, worker)
     finally:
         engine.dispose()
-    detail = server.client.get(path).json()
+    detail = api.client.get(path).json()
     timings = detail["timings"]
     assert (detail["test_score"], timings["test_score_seconds"]) == (0.93, 2.5)
     assert timings["test_scored_at"] >= timings["finished_at"]  # ISO 8601 UTC: ordered as text
-    summary = server.client.get(f"{path}/summary").json()
+    summary = api.client.get(f"{path}/summary").json()
     assert (summary["test_score"], summary["test_score_seconds"]) == (0.93, 2.5)

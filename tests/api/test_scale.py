@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import optuna
 import pytest
 import sqlalchemy as sa
-from api_harness import Server, _optuna_url, add_trials, submit
+from api_harness import Api, _optuna_url, add_trials, submit
 from optuna.trial import TrialState
 
 from api.context import LruCache
@@ -20,9 +20,9 @@ from storage.optuna_storage import make_optuna_storage
 from storage.trial_indexes import TRIAL_INDEXES
 
 
-def _tell(server: Server, optuna_name: str, value: float | None, state: TrialState) -> None:
+def _tell(api: Api, optuna_name: str, value: float | None, state: TrialState) -> None:
     """One more trial, told `value` (COMPLETE) or ended in `state`; None leaves it running."""
-    study = optuna.load_study(study_name=optuna_name, storage=_optuna_url(server.database_url))
+    study = optuna.load_study(study_name=optuna_name, storage=_optuna_url(api.database_url))
     trial = study.ask()
     trial.suggest_categorical("variant", ["standard", "gaussian"])
     trial.set_user_attr("variant", "gaussian")
@@ -33,19 +33,19 @@ def _tell(server: Server, optuna_name: str, value: float | None, state: TrialSta
         study.tell(trial, state=state)
 
 
-def test_detail_and_summary_follow_every_finished_trial(server: Server):
-    study = submit(server)
+def test_detail_and_summary_follow_every_finished_trial(api: Api):
+    study = submit(api)
     path = f"/studies/{study['id']}"
-    values = add_trials(server, study["optuna_name"], 6, pruned_every=3)
+    values = add_trials(api, study["optuna_name"], 6, pruned_every=3)
     for _ in range(2):  # the second read is served from the caches
-        detail = server.client.get(path).json()
-        summary = server.client.get(f"{path}/summary").json()
+        detail = api.client.get(path).json()
+        summary = api.client.get(f"{path}/summary").json()
     assert detail["trial_counts"]["complete"] == summary["n_complete"] == len(values) == 4
     assert detail["best_trial"]["value"] == summary["best"]["value"] == max(values)
 
-    _tell(server, study["optuna_name"], None, TrialState.RUNNING)
-    _tell(server, study["optuna_name"], None, TrialState.FAIL)
-    detail = server.client.get(path).json()
+    _tell(api, study["optuna_name"], None, TrialState.RUNNING)
+    _tell(api, study["optuna_name"], None, TrialState.FAIL)
+    detail = api.client.get(path).json()
     assert detail["trial_counts"] == {
         "running": 1,
         "waiting": 0,
@@ -55,9 +55,9 @@ def test_detail_and_summary_follow_every_finished_trial(server: Server):
     }
     assert detail["best_trial"]["value"] == max(values)
 
-    _tell(server, study["optuna_name"], 9.5, TrialState.COMPLETE)
-    detail = server.client.get(path).json()
-    summary = server.client.get(f"{path}/summary").json()
+    _tell(api, study["optuna_name"], 9.5, TrialState.COMPLETE)
+    detail = api.client.get(path).json()
+    summary = api.client.get(f"{path}/summary").json()
     assert detail["trial_counts"]["complete"] == summary["n_complete"] == 5
     assert detail["best_trial"]["value"] == summary["best"]["value"] == 9.5
     assert detail["best_trial"]["number"] == summary["best"]["number"] == 8
@@ -67,14 +67,14 @@ def test_detail_and_summary_follow_every_finished_trial(server: Server):
 
 
 def test_summary_shows_the_current_state_and_test_score_over_a_cached_computation(
-    server: Server,
+    api: Api,
 ):
-    study = submit(server)
-    add_trials(server, study["optuna_name"], 4)
+    study = submit(api)
+    add_trials(api, study["optuna_name"], 4)
     path = f"/studies/{study['id']}"
-    assert server.client.get(f"{path}/summary").json()["state"] == "queued"
-    assert server.client.post(f"{path}/cancel").status_code == 200
-    assert server.client.get(f"{path}/summary").json()["state"] == "cancelled"
+    assert api.client.get(f"{path}/summary").json()["state"] == "queued"
+    assert api.client.post(f"{path}/cancel").status_code == 200
+    assert api.client.get(f"{path}/summary").json()["state"] == "cancelled"
 
 
 def _statements(engine: sa.Engine) -> list[str]:
@@ -89,14 +89,19 @@ def two_studies(db_url: str) -> Iterator[tuple[sa.Engine, list[str]]]:
     migrate.ensure_schema(db_url)
     storage = make_optuna_storage(db_url)
     names = []
+    space = {"x": optuna.distributions.FloatDistribution(0, 1)}
     for n in (3, 60):
         name = f"scale-{n}"
         study = optuna.create_study(study_name=name, storage=storage)
-        for i in range(n):
-            trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-            trial.set_user_attr("variant", "standard" if i % 2 else "gaussian")
-            if i < n - 1:
-                study.tell(trial, float(i))
+        for i in range(n - 1):  # each written whole: one transaction, not an ask/set/tell each
+            variant = {"variant": "standard" if i % 2 else "gaussian"}
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params={"x": i / n}, distributions=space, value=float(i), user_attrs=variant
+                )
+            )
+        running = study.ask(space)
+        running.set_user_attr("variant", "standard" if (n - 1) % 2 else "gaussian")
         names.append(name)
     storage.engine.dispose()
     engine = make_engine(db_url)
@@ -217,6 +222,7 @@ def test_lru_cache_keeps_the_most_recently_used_entries():
     assert (cache.get("a"), cache.get("b", "gone"), cache.get("c"), len(cache)) == (1, "gone", 3, 2)
 
 
+@pytest.mark.process
 def test_the_api_process_does_not_import_torch_or_scikit_learn():
     code = "import sys, api.app; print(sorted({'torch', 'sklearn'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_harness import Server
+from serve_harness import Server, start_server
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 CHECKS = ",".join(
@@ -27,7 +28,17 @@ CHECKS = ",".join(
 MIN_REQUESTS = 300
 
 
+@pytest.fixture
+def server(db_url, tmp_path) -> Iterator[Server]:
+    """A real `studyd serve --no-workers` per backend: schemathesis talks to it over a socket,
+    and PostgreSQL refuses what SQLite takes (integers over 64 bits, for one)."""
+    srv = start_server(db_url, tmp_path)
+    yield srv
+    srv.stop()
+
+
 @pytest.mark.slow
+@pytest.mark.process
 def test_generated_requests_get_no_5xx_and_match_the_schema(server: Server, tmp_path):
     command = [
         str(SCHEMATHESIS), "run", f"{server.url}/openapi.json",

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 
 import pytest
-from api_harness import start_server
+from serve_harness import start_server
 
 SERVE = [sys.executable, "-m", "studyd.cli.main", "serve", "--log-level", "warning"]
 
@@ -27,6 +27,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_serve_runs_n_workers_and_stops_them_on_sigterm(tmp_path):
     server = start_server(
         f"sqlite:///{tmp_path / 'studyd.db'}", tmp_path, command=[*SERVE, "--workers", "2"]
@@ -60,6 +61,7 @@ SETTINGS_SPEC = {
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_serve_gives_its_workers_the_environment_s_settings_with_its_flags_on_top(tmp_path):
     env = {
         "STUDYD_WORKER_DEVICE": "cpu",
@@ -93,6 +95,7 @@ def test_serve_gives_its_workers_the_environment_s_settings_with_its_flags_on_to
         server.stop()
 
 
+@pytest.mark.process
 def test_serve_refuses_a_database_it_cannot_open_with_one_line(tmp_path):
     import subprocess
 

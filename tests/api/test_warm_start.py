@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from api_harness import submit
 from serve_harness import REPO, clean_env
 
 from api.context import SUMMARY_MODULES
@@ -41,6 +43,7 @@ print(json.dumps({"before": before, "after": after, "scipy": "scipy.stats" in sy
 """
 
 
+@pytest.mark.process
 def test_the_summarys_modules_are_imported_at_start_not_by_the_first_summary(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'studyd.db'}"
     run = subprocess.run(
@@ -53,3 +56,12 @@ def test_the_summarys_modules_are_imported_at_start_not_by_the_first_summary(tmp
     assert seen["after"] == list(SUMMARY_MODULES)
     assert seen["scipy"] is True
     assert seen["status"] == 200
+
+
+def test_the_in_process_app_runs_its_lifespan_warm_up_included(api):
+    """The API tests' app (tests/api/conftest.py) is started as `studyd serve` starts it."""
+    warm = api.app.state.warm_summary  # set by the lifespan only
+    warm.join(timeout=120)
+    assert not warm.is_alive()
+    assert set(SUMMARY_MODULES) <= set(sys.modules)
+    assert api.client.get(f"/studies/{submit(api)['id']}/summary").status_code == 200

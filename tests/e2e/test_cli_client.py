@@ -22,6 +22,9 @@ from cli_harness import (
     studyd,
 )
 
+# Every test drives `studyd` subprocesses against a `studyd serve` process.
+pytestmark = pytest.mark.process
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:

@@ -25,6 +25,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from studyd.analysis.evidence import DIAGNOSTIC_MEANS
 
+# Every test drives `studyd` subprocesses against a `studyd serve` process.
+pytestmark = pytest.mark.process
+
 SPEC = {
     "name": "story",
     "dataset": "digits",

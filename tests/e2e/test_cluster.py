@@ -78,6 +78,7 @@ def proxy_process(database_url: str, tmp_path: Path) -> Iterator[str]:
         yield f"grpc://127.0.0.1:{port}"
 
 
+@pytest.mark.process
 def test_proxy_serves_optuna_studies_that_land_in_the_database(sqlite_url, tmp_path):
     with proxy_process(sqlite_url, tmp_path) as grpc_url:
         via_proxy = make_optuna_storage(grpc_url)
@@ -90,6 +91,7 @@ def test_proxy_serves_optuna_studies_that_land_in_the_database(sqlite_url, tmp_p
     assert direct.best_value == best_via_proxy
 
 
+@pytest.mark.process
 def test_proxy_refuses_to_proxy_another_proxy(tmp_path):
     result = subprocess.run(
         [*STUDYD, "proxy", "--database-url", "grpc://127.0.0.1:1"],
@@ -159,6 +161,7 @@ def wait_until_final(api_url: str, ids: list[int], logs: list[Path], timeout: fl
 
 
 @pytest.mark.slow
+@pytest.mark.process
 @pytest.mark.postgres
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("via", ["database", "grpc-proxy"])

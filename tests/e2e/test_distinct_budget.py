@@ -11,7 +11,7 @@ from worker_harness import Cluster
 
 from storage import queue
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 # Three distinct runs: `none`; standard p = 0.3 and p = 0.5, where `pre_activation` under ReLU
 # is the same network as `hidden` (studyd.analysis.canonical) and p = 0 is `none`.

@@ -12,7 +12,7 @@ from worker_harness import Cluster, wait_for, worker_of
 
 from storage import queue
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 LONG_TRIALS = """
 name: e2e-long

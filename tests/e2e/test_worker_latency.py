@@ -13,7 +13,7 @@ from worker_harness import Cluster, wait_for
 
 from storage import queue
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 TINY = """
 name: latency-{n}

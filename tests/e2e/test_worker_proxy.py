@@ -14,7 +14,7 @@ from worker_harness import STUDYD, Cluster, wait_for
 
 from storage import queue
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 SPEC = """
 name: e2e-proxy

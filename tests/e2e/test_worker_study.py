@@ -10,7 +10,7 @@ from worker_harness import Cluster
 
 from models.config import VARIANTS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 EVERY_VARIANT = """
 name: e2e-variants

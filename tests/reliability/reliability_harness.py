@@ -21,9 +21,11 @@ from typing import Any
 
 from serve_harness import (  # noqa: F401 - the reliability tests import them from here
     REPO,
+    Api,
     Server,
     clean_env,
     free_port,
+    in_process_api,
     start_server,
     stop_process,
 )

@@ -1,9 +1,9 @@
 """Issue 9 item 5: with a token configured, nothing but health answers without it.
 
 The routes are enumerated from the app the server runs (`create_app`), mounts included, so a
-route added later is covered without touching this file. Each is called on a live `studyd serve`
-without a token, with wrong ones and with near misses; all must be 401. There are no default
-credentials, and the server binds to loopback unless told otherwise.
+route added later is covered without touching this file. Each is called on that app (in this
+process) without a token, with wrong ones and with near misses; all must be 401. There are no
+default credentials, and a real `studyd serve` binds to loopback unless told otherwise.
 """
 
 from __future__ import annotations
@@ -19,22 +19,23 @@ import httpx
 import pytest
 import typer.main
 from fastapi.routing import APIRoute
-from reliability_harness import Server, start_server
+from reliability_harness import Api, in_process_api, start_server
 from starlette.routing import Mount, Route
 
 from api.app import create_app
 from studyd.settings import Settings
 
 TOKEN = "rel-token-7f3a9c1e5b"
+BASE = "http://testserver"  # the in-process client's host: full URLs keep odd paths as written
 OPEN = {"/healthz", "/readyz"}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("auth")
-    srv = start_server(f"sqlite:///{tmp / 'studyd.db'}", tmp, token=TOKEN)
-    yield srv
-    srv.stop()
+def server(tmp_path_factory) -> Iterator[Api]:
+    """The app `studyd serve` runs, in this process; paths go as written (absolute URLs)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('auth') / 'studyd.db'}"
+    with in_process_api(url, api_token=TOKEN) as api:
+        yield api
 
 
 def app_endpoints(tmp: Path) -> list[tuple[str, str]]:
@@ -106,8 +107,9 @@ def test_every_route_but_health_is_401_without_the_token(server, tmp_path, figur
 
 
 def test_health_is_open_and_nothing_else_is(server):
+    anonymous = server.anonymous()
     for path in OPEN:
-        assert httpx.get(server.url + path).status_code == 200
+        assert anonymous.get(BASE + path).status_code == 200
     for path in (
         "/nope",
         "/healthz/",
@@ -116,7 +118,7 @@ def test_health_is_open_and_nothing_else_is(server):
         "/readyz;/studies",
         "//studies",
     ):
-        response = httpx.get(server.url + path)
+        response = anonymous.get(BASE + path)
         assert response.status_code == 401, (path, response.status_code)
     accepted = [
         {"Authorization": f"Bearer {TOKEN}"},
@@ -124,13 +126,14 @@ def test_health_is_open_and_nothing_else_is(server):
         {"Authorization": "Basic " + base64.b64encode(f"any:{TOKEN}".encode()).decode()},
     ]
     for headers in accepted:
-        assert httpx.get(server.url + "/studies", headers=headers).status_code == 200
+        assert anonymous.get(BASE + "/studies", headers=headers).status_code == 200
 
 
 DEFAULT_GUESSES = ["", "admin", "password", "studyd", "changeme", "token", "secret", "studyd-ci"]
 
 
 def test_no_default_credentials(server, monkeypatch):
+    anonymous = server.anonymous()
     for key in [k for k in os.environ if k.startswith("STUDYD_")]:
         monkeypatch.delenv(key)
     assert Settings(_env_file=None).api_token is None
@@ -139,7 +142,7 @@ def test_no_default_credentials(server, monkeypatch):
             f"Bearer {guess}".strip(),
             "Basic " + base64.b64encode(f"admin:{guess}".encode()).decode(),
         ):
-            response = httpx.get(server.url + "/studies", headers={"Authorization": header})
+            response = anonymous.get(BASE + "/studies", headers={"Authorization": header})
             assert response.status_code == 401, guess
 
 
@@ -153,6 +156,7 @@ def _non_loopback_address() -> str | None:
     return None if address.startswith("127.") else address
 
 
+@pytest.mark.process
 def test_binds_loopback_unless_told(tmp_path, figure):
     assert Settings(_env_file=None).host == "127.0.0.1"
     commands = typer.main.get_command(__import__("studyd.cli.main", fromlist=["app"]).app)

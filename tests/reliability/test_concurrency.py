@@ -33,7 +33,7 @@ from storage.optuna_storage import make_optuna_storage
 from studyd.daemon.search import suggest_config
 from studyd.spec import validate_spec
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 WORKERS, PER_WORKER = 8, 20
 DIGITS_SHAPE = (64, 10)

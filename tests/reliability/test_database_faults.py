@@ -31,7 +31,7 @@ from storage.engine import make_engine
 from storage.optuna_storage import make_optuna_storage
 from storage.queue import get_study
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.process]
 
 OUTAGE_S = 10.0
 DB_ROUTES = [

@@ -36,7 +36,7 @@ from storage.optuna_storage import make_optuna_storage
 from storage.queue import get_study, list_workers
 from studyd.daemon.embedded import MAX_QUICK_DEATHS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 
 def alive(pid: int) -> bool:

@@ -82,6 +82,7 @@ def run_schemathesis(url: str, seed: int, har: Path) -> subprocess.CompletedProc
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_stateful_run_gets_no_5xx_and_matches_the_schema(server, tmp_path, figure):
     started = time.monotonic()
     entries: list[tuple[str, str, int]] = []

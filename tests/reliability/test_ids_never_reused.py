@@ -2,8 +2,9 @@
 
 On SQLite, SQLAlchemy's `autoincrement=True` did not emit AUTOINCREMENT, so cancel + delete of the
 newest study and another submit gave the new study the deleted one's id (and a worker's cache
-keyed by it served the deleted spec). Through a real `studyd serve`, then below it for worker ids
-and for a database created before migration 0004.
+keyed by it served the deleted spec). Through the app `studyd serve` runs (in this process, started
+again over the same database for a restart), then below it for worker ids and for a database
+created before migration 0004.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from reliability_harness import start_server
+from reliability_harness import in_process_api
 
 from storage import migrate, queue
 from storage.engine import make_engine
@@ -31,9 +32,8 @@ def submit(server) -> dict:
     return response.json()
 
 
-def test_deleted_study_id_is_not_given_to_the_next_submit(db_url, tmp_path):
-    server = start_server(db_url, tmp_path)
-    try:
+def test_deleted_study_id_is_not_given_to_the_next_submit(db_url):
+    with in_process_api(db_url) as server:
         first = submit(server)
         doomed = submit(server)
         assert server.client.post(f"/studies/{doomed['id']}/cancel").status_code == 200
@@ -42,13 +42,10 @@ def test_deleted_study_id_is_not_given_to_the_next_submit(db_url, tmp_path):
         after = submit(server)
         assert after["id"] not in (first["id"], doomed["id"]), (first, doomed, after)
         assert after["id"] > doomed["id"]
-        # Restarting the server does not bring the id back either.
-        server.stop()
-        server = start_server(db_url, tmp_path)
+    # Restarting the server does not bring the id back either.
+    with in_process_api(db_url) as server:
         assert server.client.delete(f"/studies/{after['id']}").status_code == 204
         assert submit(server)["id"] > after["id"]
-    finally:
-        server.stop()
 
 
 def test_worker_ids_are_not_reused(db_url):

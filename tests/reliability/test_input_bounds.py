@@ -1,11 +1,12 @@
 """Issue 9 item 4: hostile input is refused at the door, readably, and nothing of it is run.
 
-Against a live `studyd serve --no-workers`: specs are bounded (422 naming the field), unknown
-fields are refused, bodies over the limit get 413 (declared or streamed), pages are capped, and
-`npz:`/`csv:` paths that leave the data roots (`..`, URL-encoded, absolute, symlinks) are 422 at
-submit time. Below the API: data files are read without unpickling, fashion-mnist's IDX files
-are bounded by the roots too, YAML specs cannot construct objects, and no module under our
-packages unpickles, `eval`s or imports anything a client names.
+Against the app `studyd serve --no-workers` runs (in this process, over SQLite): specs are
+bounded (422 naming the field), unknown fields are refused, bodies over the limit get 413
+(declared or streamed), pages are capped, and `npz:`/`csv:` paths that leave the data roots
+(`..`, URL-encoded, absolute, symlinks) are 422 at submit time. Below the API: data files are
+read without unpickling, fashion-mnist's IDX files are bounded by the roots too, YAML specs
+cannot construct objects, and no module under our packages unpickles, `eval`s or imports
+anything a client names.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from reliability_harness import REPO, Server, start_server
+from reliability_harness import REPO, Api, in_process_api
 
 from models.data import DataError, load_dataset
 from studyd.spec import MAX_BASELINES, MAX_CHOICES, SpecError, load_spec
@@ -51,12 +52,10 @@ def data_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, data_root) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("bounds-server")
-    env = {"STUDYD_DATA_ROOTS": f'["{data_root}"]', "STUDYD_MAX_BODY_BYTES": "65536"}
-    srv = start_server(f"sqlite:///{tmp / 'studyd.db'}", tmp, env=env)
-    yield srv
-    srv.stop()
+def server(tmp_path_factory, data_root) -> Iterator[Api]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('bounds-server') / 'studyd.db'}"
+    with in_process_api(url, data_roots=[data_root], max_body_bytes=65536) as api:
+        yield api
 
 
 def with_value(path: str, value: Any) -> dict[str, Any]:
@@ -70,7 +69,7 @@ def with_value(path: str, value: Any) -> dict[str, Any]:
     return spec
 
 
-def study_count(server: Server) -> int:
+def study_count(server: Api) -> int:
     return server.client.get("/studies", params={"limit": 1}).json()["total"]
 
 
@@ -176,9 +175,8 @@ def test_wide_data_file_counts_in_the_size_check(server, data_root):
 
 
 def test_train_memory_limit_is_a_setting(tmp_path):
-    env = {"STUDYD_MAX_TRAIN_BYTES": str(20_000_000)}
-    srv = start_server(f"sqlite:///{tmp_path / 'studyd.db'}", tmp_path, env=env)
-    try:
+    url = f"sqlite:///{tmp_path / 'studyd.db'}"
+    with in_process_api(url, max_train_bytes=20_000_000) as srv:
         spec = with_value("model", {"width": 256, "depth": 1})
         spec["training"]["batch_size"] = 65536  # activations dominate: the batch is named
         response = srv.client.post("/studies", json=spec)
@@ -186,8 +184,6 @@ def test_train_memory_limit_is_a_setting(tmp_path):
         assert "20.0 MB" in response.json()["detail"], response.json()
         small = srv.client.post("/studies", json=with_value("model", {"width": 64, "depth": 1}))
         assert small.status_code == 201, small.text
-    finally:
-        srv.stop()
 
 
 def test_grid_search_space_over_the_limit_is_422(server):
@@ -313,15 +309,12 @@ def test_data_file_the_server_cannot_read_is_422(server, data_root):
 
 def test_data_path_is_let_through_where_the_server_cannot_see_the_roots(tmp_path):
     # An API-only node without the data: workers elsewhere have the roots and check again.
-    env = {"STUDYD_DATA_ROOTS": f'["{tmp_path / "on-the-workers-only"}"]'}
-    srv = start_server(f"sqlite:///{tmp_path / 'studyd.db'}", tmp_path, env=env)
-    try:
+    url = f"sqlite:///{tmp_path / 'studyd.db'}"
+    with in_process_api(url, data_roots=[tmp_path / "on-the-workers-only"]) as srv:
         response = srv.client.post("/studies", json=with_value("dataset.name", "npz:there.npz"))
         assert response.status_code == 201, response.text
         escape = srv.client.post("/studies", json=with_value("dataset.name", "npz:../x.npz"))
         assert_422_naming(escape, "dataset.name")
-    finally:
-        srv.stop()
 
 
 @pytest.mark.parametrize("length", [300, 5000])

@@ -33,7 +33,7 @@ from storage.engine import make_engine
 from storage.optuna_storage import make_optuna_storage
 from storage.queue import list_workers
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from storage.migrate import upgrade
 from storage.optuna_storage import make_optuna_storage
 from studyd.daemon.service import submit_spec
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 HEARTBEAT_S, GRACE_S, REAPER_S = 0.5, 3.0, 0.5
 # Two busy cores run 2+ Python processes and pytest: allow this much over the ideal bound.

@@ -19,7 +19,7 @@ from storage.optuna_storage import make_optuna_storage
 from studyd.daemon.service import submit_spec
 from studyd.spec import validate_spec
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 BIG = {
     "name": "big",

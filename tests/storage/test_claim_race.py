@@ -18,6 +18,7 @@ TARGETS = [7, 13, 25, 40, 15]  # N = 100 slots over five studies
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_slot_claims_never_exceed_target_under_8_processes(db_url, engine, tmp_path):
     studies = [
         queue.submit_study(engine, name=f"race{i}", spec={}, target_trials=t, priority=i % 2)

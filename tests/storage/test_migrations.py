@@ -63,6 +63,7 @@ def test_database_made_by_optuna_alone_is_accepted(db_url):
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_servers_starting_together_on_an_empty_database_all_succeed(db_url, tmp_path):
     start = tmp_path / "start"
     procs = Path(__file__).with_name("procs.py")

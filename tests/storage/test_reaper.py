@@ -22,6 +22,7 @@ GRACE_S = 1.0
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_killed_worker_trial_fails_and_slot_returns_within_heartbeat_plus_grace(
     db_url, engine, optuna_storage
 ):

@@ -103,6 +103,7 @@ def test_the_test_score_retraining_is_timed_after_the_study_is_done(backend, tmp
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_a_study_the_reaper_ended_is_scored_exactly_once_by_two_worker_processes(
     backend, db_url, tmp_path
 ):
