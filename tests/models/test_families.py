@@ -332,3 +332,16 @@ def test_mc_dropout_diagnostics_sample_channel_wise_noise_in_a_family_network():
         assert n == 1
         passes = torch.cat(list(_mc_logits(net, x, passes=4, batch_size=64)))
     assert passes.shape == (4, 6, 3) and not torch.equal(passes[0], passes[1])
+
+
+def test_a_saved_cnn_rebuilds_with_the_same_outputs():
+    import io
+
+    from models.saved import load_saved, model_bytes
+
+    cfg = _cnn("standard", ("conv",), arch={"fc": 8}, conv_form="channel")
+    net = build_model(cfg).eval()
+    blob = model_bytes(net, cfg, TrainConfig())
+    again = load_saved(io.BytesIO(blob))
+    x = torch.randn(4, 64)
+    assert again.model_config == cfg and torch.equal(again.net(x), net(x))
