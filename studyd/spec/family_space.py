@@ -162,10 +162,10 @@ def check_family_dropout(model: Any, dropout: Any) -> None:
 
 
 def family_params(model: FamilySpace) -> list[Any]:
-    """The Optuna parameters of a family's section (`studyd.spec.space.Param`): `depth`,
+    """The Optuna parameters of a family's section (`studyd.spec.parameters.Param`): `depth`,
     `width` (or `width_{i}` per depth unit), then each other field under its own name."""
     from studyd.spec.dims import is_log
-    from studyd.spec.space import Param
+    from studyd.spec.parameters import Param
 
     family = model.model_family
     depth, width = model.depth, model.width

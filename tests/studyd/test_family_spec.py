@@ -12,7 +12,7 @@ from studyd.analysis.canonical import canonicalize_model, config_key
 from studyd.daemon.runs import distinct_runs, trial_config
 from studyd.daemon.search import architecture_count, stack_count
 from studyd.spec import SpecError, validate_spec
-from studyd.spec.space import search_params
+from studyd.spec.parameters import search_params
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
