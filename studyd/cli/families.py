@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from rich.text import Text
 
-from studyd.cli.client import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt
+from studyd.cli.client_options import ClientOptions, client_command
 from studyd.cli.output import connect, emit
 
 
@@ -32,10 +32,8 @@ def render_families(families: list[dict[str, Any]]) -> Text:
 def register(app: typer.Typer) -> None:
     """Add `studyd families` to the `studyd` app."""
 
-    @app.command()
-    def families(
-        url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = False
-    ) -> None:
+    @client_command(app)
+    def families(options: ClientOptions) -> None:
         """List the model families installed on the server: fields, sites, variants per site."""
-        with connect(url, token) as api:
-            emit(api.families(), as_json, render_families)
+        with connect(options.url, options.token) as api:
+            emit(api.families(), options.as_json, render_families)

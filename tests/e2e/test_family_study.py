@@ -4,6 +4,7 @@ embedded worker (SQLite), `studyd submit --watch`, trials, summary and report. T
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -40,6 +41,16 @@ def server(tmp_path_factory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("family-study"), workers=1)
     yield running
     stop_server(running)
+
+
+def test_studyd_families_prints_each_family_its_sites_and_json(server):
+    shown = studyd("families", url=server.url)
+    assert shown.returncode == 0, shown.stderr
+    assert "cnn — conv blocks" in shown.stdout
+    assert "site conv [map]: none, standard, vanilla, gaussian, rdrop, multisample" in shown.stdout
+    assert "channels (width)" in shown.stdout  # the plugin's own width field
+    names = [f["name"] for f in json.loads(studyd("families", "--json", url=server.url).stdout)]
+    assert names[:2] == ["mlp", "cnn"] and "resnet1d" in names
 
 
 def _study(server: Server, tmp_path, text: str) -> dict:
@@ -80,3 +91,25 @@ def test_a_family_study_trains_its_trials_and_has_a_summary_and_report(
         studyd("report", sid, "--out", str(tmp_path / "report"), "--json", url=server.url)
     )
     assert report["files"]
+
+
+@pytest.fixture
+def cluster(db_url, tmp_path):
+    from worker_harness import Cluster
+
+    running = Cluster(db_url, tmp_path)
+    yield running
+    running.close()
+
+
+def test_a_worker_trains_a_plugin_study_to_its_target_on_each_backend(cluster):
+    from storage import queue
+
+    record = cluster.submit(PLUGIN_SPEC)
+    process = cluster.start_worker("--once")
+    assert cluster.wait_exit(process, 300) == 0, cluster.log(0)
+    done = queue.get_study(cluster.engine, record.id)
+    assert done.state == "done", done.error
+    assert done.finished == 3
+    configs = [t.user_attrs["config"] for t in cluster.trials(record) if "config" in t.user_attrs]
+    assert configs and all(c["family"] == "resnet1d" for c in configs)
