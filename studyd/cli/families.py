@@ -35,5 +35,5 @@ def register(app: typer.Typer) -> None:
     @client_command(app)
     def families(options: ClientOptions) -> None:
         """List the model families installed on the server: fields, sites, variants per site."""
-        with connect(options.url, options.token) as api:
+        with connect(options) as api:
             emit(api.families(), options.as_json, render_families)
