@@ -220,6 +220,15 @@ def register(app: typer.Typer) -> None:
         options: ClientOptions,
         study_id: StudyId,
         out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the report to.")],
+        compare_with: Annotated[
+            list[int] | None,
+            typer.Option(
+                "--compare-with",
+                help="Other studies (repeat it; 2 or more) to rank the variants across, with a "
+                "critical-difference diagram.",
+                show_default=False,
+            ),
+        ] = None,
     ) -> None:
         """Write a static HTML + PNG report of a study (plots of its trials) to --out."""
         from studyd.client.report import write_report
@@ -228,7 +237,7 @@ def register(app: typer.Typer) -> None:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
             with connect(options) as api:
-                written = write_report(api, study_id, out_dir)
+                written = write_report(api, study_id, out_dir, compare_with=compare_with or ())
         except OSError as exc:
             message = f"cannot write the report to {out_dir}: {exc.strerror or exc}"
             raise fail(message, EXIT_USAGE) from None
