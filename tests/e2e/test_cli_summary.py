@@ -18,7 +18,6 @@ from cli_harness import (
     one_line_error,
     parsed,
     start_server,
-    stop_server,
     studyd,
 )
 from optuna.distributions import CategoricalDistribution, FloatDistribution
@@ -51,7 +50,7 @@ CONSTRAINT = "param_count <= 5000"
 def server(tmp_path_factory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("cli-summary"), workers=0)
     yield running
-    stop_server(running)
+    running.stop()
 
 
 def _trial(
