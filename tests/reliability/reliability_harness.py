@@ -28,6 +28,7 @@ from serve_harness import (  # noqa: F401 - the reliability tests import them fr
     start_server,
     stop_process,
 )
+from spec_harness import trainable_spec  # noqa: F401 - the tests import it from here
 from worker_harness import start_worker, wait_for  # noqa: F401 - the tests import them from here
 
 from storage.throwaway_database import create_database
@@ -70,18 +71,6 @@ def serve_with_workers(url: str, log_dir: Path, workers: int = 2, **env: str) ->
 def embedded_pids(server: Server) -> set[int]:
     """The pids of the workers /workers lists as alive."""
     return {w["pid"] for w in server.client.get("/workers").json() if w["state"] == "alive"}
-
-
-def spec(name: str, n_trials: int, *, variants: list[str], width: int, epochs: int = 2) -> dict:
-    """A small digits study with a fixed width (trials of about a second at 2 epochs)."""
-    return {
-        "name": name,
-        "dataset": {"name": "digits", "train_subset": 150},
-        "model": {"depth": 1, "width": width},
-        "dropout": {"variants": variants, "placements": ["hidden"]},
-        "training": {"epochs": epochs, "batch_size": 64},
-        "search": {"n_trials": n_trials, "sampler": "random", "pruner": "none"},
-    }
 
 
 # --- a private PostgreSQL cluster --------------------------------------------------------------
