@@ -16,7 +16,17 @@ from api.context import AppContext, settle_heap, warm_summary_modules
 from api.dashboard import mount_dashboard
 from api.docs import mount_docs
 from api.errors import install_error_handlers
-from api.routes import export, health, studies, summary, trials, workers
+from api.routes import (
+    compare,
+    export,
+    extend,
+    health,
+    model,
+    studies,
+    summary,
+    trials,
+    workers,
+)
 from studyd import __version__
 from studyd.settings import Settings
 
@@ -87,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=lambda route: route.name,
     )
     app.state.context = ctx
-    for module in (studies, trials, summary, export, workers, health):
+    for module in (studies, extend, trials, summary, model, compare, export, workers, health):
         app.include_router(module.router)
     install_error_handlers(app)
     mount_docs(app)

@@ -42,7 +42,13 @@ class LazyDashboard:
 
         with self._lock:
             if self._app is None:
-                wsgi = guard_dashboard(optuna_dashboard.wsgi(self.ctx.optuna_storage()))
+                from studyd.daemon.model_artifact import artifact_store
+
+                # The artifact store shows each study's kept model on its page.
+                store = artifact_store(self.ctx.settings.data_dir)
+                wsgi = guard_dashboard(
+                    optuna_dashboard.wsgi(self.ctx.optuna_storage(), artifact_store=store)
+                )
                 self._app = WSGIMiddleware(wsgi)  # type: ignore[arg-type]
             return self._app
 

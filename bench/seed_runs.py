@@ -18,6 +18,7 @@ import torch
 from models.batched import train_batched
 from models.config import ModelConfig, TrainConfig
 from models.data import DatasetSplits
+from models.module import DropoutClassifier
 from models.training import TrainResult, evaluate, train_model
 
 
@@ -31,6 +32,8 @@ class Run:
     test_acc: float
     train_losses: tuple[float, ...]  # eval-mode training loss after each epoch
     model: torch.nn.Module
+    train_loss: float = float("nan")  # eval-mode cross-entropy on the whole split
+    test_loss: float = float("nan")
 
     @property
     def gap(self) -> float:
@@ -41,15 +44,26 @@ class Run:
     def val_gap(self) -> float:
         return self.train_acc - self.val_acc
 
+    @property
+    def loss_gap(self) -> float:
+        """Test − train cross-entropy (nats): the gap read where accuracy saturates."""
+        return self.test_loss - self.train_loss
+
 
 def _run(seed: int, result: TrainResult, data: DatasetSplits) -> Run:
-    model = result.model
+    losses = tuple(m.train_loss for m in result.history)
+    return _measured(seed, result.model, data, losses)
+
+
+def _measured(
+    seed: int, model: torch.nn.Module, data: DatasetSplits, losses: tuple[float, ...]
+) -> Run:
     # train_model's own train metrics use a sample as large as the validation split; the
     # seeds' claims are about the whole training set, so it is measured here in full.
-    _, train_acc = evaluate(model, data.x_train, data.y_train)
-    _, test_acc = evaluate(model, data.x_test, data.y_test)
-    losses = tuple(m.train_loss for m in result.history)
-    return Run(seed, train_acc, result.final.val_acc, test_acc, losses, model)
+    train_loss, train_acc = evaluate(model, data.x_train, data.y_train)
+    _, val_acc = evaluate(model, data.x_val, data.y_val)
+    test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
+    return Run(seed, train_acc, val_acc, test_acc, losses, model, train_loss, test_loss)
 
 
 def train_arms(
@@ -59,16 +73,21 @@ def train_arms(
     arms: Sequence[Sequence[float]],
     seeds: Sequence[int],
     device: str,
+    lrs: Sequence[float] | None = None,
 ) -> list[list[Run]]:
-    """One stack of len(arms)·len(seeds) trials: `model` with each arm's per-layer rates."""
-    cfgs = [(model.model_copy(update={"rates": list(r)}), s) for r in arms for s in seeds]
-    results = train_batched(
-        [m for m, _ in cfgs],
-        [train.model_copy(update={"seed": s}) for _, s in cfgs],
-        data,
-        device=device,
-    )
-    runs = [_run(s, r, data) for (_, s), r in zip(cfgs, results, strict=True)]
+    """One stack of len(arms)·len(seeds) trials: `model` with each arm's per-layer rates (and,
+    given `lrs`, each arm's learning rate)."""
+    lrs = list(lrs) if lrs is not None else [train.lr] * len(arms)
+    cfgs = [
+        (
+            model.model_copy(update={"rates": list(r)}),
+            train.model_copy(update={"seed": s, "lr": lr}),
+        )
+        for r, lr in zip(arms, lrs, strict=True)
+        for s in seeds
+    ]
+    results = train_batched([m for m, _ in cfgs], [t for _, t in cfgs], data, device=device)
+    runs = [_run(t.seed, r, data) for (_, t), r in zip(cfgs, results, strict=True)]
     n = len(seeds)
     return [runs[i * n : (i + 1) * n] for i in range(len(arms))]
 
@@ -82,6 +101,55 @@ def train_each(
         result = train_model(model, train.model_copy(update={"seed": seed}), data, device=device)
         runs.append(_run(seed, result, data))
     return runs
+
+
+def train_rescaled(
+    data: DatasetSplits, model: ModelConfig, train: TrainConfig, seed: int, head_scale: float
+) -> Run:
+    """`train_model`'s steps (same init, data order and masks for `seed`) with the head's initial
+    weights and its Adam learning rate multiplied by `head_scale`.
+
+    With dropout only before the head, inverted dropout's head W sees h·m/(1−p); vanilla's head
+    W' = W/(1−p) sees h·m: the same function in training and at test (vanilla's ·(1−p)). Adam's
+    step does not depend on the gradient's scale, so W' keeps tracking W/(1−p) when its step is
+    1/(1−p) larger: vanilla at head_scale = 1/(1−p) is inverted dropout re-parametrised.
+    head_scale = 1 is `train_model` itself (tests/bench/test_seeds_run.py checks the weights).
+    """
+    if train.optimizer != "adam" or train.train_metrics != "eval":
+        raise ValueError("train_rescaled re-parametrises Adam only")
+    cfg = train.model_copy(update={"seed": seed})
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        module = DropoutClassifier(model, cfg)
+        head = module.net.layers[-1]
+        with torch.no_grad():
+            head.weight.mul_(head_scale)
+        rest = [p for p in module.parameters() if p is not head.weight]
+        optimizer = torch.optim.Adam(
+            [{"params": rest}, {"params": [head.weight], "lr": cfg.lr * head_scale}],
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+        )
+        shuffle = torch.Generator().manual_seed(seed)
+        n, bs = len(data.y_train), cfg.batch_size
+        for _ in range(cfg.epochs):
+            module.train()
+            perm = torch.randperm(n, generator=shuffle)
+            x_epoch, y_epoch = data.x_train[perm], data.y_train[perm]
+            for start in range(0, n, bs):
+                loss = module.training_step(
+                    (x_epoch[start : start + bs], y_epoch[start : start + bs]), 0
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        module.eval()
+    return _measured(seed, module, data, ())
+
+
+def select(candidates: dict[float, list[Run]]) -> float:
+    """The candidate value whose runs have the highest mean validation accuracy."""
+    return max(candidates, key=lambda v: statistics.fmean(r.val_acc for r in candidates[v]))
 
 
 def epochs_to_reach(run: Run, loss: float) -> int:

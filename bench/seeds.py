@@ -1,117 +1,174 @@
-"""Reproduce the seeds' dropout claims, paired by seed, each with a 95 % CI and a verdict.
+"""Reproduce the seeds' dropout claims: paired by seed, seeds added until the rule decides.
 
-    python -m bench.seeds [--quick] [--json] [--seeds N] [--device auto|cpu|cuda:N]
+    python -m bench.seeds [--quick] [--json] [--device auto|cpu|cuda:N] [--threads N]
+                          [--looks 4,6,8,12,16] [--experiments cs231n,scaling,…]
 
-The claims (settings in bench/seed_claims.py; all training through studyd's own path,
-`models.batched.train_batched` or `models.training.train_model`):
+Each claim's experiment is designed before its run; its docstring says how (bench/seed_claims.py:
+cs231n, d2l, arithmetic; bench/seed_tuned.py: vanilla vs inverted scaling, R-Dropout). All
+training goes through studyd's own path (`models.batched.train_batched`,
+`models.training.train_model`; `train_rescaled` is train_model's loop with a rescaled head).
 
-- cs231n, on 500 examples of `mnist1d` (digits is too easy: 94 % validation from 500 examples,
-  so there is nothing for dropout to fix), 40-500-10, Adam 1e-3: without dropout the training
-  set is memorised; dropout at p = .75 raises validation accuracy and shrinks the train−val gap.
-- d2l, on `mnist-5k` (3000 training images): 784-256-256-10, dropout .2/.5, SGD lr .5, batch 256:
-  dropout shrinks the train−test gap at comparable test accuracy.
-- vanilla vs inverted scaling: both keep the training output's expectation equal to the test
-  output; trained nets agree in test accuracy once vanilla applies its 1−p at test; inverted
-  dropout adds no operation at test time.
-- Multi-Sample dropout (K = 4 masks through the head): reaches a training loss in fewer epochs
-  than one mask at the same rate, and generalises better.
-- R-Dropout (two passes + α·symmetric KL, 784-256-10 on mnist-5k, at the seed's λ = 0.5 at
-  batch 64, i.e. α = 64 on the paper's scale, and at studyd's default α = 1): the two passes
-  disagree less than under plain dropout, and test accuracy is higher.
-- Gaussian dropout (x·ε, ε ~ N(1, σ²), no noise at test): keeps the expectation; prevents
-  overfitting (shrinks the gap) at the seed's σ = 0.1 and at σ² = p/(1−p), p = .75.
-
-The rule, fixed before any result was seen: each claim is measured as one effect per seed,
+The rule (bench/seed_rule.py), fixed before any result was seen: one effect per seed,
 `effect_s = metric(arm A, seed s) − metric(arm B, seed s)`, signed so that positive is the
-claimed direction; the arms of a seed share initial weights and data order. The 95 % CI is
-mean ± t(0.975, n−1)·sd/√n over the n seeds. A directional claim is REPRODUCED when the whole
-CI lies above its bound (0, or 99 points for "memorised"); an equivalence claim ("same",
-"comparable", "costs nothing") when the whole CI lies within ±its margin (1 accuracy point for
-accuracies, 0.5 % for expectations, 0 ops for test-time cost). Anything else is NOT
-REPRODUCED — including a claim whose effect points the claimed way with a CI that reaches 0.
-No setting was tuned after seeing a verdict. Two changes followed a first `--quick` run, neither
-toward a verdict: one torch thread (time only), and R-Dropout at the seed's own weight (α = 64)
-beside the α = 1 it had used, which is still reported. An arm that never reaches Multi-Sample's
-target loss counts as epochs + 1, so that effect is then a lower bound.
+claimed direction; the arms of a seed share initial weights and data order. A pilot of the
+first look's seeds estimates each claim's paired sd; seeds are then added look by look
+(`Looks.sizes`) while any claim of the experiment is undecided, up to the last look. Each look's
+interval is a t-interval at level 1 − α/L (Bonferroni over the L planned looks), so stopping
+when it decides keeps the overall error ≤ α = 5 %. Every claim ends REPRODUCED, REFUTED (the
+interval on the other side of the bound, or wholly outside the margin) or UNDECIDED with the
+seeds its mean and sd say it would need. A Multi-Sample arm that never reaches its target loss
+is censored (epochs + 1, a bound); when no arm reaches it in any seed the claim is UNDECIDED
+and named CENSORED.
 
-`--quick` (3 seeds, fewer epochs) checks the machinery in under 3 minutes on 2 CPU cores; its
-CIs are wide and its verdicts are not the README's. `--json` prints one object per claim.
-One torch thread by default: these nets are small, and a second thread mostly spins, which on
-a busy machine cost six times the CPU time of one thread (226 s vs 35 s for --quick).
+`--quick` (looks at 2 and 3 seeds, short training, small grids) tests the machinery, not the
+verdicts: every quick verdict is marked so. `--json` prints one object per claim. One torch
+thread by default: these nets are small, and a second thread mostly spins on a busy machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import statistics
+import os
+import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
-from scipy import stats
 
-from bench.seed_claims import Budget, Claim, cs231n, d2l, rdrop, scaling
-from models.data import load_dataset
+from bench.seed_claims import Budget, Claim, Experiment, arithmetic, cs231n, d2l
+from bench.seed_rule import Looks, Sequential, run_looks
+from bench.seed_tuned import rdrop, scaling
+from models.data import DatasetSplits, load_dataset
 from models.training import resolve_device
 
-FULL = {"seeds": 5, "cs231n_epochs": 200, "d2l_epochs": 100, "rdrop_epochs": 30}
-QUICK = {"seeds": 3, "cs231n_epochs": 60, "d2l_epochs": 20, "rdrop_epochs": 6}
+FULL = {
+    "looks": Looks((4, 6, 8, 12, 16)),
+    "cs231n_epochs": 200,
+    "d2l_epochs": 10,
+    "rdrop_epochs": 30,
+}
+QUICK = {
+    "looks": Looks((2, 3)),
+    "cs231n_epochs": 40,
+    "d2l_epochs": 4,
+    "rdrop_epochs": 3,
+    "selection_seeds": (1000,),
+    "lr_grid": (1e-3, 1e-2),
+    "alpha_grid": (0.3, 3.0),
+}
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """A claim judged by the module's rule."""
+    """A claim judged by the rule: what `--json` prints for it."""
 
+    label: str
     claim: str
     effect_name: str
     unit: str
     effect: float
     ci_low: float
     ci_high: float
+    level: float
     sd: float
     n_seeds: int
     rule: str
+    verdict: str
+    seeds_needed: int | None
+    quick: bool
     reproduced: bool
+    censored: int
     numbers: str
 
 
-def judge(claim: Claim) -> Verdict:
-    """Mean paired effect, its Student-t 95 % CI over seeds, and the pre-stated rule's verdict."""
-    values = claim.effects
-    n = len(values)
-    if n < 2:
-        raise ValueError(f"{claim.claim}: a CI needs at least 2 seeds, got {n}")
-    mean, sd = statistics.fmean(values), statistics.stdev(values)
-    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-    low, high = float(mean - half), float(mean + half)  # plain floats: the JSON output
-    if claim.within is not None:
-        rule = f"CI within ±{claim.within:g}"
-        ok = bool(-claim.within <= low and high <= claim.within)
-    else:
-        rule = f"CI > {claim.above:g}"
-        ok = bool(low > claim.above)
+def judge(claim: Claim, looks: Looks, quick: bool = False) -> Verdict:
+    """The claim run through the looks; a blind (all-censored) claim is UNDECIDED."""
+    seq: Sequential = run_looks(claim.effects, looks, claim.above, claim.within)
+    decision, needed = seq.decision, seq.seeds_needed
+    if claim.blind:
+        decision, needed = "UNDECIDED", None
+    rule = f"CI within ±{claim.within:g}" if claim.within is not None else f"CI > {claim.above:g}"
+    ci = seq.ci
     return Verdict(
-        claim.claim, claim.effect, claim.unit, mean, low, high, sd, n, rule, ok, claim.numbers
+        claim.label,
+        claim.claim,
+        claim.effect,
+        claim.unit,
+        ci.mean,
+        ci.low,
+        ci.high,
+        looks.level,
+        ci.sd,
+        ci.n,
+        rule,
+        decision,
+        needed if decision == "UNDECIDED" else None,
+        quick,
+        decision == "REPRODUCED",
+        claim.censored,
+        claim.numbers,
     )
 
 
-def run_claims(budget: Budget) -> list[Claim]:
-    """Every claim, grouped by the data it trains on."""
-    mnist1d = load_dataset("mnist1d", data_dir="data", train_subset=500, download=False)
-    mnist5k = load_dataset("mnist-5k", data_dir="data", download=False)
-    return [
-        *cs231n(mnist1d, budget),
-        *d2l(mnist5k, budget),
-        *scaling(budget),
-        *rdrop(mnist5k, budget),
+def _settled(claim: Claim, looks: Looks) -> bool:
+    # A blind claim never decides: more seeds cannot help it, so it does not hold the others.
+    return claim.blind or run_looks(claim.effects, looks, claim.above, claim.within).decision != (
+        "UNDECIDED"
+    )
+
+
+def run_experiment(experiment: Experiment, looks: Looks) -> list[Claim]:
+    """Train look by look (seeds 0, 1, …) until every claim is settled or the last look.
+
+    A claim decided at an earlier look than its experiment's last is read again from the seeds
+    up to that look, so its numbers and censored count describe the seeds its verdict used.
+    """
+    arms: dict[str, list] = {}
+    done = 0
+    for n in looks.sizes:
+        for name, values in experiment.train(list(range(done, n))).items():
+            arms.setdefault(name, []).extend(values)
+        done = n
+        claims = experiment.claims(arms)
+        if all(_settled(c, looks) for c in claims):
+            break
+    out = []
+    for claim in claims:
+        used = run_looks(claim.effects, looks, claim.above, claim.within).ci.n
+        if used < done:
+            first = {name: values[:used] for name, values in arms.items()}
+            claim = next(c for c in experiment.claims(first) if c.label == claim.label)
+        out.append(claim)
+    return out
+
+
+def _mnist1d(subset: int | None = None) -> DatasetSplits:
+    return load_dataset("mnist1d", data_dir="data", train_subset=subset, download=False)
+
+
+# Each experiment and how to build it (its data loaded, its validation choice made, on demand).
+EXPERIMENTS: dict[str, Callable[[Budget], Experiment]] = {
+    "cs231n": lambda b: cs231n(_mnist1d(500), b),
+    "scaling": lambda b: scaling(_mnist1d(500), b),
+    "arithmetic": arithmetic,
+    "d2l": lambda b: d2l(_mnist1d(), b),
+    "rdrop": lambda b: rdrop(load_dataset("mnist-5k", data_dir="data", download=False), b),
+}
+
+
+def run(
+    budget: Budget, quick: bool = False, names: Sequence[str] = tuple(EXPERIMENTS)
+) -> tuple[list[Verdict], list[Experiment]]:
+    """The named experiments (all by default), each run through the looks and judged."""
+    exps = [EXPERIMENTS[name](budget) for name in names]
+    verdicts = [
+        judge(c, budget.looks, quick) for e in exps for c in run_experiment(e, budget.looks)
     ]
-
-
-def run(budget: Budget) -> list[Verdict]:
-    """Every claim trained under `budget` and judged by the module's rule."""
-    return [judge(c) for c in run_claims(budget)]
+    labels = [v.label for v in verdicts]
+    assert len(set(labels)) == len(labels), f"claim labels repeat: {labels}"
+    return verdicts, exps
 
 
 def as_json(verdicts: list[Verdict]) -> str:
@@ -119,44 +176,89 @@ def as_json(verdicts: list[Verdict]) -> str:
     return json.dumps([asdict(v) for v in verdicts], indent=1, ensure_ascii=False)
 
 
+def shown_verdict(v: Verdict) -> str:
+    text = v.verdict
+    if v.verdict == "UNDECIDED":
+        text += f", needs {v.seeds_needed} seeds" if v.seeds_needed else ", no seed count decides"
+    if v.censored:
+        text += f"; CENSORED in {v.censored} of {v.n_seeds} seeds (the effect is a bound)"
+    return f"{text} (quick)" if v.quick else text
+
+
 def print_table(verdicts: list[Verdict]) -> None:
-    print("| claim | effect (unit) | mean | 95 % CI | rule | verdict |")
-    print("|---|---|---:|---|---|---|")
+    level = f"{100 * verdicts[0].level:.2f} %" if verdicts else ""
+    print(f"| label | claim | effect (unit) | mean | {level} CI | rule | seeds | verdict |")
+    print("|---|---|---|---:|---|---|---:|---|")
     for v in verdicts:
-        verdict = "REPRODUCED" if v.reproduced else "NOT REPRODUCED"
         print(
-            f"| {v.claim} | {v.effect_name} ({v.unit}) | {v.effect:+.2f} | "
-            f"[{v.ci_low:+.2f}, {v.ci_high:+.2f}] | {v.rule} | {verdict} |"
+            f"| {v.label} | {v.claim} | {v.effect_name} ({v.unit}) | {v.effect:+.2f} | "
+            f"[{v.ci_low:+.2f}, {v.ci_high:+.2f}] | {v.rule} | {v.n_seeds} | {shown_verdict(v)} |"
         )
     print()
     for v in verdicts:
-        print(f"- {v.claim.split(':')[0]}: {v.numbers} (n={v.n_seeds}, sd {v.sd:.2f} {v.unit})")
+        print(f"- {v.label}: {v.numbers} (n={v.n_seeds}, sd {v.sd:.2f} {v.unit})")
+
+
+QUICK_HEADER = (
+    "QUICK RUN: this checks the machinery (training, pairing, the sequential rule, the output), "
+    "not the verdicts. Two or three seeds and short training cannot decide these claims; every "
+    "verdict below is marked (quick). The verdicts are the full run's: python -m bench.seeds"
+)
+
+
+def _looks(text: str) -> Looks:
+    try:
+        return Looks(tuple(int(n) for n in text.split(",")))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--looks {text}: {err}") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(text.split(","))
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown {unknown}; use {','.join(EXPERIMENTS)}")
+    return names
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 seeds, fewer epochs (< 3 min)")
+    parser.add_argument("--quick", action="store_true", help="test the machinery (< 3 min)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of claims")
-    parser.add_argument("--seeds", type=int, help="seeds 0…N−1 (default 5, quick 3)")
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda:N (default cpu)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument(
+        "--looks", type=_looks, help="seed counts at each look, e.g. 4,6 (default 4,6,8,12,16)"
+    )
+    parser.add_argument(
+        "--experiments",
+        type=_names,
+        default=tuple(EXPERIMENTS),
+        help=f"comma-separated subset of {','.join(EXPERIMENTS)} (default all)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    sizes = dict(QUICK if args.quick else FULL)
-    n_seeds = args.seeds or sizes["seeds"]
-    del sizes["seeds"]
     device = str(resolve_device(args.device))
-    budget = Budget(seeds=tuple(range(n_seeds)), device=device, **sizes)
+    sizes = dict(QUICK if args.quick else FULL)
+    if args.looks is not None:
+        sizes["looks"] = args.looks
+    budget = Budget(device=device, **sizes)
+    load = os.getloadavg()[0]
     wall, cpu = time.perf_counter(), time.process_time()
-    verdicts = run(budget)
+    verdicts, exps = run(budget, args.quick, args.experiments)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     if args.json:
         print(as_json(verdicts))
         return
+    if args.quick:
+        print(QUICK_HEADER + "\n")
+    chosen = "; ".join(f"{k} {v:g}" for e in exps for k, v in e.chosen.items())
+    command = " ".join(["python -m bench.seeds", *(sys.argv[1:] if argv is None else argv)])
     print(
-        f"python -m bench.seeds{' --quick' if args.quick else ''}: seeds 0–{n_seeds - 1}, "
-        f"{budget}, {args.threads} torch thread(s); {wall:.0f} s wall, {cpu:.0f} s CPU "
-        f"(user+sys) on {device}\n"
+        f"{command}: {budget.describe()}; "
+        f"chosen on validation: {chosen}; {args.threads} torch thread(s) on {device}; "
+        f"{wall:.0f} s wall, {cpu:.0f} s CPU; load average {load:.1f} at start, "
+        f"{os.getloadavg()[0]:.1f} at end\n"
     )
     print_table(verdicts)
 

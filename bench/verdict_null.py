@@ -1,6 +1,6 @@
 """How often the verdict claims a difference that is not there, and how often it finds one that is.
 
-    python -m bench.verdict_null [--studies 2000] [--seed 0]
+    python -m bench.verdict_null [--studies 2000] [--seed 0] [--sequential]
 
 Synthetic studies shaped like studyd's: each variant has 1–30 configurations, each found once by
 the search (at the search seed) and then trained again on the same 3–5 fresh replicate seeds
@@ -164,6 +164,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="also: seeds added until decided (bench.verdict_sequential)",
+    )
     args = parser.parse_args()
     n, seed = args.studies, args.seed
     started = time.perf_counter()
@@ -192,6 +197,10 @@ def main() -> None:
             rate = found_rate(n // 4, seed, shape, clear)
             print(f"  {variants} variants, 10 configs each, {seeds} seeds: {100 * rate:5.1f} %")
     print(f"({time.perf_counter() - started:.1f} s)")
+    if args.sequential:
+        from bench.verdict_sequential import main as sequential
+
+        sequential(["--paths", str(2 * n), "--seed", str(seed)])
 
 
 if __name__ == "__main__":

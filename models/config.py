@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from models.variants import KNOBS, VARIANT_NAMES, dropout_variant
+from models.variants import KNOBS, VARIANT_NAMES, Knob, dropout_variant
 
 # Built from the registry (models/variants.py), in its order: the JSON schema's enum keeps it.
 Variant = Literal[VARIANT_NAMES]  # type: ignore[valid-type]
@@ -30,14 +30,17 @@ class _ModelShape(BaseModel):
     input_rate: float = 0.0
 
 
+def _knob_type(knob: Knob) -> Any:
+    if knob.choices:
+        return Literal[knob.choices]  # type: ignore[valid-type]
+    return int if knob.integer else float
+
+
 # Each variant's own knobs (`rdrop_alpha`, …) as fields after the shape, from the registry.
 _ModelWithKnobs: Any = create_model(
     "_ModelWithKnobs",
     __base__=_ModelShape,
-    **{
-        k.name: (int if k.integer else float, Field(default=k.default, ge=k.config_min))
-        for k in KNOBS
-    },
+    **{k.name: (_knob_type(k), Field(default=k.default, ge=k.config_min)) for k in KNOBS},
 )
 
 

@@ -19,7 +19,6 @@ see `resolve_user_path`. Labels are mapped to 0…C−1 in sorted order; feature
 
 from __future__ import annotations
 
-import csv
 import functools
 import random
 from collections.abc import Sequence
@@ -30,14 +29,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-VAL_FRACTION = 0.2
+from models.data_roots import DataError, resolve_user_path
+from models.fashion_mnist import load_fashion_mnist
+from models.mnist_5k import load_mnist_5k
+from models.splits import Arrays, split_all, split_train
+from models.user_files import load_csv, load_npz
+
+__all__ = ["BUILTIN_DATASETS", "DataError", "DatasetSplits", "load_dataset", "resolve_user_path"]
+
 # Datasets known by name alone (user files are `npz:PATH` / `csv:PATH`); the spec accepts these.
 BUILTIN_DATASETS: tuple[str, ...] = ("digits", "mnist1d", "mnist-5k", "fashion-mnist")
-TEST_FRACTION = 0.2
-
-
-class DataError(ValueError):
-    """A dataset that cannot be named, found, read or split."""
 
 
 @dataclass(frozen=True)
@@ -66,38 +67,6 @@ class DatasetSplits:
 _TENSOR_FIELDS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
 
-def resolve_user_path(path: str | Path, roots: Sequence[str | Path]) -> Path:
-    """The real path of an existing file `path` inside one of `roots`, or `DataError`.
-
-    A relative path is looked up under each root in order; an absolute one must lie inside a
-    root. `..` components are refused outright, and symlinks are followed before the check, so a
-    link inside a root that points outside it is refused too.
-    """
-    text = str(path)
-    if not text or "\x00" in text:
-        raise DataError(f"invalid data path {text!r}")
-    if not roots:
-        raise DataError("no data roots are configured: user data paths cannot be read")
-    candidate = Path(text)
-    if ".." in candidate.parts:
-        raise DataError(f"data path {text!r} may not contain '..'")
-    real_roots = [Path(r).expanduser().resolve() for r in roots]
-    tries = [candidate] if candidate.is_absolute() else [root / candidate for root in real_roots]
-    for attempt in tries:
-        if not attempt.exists() and not attempt.is_symlink():
-            continue
-        real = attempt.resolve()
-        if not any(real.is_relative_to(root) for root in real_roots):
-            raise DataError(f"data path {text!r} resolves outside the allowed data roots")
-        if not real.is_file():
-            raise DataError(f"data path {text!r} is not a file")
-        return real
-    where = ", ".join(str(r) for r in real_roots)
-    if candidate.is_absolute():
-        raise DataError(f"data path {text!r} is outside the allowed data roots ({where})")
-    raise DataError(f"data file {text!r} not found under the data roots ({where})")
-
-
 def load_dataset(
     name: str,
     *,
@@ -116,25 +85,21 @@ def load_dataset(
     rng = np.random.default_rng(seed)
     if name == "digits":
         x, y = _digits()
-        parts = _split_all(x, y, rng)
+        parts = split_all(x, y, rng)
     elif name == "mnist1d":
         x_tr, y_tr, x_te, y_te = _mnist1d()
-        parts = _split_train(x_tr, y_tr, rng) + (x_te, y_te)
+        parts = split_train(x_tr, y_tr, rng) + (x_te, y_te)
     elif name == "mnist-5k":
-        from models.mnist_5k import load_mnist_5k  # it imports this module
-
-        parts = _split_all(*load_mnist_5k(), rng)
+        parts = split_all(*load_mnist_5k(), rng)
     elif name == "fashion-mnist":
-        from models.fashion_mnist import load_fashion_mnist  # it imports this module
-
         arrays = load_fashion_mnist(Path(data_dir), roots, download)
-        parts = _split_train(arrays["x_train"], arrays["y_train"], rng)
+        parts = split_train(arrays["x_train"], arrays["y_train"], rng)
         parts += (arrays["x_test"], arrays["y_test"])
     elif name.startswith("npz:"):
-        parts = _npz(resolve_user_path(name[4:], roots), rng)
+        parts = load_npz(resolve_user_path(name[4:], roots), rng)
     elif name.startswith("csv:"):
-        x, y = _csv(resolve_user_path(name[4:], roots))
-        parts = _split_all(x, y, rng)
+        x, y = load_csv(resolve_user_path(name[4:], roots))
+        parts = split_all(x, y, rng)
     else:
         raise DataError(
             f"unknown dataset {name!r}: use {', '.join(BUILTIN_DATASETS)}, npz:PATH or csv:PATH"
@@ -142,34 +107,7 @@ def load_dataset(
     return _finish(name, parts, train_subset)
 
 
-# --- splitting and standardisation -------------------------------------------------------------
-
-Arrays = tuple[np.ndarray, ...]
-
-
-def _split_indices(y: np.ndarray, fractions: Sequence[float], rng: np.random.Generator) -> list:
-    """Stratified split: each class contributes round(n_c·f) rows to each fraction's part;
-    the rest go to the first part (train)."""
-    parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
-    for label in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == label))
-        start = 0
-        sizes = [int(round(len(idx) * f)) for f in fractions]
-        for k, size in enumerate(sizes, start=1):
-            parts[k].append(idx[start : start + size])
-            start += size
-        parts[0].append(idx[start:])
-    return [rng.permutation(np.concatenate(p)) for p in parts]
-
-
-def _split_all(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> Arrays:
-    train, val, test = _split_indices(y, [VAL_FRACTION, TEST_FRACTION], rng)
-    return x[train], y[train], x[val], y[val], x[test], y[test]
-
-
-def _split_train(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> Arrays:
-    train, val = _split_indices(y, [VAL_FRACTION], rng)
-    return x[train], y[train], x[val], y[val]
+# --- standardisation ---------------------------------------------------------------------------
 
 
 def _finish(name: str, parts: Arrays, train_subset: int | None) -> DatasetSplits:
@@ -229,79 +167,3 @@ def _mnist1d() -> Arrays:
     for a in arrays:
         a.setflags(write=False)
     return arrays
-
-
-# --- user files --------------------------------------------------------------------------------
-
-
-def _labels(y: np.ndarray, where: str) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise DataError(f"{where}: labels must be one-dimensional, got shape {y.shape}")
-    if y.dtype.kind == "f":
-        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-            raise DataError(f"{where}: float labels must be whole numbers")
-        return y.astype(np.int64)
-    if y.dtype.kind not in "iuUSb":
-        raise DataError(f"{where}: labels of dtype {y.dtype} are not class labels")
-    return y
-
-
-def _npz(path: Path, rng: np.random.Generator) -> Arrays:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except ValueError as exc:  # object arrays need pickle, which is refused
-        raise DataError(f"{path.name}: cannot read without unpickling ({exc})") from None
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path.name} is not a readable .npz file ({exc})") from None
-
-    def pair(split: str) -> tuple[np.ndarray, np.ndarray]:
-        x, y = arrays[f"x{split}"], _labels(arrays[f"y{split}"], f"{path.name}:y{split}")
-        if x.dtype.kind not in "iufb" or len(x) != len(y):
-            raise DataError(f"{path.name}: x{split} must be numeric with one row per label")
-        return x, y
-
-    keys = set(arrays)
-    if {"x_train", "y_train", "x_test", "y_test"} <= keys:
-        train, test = pair("_train"), pair("_test")
-        if {"x_val", "y_val"} <= keys:
-            return train + pair("_val") + test
-        return _split_train(*train, rng) + test
-    if {"x", "y"} <= keys:
-        return _split_all(*pair(""), rng)
-    raise DataError(
-        f"{path.name} has arrays {sorted(keys)}: expected x and y, or x_train, y_train, "
-        "x_test, y_test (and optionally x_val, y_val)"
-    )
-
-
-def _csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = [row for row in csv.reader(fh) if row]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path.name} is not a readable CSV file ({exc})") from None
-    if rows and not _is_numeric(rows[0][:-1]):
-        rows = rows[1:]  # header
-    if not rows:
-        raise DataError(f"{path.name} has no data rows")
-    width = len(rows[0])
-    if width < 2 or any(len(r) != width for r in rows):
-        raise DataError(f"{path.name}: every row needs the same number (≥ 2) of columns")
-    try:
-        x = np.array([[float(v) for v in r[:-1]] for r in rows], dtype=np.float32)
-    except ValueError as exc:
-        raise DataError(f"{path.name}: a feature is not a number ({exc})") from None
-    raw = [r[-1].strip() for r in rows]
-    y = np.array([float(v) for v in raw]) if _is_numeric(raw) else np.array(raw)
-    return x, _labels(y, path.name)
-
-
-def _is_numeric(values: Sequence[str]) -> bool:
-    try:
-        for v in values:
-            float(v)
-    except ValueError:
-        return False
-    return True

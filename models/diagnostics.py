@@ -25,11 +25,9 @@ from torch import Tensor, nn
 
 from models.dropout import (
     DropConnectLinear,
-    GaussianDropout,
-    StandardDropout,
+    NoiseLayer,
     StandoutInput,
     StandoutLinear,
-    VanillaDropout,
 )
 from models.mlp import DropoutMLP
 
@@ -39,9 +37,7 @@ MC_STACK_ROWS = 65536
 # Every module whose forward draws noise in train mode (torch's own dropouts included).
 STOCHASTIC_MODULES: tuple[type[nn.Module], ...] = (
     nn.modules.dropout._DropoutNd,
-    StandardDropout,
-    VanillaDropout,
-    GaussianDropout,
+    NoiseLayer,  # every registry noise function's layer (standard, vanilla, multisample, …)
     DropConnectLinear,
     StandoutLinear,
     StandoutInput,

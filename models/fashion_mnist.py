@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import DataError, resolve_user_path
+from models.data_roots import DataError, resolve_user_path
 
 log = logging.getLogger(__name__)
 

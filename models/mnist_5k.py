@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import DataError
+from models.data_roots import DataError
 
 MNIST_5K_FILE = Path("data") / "data" / "mnist_5k.csv.gz"
 MNIST_5K_SHAPE = (5000, 784)

@@ -64,10 +64,12 @@ class Knob:
     spec's hard bounds (`hint` says what to write), `config_min` the config's own lower bound.
     `log`: a range's default scale; None means always linear (the spec's `log` is not read).
     `same_in_stack`: trials share a stack only when their values are equal.
+    `choices`: a named option instead of a number (the config's field is one of these names, the
+    spec's a name or a list of names, an Optuna categorical); `low`, `high`, `log` are unused.
     """
 
     name: str
-    default: float
+    default: Any
     space: Any
     low: float
     high: float
@@ -77,6 +79,7 @@ class Knob:
     config_min: float | None = None
     # Trials stack only with equal values (it shapes the computation, not a per-trial tensor).
     same_in_stack: bool = False
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,23 @@ def gaussian_noise(x: Tensor, p: Rate, training: bool, generator: Any, knobs: An
     return x * draw(x, "normal", generator).mul_(sigma).add_(1.0)
 
 
+def multisample_noise(x: Tensor, p: Rate, training: bool, generator: Any, knobs: Any) -> Tensor:
+    """Multi-Sample dropout's noise at a site, by its `multisample_average` form.
+
+    "losses" (Inoue 2019): one inverted-dropout mask per pass; the objective runs K passes.
+    "activations" (the seed's `MultiSampleDropout` module): the mean of K masked copies,
+    x·(1/K)·Σ_k m_k/(1−p), m_k ~ Bernoulli(1−p) drawn one after another; eval x. Its noise has
+    variance p/((1−p)·K): K masks averaged are weaker dropout, not K samples of it.
+    """
+    if not training or knobs["multisample_average"] == "losses":
+        return standard_noise(x, p, training, generator, knobs)
+    k = int(knobs["multisample_k"])
+    kept = keep_mask(x, p, generator)
+    for _ in range(k - 1):
+        kept += keep_mask(x, p, generator)
+    return x * kept.div_(k * (1.0 - p))
+
+
 def standout_keep_prob(z: Tensor, inputs: Tensor, alpha: float, beta: float) -> Tensor:
     """Standout's keep probability with the standout network tied to the layer (Ba & Frey 2013).
 
@@ -224,9 +244,16 @@ def rdrop_objective(
 def multisample_objective(
     net: Any, x: Tensor, y: Tensor, knobs: Mapping[str, float]
 ) -> tuple[Tensor, Tensor]:
-    """K masks through the shared head: mean CE (`models.objectives.multisample_loss`)."""
+    """K masks through the shared head: mean CE (`models.objectives.multisample_loss`).
+
+    The seed's form (`multisample_average` "activations") averages the K masks at each site
+    (`multisample_noise`), so one pass and its cross-entropy: CE(head(mean_k h·m_k/(1−p)), y).
+    """
     from models.objectives import multisample_loss
 
+    if knobs["multisample_average"] == "activations":
+        logits = net(x)
+        return multisample_loss(logits[None], y), logits
     k = int(knobs["multisample_k"])
     # Inoue (2019), eq. 1: L = (1/K)·Σ_k CE(f(x; m_k), y). K = 1 is one dropout pass, plain
     # dropout; `net(x, samples=1)` gives (B, C), so it is lifted to the (K, B, C) the loss reads.
@@ -239,11 +266,13 @@ def multisample_objective(
 
 def _rdrop_same_as(knobs: Mapping[str, float]) -> tuple[str, dict[str, float]] | None:
     # ½(CE(a) + CE(b)) over two independent inverted-dropout passes is Multi-Sample, K = 2.
-    return ("multisample", {"multisample_k": 2}) if knobs["rdrop_alpha"] == 0 else None
+    if knobs["rdrop_alpha"] != 0:
+        return None
+    return ("multisample", {"multisample_k": 2, "multisample_average": "losses"})
 
 
 def _multisample_same_as(knobs: Mapping[str, float]) -> tuple[str, dict[str, float]] | None:
-    # One mask per step is plain inverted dropout.
+    # One mask per step is plain inverted dropout (in either form: a mean of one mask is it).
     return ("standard", {}) if knobs["multisample_k"] == 1 else None
 
 
@@ -272,6 +301,18 @@ MULTISAMPLE_K = Knob(
     integer=True,
     log=None,
     config_min=1,
+)
+# Which of Multi-Sample dropout's two forms: the mean of the K masks' losses (Inoue 2019, the
+# paper) or the mean of K masked activations before the head (the seed's module).
+MULTISAMPLE_AVERAGE = Knob(
+    name="multisample_average",
+    default="losses",
+    space="losses",
+    low=0,
+    high=0,
+    hint="write losses (Inoue's mean of K losses) or activations (mean of K masked activations)",
+    log=None,
+    choices=("losses", "activations"),
 )
 DROPCONNECT_SAMPLES = Knob(
     name="dropconnect_samples",
@@ -327,8 +368,8 @@ REGISTRY: tuple[DropoutVariant, ...] = (
     DropoutVariant(
         "multisample",
         "activations",
-        standard_noise,
-        knobs=(MULTISAMPLE_K,),
+        multisample_noise,
+        knobs=(MULTISAMPLE_K, MULTISAMPLE_AVERAGE),
         objective=multisample_objective,
         same_as=_multisample_same_as,
     ),
@@ -341,6 +382,7 @@ KNOBS: tuple[Knob, ...] = (
     STANDOUT_ALPHA,
     STANDOUT_BETA,
     DROPCONNECT_SAMPLES,
+    MULTISAMPLE_AVERAGE,
 )
 
 VARIANT_NAMES: tuple[str, ...] = tuple(v.name for v in REGISTRY)

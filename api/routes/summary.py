@@ -141,10 +141,12 @@ async def study_summary(
 
     Recomputed only after a trial completes (cached per study, a few studies at a time).
     """
-    return Response(await in_thread(lambda: _summary(ctx, study_id)), media_type="application/json")
+    return Response(
+        await in_thread(lambda: summary_json(ctx, study_id)), media_type="application/json"
+    )
 
 
-def _summary(ctx: AppContext, study_id: int) -> str:
+def summary_json(ctx: AppContext, study_id: int) -> str:
     """The summary's JSON, kept under all it is made of: the complete trials' part (computed
     once per `StudyTrialStats.complete_key`) and the study's fields that change apart from them.
     Dumped here, in the pool: FastAPI's validation and dump of a summary (6% of a cached

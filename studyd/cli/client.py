@@ -17,36 +17,13 @@ import typer
 from rich.text import Text
 
 from studyd.cli import render
+from studyd.cli.client_options import ClientOptions, client_command
 from studyd.cli.output import connect, emit, err, fail, out, print_json
 from studyd.cli.watch import EXIT_FAILED, exit_for_final_state, follow, poll_and_show
 from studyd.client.rest import ClientError, InvalidRequest, StudydClient
-from studyd.settings import Settings
 
-DEFAULT_URL = Settings.model_fields["url"].default
 EXIT_USAGE = 2
 
-UrlOpt = Annotated[
-    str,
-    typer.Option(
-        "--url",
-        envvar="STUDYD_URL",
-        help="Base URL of the studyd API.",
-        show_envvar=True,
-        metavar="URL",
-    ),
-]
-TokenOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        envvar="STUDYD_API_TOKEN",
-        help="API token (sent as a Bearer token).",
-        show_envvar=True,
-        show_default=False,
-        metavar="TOKEN",
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON and nothing else.")]
 StudyId = Annotated[int, typer.Argument(help="The study's id (see `studyd list`).")]
 # Option values are checked here, as usage errors (exit 2), before any request: the server would
 # answer a 422, which the CLI reserves for an invalid spec (exit 7).
@@ -84,8 +61,9 @@ def load_spec_file(path: Path) -> dict[str, Any]:
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `studyd` app."""
 
-    @app.command()
+    @client_command(app)
     def submit(
+        options: ClientOptions,
         spec: Annotated[Path, typer.Argument(help="Study spec (YAML or JSON).")],
         priority: Annotated[
             int | None,
@@ -102,17 +80,14 @@ def register(app: typer.Typer) -> None:
         interval: Annotated[
             float, typer.Option(help="Seconds between polls with --watch.", min=0.05)
         ] = 1.0,
-        url: UrlOpt = DEFAULT_URL,
-        token: TokenOpt = None,
-        as_json: JsonOpt = False,
     ) -> None:
         """Queue a study from a spec file and print its id."""
         data = load_spec_file(spec)
-        with connect(url, token) as api:
+        with connect(options) as api:
             study = api.submit(data, priority=priority, idempotency_key=idempotency_key)
-            if as_json and not watch:
+            if options.as_json and not watch:
                 print_json(study)
-            elif not as_json:
+            elif not options.as_json:
                 out.print(str(study["id"]))
                 err.print(
                     f"study {study['id']} ({study.get('name', '')}) {study.get('state', 'queued')}"
@@ -120,10 +95,11 @@ def register(app: typer.Typer) -> None:
                     f"`studyd watch {study['id']}`"
                 )
             if watch:
-                follow(api, study["id"], as_json=as_json, interval=interval)
+                follow(api, study["id"], as_json=options.as_json, interval=interval)
 
-    @app.command("list")
+    @client_command(app, "list")
     def list_(
+        options: ClientOptions,
         state: Annotated[
             StudyStateName | None,
             typer.Option(help="Only studies in this state.", case_sensitive=False),
@@ -132,41 +108,39 @@ def register(app: typer.Typer) -> None:
             int, typer.Option(help="At most this many, newest first.", min=1, max=500)
         ] = 50,
         offset: Annotated[int, typer.Option(help="Skip this many.", min=0)] = 0,
-        url: UrlOpt = DEFAULT_URL,
-        token: TokenOpt = None,
-        as_json: JsonOpt = False,
     ) -> None:
         """List studies, newest first."""
-        with connect(url, token) as api:
+        with connect(options) as api:
             page = api.list_studies(state=state and state.lower(), limit=limit, offset=offset)
-        emit(page, as_json, lambda p: render.studies_table(p.get("items", []), p.get("total")))
+        emit(
+            page,
+            options.as_json,
+            lambda p: render.studies_table(p.get("items", []), p.get("total")),
+        )
 
-    @app.command()
+    @client_command(app)
     def status(
+        options: ClientOptions,
         study_id: StudyId,
-        url: UrlOpt = DEFAULT_URL,
-        token: TokenOpt = None,
-        as_json: JsonOpt = False,
     ) -> None:
         """Show a study's state, progress, best trial and error."""
-        with connect(url, token) as api:
+        with connect(options) as api:
             study = api.study(study_id)
-        emit(study, as_json, render.study_view)
+        emit(study, options.as_json, render.study_view)
 
-    @app.command()
+    @client_command(app)
     def watch(
+        options: ClientOptions,
         study_id: StudyId,
         interval: Annotated[float, typer.Option(help="Seconds between polls.", min=0.05)] = 1.0,
-        url: UrlOpt = DEFAULT_URL,
-        token: TokenOpt = None,
-        as_json: JsonOpt = False,
     ) -> None:
         """Follow a study live; exit 0 when done, 1 when failed, 9 when cancelled."""
-        with connect(url, token) as api:
-            follow(api, study_id, as_json=as_json, interval=interval)
+        with connect(options) as api:
+            follow(api, study_id, as_json=options.as_json, interval=interval)
 
-    @app.command()
+    @client_command(app)
     def trials(
+        options: ClientOptions,
         study_id: StudyId,
         sort: Annotated[
             Literal["value", "number"],
@@ -178,97 +152,89 @@ def register(app: typer.Typer) -> None:
         ] = None,
         variant: Annotated[str | None, typer.Option(help="Only trials of this variant.")] = None,
         limit: Annotated[int, typer.Option(help="At most this many trials.", min=1)] = 20,
-        url: UrlOpt = DEFAULT_URL,
-        token: TokenOpt = None,
-        as_json: JsonOpt = False,
     ) -> None:
         """Show a study's trials as a table (best first by default)."""
-        with connect(url, token) as api:
+        with connect(options) as api:
             page = api.trials(
                 study_id, state=state and state.lower(), variant=variant, sort=sort, limit=limit
             )
-        emit(page, as_json, lambda p: render.trials_table(p.get("items", []), p.get("total")))
+        emit(
+            page, options.as_json, lambda p: render.trials_table(p.get("items", []), p.get("total"))
+        )
 
-    @app.command()
+    @client_command(app)
     def trial(
+        options: ClientOptions,
         study_id: StudyId,
         number: Annotated[int, typer.Argument(help="The trial's number (`studyd trials`).", min=0)],
-        url: UrlOpt = DEFAULT_URL,
-        token: TokenOpt = None,
-        as_json: JsonOpt = False,
     ) -> None:
         """Show one trial: what it trained, its measures, constraints and learning curve."""
-        with connect(url, token) as api:
+        with connect(options) as api:
             data = api.trial(study_id, number)
-        emit(data, as_json, render.trial_view)
+        emit(data, options.as_json, render.trial_view)
 
-    @app.command()
+    @client_command(app)
     def summary(
+        options: ClientOptions,
         study_id: StudyId,
-        url: UrlOpt = DEFAULT_URL,
-        token: TokenOpt = None,
-        as_json: JsonOpt = False,
     ) -> None:
         """Which variant, placement and rate win, importances, best config and test score."""
-        with connect(url, token) as api:
+        with connect(options) as api:
             data = api.summary(study_id)
-        emit(data, as_json, render.summary_view)
+        emit(data, options.as_json, render.summary_view)
 
-    @app.command()
+    @client_command(app)
     def cancel(
+        options: ClientOptions,
         study_id: StudyId,
-        url: UrlOpt = DEFAULT_URL,
-        token: TokenOpt = None,
-        as_json: JsonOpt = False,
     ) -> None:
         """Cancel a queued or running study: no new trial starts, and running trials stop within
         seconds (`studyd trials` shows them as fail (cancelled))."""
-        with connect(url, token) as api:
+        with connect(options) as api:
             study = api.cancel(study_id)
-        emit(study, as_json, lambda s: f"study {study_id} {s.get('state', 'cancelled')}")
+        emit(study, options.as_json, lambda s: f"study {study_id} {s.get('state', 'cancelled')}")
 
-    @app.command()
+    @client_command(app)
     def delete(
+        options: ClientOptions,
         study_id: StudyId,
-        url: UrlOpt = DEFAULT_URL,
-        token: TokenOpt = None,
-        as_json: JsonOpt = False,
     ) -> None:
         """Delete a study and its trials (cancel a running study first)."""
-        with connect(url, token) as api:
+        with connect(options) as api:
             api.delete(study_id)
         # The API answers 204 with no body: --json prints what happened, for scripts.
-        emit({"id": study_id, "deleted": True}, as_json, lambda _: f"study {study_id} deleted")
+        emit(
+            {"id": study_id, "deleted": True},
+            options.as_json,
+            lambda _: f"study {study_id} deleted",
+        )
 
-    @app.command()
+    @client_command(app)
     def report(
+        options: ClientOptions,
         study_id: StudyId,
         out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the report to.")],
-        url: UrlOpt = DEFAULT_URL,
-        token: TokenOpt = None,
-        as_json: JsonOpt = False,
     ) -> None:
         """Write a static HTML + PNG report of a study (plots of its trials) to --out."""
         from studyd.client.report import write_report
 
-        with connect(url, token) as api:
+        with connect(options) as api:
             written = write_report(api, study_id, out_dir)
-        if as_json:
+        if options.as_json:
             print_json({"index": str(written.index), "files": [str(p) for p in written.files]})
         else:
             out.print(f"report written to {written.index}")
 
-    @app.command()
+    @client_command(app, json=False)
     def export(
+        options: ClientOptions,
         study_id: StudyId,
         out_file: Annotated[
             Path | None, typer.Option("--out", help="CSV file to write (default: stdout).")
         ] = None,
-        url: UrlOpt = DEFAULT_URL,
-        token: TokenOpt = None,
     ) -> None:
         """Every trial of a study as CSV: values, feasibility, params, measures, configs."""
-        with connect(url, token) as api:
+        with connect(options) as api:
             text = api.export_csv(study_id)
         if out_file is None:
             sys.stdout.write(text)
@@ -280,8 +246,9 @@ def register(app: typer.Typer) -> None:
         rows = max(sum(1 for _ in csv.reader(io.StringIO(text))) - 1, 0)  # a cell may hold \n
         out.print(f"{rows} trials written to {out_file}")
 
-    @app.command()
+    @client_command(app, token=False)
     def dashboard(
+        options: ClientOptions,
         database_url: Annotated[
             str | None,
             typer.Option(
@@ -293,13 +260,11 @@ def register(app: typer.Typer) -> None:
         ] = None,
         host: Annotated[str, typer.Option(help="Where optuna-dashboard listens.")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port of optuna-dashboard.")] = 8080,
-        url: UrlOpt = DEFAULT_URL,
-        as_json: JsonOpt = False,
     ) -> None:
         """Run optuna-dashboard on the database, or print the server's /dashboard URL."""
         if not database_url:
-            link = f"{url.rstrip('/')}/dashboard/"
-            if as_json:
+            link = f"{options.url.rstrip('/')}/dashboard/"
+            if options.as_json:
                 print_json({"url": link})
             else:
                 out.print(f"optuna-dashboard is served by the API at {link}")

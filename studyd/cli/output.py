@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from studyd.cli.client_options import ClientOptions
 from studyd.client.rest import ClientError, StudydClient
 
 # markup off: names, errors and paths from users are printed as they are.
@@ -26,10 +27,10 @@ def fail(message: str, code: int) -> typer.Exit:
 
 
 @contextmanager
-def connect(url: str, token: str | None) -> Iterator[StudydClient]:
+def connect(options: ClientOptions) -> Iterator[StudydClient]:
     """A client whose errors become one line on stderr and the error's exit code."""
     try:
-        with StudydClient(url, token) as api:
+        with StudydClient(options.url, options.token) as api:
             yield api
     except ClientError as exc:
         raise fail(exc.message, exc.exit_code) from None

@@ -243,6 +243,20 @@ class StudydClient:
         path = f"/studies/{study_id}/cancel"
         return self._json("POST", path, self._request("POST", path), *STUDY_FIELDS)
 
+    def extend(self, study_id: int, trials: int) -> JSON:
+        """POST /studies/{id}/extend: a done or cancelled study gets `trials` more runs."""
+        path = f"/studies/{study_id}/extend"
+        response = self._request("POST", path, json={"trials": trials})
+        return self._json("POST", path, response, *STUDY_FIELDS)
+
+    def model_file(self, study_id: int) -> bytes:
+        """GET /studies/{id}/model: the trained best model (`models.saved` format)."""
+        path = f"/studies/{study_id}/model"
+        response = self._request("GET", path)
+        if not response.headers.get("content-type", "").startswith("application/octet-stream"):
+            raise self._not_studyd("GET", path, response)
+        return response.content
+
     def delete(self, study_id: int) -> None:
         response = self._request("DELETE", f"/studies/{study_id}")
         if response.status_code != 204:  # studyd answers a delete with 204 and no body
@@ -250,6 +264,11 @@ class StudydClient:
 
     def summary(self, study_id: int) -> JSON:
         return self._get(f"/studies/{study_id}/summary", "study_id", "verdict")
+
+    def compare(self, study_ids: list[int], *, alpha: float | None = None) -> JSON:
+        """GET /compare: the studies' variants ranked across them (Friedman, Nemenyi)."""
+        ids = ",".join(str(i) for i in study_ids)
+        return self._get("/compare", "answer", "variants", ids=ids, alpha=alpha)
 
     # -- trials ------------------------------------------------------------------------------
 
@@ -304,8 +323,9 @@ class StudydClient:
 
     # -- workers -----------------------------------------------------------------------------
 
-    def workers(self) -> Any:
-        response = self._request("GET", "/workers")
+    def workers(self, *, alive_within: float | None = None) -> Any:
+        params = {} if alive_within is None else {"alive_within": alive_within}
+        response = self._request("GET", "/workers", params=params)
         workers = self._json("GET", "/workers", response)
         if not isinstance(workers, list):
             raise self._not_studyd("GET", "/workers", response)

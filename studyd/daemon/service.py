@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from storage.queue import StudyRecord, submit_study, wake_workers
 from studyd.daemon.dashboard_note import name_objectives
 from studyd.daemon.search import build_pruner, build_sampler
+from studyd.daemon.warm_start import warm_start_trials
 from studyd.spec import StudySpec, validate_spec
 from studyd.spec.space import baseline_params
 
@@ -33,6 +34,8 @@ def submit_spec(
     """
     if not isinstance(spec, StudySpec):
         spec = validate_spec(spec)
+    # Checked before the row exists: a refused warm start queues nothing.
+    warm = warm_start_trials(engine, optuna_storage, spec) if spec.search.warm_start else None
     record = submit_study(
         engine,
         name=spec.name,
@@ -55,6 +58,9 @@ def submit_spec(
         # matters: baselines enqueued here are the first trials any worker draws.
         for params in baseline_params(spec):
             study.enqueue_trial(params, user_attrs={"baseline": True}, skip_if_exists=True)
+        if warm is not None:
+            study.add_trials(warm.trials)
+            study.set_user_attr("warm_start", {"trials": len(warm.trials), "skipped": warm.skipped})
         study.set_user_attr("spec", spec.model_dump(mode="json"))
         study.set_user_attr("objectives", spec.search.objective_names())
         study.set_user_attr("studyd_id", record.id)

@@ -164,7 +164,7 @@ BOUNDS: dict[str, tuple[bool, float, float, str]] = {
     "rate": (False, 0.0, 0.95, "write a dropout rate 0 <= p <= 0.95, e.g. [0.1, 0.7]"),
     "input_rate": (False, 0.0, 0.95, "write a dropout rate 0 <= p <= 0.95, e.g. [0.1, 0.3]"),
     # Each variant's own knobs: their bounds are the registry's (models/variants.py).
-    **{k.name: (k.integer, k.low, k.high, k.hint) for k in KNOBS},
+    **{k.name: (k.integer, k.low, k.high, k.hint) for k in KNOBS if not k.choices},
     "epochs": (True, 1, MAX_EPOCHS, f"write a number of epochs between 1 and {MAX_EPOCHS}"),
     "batch_size": (True, 1, 65536, "write a batch size of 1 to 65536, e.g. {choices: [64, 128]}"),
     "lr": (False, 1e-7, 10.0, "write a learning rate 1e-7 <= lr <= 10, e.g. [1e-4, 1e-2]"),

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from studyd.spec.dims import StrictModel
 from studyd.spec.limits import MAX_CONSTRAINTS, MAX_EPOCHS, MAX_TIMEOUT_S, MAX_TRIALS
+
+# Source studies of a warm start: each is read whole at submit.
+MAX_WARM_START = 20
 
 Sampler = Literal["tpe", "random", "qmc", "gp", "grid"]
 PrunerName = Literal["none", "median", "percentile", "successive_halving", "hyperband"]
@@ -91,6 +94,10 @@ class SearchSpec(StrictModel):
     # Feasibility: `METRIC <= x` / `METRIC >= x`; infeasible trials never count as best and
     # Optuna's samplers (TPE, NSGA-II, GP) steer away from them (Trial.set_constraint).
     constraints: list[str] = Field(default_factory=list, max_length=MAX_CONSTRAINTS)
+    # Earlier studies (ids) whose finished trials seed this one (studyd.daemon.warm_start).
+    warm_start: list[Annotated[int, Field(ge=1, le=2**31 - 1, strict=True)]] = Field(
+        default_factory=list, max_length=MAX_WARM_START
+    )
 
     @field_validator("constraints")
     @classmethod
@@ -100,6 +107,13 @@ class SearchSpec(StrictModel):
             metric, op, bound = parse_constraint(text)
             out.append(f"{metric} {op} {bound:g}")
         return out
+
+    @field_validator("warm_start")
+    @classmethod
+    def _warm_start(cls, raw: list[int]) -> list[int]:
+        if len(set(raw)) != len(raw):
+            raise ValueError("name each study once")
+        return raw
 
     @field_validator("objectives")
     @classmethod

@@ -121,8 +121,11 @@ def _dropout_space(spec: StudySpec, max_depth: int) -> list[Param]:
     return out
 
 
-def _knob_param(knob: Knob, dim: Dim) -> Param:
+def _knob_param(knob: Knob, dim: Dim | str | list[str]) -> Param:
     """A variant's own knob as a parameter; `knob.log` None: linear whatever the spec says."""
+    if not isinstance(dim, Dim):  # a named option: one name or a list of them
+        names = (dim,) if isinstance(dim, str) else tuple(dim)
+        return Param(knob.name, f"dropout.{knob.name}", choices=names)
     log = False if knob.log is None else _is_log(dim, knob.log)
     return Param(knob.name, f"dropout.{knob.name}", dim=dim, integer=knob.integer, log=log)
 

@@ -34,7 +34,11 @@ def _choice_list(raw: Any, allowed: tuple[str, ...], field: str) -> list[str]:
 NAMED_CHOICES: dict[str, tuple[str, ...]] = {
     "activation": get_args(Activation),
     "optimizer": get_args(Optimizer),
+    **{k.name: k.choices for k in KNOBS if k.choices},
 }
+# A variant's numeric knobs are `Dim`s; its named options (`multisample_average`) are names.
+_NUMBER_KNOBS = tuple(k.name for k in KNOBS if not k.choices)
+_NAMED_KNOBS = tuple(k.name for k in KNOBS if k.choices)
 
 
 def one_or_choices(cls: type, raw: Any, info: ValidationInfo) -> Any:
@@ -42,6 +46,12 @@ def one_or_choices(cls: type, raw: Any, info: ValidationInfo) -> Any:
     if isinstance(raw, str):
         return raw
     return _choice_list(raw, NAMED_CHOICES[info.field_name], info.field_name)
+
+
+def checked_names(cls: type, raw: Any, info: ValidationInfo) -> Any:
+    """A `field_validator` body: one name or a list, each checked against `NAMED_CHOICES`."""
+    values = _choice_list(raw, NAMED_CHOICES[info.field_name], info.field_name)
+    return raw if isinstance(raw, str) else values
 
 
 class DatasetSpec(StrictModel):
@@ -97,16 +107,15 @@ class _DropoutSites(StrictModel):
 _DropoutWithKnobs: Any = create_model(
     "_DropoutWithKnobs",
     __base__=_DropoutSites,
-    **{k.name: (Dim, k.space) for k in KNOBS},
+    **{k.name: (str | list[str] if k.choices else Dim, k.space) for k in KNOBS},
 )
 
 
 class DropoutSpace(_DropoutWithKnobs):  # type: ignore[misc]
     """Variants, rates and placements, and each variant's own parameters."""
 
-    _bounds = field_validator("rate", "input_rate", *(k.name for k in KNOBS), mode="before")(
-        bounded
-    )
+    _bounds = field_validator("rate", "input_rate", *_NUMBER_KNOBS, mode="before")(bounded)
+    _named = field_validator(*_NAMED_KNOBS)(checked_names)
 
     @field_validator("variants", mode="before")
     @classmethod

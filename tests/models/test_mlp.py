@@ -12,7 +12,7 @@ from models.config import VARIANTS, ModelConfig
 from models.dropout import (
     DropConnectLinear,
     GaussianDropout,
-    StandardDropout,
+    NoiseLayer,
     StandoutInput,
     StandoutLinear,
 )
@@ -120,7 +120,7 @@ def test_dropout_before_or_after_tanh_differs_so_the_relu_test_is_not_vacuous():
 
 def test_samples_repeat_the_batch_after_the_deterministic_prefix():
     net = build_mlp(_cfg("multisample", ["last_hidden"])).train()
-    assert isinstance(net.layers[4], StandardDropout)
+    assert isinstance(net.layers[4], NoiseLayer) and net.layers[4].p > 0
     rows: list[int] = []
     for layer in net.layers:
         layer.register_forward_hook(lambda _m, inp, _out: rows.append(inp[0].shape[0]))

@@ -41,7 +41,8 @@ def test_spec_bounds_and_dropout_space_come_from_the_registry():
     from studyd.spec import BOUNDS, DropoutSpace
 
     for knob in KNOBS:
-        assert BOUNDS[knob.name] == (knob.integer, knob.low, knob.high, knob.hint)
+        if not knob.choices:
+            assert BOUNDS[knob.name] == (knob.integer, knob.low, knob.high, knob.hint)
         assert knob.name in DropoutSpace.model_fields
     too_high = KNOBS[0].high + 1
     with pytest.raises(ValueError, match=KNOBS[0].hint.split(",")[0]):
@@ -94,3 +95,33 @@ def test_a_stack_keeps_each_trials_knob_values_per_trial():
     assert stack.knob_standout_alpha.flatten().tolist() == [0.5, 1.5, 2.5]
     stack.keep_trials(torch.tensor([0, 2]))
     assert stack.knob_standout_alpha.flatten().tolist() == [0.5, 2.5]
+
+
+def test_multisample_form_is_a_named_option_from_the_spec_to_the_config():
+    # `dropout.multisample_average` is a name or a list of names (an Optuna categorical), and a
+    # trial's ModelConfig carries the one drawn; a wrong name says what to write.
+    import optuna
+
+    from studyd.daemon.search import suggest_config
+    from studyd.spec import DropoutSpace, load_spec
+    from studyd.spec.space import search_params
+
+    with pytest.raises(ValueError, match="is not one of losses, activations"):
+        DropoutSpace(multisample_average="logits")
+    spec = load_spec(
+        "name: s\ndropout: {variants: [multisample], multisample_average: [losses, activations]}"
+    )
+    assert search_params(spec)["multisample_average"].choices == ("losses", "activations")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = set()
+    for _ in range(12):
+        trial = study.ask()
+        model, _ = suggest_config(trial, spec, (64, 10))
+        assert model.multisample_average == trial.params["multisample_average"]
+        drawn.add(model.multisample_average)
+        study.tell(trial, 0.0)
+    assert drawn == {"losses", "activations"}
+    fixed = load_spec("name: s\ndropout: {variants: [multisample]}")
+    assert search_params(fixed)["multisample_average"].fixed_value() == "losses"
+    with pytest.raises(ValueError, match="multisample_average"):
+        ModelConfig(input_dim=2, num_classes=2, hidden=[2], multisample_average="logits")

@@ -1,0 +1,116 @@
+"""Which variant works across several studies: GET /compare?ids=1,2,3 (analysis.compare)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from api.context import AppContext, context
+from api.errors import responses
+from api.params import MAX_ID
+from api.routes.summary import summary_json  # cached: the verdict rows `summary` shows
+from storage import queue
+
+router = APIRouter(tags=["studies"])
+
+
+class VariantInStudy(BaseModel):
+    mean: float = Field(description="the verdict's mean: over replicate seeds when replicated")
+    n_seeds: int
+    replicated: bool = Field(description="false: one search configuration's value (noisier)")
+    rank: float = Field(description="1 = best in this study's direction; ties share the mean rank")
+
+
+class StudyRanks(BaseModel):
+    study_id: int
+    name: str
+    dataset: str
+    direction: str
+    scores: dict[str, VariantInStudy]
+
+
+class OmnibusTest(BaseModel):
+    test: str = Field(description="friedman (3+ variants) or wilcoxon (2)")
+    statistic: float | None = Field(description="Friedman's χ² (tie-corrected)")
+    p_value: float = Field(
+        description="the gate: Friedman's by permutation of each study's ranks, or Wilcoxon's"
+    )
+    chi2_p_value: float | None = Field(default=None, description="χ² approximation's p")
+    f: float | None = Field(default=None, description="Iman–Davenport F (Friedman only)")
+    f_p_value: float | None = Field(default=None, description="F approximation's p")
+    rejected: bool
+    differences: list[float] | None = Field(
+        default=None, description="Wilcoxon: a − b per study, in each study's direction"
+    )
+
+
+class RankPair(BaseModel):
+    a: str = Field(description="the better-ranked of the two")
+    b: str
+    rank_diff: float
+    p_value: float
+    different: bool = Field(description="told apart (Nemenyi after a rejecting Friedman test)")
+
+
+class StudyComparison(BaseModel):
+    """Ranks across studies, the omnibus test, the post-hoc pairs and a plain-words answer."""
+
+    answer: str
+    alpha: float
+    variants: list[str] = Field(description="the shared variants, best average rank first")
+    mean_ranks: dict[str, float]
+    left_out: dict[str, list[int]] = Field(
+        description="variants not measured in every study: the studies without them"
+    )
+    unreplicated: list[str] = Field(description="STUDY:VARIANT scores without seed replicates")
+    studies: list[StudyRanks]
+    test: OmnibusTest
+    posthoc: str | None
+    critical_difference: float | None = Field(description="Nemenyi's CD in average ranks")
+    pairs: list[RankPair]
+
+
+def _scores(ctx: AppContext, study_id: int):
+    from studyd.analysis.compare import StudyScores, VariantScore
+
+    record = queue.get_study(ctx.engine, study_id)
+    summary = json.loads(summary_json(ctx, study_id))
+    variants = {
+        row["group"]: VariantScore(row["mean"], int(row["n_seeds"]), bool(row["replicated"]))
+        for row in summary.get("by_variant") or []
+        if row.get("mean") is not None
+    }
+    dataset: Any = record.spec.get("dataset", "digits")
+    name = dataset.get("name", "?") if isinstance(dataset, dict) else str(dataset)
+    return StudyScores(study_id, record.name, name, summary["direction"], variants)
+
+
+@router.get("/compare", response_model=StudyComparison, responses=responses(404, 422, 503))
+def compare_studies(
+    ctx: Annotated[AppContext, Depends(context)],
+    ids: Annotated[
+        str,
+        Query(
+            pattern=r"^\d{1,10}(,\d{1,10}){0,99}$",
+            description="study ids, comma-separated (3 to 50), e.g. 1,2,3",
+            examples=["1,2,3"],
+        ),
+    ],
+    alpha: Annotated[float, Query(gt=0, le=0.2, description="the tests' level")] = 0.05,
+) -> StudyComparison:
+    """Which variant works across studies: per study its variants' replicate means and ranks,
+    the Friedman test (Iman–Davenport F) and Nemenyi post-hoc (Demšar 2006), and an answer.
+    Studies that share fewer than two variants, or fewer than three studies, are refused (422)."""
+    from studyd.analysis.compare import ComparisonRefused, compare_studies
+
+    numbers = [int(i) for i in ids.split(",")]
+    if max(numbers) > MAX_ID or min(numbers) < 1:
+        raise HTTPException(422, detail=f"ids: each id must be 1 to {MAX_ID}")
+    studies = [_scores(ctx, i) for i in numbers]
+    try:
+        return StudyComparison(**compare_studies(studies, alpha=alpha))
+    except ComparisonRefused as exc:
+        raise HTTPException(422, detail=f"ids: {exc}") from None

@@ -1,0 +1,71 @@
+"""The study's retrained best model, kept in Optuna's artifact store under the data directory.
+
+The finaliser retrains the best trial to score it on the test split; that network is worth
+keeping. `store_model` uploads it (`models.saved` format) as an artifact of the study —
+optuna-dashboard lists it on the study's page (Optuna attaches artifacts to running trials only:
+the best trial has long finished) — and records where it is and which trial it is on the Optuna
+study (`MODEL_ATTR`), which `GET /studies/{id}/model` reads.
+
+Hook for the finaliser (frozen while the worker's storage seam is reworked): after
+`evaluate(result.model, data.x_test, data.y_test)` in `StudyFinalizer._score`, call
+`store_model(study, best, result.model.net, model_cfg, train_cfg, score,
+artifact_store(data_dir))`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.trial import FrozenTrial
+from torch import nn
+
+from models.config import ModelConfig, TrainConfig
+from models.saved import model_bytes
+
+MODEL_ATTR = "model_artifact"
+ARTIFACTS = "artifacts"
+
+
+def artifact_store(data_dir: Path) -> FileSystemArtifactStore:
+    """The artifact store every server and worker sharing `data_dir` uses."""
+    base = Path(data_dir) / ARTIFACTS
+    base.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(base)
+
+
+def store_model(
+    study: optuna.Study,
+    trial: FrozenTrial,
+    net: nn.Module,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    test_score: float | None,
+    store: FileSystemArtifactStore,
+) -> dict[str, Any]:
+    """Upload `trial`'s network as an artifact of `study`; returns what `MODEL_ATTR` holds."""
+    filename = f"{study.study_name}-trial-{trial.number}.pt"
+    data = model_bytes(
+        net, model_cfg, train_cfg, study=study.study_name, trial=trial.number, test_score=test_score
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / filename
+        path.write_bytes(data)
+        artifact_id = upload_artifact(
+            artifact_store=store,
+            file_path=str(path),
+            study_or_trial=study,
+            mimetype="application/octet-stream",
+        )
+    record = {
+        "artifact_id": artifact_id,
+        "trial": trial.number,
+        "filename": filename,
+        "bytes": len(data),
+        "test_score": test_score,
+    }
+    study.set_user_attr(MODEL_ATTR, record)
+    return record

@@ -1,0 +1,75 @@
+"""POST /studies/{id}/extend in-process (TestClient over a real SQLite file)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from storage import migrate, queue
+from storage.engine import make_engine
+from studyd.settings import Settings
+
+SPEC = {
+    "name": "ext",
+    "dataset": "digits",
+    "dropout": {"variants": ["standard", "none"]},
+    "training": {"epochs": 1},
+    "search": {"n_trials": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory) -> Iterator[tuple[TestClient, object]]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('extend') / 'studyd.db'}"
+    migrate.ensure_schema(url)
+    engine = make_engine(url)
+    with TestClient(create_app(Settings(database_url=url))) as client:
+        yield client, engine
+    engine.dispose()
+
+
+def _finished(api, *, cancel: bool = False) -> int:
+    """A submitted study whose slots a worker settled (or that was cancelled)."""
+    client, engine = api
+    study = client.post("/studies", json=SPEC).json()
+    if cancel:
+        client.post(f"/studies/{study['id']}/cancel")
+        return study["id"]
+    worker = queue.register_worker(engine, host="h", device="cpu", pid=os.getpid())
+    for _ in range(study["target_trials"]):
+        queue.claim_trial_slot(engine, worker, study_id=study["id"])
+        queue.finish_trial_slot(engine, study["id"], worker_id=worker)
+    queue.unregister_worker(engine, worker)
+    return study["id"]
+
+
+@pytest.mark.parametrize("cancel", [False, True])
+def test_a_finished_study_is_queued_again_with_n_more_trials(api, cancel):
+    client, _ = api
+    study_id = _finished(api, cancel=cancel)
+    before = client.get(f"/studies/{study_id}").json()
+    assert before["state"] == ("cancelled" if cancel else "done")
+    response = client.post(f"/studies/{study_id}/extend", json={"trials": 3})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["state"] == "queued" and body["test_score"] is None
+    assert body["target_trials"] == before["finished"] + 3
+    again = client.post(f"/studies/{study_id}/extend", json={"trials": 3})
+    assert again.status_code == 409
+    assert again.json()["detail"] == (
+        f"study {study_id} is queued; only a done or cancelled study can be extended"
+    )
+
+
+def test_bad_extensions_are_refused_with_the_field(api):
+    client, _ = api
+    study_id = _finished(api)
+    for body in ({"trials": 0}, {"trials": "3"}, {}, {"trials": 2, "more": 1}):
+        refused = client.post(f"/studies/{study_id}/extend", json=body)
+        assert refused.status_code == 422, body
+        assert refused.json()["detail"].startswith("trials" if "more" not in body else "more")
+    assert client.post("/studies/99999/extend", json={"trials": 1}).status_code == 404
