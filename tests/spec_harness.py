@@ -7,13 +7,22 @@ from typing import Any
 
 
 def spec(
-    name: str | None = None, *, variants: list[str] | None = None, epochs: int = 2, **search: Any
+    name: str | None = None,
+    *,
+    dataset: str = "digits",
+    variants: list[str] | None = None,
+    placements: list[str] | None = ["hidden"],  # noqa: B006 - never mutated; None: the default
+    epochs: int = 2,
+    **search: Any,
 ) -> dict[str, Any]:
-    """A small valid digits spec (12 trials of 2 epochs); `search` fields go on top."""
+    """A small valid spec (12 trials of 2 epochs on digits); `search` fields go on top."""
+    dropout: dict[str, Any] = {"variants": variants or ["standard", "gaussian"]}
+    if placements is not None:
+        dropout["placements"] = placements
     return {
         "name": name or f"api-{uuid.uuid4().hex[:8]}",
-        "dataset": "digits",
-        "dropout": {"variants": variants or ["standard", "gaussian"], "placements": ["hidden"]},
+        "dataset": dataset,
+        "dropout": dropout,
         "training": {"epochs": epochs},
         "search": {"n_trials": 12, **search},
     }
