@@ -18,7 +18,8 @@ from api.schemas import (
 )
 from storage.queue import StudyRecord
 from storage.timestamps import as_utc
-from storage.trials import StudyTrialStats, TrialRow
+from storage.trial_record import TrialRecord
+from storage.trials import StudyTrialStats
 
 _STUDY_FIELDS = tuple(Study.model_fields)
 
@@ -35,7 +36,9 @@ def _elapsed(record: StudyRecord) -> float | None:
     return max(0.0, (end - start).total_seconds())
 
 
-def study_detail(record: StudyRecord, stats: StudyTrialStats, best: TrialRow | None) -> StudyDetail:
+def study_detail(
+    record: StudyRecord, stats: StudyTrialStats, best: TrialRecord | None
+) -> StudyDetail:
     timings = Timings(
         created_at=record.created_at,
         started_at=record.started_at,
@@ -67,7 +70,7 @@ def _hidden(config: Any) -> list[int] | None:
     return None
 
 
-def trial_brief(row: TrialRow, *, page: bool = False) -> TrialBrief:
+def trial_brief(row: TrialRecord, *, page: bool = False) -> TrialBrief:
     """A trial's brief; on a `page`, its user attributes leave out the config (`hidden` says
     the part of it a page shows)."""
     attrs = row.user_attrs
@@ -88,7 +91,7 @@ def trial_brief(row: TrialRow, *, page: bool = False) -> TrialBrief:
     )
 
 
-def trial_detail(row: TrialRow) -> TrialDetail:
+def trial_detail(row: TrialRecord) -> TrialDetail:
     attrs = row.user_attrs
     curve = attrs.get("curve")
     return TrialDetail(

@@ -11,22 +11,38 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
+from typing import Any
 
 import anyio.to_thread
 import sqlalchemy as sa
 from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI
+from optuna.storages import BaseStorage
+from sqlalchemy import Engine
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.context import AppContext
-from api.dashboard_guard import guard_dashboard
+from api.dashboard_guard import WsgiApp, guard_dashboard
 from api.errors import RETRY_AFTER_S, database_unavailable
+from storage.trials import missing_note_target
 
 logger = logging.getLogger(__name__)
 
 DASHBOARD_PREFIXES = ("/dashboard", "/api", "/static", "/csv")
+
+
+def guarded_dashboard(
+    storage: BaseStorage, engine: Engine, artifact_store: Any | None = None
+) -> WsgiApp:
+    """optuna-dashboard's WSGI app behind `api.dashboard_guard`: the one app both the API's
+    mount and `studyd dashboard --database-url` serve, so their rules are the same."""
+    import optuna_dashboard
+
+    dashboard = optuna_dashboard.wsgi(storage, artifact_store=artifact_store)
+    return guard_dashboard(dashboard, partial(missing_note_target, engine))
 
 
 class LazyDashboard:
@@ -38,17 +54,13 @@ class LazyDashboard:
         self._lock = threading.Lock()
 
     def _build(self) -> ASGIApp:
-        import optuna_dashboard
-
         with self._lock:
             if self._app is None:
                 from studyd.daemon.model_artifact import artifact_store
 
                 # The artifact store shows each study's kept model on its page.
                 store = artifact_store(self.ctx.settings.data_dir)
-                wsgi = guard_dashboard(
-                    optuna_dashboard.wsgi(self.ctx.optuna_storage(), artifact_store=store)
-                )
+                wsgi = guarded_dashboard(self.ctx.optuna_storage(), self.ctx.engine, store)
                 self._app = WSGIMiddleware(wsgi)  # type: ignore[arg-type]
             return self._app
 

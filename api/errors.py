@@ -17,9 +17,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from api.schemas import ErrorBody
 from storage.queue import IllegalStateChange, StudyNotFound
+from storage.write_probe import DatabaseNotWritable, write_refused
 from studyd.spec import SpecError
 
 logger = logging.getLogger(__name__)
@@ -51,8 +53,11 @@ class IdempotencyConflict(RuntimeError):
 
 
 def database_unavailable(exc: BaseException) -> bool:
-    """True for errors that mean "the database is down or unreachable", not "bad request"."""
-    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+    """True for errors that mean "the database is down, unreachable or takes no writes", not
+    "bad request" (a PostgreSQL standby's refused write was a 500)."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and (
+        exc.connection_invalidated or write_refused(exc.orig)
+    ):
         return True
     return isinstance(
         exc,
@@ -117,6 +122,25 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error(500, "internal server error; see the server log")
 
 
+# The methods a 405's `Allow` may name (CONNECT and TRACE are never routed).
+ROUTABLE_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path.
+
+    Starlette's 405 names the methods of the first route whose path matched: `/studies` is a GET
+    route and a POST route, so its `Allow` named one of them (RFC 9110 §15.5.6 wants them all).
+    Each method is tried against the app's routes as the router itself would match it.
+    """
+    routes = request.app.router.routes
+    return [
+        method
+        for method in ROUTABLE_METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register every exception → status mapping on `app`."""
 
@@ -140,12 +164,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _spec(_: Request, exc: SpecError) -> JSONResponse:
         return error(422, _first_line(exc), errors=exc.errors)
 
+    @app.exception_handler(DatabaseNotWritable)
+    async def _not_writable(_: Request, exc: DatabaseNotWritable) -> JSONResponse:
+        return error(503, _first_line(exc))
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(validation_body(exc), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:
             # FastAPI's 400 for a body it cannot decode (not UTF-8): bad input, documented as 422.
             detail = f"body: {exc.detail}"
@@ -153,6 +181,8 @@ def install_error_handlers(app: FastAPI) -> None:
         response = error(exc.status_code, str(exc.detail))
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
+        if exc.status_code == 405:
+            response.headers["Allow"] = ", ".join(allowed_methods(request))
         return response
 
     # Database outages surface as many exception types; all of them land here (and only

@@ -38,6 +38,12 @@ TrialState = Literal["running", "waiting", "complete", "pruned", "fail"]
 Item = TypeVar("Item")
 
 _NOW = "2026-11-25T14:00:00Z"
+# Where a best trial is shown, the rule that chose it (storage.trials: the API's best trial).
+BEST_RULE = (
+    "the best complete search trial: feasible ones first when the spec has constraints, the "
+    "lowest number among equal values; seed replicates are not candidates (the best of a "
+    "config's fresh seeds is its luckiest); the test score retrains this trial"
+)
 
 
 class ErrorBody(BaseModel):
@@ -200,7 +206,7 @@ class StudyDetail(Study):
     spec: dict[str, Any]
     direction: Literal["maximize", "minimize"]
     trial_counts: TrialCounts
-    best_trial: TrialBrief | None
+    best_trial: TrialBrief | None = Field(description=BEST_RULE)
     timings: Timings
     dashboard_url: str | None = Field(
         default=None, description="this study's optuna-dashboard page (its id there is Optuna's)"
@@ -364,7 +370,7 @@ class Summary(BaseModel):
     placements: list[PlacementStats]
     importances: dict[str, float] = Field(description="Optuna's fANOVA importances, sum 1")
     importances_note: str | None = Field(description="why importances are empty, when they are")
-    best: TrialBrief | None
+    best: TrialBrief | None = Field(description=BEST_RULE)
     best_config: dict[str, Any] | None
     best_train: dict[str, Any] | None
     test_score: float | None

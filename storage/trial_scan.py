@@ -7,11 +7,8 @@ memory is one page and a streaming response never holds a connection between pag
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -19,7 +16,6 @@ from sqlalchemy.engine import Engine
 from storage.engine import read_only
 from storage.optuna_schema import (
     CONSTRAINT_PREFIX,
-    enum_name,
     optuna_study_id,
     params_and_attrs,
     stored_value,
@@ -30,33 +26,9 @@ from storage.optuna_schema import (
     trial_values,
     trials,
 )
-from storage.timestamps import as_utc
+from storage.trial_record import TrialRecord, trial_record
 
 SCAN_PAGE_SIZE = 500
-
-
-def meets_constraints(values: Mapping[str, float]) -> bool:
-    """Optuna's rule: feasible when every constraint value is ≤ 0 (none: feasible)."""
-    return all(v <= 0 for v in values.values())
-
-
-@dataclass(frozen=True)
-class ScannedTrial:
-    """A trial with every objective value, its params, the asked-for user attributes and its
-    constraint values (Optuna's `constraints:<name>` system attributes; ≤ 0 is feasible)."""
-
-    number: int
-    state: str
-    values: list[float | None]
-    datetime_start: dt.datetime | None
-    datetime_complete: dt.datetime | None
-    params: dict[str, Any] = field(default_factory=dict)
-    user_attrs: dict[str, Any] = field(default_factory=dict)
-    constraints: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def feasible(self) -> bool:
-        return meets_constraints(self.constraints)
 
 
 def scan_trials(
@@ -66,7 +38,7 @@ def scan_trials(
     states: Iterable[str] | None = None,
     attr_keys: Iterable[str] | None = None,
     page_size: int = SCAN_PAGE_SIZE,
-) -> Iterator[list[ScannedTrial]]:
+) -> Iterator[list[TrialRecord]]:
     """Pages of trials by number; `states` like "complete"; `attr_keys` None means all."""
     keys = None if attr_keys is None else list(attr_keys)
     wanted = None if states is None else [s.upper() for s in states]
@@ -93,12 +65,10 @@ def scan_trials(
             values = _page_values(conn, ids)
             constraints = constraint_values(conn, ids)
         yield [
-            ScannedTrial(
-                number=r.number,
-                state=enum_name(r.state).lower(),
+            trial_record(
+                r,
+                value=(values.get(r.trial_id) or [None])[0],
                 values=values.get(r.trial_id, []),
-                datetime_start=as_utc(r.datetime_start),
-                datetime_complete=as_utc(r.datetime_complete),
                 params=params[r.trial_id],
                 user_attrs=attrs[r.trial_id],
                 constraints=constraints.get(r.trial_id, {}),

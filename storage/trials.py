@@ -12,7 +12,7 @@ import datetime as dt
 import itertools
 import json
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
@@ -33,7 +33,8 @@ from storage.optuna_schema import (
     trials,
 )
 from storage.timestamps import as_utc
-from storage.trial_scan import constraint_values, meets_constraints
+from storage.trial_record import REPLICATE_ATTR, TrialRecord, meets_constraints, trial_record
+from storage.trial_scan import constraint_values
 
 TRIAL_STATES: tuple[str, ...] = ("running", "waiting", "complete", "pruned", "fail")
 # Finished states, COMPLETE first (its latest completion keys the caches).
@@ -62,35 +63,6 @@ BRIEF_ATTRS: tuple[str, ...] = (
     # The ModelConfig it trained: a page shows its hidden widths (`hidden`), not the whole of it.
     "config",
 )
-
-
-@dataclass(frozen=True)
-class TrialRow:
-    """One trial as a page shows it (`user_attrs` holds only BRIEF_ATTRS on pages)."""
-
-    trial_id: int
-    number: int
-    state: str
-    value: float | None
-    datetime_start: dt.datetime | None
-    datetime_complete: dt.datetime | None
-    params: dict[str, Any] = field(default_factory=dict)
-    user_attrs: dict[str, Any] = field(default_factory=dict)
-    intermediate_values: list[tuple[int, float | None]] = field(default_factory=list)
-    # Each constraint's violation by its text (≤ 0 satisfied; +inf: its metric was missing);
-    # empty when the study has no constraints or the trial has not been told yet.
-    constraints: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def feasible(self) -> bool | None:
-        """Whether it met every constraint; None when it has no constraint values."""
-        return meets_constraints(self.constraints) if self.constraints else None
-
-    @property
-    def duration_seconds(self) -> float | None:
-        if self.datetime_start is None or self.datetime_complete is None:
-            return None
-        return (self.datetime_complete - self.datetime_start).total_seconds()
 
 
 @dataclass(frozen=True)
@@ -177,14 +149,14 @@ def _trial_query(study_id: int) -> sa.Select[Any]:
 
 def _rows(
     conn: Connection, result: Iterable[Any], attr_keys: Iterable[str] | None
-) -> list[TrialRow]:
+) -> list[TrialRecord]:
     found = result.all() if isinstance(result, sa.CursorResult) else list(result)
     return _with_side_tables(conn, found, attr_keys)
 
 
 def _finished_rows(
     conn: Connection, result: Iterable[Any], attr_keys: tuple[str, ...], cache: ReadCache | None
-) -> tuple[list[TrialRow], Hashable | None]:
+) -> tuple[list[TrialRecord], Hashable | None]:
     """`_rows`, from `cache` when every trial of the page is finished, and that page's key
     (None when a trial of the page may still change).
 
@@ -207,18 +179,14 @@ def _finished_rows(
 
 def _with_side_tables(
     conn: Connection, found: list[Any], attr_keys: Iterable[str] | None
-) -> list[TrialRow]:
+) -> list[TrialRecord]:
     ids = [r.trial_id for r in found]
     params, attrs = params_and_attrs(conn, ids, attr_keys)
     constraints = constraint_values(conn, ids) if ids else {}
     return [
-        TrialRow(
-            trial_id=r.trial_id,
-            number=r.number,
-            state=_state_name(r.state),
+        trial_record(
+            r,
             value=stored_value(r.value, r.value_type),
-            datetime_start=as_utc(r.datetime_start),
-            datetime_complete=as_utc(r.datetime_complete),
             params=params[r.trial_id],
             user_attrs=attrs[r.trial_id],
             constraints=constraints.get(r.trial_id, {}),
@@ -241,7 +209,7 @@ _MISSING = object()
 
 def study_progress(
     engine: Engine | Connection, optuna_name: str, best_cache: ReadCache | None = None
-) -> tuple[StudyTrialStats, TrialRow | None]:
+) -> tuple[StudyTrialStats, TrialRecord | None]:
     """Counts by state, direction, trial timings, why the search ended and the best trial, in
     one transaction.
 
@@ -273,7 +241,7 @@ def study_trial_stats(engine: Engine, optuna_name: str) -> StudyTrialStats:
     return study_progress(engine, optuna_name)[0]
 
 
-def best_trial(engine: Engine, optuna_name: str) -> TrialRow | None:
+def best_trial(engine: Engine, optuna_name: str) -> TrialRecord | None:
     """The best complete trial so far (ORDER BY value LIMIT 1), or None."""
     return study_progress(engine, optuna_name)[1]
 
@@ -335,14 +303,20 @@ def _stats(conn: Connection, study_id: int, direction: str) -> StudyTrialStats:
     )
 
 
-def _best(conn: Connection, study_id: int, direction: str) -> TrialRow | None:
-    """The best complete trial as `studyd.daemon.records.best_trial` ranks it (the one the test
-    score retrains): the best feasible one, or the best of all when none is feasible; the lowest
-    number among equals. Read best first, a page at a time, until a feasible one turns up: one
-    page and one constraint lookup when the study has no constraints."""
+def _best(conn: Connection, study_id: int, direction: str) -> TrialRecord | None:
+    """The best complete search trial as `studyd.daemon.records.best_trial` ranks it (the one
+    the test score retrains): the best feasible one, or the best of all when none is feasible;
+    the lowest number among equals. Seed replicates are not candidates: one is a search trial's
+    config again on a fresh seed, so the best of them is the luckiest seed. Read best first, a
+    page at a time, until a feasible one turns up: one page and one constraint lookup when the
+    study has no constraints."""
+    replicate = sa.exists().where(
+        trial_user_attributes.c.trial_id == trials.c.trial_id,
+        trial_user_attributes.c.key == REPLICATE_ATTR,
+    )
     query = (
         _trial_query(study_id)
-        .where(trials.c.state == "COMPLETE", trial_values.c.trial_id.is_not(None))
+        .where(trials.c.state == "COMPLETE", trial_values.c.trial_id.is_not(None), ~replicate)
         .order_by(*_value_order(direction, None))
     )
     first = None
@@ -374,7 +348,7 @@ class TrialPage:
     rows as read when every one of them is finished, else None. The rows never change while
     that key stands, so whatever is built from them alone may be kept under it."""
 
-    rows: list[TrialRow]
+    rows: list[TrialRecord]
     total: int
     finished_key: Hashable | None
 
@@ -445,7 +419,7 @@ def _number_page(
     )
 
 
-def get_trial(engine: Engine, optuna_name: str, number: int) -> TrialRow | None:
+def get_trial(engine: Engine, optuna_name: str, number: int) -> TrialRecord | None:
     """One trial with all its params, user attributes and intermediate values."""
     with read_only(engine).connect() as conn:
         study_id = optuna_study_id(conn, optuna_name)
@@ -464,5 +438,18 @@ def get_trial(engine: Engine, optuna_name: str, number: int) -> TrialRow | None:
             (s.step, stored_value(s.intermediate_value, s.intermediate_value_type))
             for s in conn.execute(steps_query)
         ]
-        row = rows[0]
-        return TrialRow(**{**row.__dict__, "intermediate_values": steps})
+        return replace(rows[0], intermediate_values=steps)
+
+
+def missing_note_target(engine: Engine, study_id: int, trial_id: int | None) -> str | None:
+    """Why an optuna-dashboard note for Optuna's study `study_id` (and its trial `trial_id`, a
+    global trial id as the dashboard names it) has nothing to annotate, or None."""
+    with read_connection(read_only(engine)) as conn:
+        if conn.scalar(sa.select(studies.c.study_id).where(studies.c.study_id == study_id)) is None:
+            return f"no study has id {study_id} in this database"
+        if trial_id is None:
+            return None
+        owner = conn.scalar(sa.select(trials.c.study_id).where(trials.c.trial_id == trial_id))
+    if owner != study_id:
+        return f"study {study_id} has no trial with id {trial_id}"
+    return None

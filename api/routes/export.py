@@ -26,7 +26,8 @@ from api.errors import responses
 from api.params import StudyId
 from models.config import ModelConfig, TrainConfig
 from storage import queue
-from storage.trial_scan import ScannedTrial, scan_trials, trial_columns
+from storage.trial_record import TrialRecord
+from storage.trial_scan import scan_trials, trial_columns
 from studyd.spec import SpecError, validate_spec
 
 router = APIRouter(tags=["trials"])
@@ -80,9 +81,10 @@ def _search_names(record: queue.StudyRecord, n_objectives: int) -> tuple[list[st
 
 
 def _row(
-    trial: ScannedTrial, n_values: int, constraints: list[str], params: list[str], attrs: list[str]
+    trial: TrialRecord, n_values: int, constraints: list[str], params: list[str], attrs: list[str]
 ) -> list[str]:
-    values = list(trial.values) + [None] * (n_values - len(trial.values))
+    read = list(trial.values or [])
+    values = read + [None] * (n_values - len(read))
     out = [str(trial.number), trial.state]
     out += [
         cell(t.isoformat() if t else None) for t in (trial.datetime_start, trial.datetime_complete)
@@ -90,8 +92,7 @@ def _row(
     out += [cell(v) for v in values[:n_values]]
     if constraints:
         # Empty until the trial is told; a violation of +inf (its metric missing) is empty too.
-        told = bool(trial.constraints)
-        out.append(cell(trial.feasible if told else None))
+        out.append(cell(trial.feasible))
         for text in constraints:
             v = trial.constraints.get(text)
             out.append(cell(v if v is not None and math.isfinite(v) else None))

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from api.context import AppContext, context
 from api.errors import responses
 from api.schemas import Health, Ready
+from storage.write_probe import check_writable
 
 router = APIRouter(tags=["health"])
 
@@ -22,7 +23,8 @@ def healthz() -> Health:
 
 @router.get("/readyz", response_model=Ready, responses=responses(503))
 def readyz(ctx: Annotated[AppContext, Depends(context)]) -> Ready:
-    """The database answers a query (503 when it does not)."""
+    """The database answers and takes writes (503 when it does not: down, read-only, disk full)."""
     with ctx.engine.connect() as conn:
         conn.execute(sa.text("SELECT 1"))
+    check_writable(ctx.engine)
     return Ready()

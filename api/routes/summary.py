@@ -13,7 +13,8 @@ from api.params import StudyId
 from api.schemas import PlacementStats, Summary, VariantStats
 from api.study_links import optuna_facts
 from storage import queue, trials
-from storage.trials import StudyTrialStats, TrialRow
+from storage.trial_record import TrialRecord
+from storage.trials import StudyTrialStats
 from studyd.spec import SpecError, validate_spec
 
 router = APIRouter(tags=["studies"])
@@ -24,24 +25,6 @@ IMPORTANCE_MAX_TRIALS = 300
 IMPORTANCE_MIN_TRIALS = 4
 IMPORTANCE_SEED = 0
 STATS = ("n", "n_reused", "best", "median")
-
-
-def _verdict(variants: list[dict[str, Any]]) -> str | None:
-    """Without replicates, no claim: the medians are described as what they are."""
-    from studyd.analysis.verdict import MIN_REPLICATES  # SciPy: loaded by _evidence anyway
-
-    if not variants:
-        return None
-    top = variants[0]
-    described = f"{top['group']} ({top['median']:.4g} over {top['n']} trained runs"
-    if len(variants) == 1:
-        return f"Only {described}) has complete trials."
-    other = variants[1]
-    return (
-        f"Not enough seed replicates for a verdict (each variant's best config needs "
-        f"{MIN_REPLICATES} fresh seeds: set repeats: {MIN_REPLICATES} or more); highest median "
-        f"so far: {described}; next {other['group']} {other['median']:.4g})."
-    )
 
 
 def _importances(
@@ -91,11 +74,11 @@ def _evidence(
 
 
 def _complete_trials_summary(
-    ctx: AppContext, record: queue.StudyRecord, stats: StudyTrialStats, best: TrialRow | None
+    ctx: AppContext, record: queue.StudyRecord, stats: StudyTrialStats, best: TrialRecord | None
 ) -> Summary:
     """Everything of the summary that the study's complete trials decide (all but state and
     test score): computed once per `StudyTrialStats.complete_key`."""
-    from studyd.analysis.evidence import best_trial_note  # see _evidence
+    from studyd.analysis.evidence import best_trial_note, headline_verdict  # see _evidence
 
     n_complete = stats.counts["complete"]
     attrs: dict[str, Any] = best.user_attrs if best is not None else {}
@@ -111,7 +94,7 @@ def _complete_trials_summary(
         direction=stats.direction,  # type: ignore[arg-type]
         n_complete=n_complete,
         # With seed replicates, the verdict the paired tests support; else the medians, no claim.
-        verdict=evidence.pop("verdict") or _verdict(variants),
+        verdict=headline_verdict(evidence.pop("verdict"), variants),
         best_trial_note=best_note,
         objectives=objectives,
         directions=directions,  # type: ignore[arg-type]
@@ -172,7 +155,7 @@ def _complete_summary(
     key: tuple[Any, ...],
     record: queue.StudyRecord,
     stats: StudyTrialStats,
-    best: TrialRow | None,
+    best: TrialRecord | None,
 ) -> Summary:
     summary = ctx.summaries.get(key)
     if summary is None:

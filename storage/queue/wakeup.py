@@ -66,9 +66,11 @@ class SlotWaiter:
         if self.engine.dialect.name == "postgresql":
             try:
                 return self._wait_notified(timeout, stop)
-            except psycopg.Error:
-                # The storage is down or the connection was dropped: poll until it is back.
-                logger.warning("listening for new slots failed: polling instead", exc_info=True)
+            except psycopg.Error as exc:
+                # The storage is down or the connection was dropped (a PostgreSQL restart): poll
+                # until it is back. One line: the traceback says nothing the error does not.
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                logger.warning("listening for new slots failed (%s): polling instead", first)
                 self.close()
         return self._wait_polling(timeout, stop)
 

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from storage.trial_scan import scan_trials
 from studyd.analysis.counted import candidates, trained
 from studyd.analysis.importance import variant_importances
-from studyd.analysis.verdict import rank_groups, verdict_sentence
+from studyd.analysis.verdict import MIN_REPLICATES, rank_groups, verdict_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +127,26 @@ def diagnostics_by_variant(trials: Sequence[Trial]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: -(r["gap"] if r["gap"] is not None else -math.inf))
 
 
+def headline_verdict(verdict: str | None, variants: Sequence[Mapping[str, Any]]) -> str | None:
+    """The study's one-line answer: the paired tests' verdict, else the medians with no claim.
+
+    The summary and the dashboard note both say this; the note's own fallback said "no seed
+    replicates" to a study with six of them (too few per configuration for the tests).
+    """
+    if verdict or not variants:
+        return verdict or None
+    top = variants[0]
+    described = f"{top['group']} ({top['median']:.4g} over {top['n']} trained runs"
+    if len(variants) == 1:
+        return f"Only {described}) has complete trials."
+    other = variants[1]
+    return (
+        f"Not enough seed replicates for a verdict (each variant's best config needs "
+        f"{MIN_REPLICATES} fresh seeds: set repeats: {MIN_REPLICATES} or more); highest median "
+        f"so far: {described}; next {other['group']} {other['median']:.4g})."
+    )
+
+
 def best_trial_note(
     best: Mapping[str, Any] | None, rankings: Mapping[str, Any], stats: Sequence[Mapping[str, Any]]
 ) -> str | None:
@@ -216,7 +236,7 @@ def study_evidence(
                 "values": t.values,
                 "params": t.params,
                 "user_attrs": t.user_attrs,
-                "feasible": t.feasible,
+                "feasible": t.counts_as_feasible,
             }
             for t in page
             if t.values and t.values[0] is not None and math.isfinite(t.values[0])

@@ -24,7 +24,11 @@ from studyd.client.rest import ClientError, InvalidRequest, StudydClient
 
 EXIT_USAGE = 2
 
-StudyId = Annotated[int, typer.Argument(help="The study's id (see `studyd list`).")]
+# Ids are checked here (a bad id is a usage error, exit 2); the server's 422 would read as exit 7.
+MAX_ID = 2**31 - 1
+StudyId = Annotated[
+    int, typer.Argument(help="The study's id (see `studyd list`).", min=1, max=MAX_ID)
+]
 # Option values are checked here, as usage errors (exit 2), before any request: the server would
 # answer a 422, which the CLI reserves for an invalid spec (exit 7).
 StudyStateName = Literal["queued", "running", "done", "failed", "cancelled"]
@@ -166,7 +170,9 @@ def register(app: typer.Typer) -> None:
     def trial(
         options: ClientOptions,
         study_id: StudyId,
-        number: Annotated[int, typer.Argument(help="The trial's number (`studyd trials`).", min=0)],
+        number: Annotated[
+            int, typer.Argument(help="The trial's number (`studyd trials`).", min=0, max=MAX_ID)
+        ],
     ) -> None:
         """Show one trial: what it trained, its measures, constraints and learning curve."""
         with connect(options) as api:
@@ -214,12 +220,27 @@ def register(app: typer.Typer) -> None:
         options: ClientOptions,
         study_id: StudyId,
         out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the report to.")],
+        compare_with: Annotated[
+            list[int] | None,
+            typer.Option(
+                "--compare-with",
+                help="Other studies (repeat it; 2 or more) to rank the variants across, with a "
+                "critical-difference diagram.",
+                show_default=False,
+            ),
+        ] = None,
     ) -> None:
         """Write a static HTML + PNG report of a study (plots of its trials) to --out."""
         from studyd.client.report import write_report
 
-        with connect(options) as api:
-            written = write_report(api, study_id, out_dir)
+        # The directory is made before any request: a path that cannot be is found at once.
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            with connect(options) as api:
+                written = write_report(api, study_id, out_dir, compare_with=compare_with or ())
+        except OSError as exc:
+            message = f"cannot write the report to {out_dir}: {exc.strerror or exc}"
+            raise fail(message, EXIT_USAGE) from None
         if options.as_json:
             print_json({"index": str(written.index), "files": [str(p) for p in written.files]})
         else:

@@ -47,6 +47,7 @@ def serve(
 
     from api.app import create_app
     from storage.migrate import ensure_schema
+    from studyd.cli.database_errors import one_line_database_errors
     from studyd.cli.worker import load_settings, parse_batch_trials
     from studyd.daemon.embedded import EmbeddedWorkers
 
@@ -60,12 +61,8 @@ def serve(
             None if worker_batch_trials is None else parse_batch_trials(worker_batch_trials)
         ),
     )
-    try:
+    with one_line_database_errors(settings.database_url, 2):
         ensure_schema(settings.database_url)
-    except Exception as exc:  # noqa: BLE001 - any failure here is one line for the user
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        typer.echo(f"cannot prepare the database at {settings.database_url}: {first}", err=True)
-        raise typer.Exit(2) from None
     app = create_app(settings)
     # uvicorn re-raises the signal that stopped it once it has shut down; with the default
     # SIGTERM disposition that would kill this process before the workers are stopped.
@@ -97,17 +94,18 @@ def register(app: typer.Typer) -> None:
 
 
 def run_dashboard(database_url: str, host: str, port: int) -> None:
-    """optuna-dashboard on the database, behind the same read-only guard as the API's mount."""
+    """optuna-dashboard on the database, behind the same guard as the API's mount."""
     from wsgiref.simple_server import make_server
 
-    import optuna_dashboard
-
-    from api.dashboard_guard import guard_dashboard
+    from api.dashboard import guarded_dashboard
+    from storage.engine import make_engine
     from storage.optuna_storage import make_optuna_storage
+    from studyd.cli.database_errors import one_line_database_errors
 
     # The same guarded app the API mounts at /dashboard (optuna-dashboard's run_server would
     # serve it bare); wsgiref is the server run_server itself uses.
-    app = guard_dashboard(optuna_dashboard.wsgi(make_optuna_storage(database_url)))
+    with one_line_database_errors(database_url, 2):
+        app = guarded_dashboard(make_optuna_storage(database_url), make_engine(database_url))
     with make_server(host, port, app) as server:  # type: ignore[arg-type]
         typer.echo(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
         with suppress(KeyboardInterrupt):  # Ctrl-C is how it is stopped, not an error

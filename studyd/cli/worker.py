@@ -10,6 +10,9 @@ from pydantic import ValidationError
 
 from studyd.settings import Settings, settings_with
 
+# A database the worker cannot open at start (a wrong URL, a refused login) is a usage error.
+EXIT_BAD_DATABASE = 2
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `studyd` app."""
@@ -65,6 +68,7 @@ def worker(
     from storage.engine import make_engine
     from storage.migrate import ensure_schema
     from storage.optuna_storage import make_optuna_storage
+    from studyd.cli.database_errors import one_line_database_errors
     from studyd.daemon.worker import Worker, WorkerOptions
 
     settings = load_settings(
@@ -86,10 +90,12 @@ def worker(
     logging.getLogger("optuna").setLevel(logging.WARNING)
     options = WorkerOptions.from_settings(settings, max_trials=max_trials, once=once)
     try:
-        ensure_schema(url)
-        engine = make_engine(url)
+        with one_line_database_errors(url, EXIT_BAD_DATABASE):
+            ensure_schema(url)
+            engine = make_engine(url)
         # The queue stays on the database; only Optuna's trial traffic may go through a proxy.
-        runner = Worker(engine, make_optuna_storage(storage or url), options)
+        with one_line_database_errors(storage or url, EXIT_BAD_DATABASE):
+            runner = Worker(engine, make_optuna_storage(storage or url), options)
     except DeviceError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

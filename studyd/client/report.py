@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,11 @@ class Figure:
     caption: str
 
 
-def write_report(api: StudydClient, study_id: int, out_dir: Path) -> ReportFiles:
-    """Fetch a study's JSON over the API and write `index.html` plus one PNG per plot."""
+def write_report(
+    api: StudydClient, study_id: int, out_dir: Path, *, compare_with: Sequence[int] = ()
+) -> ReportFiles:
+    """Fetch a study's JSON over the API and write `index.html` plus one PNG per plot; with
+    `compare_with`, also the variants ranked across those studies and this one (GET /compare)."""
     study = api.study(study_id)
     try:
         summary: JSON = api.summary(study_id)
@@ -71,11 +75,18 @@ def write_report(api: StudydClient, study_id: int, out_dir: Path) -> ReportFiles
     trials = list(api.iter_trials(study_id, sort="number"))
     best = sorted(counted_runs(_done(trials)), key=lambda t: t["value"], reverse=_maximize(study))
     detailed = [_with_curve(api, study_id, t) for t in best[:BEST_CURVES]]
-    return render_report(study, summary, trials, detailed, out_dir)
+    comparison = api.compare([study_id, *compare_with]) if compare_with else None
+    return render_report(study, summary, trials, detailed, out_dir, comparison=comparison)
 
 
 def render_report(
-    study: JSON, summary: JSON, trials: list[JSON], best: list[JSON], out_dir: Path
+    study: JSON,
+    summary: JSON,
+    trials: list[JSON],
+    best: list[JSON],
+    out_dir: Path,
+    *,
+    comparison: JSON | None = None,
 ) -> ReportFiles:
     """Write the report from already-fetched JSON (separate so it is testable without a server)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,6 +101,7 @@ def render_report(
             _rate_vs_accuracy(runs, out_dir),
             _per_variant(runs, "gap", "train − val accuracy gap", "gap.png", out_dir),
             _curves(best, out_dir),
+            _across_studies(comparison, out_dir),
         )
         if fig is not None
     ]
@@ -254,6 +266,21 @@ th{background:#f3f3f3;text-align:left}td.n{text-align:right}img{max-width:100%}
 .verdict{font-size:1.15em;font-weight:600;padding:.6em;
 background:#eef6ee;border-left:4px solid #4a4}
 """
+
+
+def _across_studies(comparison: JSON | None, out_dir: Path) -> Figure | None:
+    """Demšar's critical-difference diagram of GET /compare, its answer as the caption."""
+    if comparison is None:
+        return None
+    from studyd.client.cd_diagram import write_cd_diagram
+
+    write_cd_diagram(comparison, out_dir / "across-studies.png")
+    studies = ", ".join(f"{s['study_id']} ({s['dataset']})" for s in comparison["studies"])
+    return Figure(
+        "across-studies.png",
+        "variants across studies (average rank, critical difference)",
+        f"Studies {studies}. {comparison['answer']}",
+    )
 
 
 def _table(rows: list[JSON]) -> str:

@@ -17,6 +17,8 @@ PAGE_SIZE = 100
 # Fields every studyd answer of a kind has: a body without them did not come from studyd.
 PAGE_FIELDS = ("items", "total", "limit", "offset")
 STUDY_FIELDS = ("id", "state")
+# The detail of Starlette's 404 for a path that no route matches (studyd's own 404s name the id).
+ROUTE_NOT_FOUND = "Not Found"
 
 
 class ClientError(Exception):
@@ -169,9 +171,30 @@ class StudydClient:
     def _not_studyd(self, method: str, path: str, response: httpx.Response) -> NotStudyd:
         return NotStudyd(
             f"{self.url} is not a studyd API: {method} {path} was answered {response.status_code} "
-            f"with {_what_answered(response)}; point --url (or STUDYD_URL) at the studyd "
-            "server's root, e.g. http://HOST:8000"
+            f"with {_what_answered(response)}; {self._where_studyd_is()}"
         )
+
+    def _no_route(self, response: httpx.Response) -> NotStudyd:
+        asked = response.request
+        return NotStudyd(
+            f"no studyd API at {self.url}: {asked.method} {asked.url.path} was answered "
+            f"404 {ROUTE_NOT_FOUND} with {_what_answered(response)}; {self._where_studyd_is()}",
+            status=404,
+        )
+
+    def _where_studyd_is(self) -> str:
+        """What to do about a URL that is not a studyd API: the server's root when it is one."""
+        root = _server_root(self.url)
+        try:
+            health = self._http.get(f"{root}/healthz")
+            studyd_at_root = health.is_success and health.json().get("status") == "ok"
+        except (httpx.HTTPError, ValueError, AttributeError):
+            studyd_at_root = False
+        if studyd_at_root and root != self.url:
+            return f"a studyd server answers at {root}: use --url {root}"
+        if studyd_at_root:
+            return "the studyd server there has no such route (an older version?)"
+        return "point --url (or STUDYD_URL) at the studyd server's root, e.g. http://HOST:8000"
 
     def _json(self, method: str, path: str, response: httpx.Response, *fields: str) -> Any:
         """The body of a studyd answer, which has `fields`; `NotStudyd` when it is not one."""
@@ -195,6 +218,9 @@ class StudydClient:
             )
         if status == 403:
             return Unauthorized(f"forbidden (403): {_detail(response)}", status=status)
+        if status == 404 and _detail(response) == ROUTE_NOT_FOUND:
+            # Starlette's answer for a path no route matches: the URL is wrong, not the id.
+            return self._no_route(response)
         if status == 404:
             return NotFound(_detail(response), status=status)
         if status == 409:
@@ -330,6 +356,13 @@ class StudydClient:
         if not isinstance(workers, list):
             raise self._not_studyd("GET", "/workers", response)
         return workers
+
+
+def _server_root(url: str) -> str:
+    """`http://host:8000/foo/` → `http://host:8000`: where a studyd API would answer."""
+    parsed = httpx.URL(url)
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{parsed.host}{port}"
 
 
 def _studyd_error(response: httpx.Response) -> bool:

@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from storage.queue import DUPLICATE_ATTR
-from storage.trial_scan import meets_constraints
+from storage.trial_record import meets_constraints
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go

@@ -78,22 +78,21 @@ def study_note(
 ) -> str:
     """The note's Markdown from `analysis.evidence.study_evidence`'s output; `panel_best`: the
     trial the dashboard's own Best Trial panel shows, explained when it is not studyd's."""
+    from studyd.analysis.evidence import headline_verdict  # the summary's own sentence
+
     stats = evidence.get("variant_stats") or []
-    verdict = evidence.get("verdict")
-    if verdict is None and stats:
-        verdict = (
-            f"no seed replicates, so no confidence intervals: {stats[0]['group']} has the "
-            f"highest median {metric} ({_fmt(stats[0]['median'])} over {stats[0]['n']} runs)"
-        )
+    verdict = headline_verdict(evidence.get("verdict"), stats)
     lines = [f"# studyd study {studyd_id}: the answer", "", f"**Verdict:** {verdict or '—'}", ""]
     if test_score is not None:
         lines.append(f"**Test score** of the best trial (#{test_trial}): {_fmt(test_score)}")
         lines.append("")
     if test_trial is not None and panel_best is not None and panel_best != test_trial:
         lines.append(
-            f"studyd's best trial is #{test_trial}: the best feasible one, the lowest number "
-            f"among equal values. The dashboard's Best Trial panel shows #{panel_best}: its "
-            "query ignores constraints and picks among equal values in no set order."
+            f"studyd's best trial is #{test_trial}: the best feasible search trial (a seed "
+            "replicate is not a candidate: the best of a config's fresh seeds is its luckiest), "
+            f"the lowest number among equal values. The dashboard's Best Trial panel shows "
+            f"#{panel_best}: its query counts seed replicates, ignores constraints and picks "
+            "among equal values in no set order."
         )
         lines.append("")
     if search_ended:

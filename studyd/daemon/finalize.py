@@ -2,9 +2,10 @@
 
 Whoever settles a study's last slot — the worker that trained it, another worker, or the reaper on
 behalf of a dead one — the work after it must happen exactly once. So no one does it inline: every
-worker, after each slot, when idle and on its reaper tick, asks `storage.final_steps` for studies
-that owe a step, claims one atomically, and does it. A claimant that dies leaves a claim whose
-worker row the reaper deletes, and the next worker takes the step over.
+worker, after each slot, when idle and on its reaper tick, asks its store (`storage.final_steps`
+behind `storage.worker_store`) for studies that owe a step, claims one atomically, and does it. A
+claimant that dies leaves a claim whose worker row the reaper deletes, and the next worker takes
+the step over.
 """
 
 from __future__ import annotations
@@ -16,33 +17,40 @@ from contextlib import suppress
 from dataclasses import dataclass
 
 import optuna
-from optuna.storages import BaseStorage
-from optuna.trial import TrialState
-from sqlalchemy import Engine
+from optuna.trial import FrozenTrial, TrialState
+from torch import nn
 
+from models.config import ModelConfig, TrainConfig
 from models.data import DatasetSplits
 from models.training import evaluate, train_model
-from storage import final_steps, trial_store
-from storage.final_steps import OwedStep
-from storage.optuna_storage import STORAGE_ERRORS
-from studyd.daemon.dashboard_note import write_study_note
+from storage.worker_store import STORAGE_ERRORS, OwedStep, WorkerStore
 from studyd.daemon.records import best_trial
 from studyd.daemon.runs import replicate_seeds, replicate_targets, trial_config
 from studyd.spec import StudySpec, validate_spec
 
 logger = logging.getLogger(__name__)
 
+# Writes a finished study's dashboard note: (study, spec, test score or None).
+NoteWriter = Callable[[optuna.Study, StudySpec, float | None], None]
+# Keeps the retrained best network (studyd.daemon.model_artifact.store_model's arguments).
+ModelKeeper = Callable[
+    [optuna.Study, FrozenTrial, nn.Module, ModelConfig, TrainConfig, float], object
+]
+
 
 @dataclass
 class StudyFinalizer:
     """One worker's view: how it loads data, where it trains, and when it must stop."""
 
-    engine: Engine
-    storage: BaseStorage
+    store: WorkerStore
     worker_id: int
     load_data: Callable[[StudySpec], DatasetSplits]
     device: str = "cpu"
     stopping: Callable[[], bool] = lambda: False
+    # None: no note (a store without our SQL tables, which the note's evidence reads).
+    note: NoteWriter | None = None
+    # None: the retrained model is not kept (a test's finaliser, a store without a data dir).
+    keep_model: ModelKeeper | None = None
 
     def run(self, *, scoring: bool = True) -> int:
         """Do every owed step this worker can claim; returns how many it completed.
@@ -51,12 +59,13 @@ class StudyFinalizer:
         trains a network and would hold up the heartbeats.
         """
         done = 0
-        for owed in final_steps.owed_steps(self.engine):
+        store = self.store
+        for owed in store.owed_steps():
             if self.stopping():
                 break
             if owed.step == "score" and not scoring:
                 continue
-            if not final_steps.claim_step(self.engine, owed, self.worker_id):
+            if not store.claim_step(owed, self.worker_id):
                 continue  # another worker has it
             try:
                 completed = self._do(owed)
@@ -71,26 +80,26 @@ class StudyFinalizer:
             if completed:
                 done += 1
             else:
-                final_steps.release_step(self.engine, owed.study_id, self.worker_id)
+                store.release_step(owed.study_id, self.worker_id)
         return done
 
     def _do(self, owed: OwedStep) -> bool:
         spec = validate_spec(owed.spec)
-        study = optuna.load_study(study_name=owed.optuna_name, storage=self.storage)
+        study = self.store.load_study(owed.optuna_name)
         if owed.step == "replicates":
             return self._open_replicates(owed, spec, study)
         return self._score(owed, spec, study)
 
     def _open_replicates(self, owed: OwedStep, spec: StudySpec, study: optuna.Study) -> bool:
-        extra = enqueue_missing_replicates(study, spec)
-        after = final_steps.open_replicates(self.engine, owed.study_id, self.worker_id, extra)
+        extra = enqueue_missing_replicates(self.store, study, spec)
+        after = self.store.open_replicates(owed.study_id, self.worker_id, extra)
         if after is not None:
             logger.info("study %s: %s seed replicates open", owed.study_id, extra)
             self._note(study, spec, None)  # the search's answer, before its replicates
         return after is not None
 
     def _score(self, owed: OwedStep, spec: StudySpec, study: optuna.Study) -> bool:
-        fail_orphans(study)
+        fail_orphans(self.store, study)
         best = best_trial(study)
         score = seconds = None
         if best is not None:
@@ -105,10 +114,10 @@ class StudyFinalizer:
                 return False  # interrupted: given back rather than a wrong score stored
             _, score = evaluate(result.model, data.x_test, data.y_test)
             seconds = time.monotonic() - started
-            study.set_user_attr("test_trial", best.number)
-        recorded = final_steps.record_score(
-            self.engine, owed.study_id, self.worker_id, score, seconds
-        )
+            self.store.set_study_attr(study, "test_trial", best.number)
+            # Kept before the score is recorded: whoever reads the score finds the model.
+            self._keep(study, best, result.model.net, model_cfg, train_cfg, score)
+        recorded = self.store.record_score(owed.study_id, self.worker_id, score, seconds)
         if not recorded:
             logger.warning("study %s: scored after losing its claim: dropped", owed.study_id)
             return True  # the step is not ours any more: nothing to give back
@@ -119,11 +128,28 @@ class StudyFinalizer:
         self._note(study, spec, score)
         return True
 
+    def _keep(self, study: optuna.Study, best: FrozenTrial, net, model_cfg, train_cfg, score):
+        """The retrained network into the artifact store; one that fails is logged, not retried
+        (the test score stands without it, and `GET /studies/{id}/model` answers 404)."""
+        if self.keep_model is None:
+            return
+        try:
+            self.keep_model(study, best, net, model_cfg, train_cfg, score)
+        except Exception as exc:  # noqa: BLE001 - the kept model is a by-product of the score
+            logger.warning(
+                "%s: the trained model could not be kept (%s: %s)",
+                study.study_name,
+                type(exc).__name__,
+                exc,
+            )
+
     def _note(self, study: optuna.Study, spec: StudySpec, score: float | None) -> None:
         """The answer on the study's dashboard page; a note that fails is logged, not retried
         (the study's result stands without it)."""
+        if self.note is None:
+            return
         try:
-            write_study_note(self.engine, study, spec, test_score=score)
+            self.note(study, spec, score)
         except Exception as exc:  # noqa: BLE001 - the note is a view of the result, not part of it
             # One line, no traceback: the usual cause is a study deleted as it ended.
             logger.warning(
@@ -134,7 +160,7 @@ class StudyFinalizer:
             )
 
 
-def enqueue_missing_replicates(study: optuna.Study, spec: StudySpec) -> int:
+def enqueue_missing_replicates(store: WorkerStore, study: optuna.Study, spec: StudySpec) -> int:
     """Enqueue each replicate (`replicate_of`, `replicate_seed`) not already in the study.
 
     Returns how many replicates the study has in all: a claimant that died after enqueuing some
@@ -144,7 +170,7 @@ def enqueue_missing_replicates(study: optuna.Study, spec: StudySpec) -> int:
         return 0
     present = {
         (t.user_attrs.get("replicate_of"), t.user_attrs.get("replicate_seed"))
-        for t in study.get_trials(deepcopy=False)
+        for t in store.trials(study)
         if "replicate_of" in t.user_attrs and "retry_of" not in t.user_attrs
     }
     total = 0
@@ -153,17 +179,17 @@ def enqueue_missing_replicates(study: optuna.Study, spec: StudySpec) -> int:
             total += 1
             if (trial.number, seed) not in present:
                 attrs = {"replicate_of": trial.number, "replicate_seed": seed}
-                study.enqueue_trial(trial.params, user_attrs=attrs)
+                store.enqueue_trial(study, trial.params, attrs)
     logger.info("%s: %s seed replicates", study.study_name, total)
     return total
 
 
-def fail_orphans(study: optuna.Study) -> None:
+def fail_orphans(store: WorkerStore, study: optuna.Study) -> None:
     """FAIL the trials still RUNNING once every slot is finished: no live worker holds them.
 
     `study.ask()` can create a trial and lose the database before handing it back; the reaper
     sweeps such orphans only while the study runs, so at `done` they would stay RUNNING forever.
     """
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for trial in store.trials(study, (TrialState.RUNNING,)):
         with suppress(optuna.exceptions.UpdateFinishedTrialError):
-            trial_store.fail_stored_trial(study, trial)
+            store.fail_stored_trial(study, trial)

@@ -10,7 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from models.config import ModelConfig, TrainConfig
 from models.training import TrainResult
-from storage.trial_scan import meets_constraints
+from storage.trial_record import REPLICATE_ATTR, meets_constraints
 from studyd.analysis.canonical import config_key
 from studyd.spec import constraint_violation, parse_constraint
 
@@ -117,9 +117,11 @@ def is_feasible(trial: FrozenTrial) -> bool:
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best complete trial (by the first objective in multi-objective studies); feasible
-    trials first when the study has constraints."""
+    """The best complete search trial (by the first objective in multi-objective studies);
+    feasible trials first when the study has constraints. Seed replicates are not candidates
+    (`REPLICATE_ATTR`): the best of a config's fresh seeds is its luckiest one."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    complete = [t for t in complete if REPLICATE_ATTR not in t.user_attrs] or complete
     complete = [t for t in complete if is_feasible(t)] or complete
     if not complete:
         return None

@@ -22,7 +22,7 @@ from studyd.analysis.canonical import canonicalize, config_key
 from studyd.daemon.records import is_feasible
 from studyd.daemon.search import suggest_config
 from studyd.spec import StudySpec
-from studyd.spec.space import grid_space
+from studyd.spec.parameters import grid_space
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Only searchable values become Optuna parameters (fixed scalars never do), and a variant's own
 parameters are suggested only when that variant is chosen, so samplers see a clean space. The
-parameters themselves (names, bounds, baselines, grids) are the spec's: `studyd.spec.space`.
+parameters themselves (names, bounds, baselines, grids) are the spec's: `studyd.spec.parameters`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from models.config import ModelConfig, TrainConfig
 from models.variants import dropout_variant
 from studyd.daemon.exploring import ExploringSampler
 from studyd.spec import StudySpec
-from studyd.spec.space import Param, grid_space, search_params
+from studyd.spec.parameters import Param, grid_space, search_params
 
 if TYPE_CHECKING:
     from optuna.pruners import BasePruner

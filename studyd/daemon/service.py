@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 from optuna.storages import BaseStorage
 from sqlalchemy import Engine
 
-from storage.queue import StudyRecord, submit_study, wake_workers
+from storage.queue import StudyRecord
+from storage.sql_store import SqlWorkerStore
 from studyd.daemon.dashboard_note import name_objectives
 from studyd.daemon.search import build_pruner, build_sampler
 from studyd.daemon.warm_start import warm_start_trials
 from studyd.spec import StudySpec, validate_spec
-from studyd.spec.space import baseline_params
+from studyd.spec.parameters import baseline_params
 
 logger = logging.getLogger(__name__)
+
+
+class SubmitStore(Protocol):
+    """Where a study is submitted: `storage.sql_store.SqlWorkerStore`, or the in-memory store."""
+
+    optuna_storage: BaseStorage
+
+    def submit_study(self, **fields: Any) -> StudyRecord: ...
+
+    def wake_workers(self) -> None: ...
+
+    def get_study(self, study_id: int) -> StudyRecord: ...
 
 
 def submit_spec(
@@ -27,17 +40,27 @@ def submit_spec(
     priority: int = 0,
     idempotency_key: str | None = None,
 ) -> StudyRecord:
-    """Queue `spec`: a study row plus the Optuna study (`record.optuna_name`) holding its trials.
+    """Queue `spec` on our database: `submit_to` with its `SqlWorkerStore`."""
+    store = SqlWorkerStore(engine, optuna_storage)
+    return submit_to(store, spec, priority=priority, idempotency_key=idempotency_key)
 
+
+def submit_to(
+    store: SubmitStore,
+    spec: StudySpec | dict[str, Any],
+    *,
+    priority: int = 0,
+    idempotency_key: str | None = None,
+) -> StudyRecord:
+    """Queue `spec`: a study row plus the Optuna study (`record.optuna_name`) holding its trials.
     Directions come from the spec; baselines are enqueued before any worker can ask, and only
     once, so a repeated submit with the same idempotency key changes nothing.
     """
     if not isinstance(spec, StudySpec):
         spec = validate_spec(spec)
     # Checked before the row exists: a refused warm start queues nothing.
-    warm = warm_start_trials(engine, optuna_storage, spec) if spec.search.warm_start else None
-    record = submit_study(
-        engine,
+    warm = warm_start_trials(store, spec) if spec.search.warm_start else None
+    record = store.submit_study(
         name=spec.name,
         spec=spec.model_dump(mode="json"),
         target_trials=spec.search.n_trials,
@@ -46,7 +69,7 @@ def submit_spec(
         final_step="replicates" if spec.repeats else "score",
     )
     study = optuna.create_study(
-        storage=optuna_storage,
+        storage=store.optuna_storage,
         study_name=record.optuna_name,
         directions=spec.search.directions(),
         sampler=build_sampler(spec),
@@ -66,7 +89,7 @@ def submit_spec(
         study.set_user_attr("studyd_id", record.id)
         name_objectives(study, spec)
     # Only now: a worker woken at the row's commit could find no Optuna study (or no baselines).
-    wake_workers(engine)
+    store.wake_workers()
     logger.info("submitted study %s (%s)", record.id, record.optuna_name)
     return record
 

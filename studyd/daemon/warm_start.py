@@ -19,7 +19,7 @@ They do not count towards `search.n_trials`: the study still trains that many ne
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 from optuna.distributions import (
@@ -30,11 +30,10 @@ from optuna.distributions import (
 )
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Engine
 
-from storage import queue
+from storage.queue import StudyNotFound, StudyRecord
 from studyd.spec import SpecError, StudySpec, validate_spec
-from studyd.spec.space import Param, search_params
+from studyd.spec.parameters import Param, search_params
 
 FIELD = "search.warm_start"
 # Parameters every trial sets (the rest depend on its variant and placement).
@@ -145,7 +144,15 @@ def _carried(trial: FrozenTrial, study_id: int, source, space) -> FrozenTrial | 
     )
 
 
-def warm_start_trials(engine: Engine, storage: BaseStorage, spec: StudySpec) -> WarmStart:
+class SourceStore(Protocol):
+    """Where the earlier studies are read: the `WorkerStore`'s study look-up and Optuna storage."""
+
+    optuna_storage: BaseStorage
+
+    def get_study(self, study_id: int) -> StudyRecord: ...
+
+
+def warm_start_trials(store: SourceStore, spec: StudySpec) -> WarmStart:
     """The finished search trials of `spec.search.warm_start`'s studies that fit `spec`;
     `SpecError` (a 422 naming `search.warm_start`) for a study that is missing or differs."""
     space = search_params(spec)
@@ -153,8 +160,8 @@ def warm_start_trials(engine: Engine, storage: BaseStorage, spec: StudySpec) -> 
     skipped: dict[int, int] = {}
     for study_id in spec.search.warm_start:
         try:
-            record = queue.get_study(engine, study_id)
-        except queue.StudyNotFound:
+            record = store.get_study(study_id)
+        except StudyNotFound:
             raise _refuse(f"study {study_id} does not exist") from None
         try:
             source_spec = validate_spec(record.spec)
@@ -162,7 +169,7 @@ def warm_start_trials(engine: Engine, storage: BaseStorage, spec: StudySpec) -> 
             raise _refuse(f"study {study_id}'s spec no longer validates") from None
         _check_source(study_id, source_spec, spec)
         source = search_params(source_spec)
-        study = optuna.load_study(study_name=record.optuna_name, storage=storage)
+        study = optuna.load_study(study_name=record.optuna_name, storage=store.optuna_storage)
         finished = [
             t
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

@@ -6,7 +6,8 @@ say the same thing explicitly (a choice between two numbers needs `{choices: [a,
 
 `limits` holds the hard limits, `dims` one searchable number and its bounds, `spaces` the
 dataset/model/dropout/training sections, `search_settings` the `search:` section, `study` the
-whole `StudySpec`, `loading` reading one (`load_spec`, `validate_spec`, `SpecError`).
+whole `StudySpec`, `loading` reading one (`load_spec`, `validate_spec`, `SpecError`),
+`parameters` the Optuna parameters a spec produces, and `footprint` the memory it needs.
 """
 
 from studyd.spec.dims import BOUNDS, Dim

@@ -13,6 +13,7 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from models.variants import KNOBS
 from studyd.spec.limits import MAX_CHOICES, MAX_DEPTH, MAX_EPOCHS, MAX_WIDTH
@@ -43,7 +44,9 @@ class Dim(StrictModel):
     log: bool | None = None
     step: float | None = None
     choices: list[float] | None = None
-    integer: bool = Field(default=False, exclude=True)
+    # Set by the field's bounds (`_dim`), never by the user: `{value: 0.001, integer: true}` for
+    # lr was stored as 0. Not part of the spec's schema, never serialised.
+    integer: SkipJsonSchema[bool] = Field(default=False, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -57,6 +60,8 @@ class Dim(StrictModel):
             raise ValueError(f"{raw} is not a number; write a number, [lo, hi] or a choice list")
         if isinstance(raw, int | float):
             return {"value": raw}
+        if isinstance(raw, dict) and "integer" in raw:
+            raise ValueError("unknown field 'integer'; write a number, [lo, hi] or a choice list")
         if isinstance(raw, list | tuple):
             if len(raw) == 0:
                 raise ValueError("an empty list; write a number, [lo, hi] or a choice list")
@@ -134,10 +139,13 @@ def _written_numbers(raw: Any) -> list[Any]:
 
 def _check_whole_numbers(raw: Any, hint: str) -> None:
     # Counts and sizes are strict: "5" or true read as 5 or 1 hid typos (a quoted YAML value, a
-    # flag in the wrong field), so only JSON/YAML numbers are taken.
+    # flag in the wrong field), and 5.0 is a float where a count belongs (a computed value, or a
+    # rate typed in the wrong field), so only integers as JSON/YAML write them are taken.
     for x in _written_numbers(raw):
         if isinstance(x, str | bool):
             raise ValueError(f"{x!r} is not a whole number; {hint}")
+        if isinstance(x, float):
+            raise ValueError(f"{x!r} is not a whole number (drop the decimal point); {hint}")
 
 
 def _dim(raw: Any, *, integer: bool, lo: float, hi: float, hint: str) -> Dim:

@@ -1,15 +1,31 @@
 """What the largest network a spec allows costs to train: memory, checked at submit.
 
-One request for `model: {width: 8192, depth: 8}` took a worker to 8.6 GB. The estimate (float32):
-a trial holds weights, gradients and two Adam moments (4 × parameters) and one batch's activations
-kept for backward (≈ 3 × batch × width × depth), the same formula the worker sizes its stacks
-with; a worker may train a stack of trials at once when they share an architecture.
+One request for `model: {width: 8192, depth: 8}` took a worker to 8.6 GB; a spec estimated at
+1.77 GB (depth 2 × 8192, batch 3000, mnist-5k) grew a worker by 3.16 GB. The estimate bounds the
+growth of a CPU worker's resident memory while it trains (float32, glibc's allocator), in terms
+measured on `models.training.train_model` and `models.batched.train_batched`
+(tests/studyd/test_footprint.py measures them):
+
+- parameters: weights, gradients, Adam's two moments and the optimizer step's temporaries,
+  `PARAM_COPIES` × 4 bytes per parameter (`STACK_PARAM_COPIES` in a stack: its flat buffers);
+- activations kept for backward, per hidden unit and example: `ACTIVATION_COPIES[kind]` floats
+  (R-Drop's two passes, Multi-Sample's K passes, Standout's keep probabilities);
+- DropConnect's per-example masks, up to `models.dropconnect.MASK_BUDGET` elements per masked
+  layer: the mask and the masked weights kept for backward, and their gradients;
+- evaluation in chunks of `models.training.EVAL_CHUNK` rows, the epoch's shuffled copy of the
+  training data, and a fixed allowance for the rest;
+- on top of one training, what a worker holds beside it: `WORKER_PARAM_COPIES` more per
+  parameter. The spec above peaked at 1.76 GB inside `train_model` (measured here) but grew its
+  worker by 3.16 GB: 1.4 GB more, 4.8 copies of its 73.6 M parameters.
+
+A worker may train a stack of trials at once when they share an architecture.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from models.variants import dropout_variant
 from studyd.spec.dims import Dim
 from studyd.spec.study import StudySpec
 
@@ -18,12 +34,52 @@ BYTES_PER_FLOAT = 4
 # worth share an architecture (studyd.daemon.worker.AUTO_CPU_TRIALS); on a GPU it sizes the
 # stack by free memory instead.
 STACK_TRIALS = 8
-# Features and classes of the bundled datasets (user files: read from the file at submit).
-BUILTIN_SHAPES: dict[str, tuple[int, int]] = {
-    "digits": (64, 10),
-    "mnist1d": (40, 10),
-    "fashion-mnist": (784, 10),
+# Features, classes, training and validation rows of the bundled datasets (user files: features
+# read from the file at submit; their rows are not known there).
+BUILTIN_SHAPES: dict[str, tuple[int, int, int, int]] = {
+    "digits": (64, 10, 1078, 360),
+    "mnist1d": (40, 10, 3000, 1000),
+    "mnist-5k": (784, 10, 3000, 1000),
+    "fashion-mnist": (784, 10, 48000, 12000),
 }
+# The coefficients below were fitted to peaks measured on a 2-core CPU (PyTorch 2, glibc):
+# depth 1-3 × width 512-2048 × batch 512-4096, every kind of variant, stacks of 4. With them the
+# estimate was 1.0-1.6× the measured growth.
+PARAM_COPIES = 7.0
+STACK_PARAM_COPIES = 15.0
+ACTIVATION_COPIES: dict[str, float] = {
+    "nothing": 2.5,  # Linear inputs and activation outputs
+    "activations": 3.5,  # + each site's mask and masked output
+    "units": 6.0,  # Standout: + the keep probabilities and their own pre-activations
+    "weights": 2.5,  # DropConnect: its masks are counted apart
+}
+RDROP_ACTIVATION_COPIES = 8.0  # two dropout passes, each kept for backward
+MULTISAMPLE_COPIES_PER_PASS = 2.5  # K passes through the network, each kept for backward
+DROPCONNECT_HIDDEN_COPIES = 3.0  # mask, masked weights and their gradient, per mask element
+DROPCONNECT_HEAD_COPIES = 2.0  # the head has no activation to keep
+EVAL_COPIES = 2.0  # two activations alive at once in an evaluation chunk
+WORKER_PARAM_COPIES = 5.0
+ALLOWANCE_BYTES = 16 * 10**6
+EVAL_CHUNK = 8192  # models.training.EVAL_CHUNK
+MASK_BUDGET = 1 << 24  # models.dropconnect.MASK_BUDGET
+
+
+@dataclass(frozen=True)
+class Network:
+    """One network a worker may train: its shape, batch, variant and the data around it."""
+
+    depth: int
+    width: int
+    batch_size: int
+    variant: str
+    input_dim: int
+    classes: int = 10
+    train_rows: int = 0
+    val_rows: int = EVAL_CHUNK
+    multisample_k: int = 1
+    # Linears DropConnect masks: 0 … depth-1 are hidden layers, `depth` the head.
+    masked_linears: tuple[int, ...] = ()
+    stack: int = 1
 
 
 @dataclass(frozen=True)
@@ -38,10 +94,17 @@ class Footprint:
     stack: int
     parameter_bytes: int
     activation_bytes: int
+    shared_bytes: int = 0  # evaluation, the data's copy and the allowance: once per worker
+    worker_bytes: int = 0  # what the worker holds beside the training
+
+    @property
+    def training_bytes(self) -> int:
+        """The peak growth of training the stack (`train_model`, `train_batched`)."""
+        return self.stack * (self.parameter_bytes + self.activation_bytes) + self.shared_bytes
 
     @property
     def total_bytes(self) -> int:
-        return self.stack * (self.parameter_bytes + self.activation_bytes)
+        return self.training_bytes + self.worker_bytes
 
     @property
     def field(self) -> str:
@@ -51,6 +114,56 @@ class Footprint:
             if self.parameter_bytes >= self.activation_bytes
             else "training.batch_size"
         )
+
+
+def parameters(net: Network) -> int:
+    widths = [net.input_dim, *[net.width] * net.depth, net.classes]
+    return sum(a * b + b for a, b in zip(widths, widths[1:], strict=False))
+
+
+def _activation_copies(net: Network) -> float:
+    if net.variant == "rdrop":
+        return RDROP_ACTIVATION_COPIES
+    acts_on = dropout_variant(net.variant).acts_on
+    copies = ACTIVATION_COPIES.get(acts_on, ACTIVATION_COPIES["activations"])
+    if net.variant == "multisample":
+        copies += MULTISAMPLE_COPIES_PER_PASS * net.multisample_k
+    return copies
+
+
+def _mask_elements(net: Network) -> float:
+    """DropConnect's mask elements, weighted: a masked layer holds min(batch, budget) masks."""
+    widths = [net.input_dim, *[net.width] * net.depth, net.classes]
+    total = 0.0
+    for layer in net.masked_linears:
+        n_in, n_out = widths[layer], widths[layer + 1]
+        masks = max(1, min(net.batch_size, MASK_BUDGET // (n_in * n_out)))
+        head = layer == net.depth
+        copies = DROPCONNECT_HEAD_COPIES if head else DROPCONNECT_HIDDEN_COPIES
+        total += copies * masks * n_in * n_out
+    return total
+
+
+def network_footprint(net: Network) -> Footprint:
+    """The memory training `net` grows a worker by, at most (see the module docstring)."""
+    copies = PARAM_COPIES if net.stack == 1 else STACK_PARAM_COPIES
+    units = net.batch_size * net.width * net.depth
+    activations = _activation_copies(net) * units + _mask_elements(net)
+    eval_rows = min(EVAL_CHUNK, net.val_rows)
+    data_rows = net.train_rows + min(net.train_rows, net.val_rows)
+    shared = EVAL_COPIES * eval_rows * net.width + data_rows * net.input_dim
+    return Footprint(
+        depth=net.depth,
+        width=net.width,
+        batch_size=net.batch_size,
+        input_dim=net.input_dim,
+        classes=net.classes,
+        stack=net.stack,
+        parameter_bytes=int(BYTES_PER_FLOAT * copies * parameters(net)),
+        activation_bytes=int(BYTES_PER_FLOAT * activations),
+        shared_bytes=int(BYTES_PER_FLOAT * shared) + ALLOWANCE_BYTES,
+        worker_bytes=int(BYTES_PER_FLOAT * WORKER_PARAM_COPIES * net.stack * parameters(net)),
+    )
 
 
 def _largest(dim: Dim) -> int:
@@ -65,35 +178,62 @@ def _value_count(dim: Dim) -> float:
     return float((dim.high - dim.low) // (dim.step or 1) + 1)  # type: ignore[operator]
 
 
-def _stack(spec: StudySpec) -> int:
+def _stack(spec: StudySpec, variant: str) -> int:
     """Trials a worker may train at once: a full CPU stack when few stacks can form. Stacks pad
     every layer to their widest trial (models.batched), so widths never split them: only depth
     and batch size do, and each member is sized as the widest network."""
-    model = spec.model
-    architectures = _value_count(model.depth) * _value_count(spec.training.batch_size)
+    if not dropout_variant(variant).stackable:
+        return 1
+    architectures = _value_count(spec.model.depth) * _value_count(spec.training.batch_size)
     if 2 * architectures > STACK_TRIALS:
         return 1
     return min(STACK_TRIALS, spec.search.n_trials)
 
 
+def masked_linears(placements: list[str], depth: int) -> tuple[int, ...]:
+    """The Linears DropConnect masks under any of `placements` (models.mlp.dropconnect_rates)."""
+    parts = {part for placement in placements for part in placement.split("+")}
+    layers: set[int] = set()
+    if "input" in parts:
+        layers.add(0)
+    if "pre_activation" in parts:
+        layers.update(range(depth))
+    if "hidden" in parts:
+        layers.update(range(1, depth + 1))
+    if "last_hidden" in parts:
+        layers.add(depth)
+    return tuple(sorted(layers))
+
+
 def footprint(spec: StudySpec, input_dim: int | None = None, classes: int = 10) -> Footprint:
-    """The memory the spec's largest network needs to train (`input_dim`: the data's, if known)."""
+    """The memory the spec's largest network needs to train (`input_dim`: the data's, if known),
+    for the variant of the spec that needs the most."""
     shape = BUILTIN_SHAPES.get(spec.dataset.name)
-    features = shape[0] if shape else (input_dim or 0)
-    classes = shape[1] if shape else classes
-    depth, width = _largest(spec.model.depth), _largest(spec.model.width)
-    batch = _largest(spec.training.batch_size)
-    params = features * width + (depth - 1) * width * width + width * classes
-    return Footprint(
-        depth=depth,
-        width=width,
-        batch_size=batch,
-        input_dim=features,
-        classes=classes,
-        stack=_stack(spec),
-        parameter_bytes=BYTES_PER_FLOAT * 4 * params,
-        activation_bytes=BYTES_PER_FLOAT * 3 * batch * width * depth,
-    )
+    features, classes, train_rows, val_rows = shape or (input_dim or 0, classes, 0, EVAL_CHUNK)
+    if spec.dataset.train_subset is not None and train_rows:
+        train_rows = min(train_rows, spec.dataset.train_subset)
+    depth = _largest(spec.model.depth)
+    nets = [
+        Network(
+            depth=depth,
+            width=_largest(spec.model.width),
+            batch_size=_largest(spec.training.batch_size),
+            variant=variant,
+            input_dim=features,
+            classes=classes,
+            train_rows=train_rows,
+            val_rows=val_rows,
+            multisample_k=_largest(spec.dropout.multisample_k),
+            masked_linears=(
+                masked_linears(spec.dropout.placements, depth)
+                if dropout_variant(variant).acts_on == "weights"
+                else ()
+            ),
+            stack=_stack(spec, variant),
+        )
+        for variant in spec.dropout.variants
+    ]
+    return max((network_footprint(n) for n in nets), key=lambda f: f.total_bytes)
 
 
 def _size(n: float) -> str:

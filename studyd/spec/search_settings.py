@@ -60,6 +60,16 @@ def parse_constraint(text: str) -> tuple[str, str, float]:
     return metric, match.group(2), bound
 
 
+def constraint_text(metric: str, op: str, bound: float) -> str:
+    """The stored text of a constraint, its bound exact: `{:g}` kept 6 digits, so
+    `param_count <= 1234567` was enforced as 1234570. A bound `{:g}` writes exactly keeps that
+    text, so the specs stored before (and their trials' constraint names) read the same."""
+    short = f"{bound:g}"
+    if float(short) != bound:
+        short = str(int(bound)) if bound.is_integer() and abs(bound) < 1e15 else repr(bound)
+    return f"{metric} {op} {short}"
+
+
 def constraint_violation(text: str, value: float) -> float:
     """Optuna's convention: ≤ 0 is feasible (`value − bound` for <=, `bound − value` for >=)."""
     _, op, bound = parse_constraint(text)
@@ -102,10 +112,15 @@ class SearchSpec(StrictModel):
     @field_validator("constraints")
     @classmethod
     def _constraints(cls, raw: list[str]) -> list[str]:
-        out = []
+        out: list[str] = []
         for text in raw:
-            metric, op, bound = parse_constraint(text)
-            out.append(f"{metric} {op} {bound:g}")
+            normal = constraint_text(*parse_constraint(text))
+            if normal in out:
+                raise ValueError(
+                    f"{text!r} repeats {raw[out.index(normal)]!r} (both are {normal!r}); "
+                    "list each constraint once"
+                )
+            out.append(normal)
         return out
 
     @field_validator("warm_start")

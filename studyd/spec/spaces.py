@@ -1,4 +1,5 @@
-"""The spec's search spaces: which data, and the model, dropout and training sections."""
+"""The spec's sections as a user writes them: which data, and the model, dropout and training
+search spaces (`studyd.spec.parameters` turns them into Optuna parameters)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,11 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 class StudySpec(StrictModel):
     """A whole study: name, data, search space, search settings and baseline configs."""
 
-    name: str
+    # The validator below checks the pattern with a readable message; the schema states it too,
+    # so that a schema-valid name is never refused.
+    name: str = Field(
+        json_schema_extra={"pattern": _NAME.pattern, "minLength": 1, "maxLength": 100}
+    )
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     model: ModelSpace = Field(default_factory=ModelSpace)
     dropout: DropoutSpace = Field(default_factory=DropoutSpace)
@@ -47,7 +51,7 @@ class StudySpec(StrictModel):
 
     @model_validator(mode="after")
     def _check_space(self) -> StudySpec:
-        from studyd.spec.space import check_baselines, grid_space
+        from studyd.spec.parameters import check_baselines, grid_space
 
         if len(self.baselines) > self.search.n_trials:
             raise ValueError(

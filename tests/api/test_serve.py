@@ -104,5 +104,5 @@ def test_serve_refuses_a_database_it_cannot_open_with_one_line(tmp_path):
         [*SERVE, "--no-workers", "--database-url", url], capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 2
-    assert "cannot prepare the database" in run.stderr
+    assert "cannot use the database" in run.stderr
     assert "Traceback" not in run.stderr

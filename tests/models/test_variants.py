@@ -104,7 +104,7 @@ def test_multisample_form_is_a_named_option_from_the_spec_to_the_config():
 
     from studyd.daemon.search import suggest_config
     from studyd.spec import DropoutSpace, load_spec
-    from studyd.spec.space import search_params
+    from studyd.spec.parameters import search_params
 
     with pytest.raises(ValueError, match="is not one of losses, activations"):
         DropoutSpace(multisample_average="logits")

@@ -6,7 +6,11 @@ import os
 import threading
 import time
 
+import pytest
+
 from storage import queue
+from storage.engine import make_engine
+from storage.migrate import ensure_schema
 
 # Far above what a wake-up takes, so only a missed one makes a wait this long.
 LONG_WAIT_S = 5.0
@@ -66,3 +70,27 @@ def test_waiter_returns_promptly_when_stopped(engine):
         assert time.monotonic() - start < WOKEN_WITHIN_S
     finally:
         waiter.close()
+
+
+@pytest.mark.postgres
+def test_a_dropped_listen_connection_is_one_log_line_and_the_waiter_polls_on(postgres_url, caplog):
+    # A PostgreSQL restart drops the LISTEN connection: one warning line, no traceback, and the
+    # waiter keeps waiting by polling.
+    ensure_schema(postgres_url)
+    engine = make_engine(postgres_url)
+    waiter = queue.SlotWaiter(engine)
+    try:
+        assert _timed_wait(waiter, 0.2)[0] is False  # the LISTEN connection is open now
+        pid = waiter._listener.info.backend_pid
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="storage.queue.wakeup"):
+            woken, _ = _timed_wait(waiter, 0.3)
+        assert woken is False
+        lines = [r for r in caplog.records if "listening for new slots failed" in r.getMessage()]
+        assert len(lines) == 1
+        assert lines[0].exc_info is None and "\n" not in lines[0].getMessage()
+    finally:
+        waiter.close()
+        engine.dispose()

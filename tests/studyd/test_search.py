@@ -9,7 +9,7 @@ import pytest
 
 from studyd.daemon.search import build_pruner, build_sampler, suggest_config
 from studyd.spec import load_spec
-from studyd.spec.space import baseline_params, grid_space, search_params
+from studyd.spec.parameters import baseline_params, grid_space, search_params
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -10,6 +10,7 @@ import optuna
 from optuna.trial import TrialState
 
 from storage import trial_store
+from storage.sql_store import SqlWorkerStore
 from studyd.daemon.worker.repeats import settled_twin
 
 
@@ -27,8 +28,9 @@ def _asked(study: optuna.Study, run_key: str, **attrs) -> optuna.Trial:
 
 
 def _settled(study: optuna.Study, trial: optuna.Trial, stop=lambda: False):
+    store = SqlWorkerStore(None, study._storage)  # only its Optuna half is used
     return settled_twin(
-        study, trial, interrupted=stop, read=lambda t: trial_store.read_back(study, t)
+        store, study, trial, interrupted=stop, read=lambda t: store.read_back(study, t)
     )
 
 

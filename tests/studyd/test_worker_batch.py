@@ -7,7 +7,8 @@ import pytest
 from optuna.trial import TrialState
 
 import studyd.daemon.search
-import studyd.daemon.worker.stack
+import studyd.daemon.training
+import studyd.daemon.worker.sizing
 from storage import queue
 from storage.engine import make_engine
 from storage.migrate import ensure_schema
@@ -29,13 +30,13 @@ SPEC = (
 def stacks(monkeypatch) -> list[int]:
     """Trials per `train_batched` call, in order (a spy: the real one runs)."""
     sizes: list[int] = []
-    real = studyd.daemon.worker.stack.train_batched
+    real = studyd.daemon.training.train_batched
 
     def spy(model_cfgs, *args, **kwargs):
         sizes.append(len(model_cfgs))
         return real(model_cfgs, *args, **kwargs)
 
-    monkeypatch.setattr(studyd.daemon.worker.stack, "train_batched", spy)
+    monkeypatch.setattr(studyd.daemon.training, "train_batched", spy)
     return sizes
 
 
@@ -132,7 +133,7 @@ def test_auto_batch_trials_is_bounded_by_memory_and_the_cpu_cap():
 def test_auto_pads_a_width_range_only_while_padding_costs_less_than_stacking_saves():
     def k(model: str) -> int:
         spec = load_spec(f"name: k\nmodel: {model}")
-        return studyd.daemon.worker.stack.padded_trials(8, spec, 40, 10)
+        return studyd.daemon.worker.sizing.padded_trials(8, spec, 40, 10)
 
     assert k("{depth: 2, width: 128}") == 8  # nothing to pad
     assert k("{depth: 2, width: [120, 128]}") == 8  # padding costs little
@@ -172,14 +173,14 @@ def _run_pruned(tmp_path, name: str, batch_trials: int):
 @pytest.mark.slow
 def test_a_stacked_trial_is_pruned_at_the_same_epoch_as_alone(tmp_path, monkeypatch):
     trained: list[list[int]] = []  # epochs each stacked trial trained (a spy: the real one runs)
-    real = studyd.daemon.worker.stack.train_batched
+    real = studyd.daemon.training.train_batched
 
     def spy(*args, **kwargs):
         results = real(*args, **kwargs)
         trained.append([len(r.history) for r in results])
         return results
 
-    monkeypatch.setattr(studyd.daemon.worker.stack, "train_batched", spy)
+    monkeypatch.setattr(studyd.daemon.training, "train_batched", spy)
     stacked = _run_pruned(tmp_path, "stacked", 4)
     alone = _run_pruned(tmp_path, "alone", 1)
     assert trained == [[3, 3, 3, 3]]  # one stack; nobody trained past its pruning epoch
@@ -189,7 +190,7 @@ def test_a_stacked_trial_is_pruned_at_the_same_epoch_as_alone(tmp_path, monkeypa
 
 
 def test_auto_stacks_end_at_the_searchs_start_up_counts():
-    ramped = studyd.daemon.worker.stack.ramped
+    ramped = studyd.daemon.worker.sizing.ramped
     # Growing from one trial, and no stack straddles the median pruner's 5 start-up trials or
     # TPE's 10 random draws: TPE draws trials 10–19 from 10 results, as one at a time.
     assert [ramped(8, finished, (5, 10)) for finished in (0, 1, 3, 5, 10, 15)] == [1, 2, 2, 5, 8, 8]
@@ -301,7 +302,7 @@ TWO_DEPTHS_SPEC = (
 @pytest.mark.slow
 def test_a_claims_first_stack_is_told_before_its_second_trains(tmp_path, monkeypatch):
     engine, storage, record = _submitted(tmp_path, "depths", TWO_DEPTHS_SPEC)
-    real = studyd.daemon.worker.stack.train_batched
+    real = studyd.daemon.training.train_batched
     seen: list[tuple[list[int], dict[int, TrialState]]] = []  # (depths, states at its start)
 
     def spy(model_cfgs, *args, **kwargs):
@@ -310,7 +311,7 @@ def test_a_claims_first_stack_is_told_before_its_second_trains(tmp_path, monkeyp
         seen.append(([len(m.hidden) for m in model_cfgs], states))
         return real(model_cfgs, *args, **kwargs)
 
-    monkeypatch.setattr(studyd.daemon.worker.stack, "train_batched", spy)
+    monkeypatch.setattr(studyd.daemon.training, "train_batched", spy)
     options = _options(tmp_path)
     options.batch_trials = 6
     Worker(engine, storage, options).run()

@@ -11,8 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from storage import queue
-from storage.queue import StudyNotFound, WorkerGone
+from storage.worker_store import StudyNotFound, WorkerGone
 from studyd.daemon.worker.state import DB_ERRORS, OutageLog, StudyIdentity, WorkerState
 
 logger = logging.getLogger(__name__)
@@ -55,7 +54,7 @@ def _beat(state: WorkerState, reaper_tick: Callable[[], None]) -> None:
         try:
             if time.monotonic() - last_beat >= opts.heartbeat:
                 for row in [state.worker_id, *state.leases]:
-                    queue.heartbeat(state.engine, row)
+                    state.store.heartbeat(row)
                 last_ok = last_beat = time.monotonic()
             _check_cancelled(state)
             outage.answered()
@@ -90,7 +89,7 @@ def _check_cancelled(state: WorkerState) -> None:
         return
     study_id = training.id
     try:
-        now = queue.get_study(state.engine, study_id)
+        now = state.store.get_study(study_id)
     except StudyNotFound:
         study_state = "deleted"
     else:

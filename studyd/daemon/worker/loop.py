@@ -11,18 +11,24 @@ import socket
 import threading
 from typing import Any
 
+import optuna
 import torch
 from optuna.storages import BaseStorage
 from sqlalchemy import Engine
 
 from models.training import resolve_device
-from storage import queue
-from storage.queue import WorkerGone
-from studyd.daemon.finalize import StudyFinalizer
+from storage.sql_store import SqlWorkerStore
+from storage.worker_store import WorkerGone, WorkerStore
+from studyd.daemon.dashboard_note import write_study_note
+from studyd.daemon.finalize import NoteWriter, StudyFinalizer
+from studyd.daemon.model_artifact import model_keeper
 from studyd.daemon.worker.heartbeat import heartbeating
 from studyd.daemon.worker.options import WorkerOptions
 from studyd.daemon.worker.slot import SlotServer
+from studyd.daemon.worker.slot_end import Claim
 from studyd.daemon.worker.state import DB_ERRORS, OutageLog, WorkerState
+from studyd.daemon.worker.trials import Trainer
+from studyd.spec import StudySpec
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +40,46 @@ class Worker:
     """One worker process's loop; `run()` returns the number of trials it settled."""
 
     def __init__(self, engine: Engine, optuna_storage: BaseStorage, options: WorkerOptions):
+        store = SqlWorkerStore(engine, optuna_storage)
+
+        def note(study: optuna.Study, spec: StudySpec, score: float | None) -> None:
+            write_study_note(engine, study, spec, test_score=score)
+
+        self._start(store, options, note)
+
+    @classmethod
+    def on(
+        cls,
+        store: WorkerStore,
+        options: WorkerOptions,
+        *,
+        trainer: Trainer | None = None,
+        note: NoteWriter | None = None,
+    ) -> Worker:
+        """A worker on any `WorkerStore` (the in-memory one in tests) with any `Trainer` (the
+        models package's by default); `note` writes a finished study's dashboard note (none by
+        default: the note reads our SQL tables)."""
+        worker = cls.__new__(cls)
+        worker._start(store, options, note, trainer)
+        return worker
+
+    def _start(
+        self,
+        store: WorkerStore,
+        options: WorkerOptions,
+        note: NoteWriter | None,
+        trainer: Trainer | None = None,
+    ) -> None:
         device = str(resolve_device(options.device))
         # None: 1 thread on a CPU (oversubscribed OpenMP threads of several workers per machine
         # were measured 3x slower on 2 cores), torch's default on CUDA.
         threads = options.threads or (1 if device == "cpu" else None)
         if threads is not None:
             torch.set_num_threads(threads)
-        self.state = WorkerState(engine, optuna_storage, options, device, socket.gethostname())
-        self.slots = SlotServer(self.state, self.finalize)
-        self.waiter = queue.SlotWaiter(engine)
+        self.state = WorkerState(store, options, device, socket.gethostname())
+        self.note = note
+        self.slots = SlotServer(self.state, self.finalize, trainer)
+        self.waiter = store.slot_waiter()
         self._reaper_outage = OutageLog("reaper")
         self._finaliser_outage = OutageLog("finaliser")
         self._claim_outage = OutageLog("claiming a slot")
@@ -72,8 +109,8 @@ class Worker:
 
     def run(self) -> int:
         state = self.state
-        state.worker_id = queue.register_worker(
-            state.engine, host=state.host, device=state.device, pid=os.getpid()
+        state.worker_id = state.store.register_worker(
+            host=state.host, device=state.device, pid=os.getpid()
         )
         logger.info("worker %s registered on %s (%s)", state.worker_id, state.host, state.device)
         if threading.current_thread() is threading.main_thread():
@@ -85,7 +122,7 @@ class Worker:
         finally:
             if not state.gone.is_set():
                 for row in [*state.leases, state.worker_id]:
-                    queue.unregister_worker(state.engine, row)
+                    state.store.unregister_worker(row)
             self.waiter.close()
             logger.info("worker %s stopped after %s trials", state.worker_id, state.trials_run)
         return state.trials_run
@@ -97,7 +134,7 @@ class Worker:
             if opts.max_trials is not None and state.trials_run >= opts.max_trials:
                 return
             try:
-                record = queue.claim_trial_slot(state.engine, state.worker_id)
+                record = state.store.claim_trial_slot(state.worker_id)
                 self._claim_outage.answered()
                 if record is None:
                     self.finalize()
@@ -116,24 +153,26 @@ class Worker:
                 state.stop.wait(max(opts.poll, 1.0))
                 continue
             try:
-                self.slots.serve(record)
-                failures = 0
+                storage_failed = self.slots.serve(record)
             except WorkerGone:
                 logger.error("worker %s was reaped mid-slot: stopping", state.worker_id)
                 state.gone.set()
+                continue
             except DB_ERRORS as exc:
                 logger.warning(
                     "study %s: the database failed mid-slot (%s)", record.id, type(exc).__name__
                 )
-                self.slots.outcomes.give_back_after_error(record)
-                failures += 1
+                self.slots.ends.give_back(Claim(record, None))
+                storage_failed = True
+            failures = failures + 1 if storage_failed else 0
+            if storage_failed:
                 state.stop.wait(min(2.0 ** (failures - 1), MAX_BACKOFF))
 
     def _queue_is_empty(self) -> bool:
         # With --once, wait while another worker still holds slots: if it dies, its slots come
         # back through the reaper and must be served.
-        engine = self.state.engine
-        return sum(queue.count_studies(engine, s) for s in ("queued", "running")) == 0
+        store = self.state.store
+        return sum(store.count_studies(s) for s in ("queued", "running")) == 0
 
     def _reaper_tick(self) -> None:
         self.reap()
@@ -143,12 +182,13 @@ class Worker:
         """Do the final steps (replicates, test score) studies owe; see `studyd.daemon.finalize`."""
         state = self.state
         finalizer = StudyFinalizer(
-            state.engine,
-            state.storage,
+            state.store,
             state.worker_id,
             self.slots.dataset,
             state.device,
             state.stopping,
+            self.note,
+            keep_model=model_keeper(state.options.data_dir),
         )
         try:
             done = finalizer.run(scoring=scoring)
@@ -165,9 +205,7 @@ class Worker:
 
     def reap(self) -> list[int]:
         try:
-            reaped = queue.reap_stale_workers(
-                self.state.engine, self.state.storage, self.state.options.grace
-            )
+            reaped = self.state.store.reap_stale_workers(self.state.options.grace)
         except DB_ERRORS as exc:  # retried next period
             self._reaper_outage.failed(exc)
             return []

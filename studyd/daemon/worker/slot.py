@@ -1,5 +1,5 @@
-"""Serving one slot: the study's spec, data and Optuna study (cached), its time budget, and the
-extra slots a stack takes on lease rows; then one trial or one stack."""
+"""Serving one claimed slot: the study's spec, data and Optuna study (cached), its time budget,
+K (`sizing`) and the extra slots a stack takes on lease rows; then the trial path (`trials`)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import optuna
-
 from models.data import DatasetSplits, load_dataset
-from storage import queue
-from storage.queue import IllegalStateChange, StudyNotFound, StudyRecord
+from storage.worker_store import IllegalStateChange, StudyNotFound, StudyRecord
 from studyd.daemon.search import build_pruner, build_sampler
+from studyd.daemon.training import TorchTrainer
 from studyd.daemon.worker.memory import HeapKeeper
-from studyd.daemon.worker.outcomes import Outcomes
-from studyd.daemon.worker.stack import Claim, StackRunner, trials_per_slot
+from studyd.daemon.worker.repeats import Repeats
+from studyd.daemon.worker.sizing import trials_per_slot
+from studyd.daemon.worker.slot_end import Claim, SlotEnds
 from studyd.daemon.worker.state import (
     DB_ERRORS,
     ServedStudy,
@@ -24,7 +23,7 @@ from studyd.daemon.worker.state import (
     StudyUnusable,
     WorkerState,
 )
-from studyd.daemon.worker.trial import TrialRunner
+from studyd.daemon.worker.trials import Trainer, TrialPath
 from studyd.spec import SpecError, StudySpec, validate_spec
 
 logger = logging.getLogger(__name__)
@@ -40,31 +39,35 @@ DATA_CACHE_SIZE = 4
 class SlotServer:
     """Serves the slots one worker claims."""
 
-    def __init__(self, state: WorkerState, finalize: Callable[[], int]) -> None:
+    def __init__(
+        self, state: WorkerState, finalize: Callable[[], int], trainer: Trainer | None = None
+    ) -> None:
         self.state = state
         self.finalize = finalize
-        self.outcomes = Outcomes(state, finalize)
-        self.trials = TrialRunner(state, self.outcomes)
-        self.stacks = StackRunner(state, self.outcomes, self.trials)
+        repeats = Repeats(state)
+        trainer = trainer or TorchTrainer(state.device)
+        self.ends = SlotEnds(state, repeats, trainer, finalize)
+        self.trials = TrialPath(state, self.ends, repeats, trainer)
         self._data_cache: dict[tuple[str, int, int | None], DatasetSplits] = {}
         self.heap = HeapKeeper()
 
-    def serve(self, record: StudyRecord) -> None:
-        state = self.state
+    def serve(self, record: StudyRecord) -> bool:
+        """Serve the claimed slot `record`; True when the storage failed under its trials."""
+        state, own = self.state, Claim(record, None)
         try:
             served = self._prepare(record)
         except StudyUnusable as exc:
-            self.outcomes.fail_study(record, str(exc))
-            return
+            self.ends.fail_study(own, str(exc))
+            return False
         if served is None:
             # Its submit is still creating the Optuna study (or it was deleted: its slot goes in
             # one line): retry soon, not a poll period later.
-            self.outcomes.release(record)
+            self.ends.give_back(own)
             state.stop.wait(min(state.options.poll, NOT_READY_RETRY_S))
-            return
+            return False
         if _out_of_time(record, served.spec):
-            self._end_early(record)
-            return
+            self._end_early(own)
+            return False
         # The study's slots claimed and not yet settled, this one aside: other workers' trials.
         in_flight = max(record.claimed - record.finished - 1, 0)
         k = trials_per_slot(
@@ -73,33 +76,33 @@ class SlotServer:
         more = self._claim_more(record, k - 1) if k > 1 else []
         state.cancelled.clear()
         state.training_study = StudyIdentity.of(record)
-        claims = [Claim(record, state.worker_id), *more]
+        claims = [own, *more]
         try:
-            # With `auto` a claim of one goes the stack's way too: a batchable trial alone
-            # trains as a stack of one, cheaper per epoch than `train_model` (a study's first,
-            # ramped trial; specs whose trials would not share stacks). `--batch-trials 1`
-            # keeps `train_model`, the unbatched reference.
-            if more or state.options.batch_trials == "auto":
-                self.stacks.run(claims, served)
-            else:
-                self.trials.run(record, served)
+            # With `auto` a claim of one trains as a stack too: a batchable trial alone trains
+            # as a stack of one, cheaper per epoch than `train_model` (a study's first, ramped
+            # trial; specs whose trials would not share stacks). `--batch-trials 1` keeps
+            # `train_model`, the unbatched reference.
+            stacked = bool(more) or state.options.batch_trials == "auto"
+            return self.trials.run(claims, served, stacked=stacked)
         except Exception as exc:
             # Deleted under a running trial (cancel, then delete at once): drop it and go on.
-            if not self.outcomes.vanished(record, exc):
+            if not self.ends.vanished(record, exc):
                 raise
-            self.outcomes.drop_vanished([(c.record, c.lease) for c in claims], exc)
+            self.ends.drop_vanished(claims, exc)
+            return False
         finally:
             state.training_study = None
             if state.cancelled.is_set():
                 state.forget(record.id)
             self.heap.after_slot()
 
-    def _end_early(self, record: StudyRecord) -> None:
+    def _end_early(self, own: Claim) -> None:
         """The spec's `search.timeout` ran out: no new trial; the study is done as it stands."""
-        self.outcomes.release(record)
+        record = own.record
+        self.ends.give_back(own)
         self.state.forget(record.id)
         try:
-            ended = queue.end_study_early(self.state.engine, record.id)
+            ended = self.state.store.end_study_early(record.id)
         except (IllegalStateChange, StudyNotFound):
             return  # another worker ended it first (and scores it)
         logger.info("study %s: time budget spent after %s trials", record.id, ended.finished)
@@ -118,9 +121,8 @@ class SlotServer:
             raise StudyUnusable(f"the spec no longer validates: {exc}") from exc
         data = self.dataset(spec)
         try:
-            study = optuna.load_study(
-                study_name=record.optuna_name,
-                storage=state.storage,
+            study = state.store.load_study(
+                record.optuna_name,
                 sampler=build_sampler(spec, seed_offset=state.worker_id or 0),
                 pruner=build_pruner(spec),
             )
@@ -162,7 +164,7 @@ class SlotServer:
         claims: list[Claim] = []
         try:
             for lease in self._lease_rows(want):
-                more = queue.claim_trial_slot(state.engine, lease, study_id=record.id)
+                more = state.store.claim_trial_slot(lease, study_id=record.id)
                 if more is None:
                     break
                 claims.append(Claim(more, lease))
@@ -176,9 +178,7 @@ class SlotServer:
         state = self.state
         while len(state.leases) < n:
             state.leases.append(
-                queue.register_worker(
-                    state.engine, host=state.host, device=state.device, pid=os.getpid()
-                )
+                state.store.register_worker(host=state.host, device=state.device, pid=os.getpid())
             )
         return state.leases[: max(n, 0)]
 

@@ -8,16 +8,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import optuna
-from optuna.storages import BaseStorage
-from sqlalchemy import Engine
 
 from models.data import DatasetSplits
-from storage.optuna_storage import STORAGE_ERRORS
-from storage.pruning_reads import CompletedTrials
-from storage.queue import StudyRecord
+from storage.worker_store import STORAGE_ERRORS, CompletedTrials, StudyRecord, WorkerStore
 from studyd.daemon.worker.options import WorkerOptions
 from studyd.spec import StudySpec
 
@@ -82,14 +78,15 @@ class ServedStudy:
     study: optuna.Study
     # Its COMPLETE trials as the pruner last read them (`storage.pruning_reads`).
     completed: CompletedTrials = field(default_factory=CompletedTrials)
+    # What `sizing` reads of it once (`sizing.StudyShape`), kept while it runs.
+    shape: Any = None
 
 
 @dataclass
 class WorkerState:
     """One worker process: where it stores, who it is, and whether it must stop."""
 
-    engine: Engine
-    storage: BaseStorage  # Optuna's: the database's, or a gRPC proxy's
+    store: WorkerStore  # every database call (`storage.worker_store`)
     options: WorkerOptions
     device: str
     host: str
@@ -106,7 +103,7 @@ class WorkerState:
     # Keyed by identity, never by id: a new study that took a deleted one's id must not be
     # served the deleted one's spec, data or Optuna study (and sampler).
     served: dict[StudyIdentity, ServedStudy] = field(default_factory=dict)
-    # Extra worker rows, one per extra slot of a batch.
+    # Extra worker rows, one per extra slot of a stack.
     leases: list[int] = field(default_factory=list)
 
     def stopping(self) -> bool:
@@ -127,13 +124,14 @@ class WorkerState:
         """The worker row holding a slot: `lease`, or the worker's own row."""
         return self.worker_id if lease is None else lease
 
-    def patiently(self, what: str, call: Callable[[], T]) -> T:
-        """`call()`, retried through a database outage for up to the grace period."""
+    def patiently(self, what: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`call(*args, **kwargs)`, retried through a database outage for up to the grace
+        period."""
         deadline = time.monotonic() + self.options.grace
         tries = 0
         while True:
             try:
-                return call()
+                return call(*args, **kwargs)
             except DB_ERRORS:
                 if self.gone.is_set() or time.monotonic() >= deadline:
                     raise

@@ -1,4 +1,6 @@
-"""The spec's search space: every parameter a spec can produce, baselines and grids checked.
+"""The Optuna parameters a spec produces (`Param`), its baselines and grid checked against them.
+
+Not the spec's sections (`studyd.spec.spaces`: what a user writes); what they become for a sampler.
 
 Parameter names: depth, width | width_{i}, activation, variant, placement, rate | rate_{i},
 input_rate, each variant's own knobs by their names (models/variants.py: rdrop_alpha, …), epochs,
@@ -140,6 +142,10 @@ def check_baselines(spec: StudySpec) -> None:
             if param is None:
                 raise ValueError(
                     f"{where}: unknown parameter; use one of {', '.join(sorted(space))}"
+                )
+            if param.integer and isinstance(value, float):
+                raise ValueError(
+                    f"{where}: {value!r} is not a whole number; write it without a decimal point"
                 )
             if param.fixed:
                 if value != param.fixed_value():
