@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from cli_harness import Server, parsed, start_server, stop_server, studyd
+from cli_harness import Server, parsed, start_server, studyd
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ search: {n_trials: 3, pruner: {name: none}, seed: 0}
 def server(tmp_path_factory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("family-study"), workers=1)
     yield running
-    stop_server(running)
+    running.stop()
 
 
 def test_studyd_families_prints_each_family_its_sites_and_json(server):
