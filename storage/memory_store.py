@@ -378,6 +378,20 @@ class MemoryWorkerStore(OptunaTrialCalls):
                 row.done()
             return row.record()
 
+    def extend_replicates(self, study_id: int, worker_id: int, extra: int) -> StudyRecord | None:
+        if extra <= 0:
+            raise ValueError(
+                "extra must be > 0: a round that adds nothing closes with open_replicates"
+            )
+        with self._lock:
+            row = self._studies.get(study_id)
+            mine = row is not None and row.final_step_worker == worker_id
+            if not mine or row.final_step != "replicates" or row.state != "running":
+                return None
+            row.target_trials += extra
+            row.final_step_worker = None
+            return row.record()
+
     def record_score(
         self, study_id: int, worker_id: int, score: float | None, seconds: float | None = None
     ) -> bool:
