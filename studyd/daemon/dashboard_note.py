@@ -45,7 +45,12 @@ def write_study_note(
     from studyd.analysis.evidence import study_evidence
 
     name_objectives(study, spec)
-    evidence = study_evidence(engine, study.study_name, directions=spec.search.directions())
+    evidence = study_evidence(
+        engine,
+        study.study_name,
+        directions=spec.search.directions(),
+        auto_repeats=spec.auto_repeats,
+    )
     note = study_note(
         evidence,
         metric=spec.search.objective_names()[0],
