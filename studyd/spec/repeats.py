@@ -46,4 +46,4 @@ class AutoRepeats(StrictModel):
 
 def repeats_form(raw: Any) -> str:
     """Which form `repeats` is written in, so an error names what is wrong in that form."""
-    return "auto" if isinstance(raw, dict | AutoRepeats) else "fixed"
+    return "form:auto" if isinstance(raw, dict | AutoRepeats) else "form:fixed"

@@ -34,8 +34,8 @@ class StudySpec(StrictModel):
     # configs, and each variant's best, are trained again with `repeats` more seeds each; or,
     # `{auto: true, max_seeds: N}`, round by round until the verdict is decided (`repeats`).
     repeats: Annotated[
-        Annotated[int, Field(ge=0, le=MAX_REPEATS, strict=True), Tag("fixed")]
-        | Annotated[AutoRepeats, Tag("auto")],
+        Annotated[int, Field(ge=0, le=MAX_REPEATS, strict=True), Tag("form:fixed")]
+        | Annotated[AutoRepeats, Tag("form:auto")],
         Discriminator(repeats_form),
     ] = 0
     top_k: int = Field(default=3, ge=1, le=MAX_TOP_K, strict=True)
