@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -70,7 +71,7 @@ def _round(
     if seed > spec.training.seed + auto.max_seeds:
         return []  # every seed offered: a config that keeps failing must not loop forever
     plan = plan_more_seeds(
-        counted_records(_trial_dicts(trials)),
+        summary_records(trials),
         direction=spec.search.directions()[0],
         margin=auto.margin,
         max_seeds=auto.max_seeds,
@@ -79,8 +80,8 @@ def _round(
     return [(by_config[c], seed) for c in plan.configs if c in by_config]
 
 
-def _trial_dicts(trials: list[FrozenTrial]) -> list[dict]:
-    """The complete trials as `analysis.evidence` reads them (as the summary counts them)."""
+def summary_records(trials: list[FrozenTrial]) -> list[dict[str, Any]]:
+    """The verdict's records of the trials the summary counts (`analysis.evidence`)."""
     found = [
         {
             "number": t.number,
@@ -92,7 +93,7 @@ def _trial_dicts(trials: list[FrozenTrial]) -> list[dict]:
         for t in trials
         if t.state == TrialState.COMPLETE and t.values and math.isfinite(t.values[0])
     ]
-    return candidates(found)
+    return counted_records(candidates(found))
 
 
 def _replicated_trials(

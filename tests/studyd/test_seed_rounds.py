@@ -15,8 +15,8 @@ from worker_fakes import StubTrainer, submitted, worker
 from models.data import DatasetSplits
 from models.training import TrainResult
 from storage.memory_store import MemoryWorkerStore
-from studyd.analysis.evidence import counted_records, with_undecided
-from studyd.daemon.seed_rounds import _trial_dicts
+from studyd.analysis.evidence import with_undecided
+from studyd.daemon.seed_rounds import summary_records
 
 # none trains to 0.4 and standard (rate 0.3) to 0.7 with the stub's curve: a 30-point gap.
 SPEC = """
@@ -65,8 +65,7 @@ def _run(store: MemoryWorkerStore, trainer: StubTrainer, tmp_path, max_seeds: in
     assert record.state == "done" and record.test_score is not None
     assert record.finished == record.target_trials
     trials = store.load_study(name).get_trials(deepcopy=False)
-    records = counted_records(_trial_dicts(trials))
-    verdict = with_undecided("Verdict.", records, "maximize", spec.auto_repeats)
+    verdict = with_undecided("Verdict.", summary_records(trials), "maximize", spec.auto_repeats)
     return _seeds_per_config(store, name), verdict
 
 
