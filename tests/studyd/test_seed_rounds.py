@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from optuna.trial import TrialState
+from sqlalchemy.exc import OperationalError
 from worker_fakes import StubTrainer, submitted, worker
 
 from models.data import DatasetSplits
@@ -93,3 +94,26 @@ def test_a_fixed_repeats_keeps_one_round(store, tmp_path):
     worker(store, SeedNoiseTrainer(), tmp_path, batch_trials=1).run()
     assert store.get_study(study_id).state == "done"
     assert _seeds_per_config(store, name) == {"standard": [1, 2, 3, 4], "none": [1, 2, 3, 4]}
+
+
+class OutageOnceStore(MemoryWorkerStore):
+    """The database goes away once, just after a round was enqueued and before its target was
+    extended: what a claimant that dies there leaves behind."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outages = 0
+
+    def extend_replicates(self, study_id: int, worker_id: int, extra: int):
+        if self.outages == 0:
+            self.outages += 1
+            raise OperationalError("UPDATE studies", {}, Exception("the database is gone"))
+        return super().extend_replicates(study_id, worker_id, extra)
+
+
+def test_a_round_left_half_done_is_finished_once_by_the_next_claim(tmp_path):
+    store = OutageOnceStore()
+    seeds, _ = _run(store, SeedNoiseTrainer(), tmp_path, max_seeds=20)
+    assert store.outages == 1
+    # The same rounds as without the outage: nothing enqueued twice, nothing left waiting.
+    assert seeds == {"standard": [1, 2, 3, 4, 5], "none": [1, 2, 3, 4, 5]}
