@@ -5,12 +5,8 @@ study's verdict over the same trials does not."""
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
+from api_harness import in_process_api
 from replicated_studies import add_to_study, replicated_trials, spec
-
-from api.app import create_app
-from storage import migrate
-from studyd.settings import Settings
 
 # Paired differences all exactly 1 point: no spread, so the sequence decides nothing.
 MEANS = {"standard": 0.70, "none": 0.69}
@@ -19,9 +15,8 @@ MEANS = {"standard": 0.70, "none": 0.69}
 @pytest.fixture
 def client(tmp_path):
     url = f"sqlite:///{tmp_path / 'studyd.db'}"
-    migrate.ensure_schema(url)
-    with TestClient(create_app(Settings(database_url=url))) as client:
-        yield client, url
+    with in_process_api(url) as app:
+        yield app.client, url
 
 
 def _verdict(client, repeats) -> str:

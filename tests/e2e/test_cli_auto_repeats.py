@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import optuna
 import pytest
-from cli_harness import parsed, start_server, stop_server, studyd
+from cli_harness import parsed, start_server, studyd
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
 
@@ -62,4 +62,4 @@ def test_auto_repeats_add_seeds_until_decided_or_the_cap_and_the_summary_says_wh
         if undecided:
             assert "more seeds" in " ".join(shown.stdout.split())
     finally:
-        stop_server(server)
+        server.stop()
