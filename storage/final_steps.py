@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, and_, or_, select, update
+from sqlalchemy.orm import Session
 
 from storage.queue import StudyRecord
 from storage.queue.records import study_record as _study_record
@@ -75,6 +76,15 @@ def claim_step(engine: Engine, owed: OwedStep, worker_id: int) -> bool:
         return taken.rowcount == 1
 
 
+def _replicates_claimed(session: Session, study_id: int, worker_id: int) -> Study | None:
+    """The held study's row, locked, while `worker_id` holds its `replicates` step; else None."""
+    row = session.get(Study, study_id, with_for_update=True)
+    mine = row is not None and row.final_step_worker == worker_id
+    if not mine or row.final_step != "replicates" or row.state != "running":
+        return None
+    return row
+
+
 def open_replicates(
     engine: Engine, study_id: int, worker_id: int, extra: int
 ) -> StudyRecord | None:
@@ -83,9 +93,8 @@ def open_replicates(
     None when `worker_id` no longer holds the claim (reaped meanwhile): nothing is changed.
     """
     with _transaction(engine) as session:
-        row = session.get(Study, study_id, with_for_update=True)
-        mine = row is not None and row.final_step_worker == worker_id
-        if not mine or row.final_step != "replicates" or row.state != "running":
+        row = _replicates_claimed(session, study_id, worker_id)
+        if row is None:
             return None
         row.target_trials += extra
         row.final_step, row.final_step_worker = "score", None
@@ -104,9 +113,8 @@ def extend_replicates(
     if extra <= 0:
         raise ValueError("extra must be > 0: a round that adds nothing closes with open_replicates")
     with _transaction(engine) as session:
-        row = session.get(Study, study_id, with_for_update=True)
-        mine = row is not None and row.final_step_worker == worker_id
-        if not mine or row.final_step != "replicates" or row.state != "running":
+        row = _replicates_claimed(session, study_id, worker_id)
+        if row is None:
             return None
         row.target_trials += extra
         row.final_step_worker = None

@@ -366,11 +366,18 @@ class MemoryWorkerStore(OptunaTrialCalls):
                 row.final_step = "score"
             return True
 
+    def _replicates_claimed(self, study_id: int, worker_id: int) -> _Study | None:
+        """The held study while `worker_id` holds its `replicates` step; else None."""
+        row = self._studies.get(study_id)
+        mine = row is not None and row.final_step_worker == worker_id
+        if not mine or row.final_step != "replicates" or row.state != "running":
+            return None
+        return row
+
     def open_replicates(self, study_id: int, worker_id: int, extra: int) -> StudyRecord | None:
         with self._lock:
-            row = self._studies.get(study_id)
-            mine = row is not None and row.final_step_worker == worker_id
-            if not mine or row.final_step != "replicates" or row.state != "running":
+            row = self._replicates_claimed(study_id, worker_id)
+            if row is None:
                 return None
             row.target_trials += extra
             row.final_step, row.final_step_worker = "score", None
@@ -384,9 +391,8 @@ class MemoryWorkerStore(OptunaTrialCalls):
                 "extra must be > 0: a round that adds nothing closes with open_replicates"
             )
         with self._lock:
-            row = self._studies.get(study_id)
-            mine = row is not None and row.final_step_worker == worker_id
-            if not mine or row.final_step != "replicates" or row.state != "running":
+            row = self._replicates_claimed(study_id, worker_id)
+            if row is None:
                 return None
             row.target_trials += extra
             row.final_step_worker = None
