@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Collection
 from contextlib import suppress
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -136,7 +137,7 @@ class MemoryWorkerStore(OptunaTrialCalls):
                 row.trial_number = trial_number
 
     def claim_trial_slot(
-        self, worker_id: int, *, study_id: int | None = None
+        self, worker_id: int, *, study_id: int | None = None, skip: Collection[int] = ()
     ) -> StudyRecord | None:
         with self._lock:
             open_ = [
@@ -145,6 +146,7 @@ class MemoryWorkerStore(OptunaTrialCalls):
                 if s.state in ACTIVE
                 and s.claimed < s.target_trials
                 and (study_id is None or s.id == study_id)
+                and s.id not in skip
             ]
             if not open_:
                 return None

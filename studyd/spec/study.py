@@ -5,9 +5,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    Discriminator,
+    Field,
+    Tag,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 from studyd.spec.dims import StrictModel
+from studyd.spec.family_space import FamilySpace, check_family_dropout, model_section
 from studyd.spec.limits import MAX_BASELINES, MAX_REPEATS, MAX_TOP_K
 from studyd.spec.repeats import AutoRepeats, repeats_form
 from studyd.spec.search_settings import SearchSpec
@@ -25,7 +33,7 @@ class StudySpec(StrictModel):
         json_schema_extra={"pattern": _NAME.pattern, "minLength": 1, "maxLength": 100}
     )
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
-    model: ModelSpace = Field(default_factory=ModelSpace)
+    model: ModelSpace | FamilySpace = Field(default_factory=ModelSpace)
     dropout: DropoutSpace = Field(default_factory=DropoutSpace)
     training: TrainingSpace = Field(default_factory=TrainingSpace)
     search: SearchSpec = Field(default_factory=SearchSpec)
@@ -65,10 +73,17 @@ class StudySpec(StrictModel):
     def _dataset_shorthand(cls, raw: Any) -> Any:
         return {"name": raw} if isinstance(raw, str) else raw
 
+    @field_validator("model", mode="wrap")
+    @classmethod
+    def _model_family(cls, raw: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # The section's family picks its class, so errors name that class's fields alone.
+        return model_section(raw) if isinstance(raw, dict) else handler(raw)
+
     @model_validator(mode="after")
     def _check_space(self) -> StudySpec:
         from studyd.spec.parameters import check_baselines, grid_space
 
+        check_family_dropout(self.model, self.dropout)
         if len(self.baselines) > self.search.n_trials:
             raise ValueError(
                 f"baselines: {len(self.baselines)} baselines but search.n_trials is "

@@ -80,6 +80,15 @@ def test_a_claim_of_one_study_takes_only_its_slots(store):
     assert store.get_study(first.id).claimed == 0
 
 
+def test_a_claim_skips_the_studies_a_worker_cannot_serve(store):
+    worker = _worker(store)
+    foreign = _submit(store, 1, priority=5)  # e.g. a model family this worker lacks
+    mine = _submit(store, 1)
+    assert store.claim_trial_slot(worker, skip={foreign.id}).id == mine.id
+    assert store.claim_trial_slot(worker, skip={foreign.id}) is None
+    assert store.get_study(foreign.id).claimed == 0
+
+
 def test_finishing_the_last_slot_ends_the_study_and_clears_the_lease(store):
     worker = _worker(store)
     record = _submit(store, 1)

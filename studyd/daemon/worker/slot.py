@@ -25,6 +25,7 @@ from studyd.daemon.worker.state import (
 )
 from studyd.daemon.worker.trials import Trainer, TrialPath
 from studyd.spec import SpecError, StudySpec, validate_spec
+from studyd.spec.family_space import missing_family
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,17 @@ class SlotServer:
     def serve(self, record: StudyRecord) -> bool:
         """Serve the claimed slot `record`; True when the storage failed under its trials."""
         state, own = self.state, Claim(record, None)
+        family = missing_family(record.spec)
+        if family is not None:
+            # Not this worker's study: workers with the plugin serve it; failing it would end it.
+            logger.warning(
+                "study %s needs model family %r, not installed here: left to other workers",
+                record.id,
+                family,
+            )
+            state.lacking.add(record.id)
+            self.ends.give_back(own)
+            return False
         try:
             served = self._prepare(record)
         except StudyUnusable as exc:
