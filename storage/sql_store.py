@@ -81,6 +81,9 @@ class SqlWorkerStore(OptunaTrialCalls):
     def open_replicates(self, study_id: int, worker_id: int, extra: int) -> StudyRecord | None:
         return final_steps.open_replicates(self.engine, study_id, worker_id, extra)
 
+    def extend_replicates(self, study_id: int, worker_id: int, extra: int) -> StudyRecord | None:
+        return final_steps.extend_replicates(self.engine, study_id, worker_id, extra)
+
     def record_score(
         self, study_id: int, worker_id: int, score: float | None, seconds: float | None = None
     ) -> bool:

@@ -112,6 +112,10 @@ class WorkerStore(Protocol):
 
     def open_replicates(self, study_id: int, worker_id: int, extra: int) -> StudyRecord | None: ...
 
+    def extend_replicates(
+        self, study_id: int, worker_id: int, extra: int
+    ) -> StudyRecord | None: ...
+
     def record_score(
         self, study_id: int, worker_id: int, score: float | None, seconds: float | None = None
     ) -> bool: ...

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, ValidatorFunctionWrapHandler, field_validator, model_validator
+from pydantic import (
+    Discriminator,
+    Field,
+    Tag,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 from studyd.spec.dims import StrictModel
 from studyd.spec.family_space import FamilySpace, check_family_dropout, model_section
 from studyd.spec.limits import MAX_BASELINES, MAX_REPEATS, MAX_TOP_K
+from studyd.spec.repeats import AutoRepeats, repeats_form
 from studyd.spec.search_settings import SearchSpec
 from studyd.spec.spaces import DatasetSpec, DropoutSpace, ModelSpace, TrainingSpace
 
@@ -31,9 +39,24 @@ class StudySpec(StrictModel):
     search: SearchSpec = Field(default_factory=SearchSpec)
     baselines: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_BASELINES)
     # Seed replicates: when the search reaches n_trials, the `top_k` best distinct canonical
-    # configs, and each variant's best, are trained again with `repeats` more seeds each.
-    repeats: int = Field(default=0, ge=0, le=MAX_REPEATS, strict=True)
+    # configs, and each variant's best, are trained again with `repeats` more seeds each; or,
+    # `{auto: true, max_seeds: N}`, round by round until the verdict is decided (`repeats`).
+    repeats: Annotated[
+        Annotated[int, Field(ge=0, le=MAX_REPEATS, strict=True), Tag("form:fixed")]
+        | Annotated[AutoRepeats, Tag("form:auto")],
+        Discriminator(repeats_form),
+    ] = 0
     top_k: int = Field(default=3, ge=1, le=MAX_TOP_K, strict=True)
+
+    @property
+    def auto_repeats(self) -> AutoRepeats | None:
+        return self.repeats if isinstance(self.repeats, AutoRepeats) else None
+
+    @property
+    def first_repeats(self) -> int:
+        """The seeds every chosen configuration gets first: all of them when `repeats` is fixed."""
+        auto = self.auto_repeats
+        return auto.first_seeds if auto is not None else int(self.repeats)  # type: ignore[arg-type]
 
     @field_validator("name")
     @classmethod
