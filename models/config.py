@@ -62,9 +62,9 @@ class _ModelShape(BaseModel):
     @field_validator("placements")
     @classmethod
     def _names(cls, placements: list[str]) -> list[str]:
-        if len(set(placements)) != len(placements):
-            raise ValueError(f"placements {placements} repeat a site; name each once")
-        return placements
+        # A set of sites: a repeated name is the same site (configs recorded before families
+        # could repeat one), kept once in its first position.
+        return list(dict.fromkeys(placements))
 
 
 def _knob_type(knob: Knob) -> Any:
