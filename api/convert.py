@@ -70,9 +70,23 @@ def _hidden(config: Any) -> list[int] | None:
     return None
 
 
+# What a page keeps of a config beside `hidden`: the family and its fields, which `studyd
+# trials`' net column shows (an MLP's config has neither: its page leaves the config out).
+PAGE_CONFIG_KEYS = ("family", "arch")
+
+
+def _page_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in attrs.items() if k != "config"}
+    config = attrs.get("config")
+    kept = (
+        {k: config[k] for k in PAGE_CONFIG_KEYS if k in config} if isinstance(config, dict) else {}
+    )
+    return {**out, "config": kept} if kept else out
+
+
 def trial_brief(row: TrialRecord, *, page: bool = False) -> TrialBrief:
-    """A trial's brief; on a `page`, its user attributes leave out the config (`hidden` says
-    the part of it a page shows)."""
+    """A trial's brief; on a `page`, its user attributes leave out the config but its family
+    and the family's fields (`hidden` says the widths)."""
     attrs = row.user_attrs
     return TrialBrief(
         number=row.number,
@@ -84,7 +98,7 @@ def trial_brief(row: TrialRecord, *, page: bool = False) -> TrialBrief:
         datetime_start=row.datetime_start,
         datetime_complete=row.datetime_complete,
         duration_seconds=row.duration_seconds,
-        user_attrs={k: v for k, v in attrs.items() if k != "config"} if page else attrs,
+        user_attrs=_page_attrs(attrs) if page else attrs,
         hidden=_hidden(attrs.get("config")),
         feasible=row.feasible,
         constraints={k: v if math.isfinite(v) else None for k, v in row.constraints.items()},

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from studyd.analysis.coverage import plural
+from studyd.analysis.network_text import architecture, family_of, site_rates
 from studyd.client.summary_rows import (
     JSON,
     SUMMARY_HEADER,
@@ -208,17 +209,16 @@ def study_view(study: JSON) -> Group:
 
 
 def trial_net(trial: JSON) -> str:
-    """The hidden widths it trained (the API's `hidden`, from its recorded config): `2×128`
-    (depth × width) when equal, else `256-64`."""
+    """The network it trained (the API's `hidden`, its recorded config's family and fields):
+    an MLP's `2×128` (depth × width) or `256-64`, `cnn 16-32 fc64`, a plugin's `resnet1d 2×8`."""
     hidden = trial.get("hidden")
     params = trial.get("params") or {}
     if not hidden and "width" in params:  # asked, its network not recorded yet
         return f"{params.get('depth', 1)}×{params['width']}"
     if not hidden:
         return "—"
-    if len(set(hidden)) == 1:
-        return f"{len(hidden)}×{hidden[0]}"
-    return "-".join(str(h) for h in hidden)
+    config = trial_attr(trial, "config")
+    return architecture({**(config if isinstance(config, dict) else {}), "hidden": hidden})
 
 
 # `studyd trials`' columns, and the order they give way in when the terminal (or a pipe's 80
@@ -462,6 +462,8 @@ def evidence_parts(summary: JSON) -> list[Any]:
     if diagnostics := summary.get("diagnostics"):
         rows = without_timings(diagnostics)
         title = "diagnostics by variant: means over trained runs, largest gap first"
+        if isinstance(summary.get("best_config"), dict):
+            title = f"{family_of(summary['best_config'])} {title}"
         parts.append(rows_table(rows, title, headers=DIAGNOSTIC_HEADERS, digits=3))
         parts.append(Text(DIAGNOSTIC_LEGEND, style="dim"))
     if rows := importance_rows(summary.get("variant_importances")):
@@ -480,6 +482,16 @@ def requested_lines(summary: JSON) -> Text | None:
         return None
     lines = "\n".join(f"  {r.get('status')}" for r in rows)
     return Text(f"variants asked for:\n{lines}")
+
+
+def network_lines(config: Any) -> list[tuple[str, str]]:
+    """The best trial's family and architecture, and the site each of its rates acts at."""
+    if not isinstance(config, dict):
+        return []
+    lines = [("its network", architecture(config, name_mlp=True))]
+    if rates := site_rates(config):
+        lines.append(("its rates", rates))
+    return lines
 
 
 def summary_view(summary: JSON) -> Group:
@@ -511,6 +523,7 @@ def summary_view(summary: JSON) -> Group:
     scalars: list[tuple[str, Any]] = []
     if isinstance(summary.get("best"), dict):
         scalars.append(("best trial", best_trial_line(summary["best"])))
+    scalars += network_lines(summary.get("best_config"))
     for key, label in (("best_config", "its config"), ("best_train", "its training")):
         if isinstance(summary.get(key), dict):
             scalars.append((label, config_line(summary[key])))

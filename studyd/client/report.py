@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from models.config import VARIANTS  # noqa: E402
 from studyd.analysis.counted import candidates, counted_runs  # noqa: E402
+from studyd.analysis.network_text import architecture, family_of, site_rates  # noqa: E402
 from studyd.client.rest import ClientError, StudydClient  # noqa: E402
 from studyd.client.summary_rows import (  # noqa: E402
     SUMMARY_HEADER,
@@ -317,6 +318,7 @@ def _table(rows: list[JSON]) -> str:
 
 def _summary_html(summary: JSON) -> str:
     parts: list[str] = []
+    best_config = summary.get("best_config")  # whole: its family, widths and rates
     # The evidence's nested rows, flattened the way `studyd summary` shows them.
     summary = {
         **summary,
@@ -336,12 +338,20 @@ def _summary_html(summary: JSON) -> str:
             if isinstance(summary.get(key), dict)
         },
     }
+    if isinstance(best_config, dict):  # the diagnostics' heading names the family
+        named = f"{family_of(best_config)} diagnostics"
+        summary = {(named if k == "diagnostics" else k): v for k, v in summary.items()}
     if summary.get("verdict"):
         parts.append(f'<p class="verdict">{html.escape(str(summary["verdict"]))}</p>')
     if summary.get("best_trial_note"):
         parts.append(f"<p>{html.escape(str(summary['best_trial_note']))}</p>")
     if isinstance(summary.get("best"), dict):
         parts.append(f"<p><b>best trial:</b> {html.escape(best_trial_line(summary['best']))}</p>")
+    if isinstance(best_config, dict):
+        network = architecture(best_config, name_mlp=True)
+        parts.append(f"<p><b>its network:</b> {html.escape(network)}</p>")
+        if rates := site_rates(best_config):
+            parts.append(f"<p><b>its rates, by site:</b> {html.escape(rates)}</p>")
     if summary.get("importances_note") and not summary.get("importances"):
         parts.append(f"<p><i>importances: {html.escape(str(summary['importances_note']))}</i></p>")
     for key, section in summary.items():

@@ -17,6 +17,7 @@ import optuna
 from sqlalchemy import Engine
 
 from storage import trial_store
+from studyd.analysis.network_text import DEFAULT_FAMILY, spec_rate_sites
 from studyd.analysis.points import comparison, points
 from studyd.daemon.dashboard_graphs import save_study_graphs
 from studyd.spec import StudySpec
@@ -61,10 +62,18 @@ def write_study_note(
         test_trial=study.user_attrs.get("test_trial"),
         search_ended=study.user_attrs.get("search_ended"),
         panel_best=trial_store.storage_best_number(study),
+        network=network_line(spec),
     )
     save_note(study, note)
     save_study_graphs(study, spec.search.objective_names()[0])
     return note
+
+
+def network_line(spec: StudySpec) -> str:
+    """The study's family and the site each searched rate acts at, for the note."""
+    family = getattr(spec.model, "family", DEFAULT_FAMILY)
+    rates = spec_rate_sites(family, spec.dropout.placements, spec.dropout.per_layer_rates)
+    return f"family `{family}`; {rates}" if rates else f"family `{family}`"
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -82,6 +91,7 @@ def study_note(
     test_trial: Any = None,
     search_ended: str | None = None,
     panel_best: int | None = None,
+    network: str | None = None,
 ) -> str:
     """The note's Markdown from `analysis.evidence.study_evidence`'s output; `panel_best`: the
     trial the dashboard's own Best Trial panel shows, explained when it is not studyd's."""
@@ -102,6 +112,8 @@ def study_note(
             "among equal values in no set order."
         )
         lines.append("")
+    if network:
+        lines += [f"**Network:** {network}", ""]
     if search_ended:
         lines += [f"**Search:** {search_ended}", ""]
     lines += _requested_lines(evidence.get("requested_variants") or [])

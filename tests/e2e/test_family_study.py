@@ -5,6 +5,7 @@ embedded worker (SQLite), `studyd submit --watch`, trials, summary and report. T
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -87,10 +88,18 @@ def test_a_family_study_trains_its_trials_and_has_a_summary_and_report(
     summary = parsed(studyd("summary", sid, "--json", url=server.url))
     assert summary["n_complete"] >= study["target_trials"]
     assert summary["best_config"]["family"] == family and summary["test_score"] is not None
+    # What a person reads: the net column, the summary and the report name the family.
+    nets = [line.split() for line in studyd("trials", sid, url=server.url).stdout.splitlines()]
+    assert sum(family in row for row in nets) == len(trials), "\n".join(map(" ".join, nets))
+    shown = studyd("summary", sid, url=server.url).stdout
+    assert re.search(rf"its network +{family} ", shown), shown
+    assert f"{family} diagnostics by variant" in shown
     report = parsed(
         studyd("report", sid, "--out", str(tmp_path / "report"), "--json", url=server.url)
     )
     assert report["files"]
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert f"<b>its network:</b> {family} " in page
 
 
 @pytest.fixture

@@ -151,3 +151,21 @@ def test_the_note_lists_every_variant_asked_for_and_the_replicate_table():
     assert "- gaussian: 0 trained runs (1 pruned at epoch 2)" in note.splitlines()
     assert "| standard | 3 | 95.12 | 1.2 | — | +2.1±0.8* |" in note.splitlines()
     assert "| gaussian |" not in note.split("## Seed replicates")[1].split("## Per variant")[0]
+
+
+def test_the_note_names_the_family_and_which_rate_acts_at_which_site():
+    from studyd.daemon.dashboard_note import network_line
+
+    spec = load_spec(
+        "name: n\ndataset: digits\nmodel: {family: cnn, width: [8, 16], depth: 2}\n"
+        "dropout: {variants: [standard], placements: [conv+last_hidden, input+conv], "
+        "per_layer_rates: true}"
+    )
+    line = network_line(spec)
+    assert line == (
+        "family `cnn`; rate_i at conv (one per conv block), last_hidden; input_rate at input"
+    )
+    note = study_note({}, metric="val_acc", studyd_id=1, test_score=None, network=line)
+    assert f"**Network:** {line}" in note
+    mlp = load_spec("name: m\ndataset: digits\ndropout: {variants: [standard]}")
+    assert network_line(mlp) == "family `mlp`; rate at hidden"

@@ -77,3 +77,36 @@ def test_a_wide_terminal_shows_every_column():
     assert header.split() == ["#", "state", "value", "variant", "placement", "rate", "net",
                               "gap", "secs"]  # fmt: skip
     assert not any("more:" in line or "not shown" in line for line in lines)
+
+
+def _family_trial(number: int, config: dict) -> dict:
+    """A page row as the API gives it: `hidden` and the recorded config in its attributes."""
+    return {
+        "number": number,
+        "state": "complete",
+        "value": 0.9412,
+        "variant": config["variant"],
+        "placement": "+".join(config["placements"]),
+        "params": {"rate": 0.31},
+        "hidden": config["hidden"],
+        "user_attrs": {"gap": 0.0215, "config": config},
+        "duration_seconds": 12.0,
+    }
+
+
+def test_the_net_column_names_each_family_s_architecture_at_80_columns():
+    cnn = {"family": "cnn", "hidden": [16, 32], "arch": {"fc": 64}, "variant": "standard"}
+    plugin = {"family": "resnet1d", "hidden": [8, 8], "variant": "gaussian"}
+    mlp = {"hidden": [256, 64], "variant": "standard"}
+    trials = [
+        _family_trial(1, {**cnn, "placements": ["conv", "last_hidden"]}),
+        _family_trial(2, {**cnn, "arch": {}, "hidden": [32, 32], "placements": ["conv"]}),
+        _family_trial(3, {**plugin, "placements": ["conv"]}),
+        _family_trial(4, {**mlp, "placements": ["hidden"]}),
+    ]
+    lines = _shown(trials_table(trials, total=4, width=80), 80)
+    assert max(len(line) for line in lines) <= 80
+    rows = {line.split()[0]: line for line in lines if line.split() and line.split()[0].isdigit()}
+    assert "0.31 cnn 16-32 fc64 0.021 " in rows["1"]  # rate, net, gap: every column fits
+    assert "cnn 2×32 " in rows["2"] and "resnet1d 2×8 " in rows["3"]
+    assert " 256-64 " in rows["4"]  # an MLP's widths, as before families

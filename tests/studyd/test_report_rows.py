@@ -58,3 +58,40 @@ def test_the_report_page_leaves_out_timings_a_one_parameter_importance_and_other
     assert "<h3>importances</h3>" not in page
     assert "rdrop_alpha" in page and "multisample_k" not in page
     assert "rdrop: 3 trained runs" in page
+
+
+CNN_BEST = {
+    "family": "cnn",
+    "hidden": [16, 32],
+    "arch": {"fc": 64},
+    "variant": "standard",
+    "placements": ["conv", "last_hidden"],
+    "rates": [0.1, 0.25],
+    "input_rate": 0.0,
+}
+
+
+def test_the_report_and_the_summary_name_the_family_and_the_site_of_each_rate(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from studyd.cli.render import summary_view
+    from studyd.client.report import render_report
+
+    summary = {
+        "verdict": "v",
+        "diagnostics": [{"variant": "standard", "n": 3, "gap": 0.03}],
+        "best_config": CNN_BEST,
+    }
+    page = render_report({"id": 1, "name": "r"}, summary, [], [], tmp_path).index.read_text()
+    assert "<b>its network:</b> cnn 16-32 fc64" in page
+    # conv reads one rate per block, last_hidden the last one.
+    assert "<b>its rates, by site:</b> conv 0.10/0.25, last_hidden 0.25" in page
+    assert "<h3>cnn diagnostics</h3>" in page
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    console.print(summary_view(summary))
+    shown = console.file.getvalue()
+    assert "its network  cnn 16-32 fc64" in shown
+    assert "its rates    conv 0.10/0.25, last_hidden 0.25" in shown
+    assert "cnn diagnostics by variant" in shown
