@@ -19,11 +19,22 @@ measured on `models.training.train_model` and `models.batched.train_batched`
   worker by 3.16 GB: 1.4 GB more, 4.8 copies of its 73.6 M parameters.
 
 A worker may train a stack of trials at once when they share an architecture.
+
+Conv families (`cnn`, plugins) keep feature maps, not vectors: per example, a conv layer's
+output is channels × spatial units, and training keeps `CONV_ACTIVATION_COPIES` floats of each
+(conv output, activation, the site's mask and output, pooling); evaluation holds
+`CONV_EVAL_COPIES` of the largest layer per row of a chunk. `cnn`'s layers are computed from its
+fields and the data's example shape (a user file's is not known at submit: it is taken as a 1-D
+signal, which pools least and so is the larger). A plugin's network is not known here: each of
+its depth units is sized as two full-resolution conv layers of its width that never pool
+(an upper bound for the usual conv block).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 from models.families import model_family
 from models.variants import dropout_variant
@@ -37,6 +48,13 @@ BYTES_PER_FLOAT = 4
 STACK_TRIALS = 8
 # Features, classes, training and validation rows of the bundled datasets (user files: features
 # read from the file at submit; their rows are not known there).
+# One example's shape, channels first, as a conv family sees it (models.data.example_shape).
+EXAMPLE_SHAPES: dict[str, tuple[int, ...]] = {
+    "digits": (1, 8, 8),
+    "mnist1d": (1, 40),
+    "mnist-5k": (1, 28, 28),
+    "fashion-mnist": (1, 28, 28),
+}
 BUILTIN_SHAPES: dict[str, tuple[int, int, int, int]] = {
     "digits": (64, 10, 1078, 360),
     "mnist1d": (40, 10, 3000, 1000),
@@ -59,6 +77,15 @@ MULTISAMPLE_COPIES_PER_PASS = 2.5  # K passes through the network, each kept for
 DROPCONNECT_HIDDEN_COPIES = 3.0  # mask, masked weights and their gradient, per mask element
 DROPCONNECT_HEAD_COPIES = 2.0  # the head has no activation to keep
 EVAL_COPIES = 2.0  # two activations alive at once in an evaluation chunk
+# Conv families, per unit of a layer's output (fitted as above on `cnn`: 28×28 images, 1-D
+# signals of 40, 8×8 images; tests/studyd/test_footprint.py's CNN_GRID).
+CONV_ACTIVATION_COPIES = 6.0  # activation noise: conv and activation outputs, mask, pooling
+CONV_PLAIN_COPIES = 4.3  # no noise on the maps (none, DropConnect at the head)
+CONV_RDROP_COPIES = 7.5  # two passes kept for backward (measured below 2 × plain)
+CONV_MULTISAMPLE_SHARE = 0.5  # K passes from the first site on: the first block runs once
+CONV_EVAL_COPIES = 3.0
+PLUGIN_CONVS_PER_UNIT = 2
+PLUGIN_KERNEL = 3
 WORKER_PARAM_COPIES = 5.0
 ALLOWANCE_BYTES = 16 * 10**6
 EVAL_CHUNK = 8192  # models.training.EVAL_CHUNK
@@ -81,6 +108,20 @@ class Network:
     # Linears DropConnect masks: 0 … depth-1 are hidden layers, `depth` the head.
     masked_linears: tuple[int, ...] = ()
     stack: int = 1
+    # A conv family: its name, one example's shape (channels first), the hidden FC layer's
+    # units and the kernel (cnn's fields).
+    family: str = "mlp"
+    example_shape: tuple[int, ...] = ()
+    fc: int = 0
+    kernel: int = 3
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """One layer of a conv family: its output units per example and its parameters."""
+
+    units: int
+    parameters: int
 
 
 @dataclass(frozen=True)
@@ -117,9 +158,55 @@ class Footprint:
         )
 
 
+def conv_layers(net: Network) -> list[ConvLayer]:
+    """The layers of a conv family's network (`models.cnn.build_cnn`'s, a plugin's bound)."""
+    shape = list(net.example_shape) or [1, net.input_dim]
+    channels, spatial = shape[0], shape[1:]
+    plugin = net.family != "cnn"
+    kernel = PLUGIN_KERNEL if plugin else net.kernel
+    layers = []
+    for _ in range(net.depth):
+        for _ in range(PLUGIN_CONVS_PER_UNIT if plugin else 1):
+            weights = channels * net.width * kernel ** len(spatial) + net.width
+            layers.append(ConvLayer(net.width * math.prod(spatial), weights))
+            channels = net.width
+        if not plugin and all(s >= 2 for s in spatial):
+            spatial = [s // 2 for s in spatial]
+    features = channels * math.prod(spatial)
+    if net.fc:
+        layers.append(ConvLayer(net.fc, features * net.fc + net.fc))
+        features = net.fc
+    layers.append(ConvLayer(net.classes, features * net.classes + net.classes))
+    return layers
+
+
 def parameters(net: Network) -> int:
+    if net.family != "mlp":
+        return sum(layer.parameters for layer in conv_layers(net))
     widths = [net.input_dim, *[net.width] * net.depth, net.classes]
     return sum(a * b + b for a, b in zip(widths, widths[1:], strict=False))
+
+
+def _conv_copies(net: Network) -> float:
+    """Floats kept for backward per unit of a conv family's layer outputs."""
+    if net.variant == "rdrop":
+        return CONV_RDROP_COPIES
+    noisy = dropout_variant(net.variant).acts_on in ("activations", "units")
+    copies = CONV_ACTIVATION_COPIES if noisy else CONV_PLAIN_COPIES
+    if net.variant == "multisample":
+        copies *= 1 + CONV_MULTISAMPLE_SHARE * net.multisample_k
+    return copies
+
+
+def _units(net: Network) -> tuple[float, float]:
+    """Activation floats kept for backward per example, and the floats an evaluation chunk
+    holds per row (copies of the widest layer)."""
+    if net.family == "mlp":
+        return _activation_copies(net) * net.width * net.depth, EVAL_COPIES * net.width
+    layers = conv_layers(net)
+    copies = _conv_copies(net)
+    widest = max(layer.units for layer in layers)
+    return copies * sum(layer.units for layer in layers), CONV_EVAL_COPIES * widest
 
 
 def _activation_copies(net: Network) -> float:
@@ -134,6 +221,11 @@ def _activation_copies(net: Network) -> float:
 
 def _mask_elements(net: Network) -> float:
     """DropConnect's mask elements, weighted: a masked layer holds min(batch, budget) masks."""
+    if net.family != "mlp" and net.masked_linears:
+        # A conv family's Linears are its FC layer and head: both counted as masked.
+        *fc, head = [layer.parameters for layer in conv_layers(net)[-2 if net.fc else -1 :]]
+        sized = [(n, DROPCONNECT_HIDDEN_COPIES) for n in fc] + [(head, DROPCONNECT_HEAD_COPIES)]
+        return sum(c * max(1, min(net.batch_size, MASK_BUDGET // n)) * n for n, c in sized)
     widths = [net.input_dim, *[net.width] * net.depth, net.classes]
     total = 0.0
     for layer in net.masked_linears:
@@ -148,11 +240,11 @@ def _mask_elements(net: Network) -> float:
 def network_footprint(net: Network) -> Footprint:
     """The memory training `net` grows a worker by, at most (see the module docstring)."""
     copies = PARAM_COPIES if net.stack == 1 else STACK_PARAM_COPIES
-    units = net.batch_size * net.width * net.depth
-    activations = _activation_copies(net) * units + _mask_elements(net)
+    per_example, eval_units = _units(net)
+    activations = net.batch_size * per_example + _mask_elements(net)
     eval_rows = min(EVAL_CHUNK, net.val_rows)
     data_rows = net.train_rows + min(net.train_rows, net.val_rows)
-    shared = EVAL_COPIES * eval_rows * net.width + data_rows * net.input_dim
+    shared = eval_rows * eval_units + data_rows * net.input_dim
     return Footprint(
         depth=net.depth,
         width=net.width,
@@ -208,6 +300,20 @@ def masked_linears(placements: list[str], depth: int) -> tuple[int, ...]:
     return tuple(sorted(layers))
 
 
+def _conv_fields(spec: StudySpec, family: str) -> dict[str, Any]:
+    """A conv family's part of `Network`: its family, example shape, fc units and kernel (the
+    largest each may take); nothing for the MLP."""
+    if family == "mlp":
+        return {}
+    out: dict[str, Any] = {"family": family}
+    out["example_shape"] = EXAMPLE_SHAPES.get(spec.dataset.name, ())
+    if family == "cnn":
+        for name in ("fc", "kernel"):
+            value = spec.model.field(name)
+            out[name] = _largest(value) if isinstance(value, Dim) else int(value)
+    return out
+
+
 def footprint(spec: StudySpec, input_dim: int | None = None, classes: int = 10) -> Footprint:
     """The memory the spec's largest network needs to train (`input_dim`: the data's, if known),
     for the variant of the spec that needs the most."""
@@ -216,6 +322,8 @@ def footprint(spec: StudySpec, input_dim: int | None = None, classes: int = 10) 
     if spec.dataset.train_subset is not None and train_rows:
         train_rows = min(train_rows, spec.dataset.train_subset)
     depth = _largest(spec.model.depth)
+    family = getattr(spec.model, "family", "mlp")
+    conv = _conv_fields(spec, family)
     nets = [
         Network(
             depth=depth,
@@ -233,6 +341,7 @@ def footprint(spec: StudySpec, input_dim: int | None = None, classes: int = 10) 
                 else ()
             ),
             stack=_stack(spec, variant),
+            **conv,
         )
         for variant in spec.dropout.variants
     ]
