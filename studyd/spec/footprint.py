@@ -138,6 +138,16 @@ class Footprint:
     activation_bytes: int
     shared_bytes: int = 0  # evaluation, the data's copy and the allowance: once per worker
     worker_bytes: int = 0  # what the worker holds beside the training
+    family: str = "mlp"
+
+    @property
+    def network(self) -> str:
+        """The network in words: `2 hidden layers of 8192 units`, `2 conv blocks of 64 …`."""
+        if self.family == "mlp":
+            return f"{self.depth} hidden layers of {self.width} units"
+        if self.family == "cnn":
+            return f"{self.depth} conv blocks of {self.width} channels"
+        return f"{self.family}: depth {self.depth}, width {self.width}"
 
     @property
     def training_bytes(self) -> int:
@@ -256,6 +266,7 @@ def network_footprint(net: Network) -> Footprint:
         activation_bytes=int(BYTES_PER_FLOAT * activations),
         shared_bytes=int(BYTES_PER_FLOAT * shared) + ALLOWANCE_BYTES,
         worker_bytes=int(BYTES_PER_FLOAT * WORKER_PARAM_COPIES * net.stack * parameters(net)),
+        family=net.family,
     )
 
 
@@ -362,7 +373,7 @@ def over_limit_message(fp: Footprint, limit: int, setting: str) -> str | None:
         return None
     at_once = f", {fp.stack} trials at once" if fp.stack > 1 else ""
     return (
-        f"the largest network this spec allows ({fp.depth} hidden layers of {fp.width} units, "
+        f"the largest network this spec allows ({fp.network}, "
         f"batch {fp.batch_size}{at_once}) needs about {_size(fp.total_bytes)} to train, over this "
         f"server's limit of {_size(limit)} ({setting}); write a smaller model.width or "
         f"model.depth (or training.batch_size), or raise {setting} on the server"
