@@ -25,10 +25,7 @@ from studyd.daemon.worker import Worker
 GRACE = 1.0
 OUTAGE_S = 4 * GRACE
 EPOCHS = 6
-SPEC = (
-    "name: s\nmodel: {width: 8}\ntraining: {epochs: %d}\nsearch: {n_trials: 2, pruner: none}"
-    % EPOCHS
-)
+SPEC = "name: s\nmodel: {width: 8}\ntraining: {epochs: 6}\nsearch: {n_trials: 2, pruner: none}"
 
 
 # The store's calls that read only what the worker holds in memory (no database round trip:

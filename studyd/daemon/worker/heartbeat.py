@@ -56,6 +56,10 @@ def _beat(state: WorkerState, reaper_tick: Callable[[], None]) -> None:
             if time.monotonic() - last_beat >= opts.heartbeat:
                 for row in [state.worker_id, *state.leases]:
                     state.store.heartbeat(row)
+                if time.monotonic() - last_ok > opts.grace:
+                    # Silent past the grace (a locked SQLite file blocks rather than fails):
+                    # the others were cut off as long; give them a grace before reaping them.
+                    state.reap_after = time.monotonic() + opts.grace
                 last_ok = last_beat = time.monotonic()
             _check_cancelled(state)
             if state.db_down.is_set():
