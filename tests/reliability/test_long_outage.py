@@ -18,6 +18,7 @@ Scaled timeline (the issue's is a ≥ 120 s outage against the defaults, grace 3
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections import Counter
@@ -25,9 +26,19 @@ from collections.abc import Callable
 
 import optuna
 import pytest
-from reliability_harness import PrivatePostgres, Server, serve_with_workers, wait_for
+from reliability_harness import (
+    PrivatePostgres,
+    Server,
+    serve_with_workers,
+    start_worker,
+    stop_process,
+    wait_for,
+)
 
+from storage.engine import make_engine
+from storage.migrate import upgrade
 from storage.optuna_storage import make_optuna_storage
+from storage.queue import list_workers
 from storage.queue.reaper import REAPED_ERROR
 
 pytestmark = [pytest.mark.slow, pytest.mark.process]
@@ -148,3 +159,39 @@ def test_a_locked_sqlite_file_past_the_grace_ends_in_a_done_study_and_live_worke
         ride_out(server, locked, figure)
     finally:
         server.stop()
+
+
+def test_an_embedded_worker_started_in_an_outage_waits_for_the_database(tmp_path):
+    """What serve's restart of a worker met before the fix: a database still down at start.
+    The worker is "embedded" (STUDYD_WORKER_PARENT_PID is this test's pid); it must wait (one
+    line, no traceback, alive past 2 × grace) and register once the lock is gone."""
+    path = tmp_path / "studyd.db"
+    url = f"sqlite:///{path}"
+    upgrade(url)  # serve made the schema before it started its workers
+    log = tmp_path / "worker.log"
+    holder = sqlite3.connect(path, timeout=30, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    env = OUTAGE_ENV | {"STUDYD_WORKER_PARENT_PID": str(os.getpid())}
+    worker = start_worker(url, log, grace=GRACE_S, env=env)
+    engine = make_engine(url)
+    try:
+        wait_for(
+            lambda: "waiting" in log.read_text() or worker.poll() is not None,
+            240,
+            every=0.2,
+            what="the wait line (or the worker's death)",
+        )
+        time.sleep(2 * GRACE_S)
+        alive_in_outage = worker.poll() is None
+        holder.execute("COMMIT")
+        wait_for(lambda: list_workers(engine), 60, every=0.2, what="the worker to register")
+        alive_after = worker.poll() is None
+    finally:
+        holder.close()
+        stop_process(worker)
+        engine.dispose()
+    text = log.read_text(errors="replace")
+    assert alive_in_outage and alive_after, text[-3000:]
+    assert text.count("the database is unreachable") == 1, text[-3000:]
+    assert "the database answers after" in text, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
