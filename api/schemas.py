@@ -230,6 +230,18 @@ class VariantStats(BaseModel):
     median: float | None
 
 
+class VariantStatus(BaseModel):
+    """What became of one requested variant's trials (every variant the spec asks for)."""
+
+    variant: str
+    trained: int = Field(description="feasible runs trained to the end (a reused one once)")
+    pruned: int
+    infeasible: int = Field(description="trials that broke a constraint, trained or not")
+    failed: int
+    pending: int = Field(description="waiting or running")
+    status: str = Field(description='e.g. "gaussian: 0 trained runs (1 pruned at epoch 2)"')
+
+
 class PlacementStats(BaseModel):
     """Best and median objective value over the trained runs of one placement."""
 
@@ -367,6 +379,10 @@ class Summary(BaseModel):
         "(or, without replicates, of the highest median): both, and why they differ",
     )
     variants: list[VariantStats]
+    requested_variants: list[VariantStatus] = Field(
+        default_factory=list,
+        description="every variant the spec asks for (then any other seen), with its status",
+    )
     placements: list[PlacementStats]
     importances: dict[str, float] = Field(description="Optuna's fANOVA importances, sum 1")
     importances_note: str | None = Field(description="why importances are empty, when they are")

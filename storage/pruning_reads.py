@@ -65,7 +65,9 @@ def prune_decisions(trials: Sequence[optuna.Trial], completed: CompletedTrials) 
         return []
     study = trials[0].study
     pruner = study.pruner
-    if type(pruner) not in ONE_READ_PRUNERS:
+    # A wrapper (studyd's StratifiedPruner, which storage cannot import) says it reads the same.
+    one_read = type(pruner) in ONE_READ_PRUNERS or getattr(pruner, "reads_completed_only", False)
+    if not one_read:
         return [trial.should_prune() for trial in trials]
     view = copy.copy(study)
     view._storage = _CompletedView(study._storage, completed.read(study))  # type: ignore[assignment]

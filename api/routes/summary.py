@@ -10,7 +10,7 @@ from api.context import AppContext, context, in_thread, settle_heap
 from api.convert import trial_brief
 from api.errors import responses
 from api.params import StudyId
-from api.schemas import PlacementStats, Summary, VariantStats
+from api.schemas import PlacementStats, Summary, VariantStats, VariantStatus
 from api.study_links import optuna_facts
 from storage import queue, trials
 from storage.trial_record import TrialRecord
@@ -141,12 +141,33 @@ def summary_json(ctx: AppContext, study_id: int) -> str:
     # May change after the trials (a cancel, the test-score retraining, a worker ending the search).
     current = {k: getattr(record, k) for k in ("state", "test_score", "test_score_seconds")}
     current["search_ended"] = optuna_facts(stats).search_ended
-    json_key = (key, *current.values())
+    # Pruned, failed and untrained-infeasible trials change what it says of each variant.
+    json_key = (key, *current.values(), *sorted(stats.counts.items()))
     found: str | None = ctx.summary_json.get(json_key)
     if found is None:
+        coverage = _coverage(ctx, record, stats)
+        current["requested_variants"] = [VariantStatus(**c) for c in coverage]
         summary = _complete_summary(ctx, key, record, stats, best)
         found = summary.model_copy(update=current).model_dump_json()
         ctx.summary_json[json_key] = found
+    return found
+
+
+def _coverage(
+    ctx: AppContext, record: queue.StudyRecord, stats: StudyTrialStats
+) -> list[dict[str, Any]]:
+    """Every requested variant's status (`analysis.coverage`), recomputed when a count moves."""
+    key = ("coverage", record.id, *stats.complete_key, *sorted(stats.counts.items()))
+    found = ctx.summaries.get(key)
+    if found is None:
+        from studyd.analysis.evidence import study_coverage  # see _evidence
+
+        try:
+            requested = list(validate_spec(record.spec).dropout.variants)
+        except SpecError:
+            requested = []
+        found = study_coverage(ctx.engine, record.optuna_name, requested)
+        ctx.summaries[key] = found
     return found
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from storage.trial_scan import scan_trials
 from studyd.analysis.counted import candidates, trained
+from studyd.analysis.coverage import INFEASIBLE_ATTR, plural, variant_coverage
 from studyd.analysis.importance import variant_importances
 from studyd.analysis.verdict import MIN_REPLICATES, rank_groups, verdict_sentence
 
@@ -136,7 +137,7 @@ def headline_verdict(verdict: str | None, variants: Sequence[Mapping[str, Any]])
     if verdict or not variants:
         return verdict or None
     top = variants[0]
-    described = f"{top['group']} ({top['median']:.4g} over {top['n']} trained runs"
+    described = f"{top['group']} ({top['median']:.4g} over {plural(top['n'], 'trained run')}"
     if len(variants) == 1:
         return f"Only {described}) has complete trials."
     other = variants[1]
@@ -265,3 +266,28 @@ def study_evidence(
     out["n_reused"] = sum("reused_from" in t["user_attrs"] for t in trials)
     out["confidence"] = confidence
     return finite(out)
+
+
+# What `coverage.variant_coverage` reads of every trial; a pruned trial's curve gives its epochs.
+COVERAGE_ATTRS: tuple[str, ...] = ("variant", "replicate_of", "reused_from", INFEASIBLE_ATTR)
+
+
+def study_coverage(
+    engine: Engine, optuna_name: str, requested: Sequence[str]
+) -> list[dict[str, Any]]:
+    """`coverage.variant_coverage` over every trial of the study (keyset pages, small
+    attributes; the curves of pruned trials only), as dicts."""
+    epochs: dict[int, int] = {}
+    for page in scan_trials(engine, optuna_name, states=["pruned"], attr_keys=("curve",)):
+        epochs.update({t.number: len(t.user_attrs.get("curve") or []) for t in page})
+    trials = [
+        {
+            "state": t.state.lower(),
+            "user_attrs": t.user_attrs,
+            "constraints": t.constraints,
+            "epochs": epochs.get(t.number),
+        }
+        for page in scan_trials(engine, optuna_name, attr_keys=COVERAGE_ATTRS)
+        for t in page
+    ]
+    return [c.as_dict() for c in variant_coverage(requested, trials)]

@@ -118,13 +118,15 @@ class ConfigScores:
     records: list[Record]
     search: float | None  # mean of its search trials: what the choice may look at
     replicates: dict[int, float]  # seed → value over its replicate seeds: what the tests use
+    first: int  # its lowest trial number (a search trial's when it has one): the tie rule
 
-    def choice_key(self, sign: float, fallback: bool) -> tuple[bool, float, str]:
-        """Best first. Without search trials, the replicates' mean may rank a fallback only."""
+    def choice_key(self, sign: float, fallback: bool) -> tuple[bool, float, int, str]:
+        """Best first; a tie goes to the earlier trial, as the study's best trial does.
+        Without search trials, the replicates' mean may rank a fallback only."""
         score = self.search
         if score is None and fallback:
             score = statistics.fmean(_per_seed(self.records).values())
-        return (score is None, 0.0 if score is None else -sign * score, self.key)
+        return (score is None, 0.0 if score is None else -sign * score, self.first, self.key)
 
 
 def _config_scores(records: list[Record]) -> list[ConfigScores]:
@@ -133,13 +135,15 @@ def _config_scores(records: list[Record]) -> list[ConfigScores]:
         configs[str(r["config_key"])].append(r)
     out = []
     for key, rs in configs.items():
-        search = [float(r["value"]) for r in rs if not r.get("replicate")]
+        searched = [r for r in rs if not r.get("replicate")]
+        search = [float(r["value"]) for r in searched]
         out.append(
             ConfigScores(
                 key=key,
                 records=rs,
                 search=statistics.fmean(search) if search else None,
                 replicates=_per_seed(r for r in rs if r.get("replicate")),
+                first=min(int(r.get("number", 0)) for r in searched or rs),
             )
         )
     return out
@@ -161,6 +165,7 @@ def _best_config(records: list[Record], sign: float, min_replicates: int, confid
         "n_candidates": len(eligible),
         "n_trials": len(records),
         "search_value": chosen.search,
+        "search_number": chosen.first,
         "n_seeds": ci["n"],
         "mean": ci["mean"],
         "sd": ci["sd"],
@@ -189,14 +194,17 @@ def _comparison(row, ref, seeds, sign: float, confidence: float, min_replicates:
 
 
 def _leader(rows: list[dict[str, Any]], sign: float) -> dict[str, Any] | None:
-    """The replicated group whose chosen config scored best in the search (ties: by name)."""
+    """The replicated group whose chosen config scored best in the search; a tie goes to the
+    earlier trial (the study's best trial's rule), so the variant and the placement rankings
+    lead with the same trial."""
     replicated = [row for row in rows if row["replicated"]]
     if not replicated:
         return None
 
     def key(row):
         score = row["search_value"]
-        return (score is None, 0.0 if score is None else -sign * score, row["group"])
+        first = row["search_number"]
+        return (score is None, 0.0 if score is None else -sign * score, first, row["group"])
 
     return min(replicated, key=key)
 

@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from models.variants import KNOBS, knob_owner
+from studyd.analysis.coverage import plural
 from studyd.client.summary_rows import (
     JSON,
     SUMMARY_HEADER,
@@ -18,10 +18,12 @@ from studyd.client.summary_rows import (
     best_trial_line,
     fmt_value,
     importance_rows,
+    own_config,
     pareto_rows,
     ranking_rows,
     trial_attr,
     trial_rates,
+    without_timings,
 )
 
 STATE_STYLE = {
@@ -104,15 +106,31 @@ def styled_state(state: Any) -> Text:
     return Text(text, style=STATE_STYLE.get(text, ""))
 
 
+def target_parts(study: JSON) -> str | None:
+    """`20 searched + 12 seed replicates` once the finaliser has added replicates to the
+    target (it grows past the spec's n_trials); None before, or when the search ended early
+    (its target then no longer tells the two apart)."""
+    spec = study.get("spec") if isinstance(study.get("spec"), dict) else {}
+    searched = (spec.get("search") or {}).get("n_trials")
+    target = study.get("target_trials")
+    if not isinstance(searched, int) or not isinstance(target, int) or study.get("search_ended"):
+        return None
+    if target <= searched:
+        return None
+    return f"{searched} searched + {plural(target - searched, 'seed replicate')}"
+
+
 def progress_line(study: JSON) -> str:
-    """`12/40 finished · 2 running · best 0.9712 (#7) · ETA 1m20s` — one line of progress."""
+    """`12/40 finished · 2 running · best 0.9712 (#7) · ETA 1m20s` — one line of progress;
+    `20/32 finished (20 searched + 12 seed replicates) · …` once replicates are queued."""
     best = best_of(study)
     best_text = "—"
     if best:
         best_text = f"{fmt_value(best.get('value'))} (#{best.get('number')})"
+    parts = target_parts(study)
     line = (
-        f"{finished_of(study)}/{study.get('target_trials', '?')} finished · "
-        f"{running_of(study)} running · best {best_text}"
+        f"{finished_of(study)}/{study.get('target_trials', '?')} finished"
+        f"{f' ({parts})' if parts else ''} · {running_of(study)} running · best {best_text}"
     )
     if study.get("state") in ("done", "failed", "cancelled"):
         return line
@@ -203,27 +221,55 @@ def trial_net(trial: JSON) -> str:
     return "-".join(str(h) for h in hidden)
 
 
-def trials_table(items: list[JSON], total: int | None = None) -> Table:
+# `studyd trials`' columns, and the order they give way in when the terminal (or a pipe's 80
+# columns) is too narrow: a column is dropped whole, a number is never cut.
+TRIAL_COLUMNS = ("#", "state", "value", "variant", "placement", "rate", "net", "gap", "secs")
+DROPPED_FIRST = ("secs", "placement", "gap", "rate", "net")
+_LEFT = ("state", "variant", "placement")
+
+
+def trials_table(items: list[JSON], total: int | None = None, width: int = 80) -> Group:
+    """Trials as rows that fit `width` columns: columns that do not fit are left out (named
+    under the table) rather than squeezed into "0…"; when the page holds fewer trials than
+    the study, the last line says how to see the rest."""
+    rows = [_trial_row(trial) for trial in items]
+    shown = list(TRIAL_COLUMNS)
+    widths = {c: max([len(c), *(len(r[c].plain) for r in rows)]) for c in shown}
+    for column in DROPPED_FIRST:
+        # One space between columns (the box's divider) and one at each edge.
+        if sum(widths[c] for c in shown) + len(shown) + 1 <= width:
+            break
+        shown.remove(column)
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False)
+    for name in shown:
+        justify = "left" if name in _LEFT else "right"
+        table.add_column(name, justify=justify, no_wrap=True, min_width=widths[name])  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(*(row[c] for c in shown))
     title = f"trials ({len(items)} of {total})" if total is not None else "trials"
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("#", "state", "value", "variant", "placement", "rate", "net", "gap", "s"):
-        left = name in ("state", "variant", "placement")
-        table.add_column(name, justify="left" if left else "right", no_wrap=left)
-    for trial in items:
-        params = trial.get("params") or {}
-        row = _cells(
-            str(trial.get("number")),
-            _trial_state(trial),
-            fmt_value(trial.get("value")),
-            str(trial_attr(trial, "variant") or params.get("variant", "—")),
-            str(trial_attr(trial, "placement") or params.get("placement", "—")),
-            fmt_value(trial_rates(trial), 2),
-            trial_net(trial),
-            fmt_value(trial_attr(trial, "gap"), 3),
-            fmt_value(trial.get("duration_seconds"), 0),
-        )
-        table.add_row(*row)
-    return table
+    parts: list[Any] = [Text(title, style="italic"), table]
+    left_out = [c for c in TRIAL_COLUMNS if c not in shown]
+    if left_out:
+        parts.append(Text(f"not shown at this width: {', '.join(left_out)} (--json)", style="dim"))
+    if total is not None and total > len(items):
+        parts.append(Text(f"{total - len(items)} more: --limit {total} shows all", style="dim"))
+    return Group(*parts)
+
+
+def _trial_row(trial: JSON) -> dict[str, Text]:
+    params = trial.get("params") or {}
+    values = {
+        "#": str(trial.get("number")),
+        "state": _trial_state(trial),
+        "value": fmt_value(trial.get("value")),
+        "variant": str(trial_attr(trial, "variant") or params.get("variant", "—")),
+        "placement": str(trial_attr(trial, "placement") or params.get("placement", "—")),
+        "rate": fmt_value(trial_rates(trial), 2),
+        "net": trial_net(trial),
+        "gap": fmt_value(trial_attr(trial, "gap"), 3),
+        "secs": fmt_value(trial.get("duration_seconds"), 0),
+    }
+    return dict(zip(values, _cells(*values.values()), strict=True))
 
 
 # What `studyd trial` shows of a trial's attributes, in this order (the rest: --json).
@@ -270,9 +316,7 @@ def trial_view(trial: JSON) -> Group:
             for v in trial["intermediate_values"]
             if isinstance(v, dict)
         ]
-        # The title on a line of its own: a two-column table would fold it.
-        parts.append(Text(f"reported so far ({len(reported)} epochs)", style="italic"))
-        parts.append(rows_table(reported, ""))
+        parts.append(rows_table(reported, f"reported so far ({len(reported)} epochs)"))
     return Group(*parts)
 
 
@@ -293,6 +337,7 @@ def _trial_state(trial: JSON) -> Text:
 # API adds later (e.g. confidence intervals) is shown after them, generically.
 SUMMARY_SECTIONS = (
     "variants",
+    "requested_variants",
     "placements",
     "importances",
     "importances_note",
@@ -309,24 +354,11 @@ SUMMARY_SECTIONS = (
     "directions",
     "confidence",
 )
-# A variant's own knobs (models/variants.py): shown only for that variant.
-VARIANT_KNOBS = {k.name: knob_owner(k.name) for k in KNOBS}
 
 
 def config_line(config: JSON) -> str:
     """A model or train config as `k=v, …`, leaving out what does not apply to it."""
-    variant = config.get("variant")
-    placements = config.get("placements") or []
-    shown = {}
-    for key, value in config.items():
-        if key in ("input_dim", "num_classes") or value in (None, [], ""):
-            continue
-        if key in VARIANT_KNOBS and VARIANT_KNOBS[key] != variant:
-            continue
-        if key == "input_rate" and "input" not in placements:
-            continue
-        shown[key] = value
-    return fmt_value(shown)
+    return fmt_value(own_config(config))
 
 
 def _rows_of(section: Any, key_name: str) -> list[JSON] | None:
@@ -340,17 +372,16 @@ def _rows_of(section: Any, key_name: str) -> list[JSON] | None:
 
 def rows_table(
     rows: list[JSON], title: str, *, headers: dict[str, str] | None = None, digits: int = 4
-) -> Table:
+) -> Group:
     """Rows as a table that fits a narrow terminal without cutting anything: the first column
     (a name) and numbers never wrap (a number split over two lines reads as two), headers and
-    other text fold; `headers` renames columns (short labels). Columns are one space apart."""
+    other text fold; `headers` renames columns (short labels). Columns are one space apart.
+    The title is a line of its own: a table's title folds to the table's width."""
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k, v in row.items() if k not in columns and not isinstance(v, dict))
     cells = [[fmt_value(row.get(c), digits) for c in columns] for row in rows]
-    table = Table(
-        title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False
-    )
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False)
     for i, name in enumerate(columns):
         label = (headers or {}).get(name, name)
         widest = max((len(row[i]) for row in cells), default=0)
@@ -362,7 +393,7 @@ def rows_table(
             table.add_column(label, justify="right", overflow="fold")
     for row in cells:
         table.add_row(*_cells(*row))
-    return table
+    return Group(Text(title, style="italic"), table) if title else Group(table)
 
 
 def _numeric(cell: str) -> bool:
@@ -395,21 +426,21 @@ DIAGNOSTIC_HEADERS = {
     "val_nll": "NLL",
     "mc_ece": "MC ECE",
     "train_eval_sym_kl": "KL",
-    "ms_per_1k": "ms/1k",
 }
+
 DIAGNOSTIC_LEGEND = (
     "runs: trained runs (a reused trial counts once) · train, val: accuracy · gap: train − val · "
     "ECE: val calibration error (15 bins) · NLL: val log-loss · MC ECE: ECE of the MC-dropout "
-    "mean · KL: train- vs eval-mode symmetric KL · ms/1k: eval ms per 1000 samples"
+    "mean · KL: train- vs eval-mode symmetric KL (timings: --json)"
 )
 STATS_HEADERS = {"n": "runs", "n_reused": "reused"}
 
 
-def _stats_table(summary: JSON, kind: str) -> Table | None:
+def _stats_table(summary: JSON, kind: str) -> Group | None:
     rows = _rows_of(summary.get(f"{kind}s"), kind)
     if not rows:
         return None
-    title = f"trials by {kind}: best and median over trained runs (reused: not trained again)"
+    title = f"trials by {kind}: best and median of trained runs"
     return rows_table(rows, title, headers=STATS_HEADERS)
 
 
@@ -426,20 +457,29 @@ def evidence_parts(summary: JSON) -> list[Any]:
         # Without two replicated groups there is no ranking to show: the verdict says why.
         if sum(bool(row.get("replicated")) for row in ranked) >= 2:
             rows = ranking_rows(ranked, kind)
-            title = (
-                f"verdict by {kind}: the search's config, mean over fresh seeds; "
-                "differences in points (* = claimed)"
-            )
+            title = f"verdict by {kind}, in points: mean over fresh seeds (* = claimed)"
             parts.append(rows_table(rows, title))
     if diagnostics := summary.get("diagnostics"):
+        rows = without_timings(diagnostics)
         title = "diagnostics by variant: means over trained runs, largest gap first"
-        parts.append(rows_table(diagnostics, title, headers=DIAGNOSTIC_HEADERS, digits=3))
+        parts.append(rows_table(rows, title, headers=DIAGNOSTIC_HEADERS, digits=3))
         parts.append(Text(DIAGNOSTIC_LEGEND, style="dim"))
     if rows := importance_rows(summary.get("variant_importances")):
-        parts.append(rows_table(rows, "importances within each variant"))
+        title = "importances within each variant (vs all: its mean − all runs', points)"
+        parts.append(rows_table(rows, title))
     if rows := pareto_rows(summary):
         parts.append(rows_table(rows, "Pareto front (feasible, non-dominated)"))
     return parts
+
+
+def requested_lines(summary: JSON) -> Text | None:
+    """Every variant the spec asks for and what became of it, one line each: a variant with
+    no trained run is named, not left out of the tables below."""
+    rows = [r for r in summary.get("requested_variants") or [] if isinstance(r, dict)]
+    if not rows:
+        return None
+    lines = "\n".join(f"  {r.get('status')}" for r in rows)
+    return Text(f"variants asked for:\n{lines}")
 
 
 def summary_view(summary: JSON) -> Group:
@@ -460,8 +500,11 @@ def summary_view(summary: JSON) -> Group:
         parts.append(Text(str(summary["verdict"]), style="bold"))
     if summary.get("best_trial_note"):
         parts.append(Text(str(summary["best_trial_note"])))
+    if asked := requested_lines(summary):
+        parts.append(asked)
     parts += evidence_parts(summary)
-    if summary.get("importances"):
+    if len(summary.get("importances") or {}) > 1:
+        # One parameter varying is all of the variance by definition: a table of "x 1".
         parts.append(importances_table(summary["importances"]))
     elif summary.get("importances_note"):
         parts.append(Text(f"importances: {summary['importances_note']}", style="dim"))

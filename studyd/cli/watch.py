@@ -58,13 +58,16 @@ def _poll_until_end(
         study = api.study(study_id)
         show(study)
         if study.get("state") in ("done", "failed", "cancelled"):
-            return _with_test_score(api, study, interval)
+            return with_test_score(api, study, interval)
         time.sleep(interval)
 
 
-def _with_test_score(api: StudydClient, study: dict[str, Any], interval: float) -> dict[str, Any]:
-    """A study turns `done` just before its best trial is scored on the test split: wait a bit."""
-    deadline = time.monotonic() + TEST_SCORE_WAIT_S
+def with_test_score(
+    api: StudydClient, study: dict[str, Any], interval: float, wait_s: float = TEST_SCORE_WAIT_S
+) -> dict[str, Any]:
+    """A study turns `done` just before its best trial is scored on the test split: wait up to
+    `wait_s` for the score (its retraining can take as long as the best trial did)."""
+    deadline = time.monotonic() + wait_s
     while study.get("state") == "done" and study.get("test_score") is None:
         if time.monotonic() > deadline:
             break
@@ -90,7 +93,8 @@ def _watch_live(api: StudydClient, study_id: int, interval: float) -> dict[str, 
             best = render.best_of(study)
             progress.update(
                 task,
-                description=f"study {study_id} ({study.get('state')})",
+                description=f"study {study_id} ({study.get('state')})"
+                + (f" {parts}" if (parts := render.target_parts(study)) else ""),
                 total=study.get("target_trials") or None,
                 completed=render.finished_of(study),
                 running=render.running_of(study),

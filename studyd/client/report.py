@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,15 @@ from studyd.client.summary_rows import (  # noqa: E402
     best_trial_line,
     fmt_value,
     importance_rows,
+    own_config,
     pareto_rows,
     ranking_rows,
     trial_attr,
     trial_rates,
+    without_timings,
 )
 
 JSON = dict[str, Any]
-BEST_CURVES = 5
 
 
 def _variant_index(name: str) -> int:
@@ -61,21 +63,31 @@ class Figure:
     caption: str
 
 
-def write_report(api: StudydClient, study_id: int, out_dir: Path) -> ReportFiles:
-    """Fetch a study's JSON over the API and write `index.html` plus one PNG per plot."""
+def write_report(
+    api: StudydClient, study_id: int, out_dir: Path, *, compare_with: Sequence[int] = ()
+) -> ReportFiles:
+    """Fetch a study's JSON over the API and write `index.html` plus one PNG per plot; with
+    `compare_with`, also the variants ranked across those studies and this one (GET /compare)."""
     study = api.study(study_id)
     try:
         summary: JSON = api.summary(study_id)
     except ClientError:  # a study with no finished trial may have no summary yet
         summary = {}
     trials = list(api.iter_trials(study_id, sort="number"))
-    best = sorted(counted_runs(_done(trials)), key=lambda t: t["value"], reverse=_maximize(study))
-    detailed = [_with_curve(api, study_id, t) for t in best[:BEST_CURVES]]
-    return render_report(study, summary, trials, detailed, out_dir)
+    best = best_of_each_variant(counted_runs(_done(trials)), _maximize(study))
+    detailed = [_with_curve(api, study_id, t) for t in best]
+    comparison = api.compare([study_id, *compare_with]) if compare_with else None
+    return render_report(study, summary, trials, detailed, out_dir, comparison=comparison)
 
 
 def render_report(
-    study: JSON, summary: JSON, trials: list[JSON], best: list[JSON], out_dir: Path
+    study: JSON,
+    summary: JSON,
+    trials: list[JSON],
+    best: list[JSON],
+    out_dir: Path,
+    *,
+    comparison: JSON | None = None,
 ) -> ReportFiles:
     """Write the report from already-fetched JSON (separate so it is testable without a server)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,6 +102,7 @@ def render_report(
             _rate_vs_accuracy(runs, out_dir),
             _per_variant(runs, "gap", "train − val accuracy gap", "gap.png", out_dir),
             _curves(best, out_dir),
+            _across_studies(comparison, out_dir),
         )
         if fig is not None
     ]
@@ -134,6 +147,17 @@ def _mean_rate(trial: JSON) -> float | None:
     if isinstance(rates, list) and rates:
         return float(statistics.fmean(float(r) for r in rates))
     return None
+
+
+def best_of_each_variant(runs: list[JSON], maximize: bool) -> list[JSON]:
+    """Each variant's best run, best first: the five best trials were often all one variant,
+    with no `none` to compare against. A tie goes to the earlier trial (the best trial's rule)."""
+    sign = -1.0 if maximize else 1.0
+    ranked = sorted(runs, key=lambda t: (sign * t["value"], t["number"]))
+    firsts: dict[str, JSON] = {}
+    for trial in ranked:
+        firsts.setdefault(_variant(trial), trial)
+    return list(firsts.values())
 
 
 def _with_curve(api: StudydClient, study_id: int, trial: JSON) -> JSON:
@@ -230,10 +254,10 @@ def _curves(best: list[JSON], out_dir: Path) -> Figure | None:
     if not curved:
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
-    for i, trial in enumerate(curved):
+    for trial in curved:
         curve = trial_attr(trial, "curve")
         epochs = [p.get("epoch", j) for j, p in enumerate(curve)]
-        color = f"C{i}"
+        color = variant_color(_variant(trial))
         label = f"#{trial['number']} {_variant(trial)}"
         ax.plot(epochs, [p.get("val_acc") for p in curve], color=color, label=f"{label} val")
         ax.plot(epochs, [p.get("train_acc") for p in curve], color=color, linestyle="--")
@@ -241,7 +265,9 @@ def _curves(best: list[JSON], out_dir: Path) -> Figure | None:
     ax.legend(fontsize="small")
     _save(fig, out_dir, "curves.png")
     return Figure(
-        "curves.png", "Learning curves of the best trials", "Train (dashed) and validation (solid)."
+        "curves.png",
+        "Learning curves of each variant's best trial",
+        "Train (dashed) and validation (solid).",
     )
 
 
@@ -254,6 +280,21 @@ th{background:#f3f3f3;text-align:left}td.n{text-align:right}img{max-width:100%}
 .verdict{font-size:1.15em;font-weight:600;padding:.6em;
 background:#eef6ee;border-left:4px solid #4a4}
 """
+
+
+def _across_studies(comparison: JSON | None, out_dir: Path) -> Figure | None:
+    """Demšar's critical-difference diagram of GET /compare, its answer as the caption."""
+    if comparison is None:
+        return None
+    from studyd.client.cd_diagram import write_cd_diagram
+
+    write_cd_diagram(comparison, out_dir / "across-studies.png")
+    studies = ", ".join(f"{s['study_id']} ({s['dataset']})" for s in comparison["studies"])
+    return Figure(
+        "across-studies.png",
+        "variants across studies (average rank, critical difference)",
+        f"Studies {studies}. {comparison['answer']}",
+    )
 
 
 def _table(rows: list[JSON]) -> str:
@@ -283,6 +324,17 @@ def _summary_html(summary: JSON) -> str:
         "by_placement": ranking_rows(summary.get("by_placement")),
         "variant_importances": importance_rows(summary.get("variant_importances")),
         "pareto_front": pareto_rows(summary),
+        "diagnostics": without_timings(summary.get("diagnostics")),
+        # One parameter varying has all of the variance by definition: nothing to read.
+        "importances": summary.get("importances")
+        if len(summary.get("importances") or {}) > 1
+        else None,
+        # The variant's own knobs only (not every variant's defaults).
+        **{
+            key: own_config(summary[key])
+            for key in ("best_config", "best_train")
+            if isinstance(summary.get(key), dict)
+        },
     }
     if summary.get("verdict"):
         parts.append(f'<p class="verdict">{html.escape(str(summary["verdict"]))}</p>')

@@ -6,7 +6,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from models.variants import KNOBS, knob_owner
+from studyd.analysis.points import comparison, points, signed_points
+
 JSON = dict[str, Any]
+# A variant's own knobs (models/variants.py): shown only for that variant.
+VARIANT_KNOBS = {k.name: knob_owner(k.name) for k in KNOBS}
+# Timings measure the machine as much as the variant (its load, the stack a trial trained in):
+# kept out of the per-variant comparison, shown by `--json` and `studyd trial`.
+TIMING_COLUMNS = ("ms_per_1k", "epoch_seconds")
+# What a config of any noisy variant sets and `none` ignores.
+NOISE_KEYS = ("rates", "placements", "input_rate")
 # Keys of the summary shown in its header (the CLI's view and the report's page alike).
 SUMMARY_HEADER = ("study_id", "state", "direction", "n_complete", "verdict", "best_trial_note")
 
@@ -34,6 +44,25 @@ def fmt_value(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def own_config(config: JSON) -> JSON:
+    """A model or train config without what does not apply to it: other variants' knobs, an
+    input rate without input dropout, a no-dropout network's rates, the data's shape."""
+    variant = config.get("variant")
+    placements = config.get("placements") or []
+    shown = {}
+    for key, value in config.items():
+        if key in ("input_dim", "num_classes") or value in (None, [], ""):
+            continue
+        if key in VARIANT_KNOBS and VARIANT_KNOBS[key] != variant:
+            continue
+        if key == "input_rate" and "input" not in placements:
+            continue
+        if variant == "none" and key in NOISE_KEYS:
+            continue  # no dropout: its rates and placements are the config's defaults
+        shown[key] = value
+    return shown
+
+
 def trial_attr(trial: JSON, key: str) -> Any:
     for source in (trial, trial.get("user_attrs") or {}, trial.get("attrs") or {}):
         if isinstance(source, dict) and key in source:
@@ -51,20 +80,16 @@ def trial_rates(trial: JSON) -> Any:
     return config.get("rates") if isinstance(config, dict) else None
 
 
-def _diff(cmp: Any) -> str:
-    """`+1.2±0.8*`: a paired comparison in accuracy points; * = the verdict claims it."""
-    if not isinstance(cmp, dict) or cmp.get("improvement") is None:
-        return "—"
-    text = f"{100 * cmp['improvement']:+.1f}"
-    if cmp.get("half_width") is not None:
-        text += f"±{100 * cmp['half_width']:.1f}"
-    return text + ("*" if cmp.get("claimed") else "")
+def without_timings(rows: Any) -> list[JSON]:
+    """Per-variant rows without their timing columns (`TIMING_COLUMNS`)."""
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows or []]
 
 
 def ranking_rows(rows: Any, kind: str = "group") -> list[JSON]:
-    """The verdict's ranking as flat rows: the chosen config's mean over its replicate seeds,
-    the 95% CI half-width, paired differences in points against the leader and `none`. A group
-    without replicates is listed with dashes: nothing of it was measured on fresh seeds."""
+    """The verdict's ranking as flat rows, every number in points: the chosen config's mean over
+    its replicate seeds, the 95% CI half-width, paired differences against the leader and
+    `none`. A group without replicates is listed with dashes: nothing of it was measured on
+    fresh seeds."""
     out = []
     for row in rows if isinstance(rows, list) else []:
         fresh = bool(row.get("replicated"))
@@ -73,17 +98,18 @@ def ranking_rows(rows: Any, kind: str = "group") -> list[JSON]:
                 kind: row.get("group"),
                 "seeds": row.get("n_seeds") if fresh else 0,
                 "configs": row.get("n_configs"),
-                "mean": row.get("mean") if fresh else None,
-                "±95%": row.get("half_width") if fresh else None,
-                "vs leader": _diff(row.get("vs_best")) if fresh else "—",
-                "vs none": _diff(row.get("vs_none")) if fresh else "—",
+                "mean": points(row.get("mean") if fresh else None, 2),
+                "±95%": points(row.get("half_width") if fresh else None, 1),
+                "vs leader": comparison(row.get("vs_best")) if fresh else "—",
+                "vs none": comparison(row.get("vs_none")) if fresh else "—",
             }
         )
     return out
 
 
 def importance_rows(importances: Any) -> list[JSON]:
-    """Variant-aware importances: each variant's marginal effect and its top parameters."""
+    """Variant-aware importances: each variant's mean against every run's (`vs all`, in points:
+    its marginal effect) and its own top parameters."""
     variants = importances.get("variants") if isinstance(importances, dict) else None
     out = []
     for name, v in (variants or {}).items():
@@ -92,7 +118,7 @@ def importance_rows(importances: Any) -> list[JSON]:
             {
                 "variant": name,
                 "runs": v.get("n_trials"),
-                "marginal effect": v.get("marginal_effect"),
+                "vs all": signed_points(v.get("marginal_effect")),
                 "own parameters (fANOVA)": ", ".join(f"{k} {x:.2f}" for k, x in ranked[:4]) or "—",
             }
         )

@@ -17,6 +17,7 @@ import optuna
 from sqlalchemy import Engine
 
 from storage import trial_store
+from studyd.analysis.points import comparison, points
 from studyd.daemon.dashboard_graphs import save_study_graphs
 from studyd.spec import StudySpec
 
@@ -42,10 +43,11 @@ def write_study_note(
     from optuna_dashboard import save_note
 
     # optuna.importance brings scikit-learn and SciPy: only a finalising worker needs them.
-    from studyd.analysis.evidence import study_evidence
+    from studyd.analysis.evidence import study_coverage, study_evidence
 
     name_objectives(study, spec)
     evidence = study_evidence(engine, study.study_name, directions=spec.search.directions())
+    evidence["requested_variants"] = study_coverage(engine, study.study_name, spec.dropout.variants)
     note = study_note(
         evidence,
         metric=spec.search.objective_names()[0],
@@ -97,9 +99,38 @@ def study_note(
         lines.append("")
     if search_ended:
         lines += [f"**Search:** {search_ended}", ""]
+    lines += _requested_lines(evidence.get("requested_variants") or [])
+    lines += _replicate_table(evidence.get("by_variant") or [])
     lines += _variant_table(stats, evidence.get("diagnostics") or [], metric)
     lines += _importance_lines(evidence.get("variant_importances"))
     return "\n".join(lines) + "\n"
+
+
+def _requested_lines(coverage: list[dict[str, Any]]) -> list[str]:
+    """Every variant the spec asks for, with what became of it (`analysis.coverage`)."""
+    if not coverage:
+        return []
+    return ["## Variants asked for", "", *(f"- {row['status']}" for row in coverage), ""]
+
+
+def _replicate_table(ranked: list[dict[str, Any]]) -> list[str]:
+    """The verdict's evidence: each variant's chosen config over its fresh seeds, in points."""
+    rows = [row for row in ranked if row.get("replicated")]
+    if not rows:
+        return []
+    lines = [
+        "## Seed replicates (what the verdict rests on)",
+        "",
+        "| variant | seeds | mean | ±95% CI | vs leader | vs none |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        cells = [row["group"], row.get("n_seeds"), points(row.get("mean"), 2)]
+        cells += [points(row.get("half_width"), 1)]
+        cells += [comparison(row.get("vs_best")), comparison(row.get("vs_none"))]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    note = "In points; a difference is paired over shared seeds, * where the verdict claims it."
+    return [*lines, "", note, ""]
 
 
 def _variant_table(

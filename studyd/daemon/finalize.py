@@ -17,8 +17,10 @@ from contextlib import suppress
 from dataclasses import dataclass
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
+from torch import nn
 
+from models.config import ModelConfig, TrainConfig
 from models.data import DatasetSplits
 from models.training import evaluate, train_model
 from storage.worker_store import STORAGE_ERRORS, OwedStep, WorkerStore
@@ -30,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 # Writes a finished study's dashboard note: (study, spec, test score or None).
 NoteWriter = Callable[[optuna.Study, StudySpec, float | None], None]
+# Keeps the retrained best network (studyd.daemon.model_artifact.store_model's arguments).
+ModelKeeper = Callable[
+    [optuna.Study, FrozenTrial, nn.Module, ModelConfig, TrainConfig, float], object
+]
 
 
 @dataclass
@@ -43,6 +49,8 @@ class StudyFinalizer:
     stopping: Callable[[], bool] = lambda: False
     # None: no note (a store without our SQL tables, which the note's evidence reads).
     note: NoteWriter | None = None
+    # None: the retrained model is not kept (a test's finaliser, a store without a data dir).
+    keep_model: ModelKeeper | None = None
 
     def run(self, *, scoring: bool = True) -> int:
         """Do every owed step this worker can claim; returns how many it completed.
@@ -107,6 +115,8 @@ class StudyFinalizer:
             _, score = evaluate(result.model, data.x_test, data.y_test)
             seconds = time.monotonic() - started
             self.store.set_study_attr(study, "test_trial", best.number)
+            # Kept before the score is recorded: whoever reads the score finds the model.
+            self._keep(study, best, result.model.net, model_cfg, train_cfg, score)
         recorded = self.store.record_score(owed.study_id, self.worker_id, score, seconds)
         if not recorded:
             logger.warning("study %s: scored after losing its claim: dropped", owed.study_id)
@@ -117,6 +127,21 @@ class StudyFinalizer:
             )
         self._note(study, spec, score)
         return True
+
+    def _keep(self, study: optuna.Study, best: FrozenTrial, net, model_cfg, train_cfg, score):
+        """The retrained network into the artifact store; one that fails is logged, not retried
+        (the test score stands without it, and `GET /studies/{id}/model` answers 404)."""
+        if self.keep_model is None:
+            return
+        try:
+            self.keep_model(study, best, net, model_cfg, train_cfg, score)
+        except Exception as exc:  # noqa: BLE001 - the kept model is a by-product of the score
+            logger.warning(
+                "%s: the trained model could not be kept (%s: %s)",
+                study.study_name,
+                type(exc).__name__,
+                exc,
+            )
 
     def _note(self, study: optuna.Study, spec: StudySpec, score: float | None) -> None:
         """The answer on the study's dashboard page; a note that fails is logged, not retried

@@ -6,10 +6,8 @@ optuna-dashboard lists it on the study's page (Optuna attaches artifacts to runn
 the best trial has long finished) — and records where it is and which trial it is on the Optuna
 study (`MODEL_ATTR`), which `GET /studies/{id}/model` reads.
 
-Hook for the finaliser (frozen while the worker's storage seam is reworked): after
-`evaluate(result.model, data.x_test, data.y_test)` in `StudyFinalizer._score`, call
-`store_model(study, best, result.model.net, model_cfg, train_cfg, score,
-artifact_store(data_dir))`.
+The worker hands `model_keeper(data_dir)` to its finaliser (`StudyFinalizer.keep_model`),
+which calls it with the retrained network once the test score is measured.
 """
 
 from __future__ import annotations
@@ -35,6 +33,15 @@ def artifact_store(data_dir: Path) -> FileSystemArtifactStore:
     base = Path(data_dir) / ARTIFACTS
     base.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(base)
+
+
+def model_keeper(data_dir: Path):
+    """`store_model` into the artifact store under `data_dir` (the finaliser's `keep_model`)."""
+
+    def keep(study, trial, net, model_cfg, train_cfg, score) -> dict[str, Any]:
+        return store_model(study, trial, net, model_cfg, train_cfg, score, artifact_store(data_dir))
+
+    return keep
 
 
 def store_model(

@@ -111,6 +111,22 @@ def constraint_values(constraints: list[str], attrs: dict[str, Any]) -> dict[str
     return out
 
 
+# The user attribute that marks an infeasible trial where optuna-dashboard's trials table shows
+# it (constraint values are system attributes, which it does not list).
+INFEASIBLE_MARK = "infeasible"
+
+
+def infeasible_mark(violations: dict[str, float]) -> dict[str, str]:
+    """`{"infeasible": "param_count <= 20000 (over by 22977)"}` for the broken constraints; {}
+    when none is. Recorded with the result, before Optuna's tell (a finished trial is final)."""
+    broken = [
+        f"{text} ({'not measured' if not math.isfinite(v) else f'over by {v:g}'})"
+        for text, v in violations.items()
+        if v > 0
+    ]
+    return {INFEASIBLE_MARK: "; ".join(broken)} if broken else {}
+
+
 def is_feasible(trial: FrozenTrial) -> bool:
     """No constraint violated (Optuna's rule: every constraint value ≤ 0)."""
     return meets_constraints(trial.constraints)

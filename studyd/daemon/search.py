@@ -16,7 +16,9 @@ from optuna.trial import FrozenTrial
 
 from models.config import ModelConfig, TrainConfig
 from models.variants import dropout_variant
+from studyd.daemon.covering import CoveringSampler
 from studyd.daemon.exploring import ExploringSampler
+from studyd.daemon.fair_pruning import StratifiedPruner, scaled_warmup
 from studyd.spec import StudySpec
 from studyd.spec.parameters import Param, grid_space, search_params
 
@@ -190,8 +192,9 @@ def build_sampler(spec: StudySpec, seed_offset: int = 0) -> BaseSampler:
     s = spec.search
     seed = None if s.seed is None else s.seed + seed_offset
     samplers = optuna.samplers
+    # Each requested variant is proposed once before the sampler's own taste decides (covering).
     if s.sampler == "random":
-        return samplers.RandomSampler(seed=seed)
+        return CoveringSampler(samplers.RandomSampler(seed=seed))
     if s.sampler == "qmc":
         return samplers.QMCSampler(
             seed=s.seed if s.seed is not None else 0,
@@ -205,9 +208,9 @@ def build_sampler(spec: StudySpec, seed_offset: int = 0) -> BaseSampler:
         gp = samplers.GPSampler(
             seed=seed, n_startup_trials=SAMPLER_STARTUP_TRIALS, warn_independent_sampling=False
         )
-        return ExploringSampler(gp, seed)
+        return ExploringSampler(CoveringSampler(gp), seed)
     tpe = samplers.TPESampler(seed=seed, n_startup_trials=SAMPLER_STARTUP_TRIALS)
-    return ExploringSampler(tpe, seed)
+    return ExploringSampler(CoveringSampler(tpe), seed)
 
 
 def startup_counts(spec: StudySpec) -> tuple[int, ...]:
@@ -224,22 +227,26 @@ def startup_counts(spec: StudySpec) -> tuple[int, ...]:
 
 
 def build_pruner(spec: StudySpec) -> BasePruner:
-    """The spec's pruner; steps are epochs (from 0), so hyperband's resource is epochs."""
+    """The spec's pruner; steps are epochs (from 0), so hyperband's resource is epochs. The
+    median and percentile pruners compare a trial with its own variant's trials only
+    (`StratifiedPruner`) unless the spec says `by_variant: false`."""
     p = spec.search.pruner
     pruners = optuna.pruners
-    if p.name == "median":
-        return pruners.MedianPruner(
-            n_startup_trials=p.startup_trials, n_warmup_steps=p.warmup_epochs
+    max_epochs = int(max(spec.training.epochs.values()))
+    warmup = p.warmup_epochs if p.warmup_epochs is not None else scaled_warmup(max_epochs)
+    if p.name in ("median", "percentile"):
+        inner: BasePruner = (
+            pruners.MedianPruner(n_startup_trials=p.startup_trials, n_warmup_steps=warmup)
+            if p.name == "median"
+            else pruners.PercentilePruner(
+                p.percentile, n_startup_trials=p.startup_trials, n_warmup_steps=warmup
+            )
         )
-    if p.name == "percentile":
-        return pruners.PercentilePruner(
-            p.percentile, n_startup_trials=p.startup_trials, n_warmup_steps=p.warmup_epochs
-        )
+        return StratifiedPruner(inner) if p.by_variant else inner
+    # Their first rung is their own schedule's: one epoch unless the spec sets a warm-up.
+    first_rung = max(1, p.warmup_epochs or 1)
     if p.name == "successive_halving":
-        return pruners.SuccessiveHalvingPruner(min_resource=max(1, p.warmup_epochs))
+        return pruners.SuccessiveHalvingPruner(min_resource=first_rung)
     if p.name == "hyperband":
-        max_epochs = int(max(spec.training.epochs.values()))
-        return pruners.HyperbandPruner(
-            min_resource=max(1, p.warmup_epochs), max_resource=max_epochs
-        )
+        return pruners.HyperbandPruner(min_resource=first_rung, max_resource=max_epochs)
     return pruners.NopPruner()

@@ -77,12 +77,19 @@ def constraint_violation(text: str, value: float) -> float:
 
 
 class PrunerSpec(StrictModel):
-    """Which pruner; `startup_trials`/`warmup_epochs` delay pruning, `percentile` for percentile."""
+    """Which pruner; `startup_trials`/`warmup_epochs` delay pruning, `percentile` for percentile.
+
+    The median and percentile pruners judge a trial against finished trials of its own variant
+    (`by_variant`; dropout slows early training by design), once `startup_trials` of that
+    variant have finished and after `warmup_epochs` (default: 15 % of the epochs,
+    studyd.daemon.fair_pruning; bench/fair_pruning.py measured it).
+    """
 
     name: PrunerName = "median"
-    startup_trials: int = Field(default=5, ge=0, le=MAX_TRIALS, strict=True)
-    warmup_epochs: int = Field(default=1, ge=0, le=MAX_EPOCHS, strict=True)
+    startup_trials: int = Field(default=1, ge=0, le=MAX_TRIALS, strict=True)
+    warmup_epochs: int | None = Field(default=None, ge=0, le=MAX_EPOCHS, strict=True)
     percentile: float = Field(default=25.0, gt=0.0, lt=100.0)
+    by_variant: bool = True
 
     @model_validator(mode="before")
     @classmethod

@@ -5,7 +5,8 @@ from __future__ import annotations
 import statistics
 import uuid
 
-from api_harness import Api, add_trials, spec, submit
+from api_harness import Api, add_trials, optuna_study, spec, submit
+from optuna.trial import TrialState
 
 
 def test_submit_returns_201_with_location_and_the_queued_study(api: Api):
@@ -170,12 +171,35 @@ def test_summary_reports_best_and_median_per_variant_and_importances(api: Api):
     assert {r["placement"] for r in summary["placements"]} == {"hidden", "input+hidden"}
     assert set(summary["importances"]) == {"variant", "rate", "width"}
     assert abs(sum(summary["importances"].values()) - 1.0) < 1e-6
-    assert summary["best"]["value"] == max(t["value"] for t in trials)
+    assert summary["best"]["value"] == max(t["value"] for t in trials if t["value"] is not None)
     assert summary["best_config"]["hidden"] == [summary["best"]["params"]["width"]]
     # No replicates: the medians are described, no variant is called best.
     assert summary["verdict"].startswith("Not enough seed replicates for a verdict")
     assert f"highest median so far: {summary['variants'][0]['variant']} (" in summary["verdict"]
     assert summary["test_score"] is None
+
+
+def test_summary_lists_every_requested_variant_with_its_status(api: Api):
+    body = spec()
+    body["dropout"]["variants"] = ["standard", "gaussian", "dropconnect", "rdrop"]
+    study = api.client.post("/studies", json=body).json()
+    add_trials(api, study["optuna_name"], 6, pruned_every=2)
+    optuna = optuna_study(api, study["optuna_name"])
+    untrained = optuna.ask()
+    untrained.set_user_attr("variant", "dropconnect")
+    untrained.set_user_attr("infeasible_untrained", "42,977 parameters; param_count <= 20000")
+    untrained.set_constraint("param_count <= 20000", 22977.0)
+    optuna.tell(untrained, state=TrialState.PRUNED)
+    summary = api.client.get(f"/studies/{study['id']}/summary").json()
+    rows = {r["variant"]: r for r in summary["requested_variants"]}
+    assert list(rows) == ["standard", "gaussian", "dropconnect", "rdrop"]
+    assert sum(r["trained"] for r in rows.values()) == 3
+    assert rows["standard"]["pruned"] + rows["gaussian"]["pruned"] == 3
+    assert "pruned at epoch 3" in rows["standard"]["status"] + rows["gaussian"]["status"]
+    assert rows["dropconnect"]["status"] == (
+        "dropconnect: no feasible configuration (1 over param_count)"
+    )
+    assert rows["rdrop"]["status"] == "rdrop: not tried"
 
 
 def test_summary_of_an_empty_study_explains_missing_importances(api: Api):
@@ -236,6 +260,9 @@ def test_docs_are_served_offline_and_the_schema_has_every_route(api: Api):
         "/studies/{study_id}/trials/{number}",
         "/studies/{study_id}/summary",
         "/studies/{study_id}/export.csv",
+        "/studies/{study_id}/extend",
+        "/studies/{study_id}/model",
+        "/compare",
         "/workers",
         "/healthz",
         "/readyz",

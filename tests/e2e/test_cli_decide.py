@@ -32,6 +32,8 @@ from studyd.daemon.model_artifact import artifact_store, store_model
 from studyd.daemon.runs import trial_config
 from studyd.spec import load_spec
 
+pytestmark = pytest.mark.process
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
@@ -108,6 +110,15 @@ def test_compare_ranks_variants_across_four_datasets_and_draws_the_diagram(serve
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     refused = one_line_error(studyd("compare", ids[0], ids[1], url=server.url))
     assert "3 to 50 studies" in refused
+    # The same comparison in a study's report, with its diagram.
+    others = [arg for i in ids[1:] for arg in ("--compare-with", i)]
+    report = studyd("report", ids[0], "--out", str(tmp_path / "r"), *others, url=server.url)
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "variants across studies" in page and "standard ranks better than none" in page
+    assert (tmp_path / "r" / "across-studies.png").read_bytes()[:4] == b"\x89PNG"
+    too_few = studyd("report", ids[0], "--out", str(tmp_path / "r2"), *others[:2], url=server.url)
+    assert too_few.returncode == 7 and "3 to 50 studies" in one_line_error(too_few)
     assert one_line_error(studyd("compare", ids[0], ids[1], "99999", url=server.url))
 
 

@@ -81,11 +81,12 @@ def test_the_note_explains_a_best_trial_panel_that_shows_an_infeasible_trial(
     sqlite_backend, tmp_path
 ):
     engine, storage = sqlite_backend
-    # The wide network beats the narrow one and breaks the bound (64·256 + 256 + 2570 > 1000).
+    # The wide network beats the narrow one and breaks a bound only training measures: its
+    # validation loss falls below 0.3 (param_count is decided before training, untrained).
     spec = load_spec(
         "name: bound\nmodel: {depth: 1, width: {choices: [4, 256]}}\n"
         "training: {epochs: 10, lr: 0.01}\ndropout: {variants: [standard], rate: 0.1}\n"
-        "search: {n_trials: 2, sampler: grid, pruner: none, constraints: ['param_count <= 1000']}"
+        "search: {n_trials: 2, sampler: grid, pruner: none, constraints: ['val_loss >= 0.3']}"
     )
     record = submit_spec(engine, storage, spec)
     options = WorkerOptions(device="cpu", once=True, heartbeat=0.2, poll=0.05, data_dir=tmp_path)
@@ -93,7 +94,7 @@ def test_the_note_explains_a_best_trial_panel_that_shows_an_infeasible_trial(
     study = optuna.load_study(study_name=record.optuna_name, storage=storage)
     ours = study.user_attrs["test_trial"]
     panel = dashboard_detail(storage, study)["best_trials"][0]["number"]
-    assert study.trials[ours].user_attrs["param_count"] <= 1000
+    assert study.trials[ours].user_attrs["val_loss"] >= 0.3
     assert panel != ours  # what the note is for: the panel shows the infeasible wide network
     note = " ".join(get_note(study).split())
     assert f"studyd's best trial is #{ours}: the best feasible search trial" in note
@@ -130,3 +131,23 @@ def test_the_note_puts_the_verdict_and_search_end_first_and_reads_importances_pe
     assert "| standard | 9 | 0.910 | 0.900 | 0.950 | 0.900 | 0.050 |" in note
     assert "across variants: variant 0.50, rate 0.30, lr 0.20" in note
     assert "**standard** (effect vs mean 0.0100): rate 0.90" in note
+
+
+def test_the_note_lists_every_variant_asked_for_and_the_replicate_table():
+    leader = {"group": "standard", "replicated": True, "n_seeds": 3, "mean": 0.9512}
+    leader |= {"half_width": 0.0123, "vs_best": None}
+    leader["vs_none"] = {"improvement": 0.021, "half_width": 0.008, "claimed": True}
+    unreplicated = {"group": "gaussian", "replicated": False, "n_seeds": 1, "mean": 0.9}
+    evidence = {
+        "verdict": "standard is best",
+        "variant_stats": [{"group": "standard", "n": 9, "best": 0.96, "median": 0.95}],
+        "by_variant": [leader, unreplicated],
+        "requested_variants": [
+            {"status": "standard: 9 trained runs"},
+            {"status": "gaussian: 0 trained runs (1 pruned at epoch 2)"},
+        ],
+    }
+    note = study_note(evidence, metric="val_acc", studyd_id=7, test_score=None)
+    assert "- gaussian: 0 trained runs (1 pruned at epoch 2)" in note.splitlines()
+    assert "| standard | 3 | 95.12 | 1.2 | — | +2.1±0.8* |" in note.splitlines()
+    assert "| gaussian |" not in note.split("## Seed replicates")[1].split("## Per variant")[0]

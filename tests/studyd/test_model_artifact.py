@@ -64,3 +64,28 @@ def test_the_downloaded_model_reproduces_the_recorded_test_score(sqlite_backend,
     [meta] = get_all_artifact_meta(study)
     assert meta.artifact_id == stored["artifact_id"]
     assert study.user_attrs[MODEL_ATTR]["trial"] == best.number
+
+
+def test_a_worker_run_keeps_the_model_its_test_score_came_from(sqlite_backend, tmp_path):
+    """Through the worker: the finaliser retrains the best trial for the test score and keeps
+    that network; the download scores exactly the recorded test score."""
+    from studyd.daemon.worker import Worker, WorkerOptions
+
+    engine, storage = sqlite_backend
+    spec = load_spec(SPEC.replace("n_trials: 1", "n_trials: 2"))
+    record = submit_spec(engine, storage, spec)
+    options = WorkerOptions(
+        data_dir=tmp_path, device="cpu", once=True, heartbeat=0.2, grace=30, poll=0.05
+    )
+    Worker(engine, storage, options).run()
+    done = queue.get_study(engine, record.id)
+    assert done.state == "done" and done.test_score is not None
+    settings = Settings(database_url=str(engine.url), data_dir=tmp_path)
+    with TestClient(create_app(settings)) as client:
+        response = client.get(f"/studies/{record.id}/model")
+    assert response.status_code == 200, response.text
+    saved = load_saved(io.BytesIO(response.content))
+    study = optuna.load_study(study_name=record.optuna_name, storage=storage)
+    assert saved.info["trial"] == study.user_attrs["test_trial"]
+    data = load_dataset("digits", data_dir=tmp_path, seed=spec.dataset.seed)
+    assert evaluate(saved.net, data.x_test, data.y_test)[1] == done.test_score

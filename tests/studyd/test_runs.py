@@ -74,11 +74,16 @@ def test_constraints_are_recorded_for_optuna_and_the_best_trial_is_feasible(
         "search: {n_trials: 6, sampler: random, pruner: none, seed: 3, "
         "constraints: ['param_count <= 700']}",
     )
-    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    trials = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     for t in trials:
         assert t.constraints == {"param_count <= 700": t.user_attrs["param_count"] - 700}
     feasible = [t for t in trials if t.user_attrs["param_count"] <= 700]
     assert feasible and len(feasible) < len(trials)
+    # The 64-wide proposals (4810 parameters) were told infeasible before training: PRUNED,
+    # no epoch trained; every trained trial is feasible.
+    assert all(t.state == TrialState.COMPLETE for t in feasible)
+    assert all(t.state == TrialState.PRUNED and not t.intermediate_values
+               for t in trials if t not in feasible)  # fmt: skip
     assert study.best_trial.number in {t.number for t in feasible}
     assert study.user_attrs["test_trial"] in {t.number for t in feasible}
     assert done.test_score is not None

@@ -7,6 +7,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from studyd.daemon.fair_pruning import StratifiedPruner
 from studyd.daemon.search import build_pruner, build_sampler, suggest_config
 from studyd.spec import load_spec
 from studyd.spec.parameters import baseline_params, grid_space, search_params
@@ -155,7 +156,19 @@ def test_search_params_names_every_possible_parameter():
 )
 def test_pruner_from_spec(pruner, cls):
     spec = load_spec(f"name: p\ntraining: {{epochs: 2}}\nsearch: {{pruner: {pruner}}}")
-    assert isinstance(build_pruner(spec), cls)
+    built = build_pruner(spec)
+    # The median and percentile pruners judge a trial within its own variant by default.
+    assert isinstance(getattr(built, "inner", built), cls)
+    assert isinstance(built, StratifiedPruner) == (pruner in ("median", "percentile"))
+
+
+def test_the_default_pruner_waits_15_percent_of_the_epochs_and_one_trial_per_variant():
+    built = build_pruner(load_spec("name: p\ntraining: {epochs: 40}"))
+    assert isinstance(built, StratifiedPruner)
+    assert (built.inner._n_warmup_steps, built.inner._n_startup_trials) == (6, 1)
+    told = "search: {pruner: {name: median, warmup_epochs: 2, by_variant: false}}"
+    plain = build_pruner(load_spec(f"name: p\ntraining: {{epochs: 40}}\n{told}"))
+    assert type(plain) is optuna.pruners.MedianPruner and plain._n_warmup_steps == 2
 
 
 def test_workers_get_different_seeds_so_they_do_not_draw_the_same_points():

@@ -301,3 +301,24 @@ def test_study_verdict_is_json_and_carries_everything():
     json.dumps(out, allow_nan=False)
     assert out["verdict"].startswith("standard is best")
     assert {"by_variant", "by_placement", "placement_verdict", "importances"} <= set(out)
+
+
+def test_a_tie_in_the_search_goes_to_the_earlier_trial_in_every_ranking():
+    """Issue 26: one tie at .9853 led with `none` by variant and `last_hidden` by placement (by
+    name); both now lead with the earlier trial's config, as the study's best trial does."""
+    rng = random.Random(0)
+    seed_effect = [0.0] * len(SEEDS)
+    records = []
+    for number, (variant, placement) in enumerate([("standard", "last_hidden"), ("none", "none")]):
+        runs = replicates(
+            variant, f"{variant}-tied", 0.9, seed_effect=seed_effect, placement=placement, rng=rng
+        )
+        for r in runs:
+            r["number"] = number if not r["replicate"] else 10 + number * 10 + r["seed"]
+            r["value"] = 0.9853 if not r["replicate"] else r["value"]
+        records += runs
+    by_variant = rank_groups(records, by="variant")
+    by_placement = rank_groups(records, by="placement")
+    assert by_variant[0]["group"] == "standard"
+    assert by_placement[0]["group"] == "last_hidden"
+    assert by_variant[0]["config_key"] == by_placement[0]["config_key"] == "standard-tied"

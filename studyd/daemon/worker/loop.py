@@ -22,6 +22,7 @@ from storage.sql_store import SqlWorkerStore
 from storage.worker_store import WorkerGone, WorkerStore
 from studyd.daemon.dashboard_note import write_study_note
 from studyd.daemon.finalize import NoteWriter, StudyFinalizer
+from studyd.daemon.model_artifact import model_keeper
 from studyd.daemon.worker.heartbeat import heartbeating
 from studyd.daemon.worker.options import WorkerOptions
 from studyd.daemon.worker.slot import SlotServer
@@ -197,6 +198,7 @@ class Worker:
             state.device,
             state.stopping,
             self.note,
+            keep_model=model_keeper(state.options.data_dir),
         )
         try:
             done = finalizer.run(scoring=scoring)

@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from storage.worker_store import DUPLICATE_ATTR, NO_TRIAL_NUMBER, WorkerStore
+from studyd.daemon.config_constraints import infeasible_search_end
 from studyd.daemon.exploring import ExploringSampler
 from studyd.daemon.records import REUSED_ATTRS
 from studyd.daemon.runs import distinct_runs, search_exhausted
@@ -39,6 +40,7 @@ class Repeats:
     def __init__(self, state: WorkerState) -> None:
         self.state = state
         self.in_a_row: dict[int, int] = {}
+        self.infeasible_in_a_row: dict[int, int] = {}
         self.space_size: dict[int, int | None] = {}  # per study: its `distinct_runs`
 
     def before_training(self, study_id: int, study: optuna.Study, trial: optuna.Trial) -> None:
@@ -48,8 +50,14 @@ class Repeats:
             study.sampler.explore(trial.number)  # its params are suggested at configure time
 
     def counted(self, study_id: int) -> None:
-        """A new run counted: the repeats in a row start again."""
+        """A new run counted: the repeats (and infeasible proposals) in a row start again."""
         self.in_a_row[study_id] = 0
+        self.infeasible_in_a_row[study_id] = 0
+
+    def infeasible_search_ends(self, study_id: int, reason: str, served: ServedStudy) -> str | None:
+        """One more proposal told infeasible untrained: why the search ends now, or None."""
+        n = self.infeasible_in_a_row[study_id] = self.infeasible_in_a_row.get(study_id, 0) + 1
+        return infeasible_search_end(n, reason) or served.study.user_attrs.get("search_ended")
 
     def search_ends(self, study_id: int, served: ServedStudy) -> str | None:
         """One more repeat of `study_id`: why its search ends now, or None (it goes on)."""
@@ -62,7 +70,10 @@ class Repeats:
     def take_twin(self, result: TrialResult, served: ServedStudy) -> TrialResult:
         """`result`, or a repeat when another trial of its run counts (`settled_twin`), read
         through database outages like every other step of ending a slot."""
-        if result.duplicate or result.trial is None or "reused_from" in (result.attrs or {}):
+        untrained = result.untrained_infeasible is not None
+        if result.duplicate or untrained or result.trial is None:
+            return result
+        if "reused_from" in (result.attrs or {}):
             return result
         state, study, trial = self.state, served.study, result.trial
         store = state.store

@@ -40,3 +40,6 @@ class TrialResult:
     attrs: dict[str, Any] | None = None  # what a trained trial records
     pruned: bool = False
     duplicate: bool = False  # a run the study has: told its result, not counted
+    # Why it broke a constraint the config decides (`config_constraints`): told PRUNED
+    # untrained, its slot given back like a repeat's.
+    untrained_infeasible: str | None = None

@@ -22,6 +22,7 @@ from storage.worker_store import (
     StudyRecord,
     WorkerGone,
 )
+from studyd.daemon.records import infeasible_mark
 from studyd.daemon.worker.repeats import Repeats
 from studyd.daemon.worker.results import Claim, Ending, TrialResult
 from studyd.daemon.worker.state import DB_ERRORS, ServedStudy, StudyIdentity, WorkerState
@@ -60,7 +61,9 @@ def decide(result: TrialResult) -> SlotEnd:
     if result.trial is None:
         return SlotEnd.GIVE_BACK
     if result.ending is Ending.TRAINED:
-        return SlotEnd.REPEAT if result.duplicate else SlotEnd.COUNT
+        # An untrained infeasible proposal is no trained run: its slot goes back like a repeat's.
+        repeat = result.duplicate or result.untrained_infeasible is not None
+        return SlotEnd.REPEAT if repeat else SlotEnd.COUNT
     return {
         Ending.STOPPED: SlotEnd.ABANDON,
         Ending.STORAGE: SlotEnd.RETRY,
@@ -145,11 +148,14 @@ class SlotEnds:
         if result.duplicate:
             attrs = {DUPLICATE_ATTR: attrs.get("reused_from")} | attrs
             recorded = False
+        # Optuna's samplers and best_trial(s) read these (system attrs `constraints:<name>`).
+        violations = self.scores.constraint_values(spec, attrs)
+        mark = infeasible_mark(violations)  # where the dashboard's trials table shows it
+        if mark and not mark.items() <= attrs.items():
+            attrs, recorded = attrs | mark, False
         try:
             if not recorded:
                 patiently("recording the result", store.set_user_attrs, [(trial, attrs)])
-            # Optuna's samplers and best_trial(s) read these (system attrs `constraints:<name>`).
-            violations = self.scores.constraint_values(spec, attrs)
             patiently("recording constraints", store.set_constraints, trial, violations)
         except optuna.exceptions.UpdateFinishedTrialError:
             logger.warning("trial %s was failed by the reaper: result dropped", trial.number)
@@ -166,7 +172,7 @@ class SlotEnds:
         if told is None:
             return  # the reaper failed the trial and settled its slot
         if decide(result) is SlotEnd.REPEAT:
-            self._repeated(result.claim, served)
+            self._repeated(result.claim, served, result.untrained_infeasible)
         else:
             self._count(result.claim, served)
 
@@ -195,11 +201,15 @@ class SlotEnds:
             state.forget(record.id)
         self.finalize()
 
-    def _repeated(self, claim: Claim, served: ServedStudy) -> None:
-        """Give a repeat's slot back, or end the search when it keeps repeating itself or has
-        trained every configuration of a finite space."""
+    def _repeated(self, claim: Claim, served: ServedStudy, infeasible: str | None = None) -> None:
+        """Give a repeat's (or an untrained infeasible proposal's) slot back, or end the search
+        when it keeps repeating itself, has trained every configuration of a finite space, or
+        keeps proposing configurations a constraint rules out before training."""
         record, state = claim.record, self.state
-        why = self.repeats.search_ends(record.id, served)
+        if infeasible is not None:
+            why = self.repeats.infeasible_search_ends(record.id, infeasible, served)
+        else:
+            why = self.repeats.search_ends(record.id, served)
         if why is None:
             self.give_back(claim)
             return

@@ -18,6 +18,7 @@ from models.config import ModelConfig, TrainConfig
 from models.data import DatasetSplits
 from models.training import EpochMetrics, TrainResult
 from storage.worker_store import StudyRecord
+from studyd.daemon.config_constraints import untrained_infeasible
 from studyd.daemon.training import TrialPlan
 from studyd.daemon.worker.repeats import Repeats, is_duplicate, reused
 from studyd.daemon.worker.results import Claim, Ending, TrialResult
@@ -185,6 +186,13 @@ class TrialPath:
         for i, m in enumerate(members):
             if m.reused is not None:
                 ready.append((i, self._result(m, m.reused, duplicate=is_duplicate(m.trial))))
+                continue
+            # A bound the config decides (param_count) is decided now: no epoch is trained.
+            infeasible = untrained_infeasible(served.spec, m.model)
+            if infeasible is not None:
+                told = self._result(m, infeasible.attrs(), pruned=True)
+                told.untrained_infeasible = infeasible.reason
+                ready.append((i, told))
                 continue
             run_key = m.trial.user_attrs.get("run_key")
             if run_key in first_of:

@@ -1,0 +1,84 @@
+"""Every variant asked for is tried: a sampler that proposes each requested variant once first.
+
+Issue 26: five variants asked, and TPE's first draws never reached two of them. After the spec's
+own baselines (enqueued at submit), the variant of each new trial is the first requested variant
+no trial of the study has (in the spec's order) until every one has a trial; then the base
+sampler decides as before. The variant's other parameters are the base sampler's. With the
+stratified pruner (`fair_pruning`) a variant's first finished trial is never pruned, so each
+requested variant gets a fully trained run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.samplers import BaseSampler
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+VARIANT = "variant"
+
+
+def untried_variant(study: Study, trial: FrozenTrial, choices: Sequence[Any]) -> Any | None:
+    """The first of `choices` that no other trial of the study has (asked, running, finished,
+    or enqueued as a baseline); None when every one has a trial."""
+    tried = set()
+    for other in study.get_trials(deepcopy=False):
+        if other.number == trial.number:
+            continue
+        tried.add(other.params.get(VARIANT))
+        tried.add((other.system_attrs.get("fixed_params") or {}).get(VARIANT))
+    return next((c for c in choices if c not in tried), None)
+
+
+class CoveringSampler(BaseSampler):
+    """`base`, but a trial's `variant` is an untried requested variant while one is left."""
+
+    def __init__(self, base: BaseSampler) -> None:
+        self.base = base
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self.base.infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        drawn = self.base.sample_relative(study, trial, search_space)
+        space = search_space.get(VARIANT)
+        if VARIANT in drawn and isinstance(space, CategoricalDistribution):
+            missing = untried_variant(study, trial, space.choices)
+            if missing is not None:
+                drawn = {**drawn, VARIANT: missing}
+        return drawn
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        if param_name == VARIANT and isinstance(param_distribution, CategoricalDistribution):
+            missing = untried_variant(study, trial, param_distribution.choices)
+            if missing is not None:
+                return missing
+        return self.base.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self.base.before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self.base.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.base.reseed_rng()
