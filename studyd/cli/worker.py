@@ -107,9 +107,13 @@ def worker(
         if settings.worker_parent_pid is None:
             runner = start()
         else:
-            # Embedded: serve opened this database already, so an error is an outage (serve
-            # restarted us into it), not a wrong URL: wait for it rather than die at once.
-            runner = until_the_database_answers("starting", start_unwrapped(url, storage, options))
+            # Embedded: serve opened this database already, so a storage error is an outage
+            # (serve restarted us into it), not a wrong URL: wait for it rather than die at
+            # once. Anything else (a schema newer than this studyd) is still one line.
+            with one_line_database_errors(url, EXIT_BAD_DATABASE):
+                runner = until_the_database_answers(
+                    "starting", start_unwrapped(url, storage, options)
+                )
     except DeviceError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -119,7 +123,7 @@ def worker(
         raise typer.Exit(EXIT_LOST_DATABASE)
 
 
-def start_unwrapped(url: str, storage: str | None, options: object) -> Callable[[], Any]:
+def start_unwrapped(url: str, storage: str | None, options: Any) -> Callable[[], Any]:
     """The worker's start with its database errors raised as they are (to be waited out)."""
     from storage.engine import make_engine
     from storage.migrate import ensure_schema
