@@ -20,6 +20,7 @@ from api.routes import (
     compare,
     export,
     extend,
+    families,
     health,
     model,
     studies,
@@ -97,7 +98,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=lambda route: route.name,
     )
     app.state.context = ctx
-    for module in (studies, extend, trials, summary, model, compare, export, workers, health):
+    for module in (
+        studies,
+        extend,
+        trials,
+        summary,
+        model,
+        compare,
+        export,
+        workers,
+        families,
+        health,
+    ):
         app.include_router(module.router)
     install_error_handlers(app)
     mount_docs(app)

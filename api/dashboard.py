@@ -56,7 +56,7 @@ class LazyDashboard:
     def _build(self) -> ASGIApp:
         with self._lock:
             if self._app is None:
-                from studyd.daemon.model_artifact import artifact_store
+                from storage.artifacts import artifact_store
 
                 # The artifact store shows each study's kept model on its page.
                 store = artifact_store(self.ctx.settings.data_dir)

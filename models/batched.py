@@ -43,13 +43,15 @@ class BatchingError(ValueError):
 
 
 def batch_key(model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[Any, ...] | None:
-    """What trials must share to train in one stack; None when the variant is not batchable.
+    """What trials must share to train in one stack; None when the variant or family is not
+    batchable.
 
     Rates, the variant's knobs (but those marked `same_in_stack`), learning rate, weight decay,
     momentum, epochs, seed and hidden widths may differ between trials: a stack pads every
     layer to its widest trial (`StackedMLP.from_configs`).
     """
-    if model_cfg.variant not in BATCHABLE_VARIANTS:
+    if model_cfg.variant not in BATCHABLE_VARIANTS or model_cfg.family != "mlp":
+        # Only the MLP has a stacked network; other families train one trial at a time.
         return None
     use_input, pre, post = dropout_sites(model_cfg)
     entry = dropout_variant(model_cfg.variant)

@@ -15,11 +15,15 @@ User files:
 Paths are relative to one of the data roots (or absolute inside one) and may not leave them:
 see `resolve_user_path`. Labels are mapped to 0…C−1 in sorted order; features are flattened to
 (N, D) float32 and standardised with the mean and standard deviation of the training split only.
+The shape of one example before flattening is kept as `example_shape`, channels first: (C, H, W)
+for images (digits and MNIST: (1, 8, 8), (1, 28, 28); npz x (N, H, W) → (1, H, W)), (1, L) for
+signals (mnist1d, npz x (N, L), CSV rows); a conv family reshapes the flat batch to it.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -53,6 +57,8 @@ class DatasetSplits:
     x_test: Tensor
     y_test: Tensor
     num_classes: int
+    # One example's shape, channels first (see the module doc); () means (input_dim,).
+    example_shape: tuple[int, ...] = ()
 
     @property
     def input_dim(self) -> int:
@@ -83,14 +89,17 @@ def load_dataset(
     """
     roots = list(data_roots) if data_roots else [data_dir]
     rng = np.random.default_rng(seed)
+    shape: tuple[int, ...] | None = None  # None: the arrays' own
     if name == "digits":
         x, y = _digits()
         parts = split_all(x, y, rng)
+        shape = (8, 8)
     elif name == "mnist1d":
         x_tr, y_tr, x_te, y_te = _mnist1d()
         parts = split_train(x_tr, y_tr, rng) + (x_te, y_te)
     elif name == "mnist-5k":
         parts = split_all(*load_mnist_5k(), rng)
+        shape = (28, 28)
     elif name == "fashion-mnist":
         arrays = load_fashion_mnist(Path(data_dir), roots, download)
         parts = split_train(arrays["x_train"], arrays["y_train"], rng)
@@ -104,14 +113,26 @@ def load_dataset(
         raise DataError(
             f"unknown dataset {name!r}: use {', '.join(BUILTIN_DATASETS)}, npz:PATH or csv:PATH"
         )
-    return _finish(name, parts, train_subset)
+    return _finish(name, parts, train_subset, shape)
 
 
 # --- standardisation ---------------------------------------------------------------------------
 
 
-def _finish(name: str, parts: Arrays, train_subset: int | None) -> DatasetSplits:
+def example_shape(raw: tuple[int, ...]) -> tuple[int, ...]:
+    """Channels first: (L,) → (1, L), (H, W) → (1, H, W), (C, H, W) kept; others flat."""
+    if len(raw) in (1, 2):
+        return (1, *raw)
+    if len(raw) == 3:
+        return tuple(raw)
+    return (1, math.prod(raw))
+
+
+def _finish(
+    name: str, parts: Arrays, train_subset: int | None, shape: tuple[int, ...] | None = None
+) -> DatasetSplits:
     x_tr, y_tr, x_va, y_va, x_te, y_te = parts
+    shape = example_shape(tuple(shape or np.shape(x_tr)[1:]))
     if train_subset is not None:
         if not 0 < train_subset <= len(y_tr):
             raise DataError(
@@ -135,7 +156,9 @@ def _finish(name: str, parts: Arrays, train_subset: int | None) -> DatasetSplits
     xs = [torch.from_numpy((a - mean) / std) for a in xs]
     ys = [torch.from_numpy(labels[a:b].astype(np.int64)) for a, b in ((0, cut1), (cut1, cut2))]
     ys.append(torch.from_numpy(labels[cut2:].astype(np.int64)))
-    return DatasetSplits(name, xs[0], ys[0], xs[1], ys[1], xs[2], ys[2], len(classes))
+    if math.prod(shape) != xs[0].shape[1]:
+        shape = (1, xs[0].shape[1])
+    return DatasetSplits(name, xs[0], ys[0], xs[1], ys[1], xs[2], ys[2], len(classes), shape)
 
 
 # --- built-in datasets -------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from models.dropout import (
     StandoutLinear,
 )
 from models.mlp import DropoutMLP
+from models.sites import FamilyNet
 
 ECE_BINS = 15
 # Rows of stacked MC-dropout passes per forward group (passes × validation rows).
@@ -123,13 +124,14 @@ def inference_ms_per_1k(
 def _mc_logits(model: nn.Module, x: Tensor, passes: int, batch_size: int) -> Iterator[Tensor]:
     """Logits of `passes` stochastic passes over `x`, as [g, n, classes] groups of passes.
 
-    A `DropoutMLP` (bare or inside a `DropoutClassifier`) draws g masks in one call: the layers
-    before its first stochastic one run once, the rest on the batch repeated g times. Any other
+    A `DropoutMLP` or `FamilyNet` (bare or inside a `DropoutClassifier`) draws g masks in one
+    call: the layers before its first stochastic one run once, the rest on the batch repeated g
+    times (a `FamilyNet` gives DropConnect a call per mask itself). Any other
     network gets `x` repeated g times, unless it has DropConnect, whose weight mask is drawn once
     per call and would tie stacked passes together: that one runs pass by pass.
     """
     net = getattr(model, "net", model)
-    sampler = net if isinstance(net, DropoutMLP) else None
+    sampler = net if isinstance(net, DropoutMLP | FamilyNet) else None
     per_call = 1
     if sampler is not None or not any(isinstance(m, DropConnectLinear) for m in model.modules()):
         per_call = max(1, min(passes, MC_STACK_ROWS // max(len(x), 1)))

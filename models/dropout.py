@@ -26,6 +26,7 @@ from models.variants import (
 )
 
 __all__ = [
+    "ChannelNoiseLayer",
     "DropConnectLinear",
     "DropoutRateError",
     "GaussianDropout",
@@ -90,6 +91,26 @@ class NoiseLayer(_RateModule):
     def extra_repr(self) -> str:
         named = type(self) is not NoiseLayer
         return super().extra_repr() if named else f"{self.noise.__name__}, {super().extra_repr()}"
+
+
+class ChannelNoiseLayer(NoiseLayer):
+    """A registry noise function on whole feature maps: one draw per (example, channel).
+
+    Tompson et al. (2015), SpatialDropout (torch's `Dropout2d` rule): neighbouring pixels of one
+    map are strongly correlated, so element-wise noise barely regularises a conv layer; dropping
+    the whole map does. The variant's own scaling holds: the noise function runs on a tensor of
+    ones shaped (B, C, 1, …), giving each map its multiplier (train m/(1−p) for `standard`, m for
+    `vanilla`, ε for `gaussian`; eval 1 or 1−p), which then scales the map.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0:
+            return x
+        per_map = x.new_ones((*x.shape[:2], *(1,) * (x.dim() - 2)))
+        return x * self.noise(per_map, self.p, self.training, None, self.knobs)
+
+    def extra_repr(self) -> str:
+        return f"{self.noise.__name__}, p={self.p}, per channel"
 
 
 class StandardDropout(NoiseLayer):
@@ -236,14 +257,19 @@ _NAMED_LAYERS: dict[Noise, Callable[[float], NoiseLayer]] = {
 }
 
 
-def noise_module(variant: str, p: float, knobs: Mapping[str, float] | None = None) -> nn.Module:
-    """The activation-noise layer of `variant` at rate p (identity when p = 0 or no noise)."""
+def noise_module(
+    variant: str, p: float, knobs: Mapping[str, float] | None = None, *, channel: bool = False
+) -> nn.Module:
+    """The activation-noise layer of `variant` at rate p (identity when p = 0 or no noise);
+    `channel`: on whole feature maps (`ChannelNoiseLayer`)."""
     p = validate_rate(p)
     entry = dropout_variant(variant)
     if not entry.noisy or p == 0.0:
         return nn.Identity()
     if entry.acts_on != "activations" or entry.noise is None:
         raise ValueError(f"variant {variant!r} does not act on activations")
+    if channel:
+        return ChannelNoiseLayer(entry.noise, p, knobs)
     if entry.noise in _NAMED_LAYERS:  # these read no knobs
         return _NAMED_LAYERS[entry.noise](p)
     return NoiseLayer(entry.noise, p, knobs)

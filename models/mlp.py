@@ -32,6 +32,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from models.activations import ACTIVATIONS
 from models.config import ModelConfig
 from models.dropout import (
     DropConnectLinear,
@@ -41,8 +42,6 @@ from models.dropout import (
     validate_rate,
 )
 from models.variants import dropout_variant
-
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
 def _is_stochastic(module: nn.Module) -> bool:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.config import ModelConfig, TrainConfig
-from models.mlp import build_mlp
+from models.sites import build_model
 from models.variants import dropout_variant
 
 
@@ -28,7 +28,7 @@ class DropoutClassifier(L.LightningModule):
         self.save_hyperparameters(
             {"model": model_cfg.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json")}
         )
-        self.net = build_mlp(model_cfg)
+        self.net = build_model(model_cfg)
         self._objective = dropout_variant(model_cfg.variant).objective
         self._knobs = model_cfg.variant_knobs()
         self._sums: dict[str, Tensor] = {}

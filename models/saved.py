@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from models.config import ModelConfig, TrainConfig
-from models.mlp import build_mlp
+from models.sites import build_model
 
 FORMAT = "studyd-model/1"
 
@@ -56,7 +56,7 @@ def load_saved(source: str | Path | BinaryIO) -> SavedModel:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"not a {FORMAT} file")
     model_cfg = ModelConfig.model_validate(payload["model_config"])
-    net = build_mlp(model_cfg)
+    net = build_model(model_cfg)  # any family; the mlp is build_mlp's
     net.load_state_dict(payload["state_dict"])
     net.eval()
     train_cfg = TrainConfig.model_validate(payload["train_config"])

@@ -1,7 +1,8 @@
 """The final steps a study owes once its search target is reached, claimed by one worker at a time.
 
 A study owes `replicates` (its search holds at its target until the seed replicates are enqueued
-and the target extended) and then `score` (its best trial evaluated once on the test split). Any
+and the target extended; with `repeats: {auto: true}` it stays held, round by round, until the
+verdict is decided) and then `score` (its best trial evaluated once on the test split). Any
 worker may do a step, whoever settled the last slot; a conditional UPDATE on `final_step_worker`
 makes one claimant win, and a claim whose worker row is gone (reaped, unregistered) is free again.
 """
@@ -12,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, and_, or_, select, update
+from sqlalchemy.orm import Session
 
 from storage.queue import StudyRecord
 from storage.queue.records import study_record as _study_record
 from storage.queue.sessions import transaction as _transaction
 from storage.queue.sessions import utcnow as _utcnow
+from storage.queue.wakeup import announce_slots
 from storage.schema import Study, Worker
 
 
@@ -73,6 +76,15 @@ def claim_step(engine: Engine, owed: OwedStep, worker_id: int) -> bool:
         return taken.rowcount == 1
 
 
+def _replicates_claimed(session: Session, study_id: int, worker_id: int) -> Study | None:
+    """The held study's row, locked, while `worker_id` holds its `replicates` step; else None."""
+    row = session.get(Study, study_id, with_for_update=True)
+    mine = row is not None and row.final_step_worker == worker_id
+    if not mine or row.final_step != "replicates" or row.state != "running":
+        return None
+    return row
+
+
 def open_replicates(
     engine: Engine, study_id: int, worker_id: int, extra: int
 ) -> StudyRecord | None:
@@ -81,15 +93,32 @@ def open_replicates(
     None when `worker_id` no longer holds the claim (reaped meanwhile): nothing is changed.
     """
     with _transaction(engine) as session:
-        row = session.get(Study, study_id, with_for_update=True)
-        mine = row is not None and row.final_step_worker == worker_id
-        if not mine or row.final_step != "replicates" or row.state != "running":
+        row = _replicates_claimed(session, study_id, worker_id)
+        if row is None:
             return None
         row.target_trials += extra
         row.final_step, row.final_step_worker = "score", None
         if row.finished >= row.target_trials:
             row.state = "done"
             row.finished_at = _utcnow(session)
+        return _study_record(row)
+
+
+def extend_replicates(
+    engine: Engine, study_id: int, worker_id: int, extra: int
+) -> StudyRecord | None:
+    """target + `extra` (> 0) with the study still held at its new target and its `replicates`
+    step given back: one round of `repeats: {auto: true}`, whose next round is due once these
+    `extra` replicates are settled. None when `worker_id` no longer holds the claim."""
+    if extra <= 0:
+        raise ValueError("extra must be > 0: a round that adds nothing closes with open_replicates")
+    with _transaction(engine) as session:
+        row = _replicates_claimed(session, study_id, worker_id)
+        if row is None:
+            return None
+        row.target_trials += extra
+        row.final_step_worker = None
+        announce_slots(session)  # the new replicates' slots are open now
         return _study_record(row)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Collection
 from contextlib import suppress
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -136,7 +137,7 @@ class MemoryWorkerStore(OptunaTrialCalls):
                 row.trial_number = trial_number
 
     def claim_trial_slot(
-        self, worker_id: int, *, study_id: int | None = None
+        self, worker_id: int, *, study_id: int | None = None, skip: Collection[int] = ()
     ) -> StudyRecord | None:
         with self._lock:
             open_ = [
@@ -145,6 +146,7 @@ class MemoryWorkerStore(OptunaTrialCalls):
                 if s.state in ACTIVE
                 and s.claimed < s.target_trials
                 and (study_id is None or s.id == study_id)
+                and s.id not in skip
             ]
             if not open_:
                 return None
@@ -366,16 +368,36 @@ class MemoryWorkerStore(OptunaTrialCalls):
                 row.final_step = "score"
             return True
 
+    def _replicates_claimed(self, study_id: int, worker_id: int) -> _Study | None:
+        """The held study while `worker_id` holds its `replicates` step; else None."""
+        row = self._studies.get(study_id)
+        mine = row is not None and row.final_step_worker == worker_id
+        if not mine or row.final_step != "replicates" or row.state != "running":
+            return None
+        return row
+
     def open_replicates(self, study_id: int, worker_id: int, extra: int) -> StudyRecord | None:
         with self._lock:
-            row = self._studies.get(study_id)
-            mine = row is not None and row.final_step_worker == worker_id
-            if not mine or row.final_step != "replicates" or row.state != "running":
+            row = self._replicates_claimed(study_id, worker_id)
+            if row is None:
                 return None
             row.target_trials += extra
             row.final_step, row.final_step_worker = "score", None
             if row.finished >= row.target_trials:
                 row.done()
+            return row.record()
+
+    def extend_replicates(self, study_id: int, worker_id: int, extra: int) -> StudyRecord | None:
+        if extra <= 0:
+            raise ValueError(
+                "extra must be > 0: a round that adds nothing closes with open_replicates"
+            )
+        with self._lock:
+            row = self._replicates_claimed(study_id, worker_id)
+            if row is None:
+                return None
+            row.target_trials += extra
+            row.final_step_worker = None
             return row.record()
 
     def record_score(

@@ -3,6 +3,7 @@ and Optuna's storage on the same URL, an RDB storage or the gRPC proxy in front 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,9 +39,9 @@ class SqlWorkerStore(OptunaTrialCalls):
         queue.heartbeat(self.engine, worker_id, study_id, trial_id, trial_number)
 
     def claim_trial_slot(
-        self, worker_id: int, *, study_id: int | None = None
+        self, worker_id: int, *, study_id: int | None = None, skip: Collection[int] = ()
     ) -> StudyRecord | None:
-        return queue.claim_trial_slot(self.engine, worker_id, study_id=study_id)
+        return queue.claim_trial_slot(self.engine, worker_id, study_id=study_id, skip=skip)
 
     def release_trial_slot(self, study_id: int, worker_id: int | None = None) -> StudyRecord:
         return queue.release_trial_slot(self.engine, study_id, worker_id=worker_id)
@@ -79,6 +80,9 @@ class SqlWorkerStore(OptunaTrialCalls):
 
     def open_replicates(self, study_id: int, worker_id: int, extra: int) -> StudyRecord | None:
         return final_steps.open_replicates(self.engine, study_id, worker_id, extra)
+
+    def extend_replicates(self, study_id: int, worker_id: int, extra: int) -> StudyRecord | None:
+        return final_steps.extend_replicates(self.engine, study_id, worker_id, extra)
 
     def record_score(
         self, study_id: int, worker_id: int, score: float | None, seconds: float | None = None

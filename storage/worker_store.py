@@ -17,7 +17,7 @@ what Optuna's own API writes through it (a sampler's `suggest_*`) lands in the s
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 import optuna
@@ -81,7 +81,7 @@ class WorkerStore(Protocol):
     ) -> None: ...
 
     def claim_trial_slot(
-        self, worker_id: int, *, study_id: int | None = None
+        self, worker_id: int, *, study_id: int | None = None, skip: Collection[int] = ()
     ) -> StudyRecord | None: ...
 
     def release_trial_slot(self, study_id: int, worker_id: int | None = None) -> StudyRecord: ...
@@ -111,6 +111,10 @@ class WorkerStore(Protocol):
     def claim_step(self, owed: OwedStep, worker_id: int) -> bool: ...
 
     def open_replicates(self, study_id: int, worker_id: int, extra: int) -> StudyRecord | None: ...
+
+    def extend_replicates(
+        self, study_id: int, worker_id: int, extra: int
+    ) -> StudyRecord | None: ...
 
     def record_score(
         self, study_id: int, worker_id: int, score: float | None, seconds: float | None = None

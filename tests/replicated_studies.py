@@ -6,6 +6,7 @@ from __future__ import annotations
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial
+from spec_harness import spec as base_spec
 
 
 def _trial(variant: str, variants: list[str], value: float, seed: int, replicate: bool):
@@ -49,10 +50,7 @@ def add_to_study(database_url: str, optuna_name: str, trials: list[FrozenTrial])
 
 
 def spec(name: str, dataset: str, variants: list[str]) -> dict:
-    return {
-        "name": name,
-        "dataset": dataset,
-        "dropout": {"variants": variants},
-        "training": {"epochs": 2},
-        "search": {"n_trials": 4 * len(variants)},
-    }
+    """spec_harness.spec for these studies: four trials a variant, the default placements."""
+    return base_spec(
+        name, dataset=dataset, variants=variants, placements=None, n_trials=4 * len(variants)
+    )

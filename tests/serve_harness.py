@@ -87,9 +87,10 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
 
-    def stop(self) -> int:
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then SIGKILL after `timeout` s (a serve stops its workers first)."""
         self.client.close()
-        return stop_process(self.process)
+        return stop_process(self.process, timeout=timeout)
 
     def healthy(self) -> bool:
         return answers_health(self.url)
@@ -102,8 +103,10 @@ def start_server(
     token: str | None = None,
     env: dict[str, str] | None = None,
     command: list[str] | None = None,
+    timeout: float = STARTUP_SECONDS,
 ) -> Server:
-    """`studyd serve --no-workers` (or `command`) on a free port, waited on until /healthz."""
+    """`studyd serve --no-workers` (or `command`) on a free port, waited on until /healthz
+    (`timeout` seconds at most)."""
     port = free_port()
     full_env = clean_env(STUDYD_DATABASE_URL=database_url)
     if token:
@@ -114,7 +117,7 @@ def start_server(
     url = f"http://127.0.0.1:{port}"
     try:
         process = start_process(
-            args, log_path, ready=lambda: answers_health(url), timeout=STARTUP_SECONDS,
+            args, log_path, ready=lambda: answers_health(url), timeout=timeout,
             env=full_env, cwd=REPO,
         )  # fmt: skip
     except ProcessExited as exc:
@@ -122,5 +125,5 @@ def start_server(
         raise RuntimeError(f"server exited with {exc.process.returncode}:\n{log}") from exc
     except TimeoutError as exc:
         log = log_path.read_text(errors="replace")[-6000:]
-        raise RuntimeError(f"server did not start in {STARTUP_SECONDS}s:\n{log}") from exc
+        raise RuntimeError(f"server did not start in {timeout}s:\n{log}") from exc
     return Server(url, database_url, process, log_path, token)

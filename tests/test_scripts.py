@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The example model plugin, installed beside the project (docs/plugins.md).
+PLUGIN = "examples/plugins/studyd-resnet1d/pyproject.toml"
 FAKE_TOOL = '#!/bin/sh\nprintf "%s\\n" "$(basename "$0") $*" >> "$(dirname "$0")/../calls.log"\n'
 
 
@@ -17,7 +19,8 @@ FAKE_TOOL = '#!/bin/sh\nprintf "%s\\n" "$(basename "$0") $*" >> "$(dirname "$0")
 def checkout(tmp_path: Path) -> Path:
     """scripts/, pyproject.toml and constraints.txt, beside a .venv of fake tools."""
     shutil.copytree(REPO / "scripts", tmp_path / "scripts")
-    for name in ("pyproject.toml", "constraints.txt"):
+    for name in ("pyproject.toml", "constraints.txt", PLUGIN):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, tmp_path / name)
     bin_dir = tmp_path / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
@@ -36,7 +39,11 @@ def run(checkout: Path, script: str, *args: str) -> list[str]:
 
 
 def installs(calls: list[str]) -> int:
-    return sum(" -e " in call for call in calls)
+    """How many times the project was installed (each time with the plugin after it)."""
+    project = sum(" -e .[test]" in call for call in calls)
+    plugin = sum(" -e examples/plugins/" in call for call in calls)
+    assert project == plugin
+    return project
 
 
 def test_setup_installs_once_then_only_when_pyproject_or_constraints_change(checkout: Path):
@@ -48,6 +55,9 @@ def test_setup_installs_once_then_only_when_pyproject_or_constraints_change(chec
     assert run(checkout, "setup") == []
     with (checkout / "pyproject.toml").open("a") as fh:
         fh.write("\n# a new dependency\n")
+    assert installs(run(checkout, "setup")) == 1
+    with (checkout / PLUGIN).open("a") as fh:
+        fh.write("\n# the plugin's new dependency\n")
     assert installs(run(checkout, "setup")) == 1
 
 

@@ -11,7 +11,7 @@ from api.context import AppContext, context
 from api.errors import responses
 from api.params import StudyId
 from storage import queue
-from studyd.daemon.model_artifact import MODEL_ATTR, artifact_store
+from storage.artifacts import MODEL_ATTR, artifact_store
 
 router = APIRouter(tags=["studies"])
 

@@ -57,10 +57,12 @@ def _evidence(
         study_evidence,  # brings optuna.importance and SciPy
     )
 
+    auto_repeats = None
     try:
         spec = validate_spec(record.spec)
         objectives, directions = spec.search.objective_names(), spec.search.directions()
         constraints = list(spec.search.constraints)
+        auto_repeats = spec.auto_repeats
     except SpecError:
         objectives, directions, constraints = ["value"], [direction], []
     evidence = study_evidence(
@@ -69,6 +71,7 @@ def _evidence(
         directions=directions,
         importance_max_trials=IMPORTANCE_MAX_TRIALS,
         seed=IMPORTANCE_SEED,
+        auto_repeats=auto_repeats,
     )
     return dict(evidence), objectives, directions, constraints
 

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
@@ -19,11 +21,12 @@ DUPLICATE_ATTR = "duplicate_of"
 
 
 def claim_trial_slot(
-    engine: Engine, worker_id: int, *, study_id: int | None = None
+    engine: Engine, worker_id: int, *, study_id: int | None = None, skip: Collection[int] = ()
 ) -> StudyRecord | None:
     """Take one trial slot of the highest-priority, then oldest, runnable study; never past target.
 
     With `study_id`, only a slot of that study (a batching worker fills its batch from one study).
+    `skip`: studies this worker cannot serve (a model family it lacks), left to other workers.
 
     SQLite: the whole transaction holds the write lock (BEGIN IMMEDIATE). PostgreSQL: the row is
     locked with SKIP LOCKED so concurrent claimers move on to the next study instead of queueing.
@@ -32,6 +35,8 @@ def claim_trial_slot(
     runnable = ((Study.state.in_(ACTIVE_STATES)) & (Study.claimed < Study.target_trials),)
     if study_id is not None:
         runnable = (*runnable, Study.id == study_id)
+    if skip:
+        runnable = (*runnable, Study.id.not_in(list(skip)))
     with transaction(engine) as session:
         now = utcnow(session)
         for _attempt in range(5):

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from models.config import PLACEMENTS, VARIANTS, ModelConfig, TrainConfig
+from models.families import model_family
 from models.variants import KNOBS, dropout_variant
 
 _PER_LAYER = ("hidden", "pre_activation")
@@ -87,6 +88,8 @@ def canonicalize_model(cfg: ModelConfig) -> ModelConfig:
     with α = 0 is Multi-Sample with K = 2 (models/objectives.py: both average the cross-entropy
     of two independent masks).
     """
+    if cfg.family != "mlp":
+        return _canonical_family(cfg)
     rates = [_zero(p) for p in cfg.layer_rates()]
     live = _live_placements(cfg, rates)
     variant, own = _same_run_variant(cfg)
@@ -116,6 +119,38 @@ def canonicalize_model(cfg: ModelConfig) -> ModelConfig:
             **knobs,
         }
     )
+
+
+def _canonical_family(cfg: ModelConfig) -> ModelConfig:
+    """A family other than the MLP: the same rules where they hold for any network.
+
+    Placements are a set in the family's site order; a site whose rate is 0 is removed (`input`
+    reads `input_rate`, the others `rates`); with none left the variant is `none` (no
+    placements, rates or input rate); knobs of other variants are reset, `same_as` reduces the
+    variant; `conv_form` is `element` unless activation noise acts at a feature-map site.
+    """
+    family = model_family(cfg.family)
+    rates = [_zero(p) for p in cfg.layer_rates()]
+    variant, own = _same_run_variant(cfg)
+    entry = dropout_variant(variant)
+
+    def live(site: str) -> bool:
+        if not entry.takes_rate:
+            return True
+        return cfg.input_rate > 0 if site == "input" else any(p > 0 for p in rates)
+
+    sites = [s for s in family.site_names() if s in cfg.placements and live(s)]
+    if not entry.noisy or not sites:
+        variant, sites, rates, input_rate, own = "none", [], [], 0.0, {}
+    else:
+        if not entry.takes_rate or sites == ["input"]:
+            rates = []
+        input_rate = _zero(cfg.input_rate) if "input" in sites and entry.takes_rate else 0.0
+    on_maps = any(family.site(s).kind == "map" for s in sites)
+    form = cfg.conv_form if on_maps and entry.acts_on == "activations" else "element"
+    knobs = {k.name: own.get(k.name, _default(ModelConfig, k.name)) for k in KNOBS}
+    update = {"variant": variant, "placements": sites, "rates": rates, "input_rate": input_rate}
+    return cfg.model_copy(update={**update, "conv_form": form, **knobs})
 
 
 def _same_run_variant(cfg: ModelConfig) -> tuple[str, dict[str, Any]]:

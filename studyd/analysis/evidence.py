@@ -17,10 +17,12 @@ from typing import Any
 from sqlalchemy import Engine
 
 from storage.trial_scan import scan_trials
+from studyd.analysis.auto_repeats import plan_more_seeds, undecided_sentence
 from studyd.analysis.counted import candidates, trained
 from studyd.analysis.coverage import INFEASIBLE_ATTR, plural, variant_coverage
 from studyd.analysis.importance import variant_importances
 from studyd.analysis.verdict import MIN_REPLICATES, rank_groups, verdict_sentence
+from studyd.spec.repeats import AutoRepeats
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,30 @@ def verdict_record(trial: Trial) -> dict[str, Any]:
         "gap": attrs.get("gap"),
         "params": trial["params"],
     }
+
+
+def counted_records(counted: Sequence[Trial]) -> list[dict[str, Any]]:
+    """The verdict's records of the counted trials (`counted.candidates`). A reused trial repeats
+    its original's result: counting it again would weigh that run twice in importances and
+    inflate a variant's trial count (the verdict averages a seed's values)."""
+    return [verdict_record(t) for t in trained(counted)]
+
+
+def with_undecided(
+    verdict: str | None,
+    records: Sequence[Mapping[str, Any]],
+    direction: str,
+    auto: AutoRepeats,
+) -> str | None:
+    """`repeats: {auto: true}`: the verdict, then per undecided comparison about how many more
+    seeds would decide it (`analysis.auto_repeats`; nothing when every one is decided)."""
+    plan = plan_more_seeds(
+        records, direction=direction, margin=auto.margin, max_seeds=auto.max_seeds
+    )
+    undecided = undecided_sentence(plan)
+    if undecided is None:
+        return verdict
+    return undecided if not verdict else f"{verdict} {undecided}"
 
 
 def rankings(
@@ -226,9 +252,11 @@ def study_evidence(
     confidence: float = 0.95,
     importance_max_trials: int = 300,
     seed: int = 0,
+    auto_repeats: AutoRepeats | None = None,
 ) -> dict[str, Any]:
     """Everything above over a study's complete trials, read in keyset pages (small attributes
-    only: no curves). fANOVA sees the `importance_max_trials` most recent (its cost grows fast)."""
+    only: no curves). fANOVA sees the `importance_max_trials` most recent (its cost grows fast).
+    With `auto_repeats`, the verdict ends with the seeds each undecided comparison still needs."""
     trials: list[dict[str, Any]] = []
     for page in scan_trials(engine, optuna_name, states=["complete"], attr_keys=SUMMARY_ATTRS):
         trials += [
@@ -245,10 +273,10 @@ def study_evidence(
     n_feasible = sum(t["feasible"] for t in trials)
     # Without constraints (or with none met yet) every trial counts.
     counted = candidates(trials)
-    # A reused trial repeats its original's result: counting it again would weigh that run twice
-    # in importances and inflate a variant's trial count (the verdict averages a seed's values).
-    records = [verdict_record(t) for t in trained(counted)]
+    records = counted_records(counted)
     out = rankings(records, direction=directions[0], confidence=confidence)
+    if auto_repeats is not None:
+        out["verdict"] = with_undecided(out["verdict"], records, directions[0], auto_repeats)
     try:
         out["variant_importances"] = variant_importances(
             records[-importance_max_trials:], direction=directions[0], seed=seed

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from typer.core import TyperArgument, TyperGroup
 
-from studyd.cli import client, db, decide, proxy, serve, worker
+from studyd.cli import client, db, decide, families, proxy, serve, worker
 from studyd.cli.output import fail
 
 # Placeholders in `--help` as command-line tools write them. Typer's own are the Python types
@@ -84,7 +84,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for module in (db, worker, serve, proxy, client, decide):
+for module in (db, worker, serve, proxy, client, decide, families):
     module.register(app)
 
 if __name__ == "__main__":  # pragma: no cover

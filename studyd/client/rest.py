@@ -357,6 +357,16 @@ class StudydClient:
             raise self._not_studyd("GET", "/workers", response)
         return workers
 
+    # -- families ----------------------------------------------------------------------------
+
+    def families(self) -> Any:
+        """The model families installed on the API host (`GET /families`)."""
+        response = self._request("GET", "/families")
+        families = self._json("GET", "/families", response)
+        if not isinstance(families, list):
+            raise self._not_studyd("GET", "/families", response)
+        return families
+
 
 def _server_root(url: str) -> str:
     """`http://host:8000/foo/` → `http://host:8000`: where a studyd API would answer."""

@@ -46,7 +46,12 @@ def write_study_note(
     from studyd.analysis.evidence import study_coverage, study_evidence
 
     name_objectives(study, spec)
-    evidence = study_evidence(engine, study.study_name, directions=spec.search.directions())
+    evidence = study_evidence(
+        engine,
+        study.study_name,
+        directions=spec.search.directions(),
+        auto_repeats=spec.auto_repeats,
+    )
     evidence["requested_variants"] = study_coverage(engine, study.study_name, spec.dropout.variants)
     note = study_note(
         evidence,

@@ -1,5 +1,8 @@
 """The study finaliser: seed replicates and the test score, owed once a search reaches its target.
 
+With `repeats: {auto: true}` the replicates come in rounds (`seed_rounds`), each owed once the
+last round's are settled, until the verdict is decided or `max_seeds` is reached.
+
 Whoever settles a study's last slot — the worker that trained it, another worker, or the reaper on
 behalf of a dead one — the work after it must happen exactly once. So no one does it inline: every
 worker, after each slot, when idle and on its reaper tick, asks its store (`storage.final_steps`
@@ -26,6 +29,7 @@ from models.training import evaluate, train_model
 from storage.worker_store import STORAGE_ERRORS, OwedStep, WorkerStore
 from studyd.daemon.records import best_trial
 from studyd.daemon.runs import replicate_seeds, replicate_targets, trial_config
+from studyd.daemon.seed_rounds import enqueue_seed_round
 from studyd.spec import StudySpec, validate_spec
 
 logger = logging.getLogger(__name__)
@@ -91,11 +95,26 @@ class StudyFinalizer:
         return self._score(owed, spec, study)
 
     def _open_replicates(self, owed: OwedStep, spec: StudySpec, study: optuna.Study) -> bool:
+        if spec.auto_repeats is not None:
+            return self._seed_round(owed, spec, study)
         extra = enqueue_missing_replicates(self.store, study, spec)
         after = self.store.open_replicates(owed.study_id, self.worker_id, extra)
         if after is not None:
             logger.info("study %s: %s seed replicates open", owed.study_id, extra)
             self._note(study, spec, None)  # the search's answer, before its replicates
+        return after is not None
+
+    def _seed_round(self, owed: OwedStep, spec: StudySpec, study: optuna.Study) -> bool:
+        """`repeats: {auto: true}`: one more round held for the next, or the rounds closed."""
+        waiting = enqueue_seed_round(self.store, study, spec)
+        if waiting:
+            after = self.store.extend_replicates(owed.study_id, self.worker_id, waiting)
+        else:
+            after = self.store.open_replicates(owed.study_id, self.worker_id, 0)
+            if after is not None:
+                logger.info("study %s: seed replicates decided", owed.study_id)
+        if after is not None:
+            self._note(study, spec, None)  # the answer so far, with what is still undecided
         return after is not None
 
     def _score(self, owed: OwedStep, spec: StudySpec, study: optuna.Study) -> bool:

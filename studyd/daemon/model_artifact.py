@@ -23,16 +23,9 @@ from torch import nn
 
 from models.config import ModelConfig, TrainConfig
 from models.saved import model_bytes
+from storage.artifacts import MODEL_ATTR, artifact_store
 
-MODEL_ATTR = "model_artifact"
-ARTIFACTS = "artifacts"
-
-
-def artifact_store(data_dir: Path) -> FileSystemArtifactStore:
-    """The artifact store every server and worker sharing `data_dir` uses."""
-    base = Path(data_dir) / ARTIFACTS
-    base.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(base)
+__all__ = ["MODEL_ATTR", "artifact_store", "model_keeper", "store_model"]
 
 
 def model_keeper(data_dir: Path):

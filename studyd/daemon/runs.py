@@ -78,8 +78,9 @@ def replicate_targets(study: optuna.Study, spec: StudySpec) -> list[FrozenTrial]
 
 
 def replicate_seeds(spec: StudySpec) -> list[int]:
-    """The same `repeats` seeds for every configuration, so their differences can be paired."""
-    return [spec.training.seed + i for i in range(1, spec.repeats + 1)]
+    """The same `repeats` seeds for every configuration, so their differences can be paired
+    (with `repeats: {auto: true}`, the first round's)."""
+    return [spec.training.seed + i for i in range(1, spec.first_repeats + 1)]
 
 
 def enqueue_replicates(study: optuna.Study, spec: StudySpec) -> int:

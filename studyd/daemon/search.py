@@ -15,11 +15,13 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from models.config import ModelConfig, TrainConfig
+from models.families import model_family
 from models.variants import dropout_variant
 from studyd.daemon.covering import CoveringSampler
 from studyd.daemon.exploring import ExploringSampler
 from studyd.daemon.fair_pruning import StratifiedPruner, scaled_warmup
 from studyd.spec import StudySpec
+from studyd.spec.family_space import FamilySpace
 from studyd.spec.parameters import Param, grid_space, search_params
 
 if TYPE_CHECKING:
@@ -53,7 +55,7 @@ def architecture_count(spec: StudySpec) -> float:
     possible architectures a batch splits into about min(K, A) groups. Variants that cannot be
     stacked count as a continuum (they always train alone).
     """
-    if not all(dropout_variant(v).stackable for v in spec.dropout.variants):
+    if not _stackable(spec):
         return math.inf
     count = 1.0
     for name, param in search_params(spec).items():
@@ -66,13 +68,20 @@ def architecture_count(spec: StudySpec) -> float:
 def stack_count(spec: StudySpec) -> float:
     """How many stacks the spec's trials can fall into when widths are padded (models.batched):
     `architecture_count` without the widths; `inf` for a continuum."""
-    if not all(dropout_variant(v).stackable for v in spec.dropout.variants):
+    if not _stackable(spec):
         return math.inf
     count = 1.0
     for name, param in search_params(spec).items():
         if name in ARCHITECTURE_PARAMS and name != "width":
             count *= _value_count(param)
     return count
+
+
+def _stackable(spec: StudySpec) -> bool:
+    """Whether trials of the spec can share a stack: its family and every variant say so (a
+    family other than the MLP trains one trial at a time: `models.batched.batch_key`)."""
+    family = model_family(getattr(spec.model, "family", "mlp"))
+    return family.stackable and all(dropout_variant(v).stackable for v in spec.dropout.variants)
 
 
 def _value_count(param: Param) -> float:
@@ -138,15 +147,16 @@ def suggest_config(
         hidden = [get(f"width_{i}") for i in range(depth)]
     else:
         hidden = [get("width")] * depth
-    model: dict[str, Any] = {
-        "input_dim": input_dim,
-        "num_classes": classes,
-        "hidden": hidden,
-        "activation": get("activation"),
-        "variant": get("variant"),
-    }
+    model: dict[str, Any] = {"input_dim": input_dim, "num_classes": classes, "hidden": hidden}
+    if isinstance(spec.model, FamilySpace):
+        model |= _family_params(get, spec.model, data_shape)
+    else:
+        model["activation"] = get("activation")
+    model["variant"] = get("variant")
     if dropout_variant(model["variant"]).noisy:
         model.update(_dropout_params(get, spec, model["variant"], depth))
+        if "conv_form" in space and model.get("placements"):
+            model.update(_conv_form(get, spec.model, model))
     train = TrainConfig(
         epochs=get("epochs"),
         batch_size=get("batch_size"),
@@ -157,6 +167,27 @@ def suggest_config(
         seed=spec.training.seed,
     )
     return ModelConfig(**model), train
+
+
+def _family_params(get: Any, section: FamilySpace, data_shape: Any) -> dict[str, Any]:
+    """A family's own fields (`arch`) and the data's example shape (`input_shape`)."""
+    family = section.model_family
+    shape = getattr(data_shape, "example_shape", ())
+    return {
+        "family": family.name,
+        "placements": [],  # `none`'s; a noisy variant's come from `_dropout_params`
+        "arch": {name: get(name) for name in family.own_fields()},
+        "input_shape": list(shape),
+    }
+
+
+def _conv_form(get: Any, section: Any, model: dict[str, Any]) -> dict[str, Any]:
+    """`conv_form`, asked only where it acts: activation noise at a feature-map site."""
+    family = section.model_family
+    on_maps = any(family.site(p).kind == "map" for p in model["placements"])
+    if on_maps and dropout_variant(model["variant"]).acts_on == "activations":
+        return {"conv_form": get("conv_form")}
+    return {}
 
 
 def _dropout_params(get: Any, spec: StudySpec, variant: str, depth: int) -> dict[str, Any]:

@@ -22,10 +22,12 @@ from models.config import ModelConfig, TrainConfig
 from models.data import DatasetSplits
 from models.diagnostics import regularisation_diagnostics
 from models.training import EpochMetrics, TrainResult, train_model
+from studyd.daemon.config_constraints import UntrainedInfeasible, untrained_infeasible
 from studyd.daemon.records import (
     config_attrs,
     constraint_values,
     diagnostic_attrs,
+    infeasible_mark,
     objective_values,
     result_attrs,
 )
@@ -60,6 +62,12 @@ class TorchTrainer:
         """The configs `trial`'s suggestions make; `where`: device, worker_id, host."""
         model, train = trial_config(trial, spec, data)
         return TrialPlan(model, train, config_attrs(model, train, spec.dataset.name, **where))
+
+    def untrained_infeasible(
+        self, spec: StudySpec, model: ModelConfig
+    ) -> UntrainedInfeasible | None:
+        """A proposal a constraint the config decides (param_count) rules out: never trained."""
+        return untrained_infeasible(spec, model)
 
     def stack_key(self, model: ModelConfig, train: TrainConfig) -> Hashable | None:
         """What trials must share to train as one stack; None: this one trains alone."""
@@ -116,3 +124,7 @@ class TorchTrainer:
     def constraint_values(self, spec: StudySpec, attrs: dict[str, Any]) -> dict[str, float]:
         """Each of the spec's constraints' violation (≤ 0 feasible)."""
         return constraint_values(spec.search.constraints, attrs)
+
+    def infeasible_mark(self, violations: dict[str, float]) -> dict[str, str]:
+        """The `infeasible` attribute the dashboard's trials table shows; {} when feasible."""
+        return infeasible_mark(violations)

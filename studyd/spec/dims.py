@@ -180,6 +180,10 @@ BOUNDS: dict[str, tuple[bool, float, float, str]] = {
 }
 
 
+# Public for the families' own fields (`studyd.spec.family_space`).
+checked_dim = _dim
+
+
 def bounded(cls: type, raw: Any, info: ValidationInfo) -> Dim:
     """A `field_validator` body: the field's value as a `Dim` within its `BOUNDS`."""
     integer, lo, hi, hint = BOUNDS[info.field_name]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from models.families import model_family
 from models.variants import dropout_variant
 from studyd.spec.dims import Dim
 from studyd.spec.study import StudySpec
@@ -184,6 +185,8 @@ def _stack(spec: StudySpec, variant: str) -> int:
     and batch size do, and each member is sized as the widest network."""
     if not dropout_variant(variant).stackable:
         return 1
+    if not model_family(getattr(spec.model, "family", "mlp")).stackable:
+        return 1  # a family other than the MLP trains one trial at a time
     architectures = _value_count(spec.model.depth) * _value_count(spec.training.batch_size)
     if 2 * architectures > STACK_TRIALS:
         return 1

@@ -22,7 +22,8 @@ class SpecError(ValueError):
 
 
 def _error_line(err: dict[str, Any]) -> dict[str, str]:
-    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+    # Validators' and union forms' names (`form:auto`) are no place a user writes.
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "form:")))
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
         parent, _, field = loc.rpartition(".")

@@ -2,8 +2,9 @@
 
 Not the spec's sections (`studyd.spec.spaces`: what a user writes); what they become for a sampler.
 
-Parameter names: depth, width | width_{i}, activation, variant, placement, rate | rate_{i},
-input_rate, each variant's own knobs by their names (models/variants.py: rdrop_alpha, …), epochs,
+Parameter names: depth, width | width_{i}, activation (another family: its own fields by name,
+`studyd.spec.family_space`), variant, placement, rate | rate_{i}, input_rate, each variant's own
+knobs by their names (models/variants.py: rdrop_alpha, …), conv_form (feature-map sites), epochs,
 batch_size, optimizer, lr, weight_decay. Only the dropout parameters some variant and placement of
 the spec can reach are listed, so samplers see a clean space. `studyd.daemon.search` maps these
 onto Optuna's `trial.suggest_*`.
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from models.variants import KNOBS, Knob, dropout_variant, knob_owner
 from studyd.spec.dims import Dim
 from studyd.spec.dims import is_log as _is_log
+from studyd.spec.family_space import FamilySpace, family_params
 from studyd.spec.limits import MAX_GRID
 
 if TYPE_CHECKING:
@@ -72,16 +74,7 @@ def search_params(spec: StudySpec) -> dict[str, Param]:
     """Every parameter this spec can ever produce (fixed ones included), by Optuna name."""
     m, d, t = spec.model, spec.dropout, spec.training
     max_depth = int(max(m.depth.values()))
-    out: list[Param] = [Param("depth", "model.depth", dim=m.depth, integer=True)]
-    width_log = _is_log(m.width, m.log) and m.width.kind == "range"
-    if m.per_layer_widths:
-        out += [
-            Param(f"width_{i}", "model.width", dim=m.width, integer=True, log=width_log)
-            for i in range(max_depth)
-        ]
-    else:
-        out.append(Param("width", "model.width", dim=m.width, integer=True, log=width_log))
-    out.append(Param("activation", "model.activation", choices=_strings(m.activation)))
+    out = family_params(m) if isinstance(m, FamilySpace) else _mlp_params(m, max_depth)
     out.append(Param("variant", "dropout.variants", choices=tuple(d.variants)))
     out += _dropout_space(spec, max_depth)
     out.append(Param("epochs", "training.epochs", dim=t.epochs, integer=True))
@@ -97,6 +90,20 @@ def search_params(spec: StudySpec) -> dict[str, Param]:
         )
     )
     return {p.name: p for p in out}
+
+
+def _mlp_params(m: Any, max_depth: int) -> list[Param]:
+    out: list[Param] = [Param("depth", "model.depth", dim=m.depth, integer=True)]
+    width_log = _is_log(m.width, m.log) and m.width.kind == "range"
+    if m.per_layer_widths:
+        out += [
+            Param(f"width_{i}", "model.width", dim=m.width, integer=True, log=width_log)
+            for i in range(max_depth)
+        ]
+    else:
+        out.append(Param("width", "model.width", dim=m.width, integer=True, log=width_log))
+    out.append(Param("activation", "model.activation", choices=_strings(m.activation)))
+    return out
 
 
 def _dropout_space(spec: StudySpec, max_depth: int) -> list[Param]:
@@ -120,7 +127,18 @@ def _dropout_space(spec: StudySpec, max_depth: int) -> list[Param]:
         log = _is_log(d.input_rate, False)
         out.append(Param("input_rate", "dropout.input_rate", dim=d.input_rate, log=log))
     out += [_knob_param(k, getattr(d, k.name)) for k in KNOBS if knob_owner(k.name) in names]
+    if any(v.acts_on == "activations" for v in variants) and _map_sites(spec):
+        out.append(Param("conv_form", "dropout.conv_form", choices=_strings(d.conv_form)))
     return out
+
+
+def _map_sites(spec: StudySpec) -> bool:
+    """Whether a placement of the spec names a feature-map site (where `conv_form` applies)."""
+    if not isinstance(spec.model, FamilySpace):
+        return False
+    family = spec.model.model_family
+    parts = {p for pl in spec.dropout.placements for p in pl.split("+")}
+    return any(family.site(p).kind == "map" for p in parts)
 
 
 def _knob_param(knob: Knob, dim: Dim | str | list[str]) -> Param:

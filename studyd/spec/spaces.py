@@ -3,11 +3,20 @@ search spaces (`studyd.spec.parameters` turns them into Optuna parameters)."""
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
-from pydantic import Field, ValidationInfo, create_model, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from models.config import PLACEMENTS, VARIANTS, Activation, Optimizer
+from models.families import CONV_FORMS, installed_families
 from models.variants import KNOBS
 from studyd.spec.dims import Dim, StrictModel, bounded, is_log
 
@@ -76,9 +85,17 @@ class DatasetSpec(StrictModel):
         )
 
 
-class ModelSpace(StrictModel):
-    """Depth, widths (shared or per layer, `log` for a log-scale width range) and activation."""
+def _without_defaults(out: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    # Fields added after specs were stored: left out at their defaults, so a stored spec reads
+    # back equal (the API's idempotent resubmit compares dumps).
+    return {k: v for k, v in out.items() if k not in defaults or v != defaults[k]}
 
+
+class ModelSpace(StrictModel):
+    """The MLP (`family: mlp`, the default): depth, widths (shared or per layer, `log` for a
+    log-scale width range) and activation. Other families: `studyd.spec.family_space`."""
+
+    family: Literal["mlp"] = "mlp"
     depth: Dim = 2
     width: Dim = [64, 512]
     log: bool = True
@@ -88,6 +105,19 @@ class ModelSpace(StrictModel):
     _bounds = field_validator("depth", "width", mode="before")(bounded)
 
     _activations = field_validator("activation")(one_or_choices)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_defaults(handler(self), {"family": "mlp"})
+
+
+def known_placements() -> tuple[str, ...]:
+    """Every site name of an installed family (the MLP's first); the family's own are checked
+    with the whole spec (`studyd.spec.study`)."""
+    names = list(PLACEMENTS)
+    for family in installed_families().values():
+        names += [s.name for s in family.sites if s.name not in names]
+    return tuple(names)
 
 
 def _placement_parts(placement: str) -> list[str]:
@@ -101,6 +131,8 @@ class _DropoutSites(StrictModel):
     placements: list[str] = Field(default_factory=lambda: ["hidden"])
     per_layer_rates: bool = False
     input_rate: Dim = 0.2
+    # At feature-map sites (cnn's `conv`): drop elements or whole maps (Tompson et al. 2015).
+    conv_form: Literal["element", "channel"] | list[Literal["element", "channel"]] = "element"
 
 
 # Each variant's own knobs (`rdrop_alpha`, …) after the shared fields, with the registry's default
@@ -131,15 +163,25 @@ class DropoutSpace(_DropoutWithKnobs):  # type: ignore[misc]
             raise ValueError("placements is empty; write e.g. [hidden] or [hidden, input+hidden]")
         for v in values:
             parts = _placement_parts(v) if isinstance(v, str) else [v]
-            bad = [p for p in parts if p not in PLACEMENTS]
+            known = known_placements()
+            bad = [p for p in parts if p not in known]
             if bad or len(set(parts)) != len(parts):
                 raise ValueError(
-                    f"{v!r} is not a placement; write one of {', '.join(PLACEMENTS)} "
+                    f"{v!r} is not a placement; write one of {', '.join(known)} "
                     "or a combination joined with '+', e.g. input+hidden"
                 )
         if len(set(values)) != len(values):
             raise ValueError(f"{values} repeats a placement; list each once")
         return values
+
+    @field_validator("conv_form", mode="before")
+    @classmethod
+    def _conv_forms(cls, raw: Any) -> Any:
+        return raw if isinstance(raw, str) else _choice_list(raw, CONV_FORMS, "conv_form")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_defaults(handler(self), {"conv_form": "element"})
 
     @model_validator(mode="after")
     def _log_ranges(self) -> DropoutSpace:

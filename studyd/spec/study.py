@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Discriminator,
+    Field,
+    Tag,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 from studyd.spec.dims import StrictModel
+from studyd.spec.family_space import FamilySpace, check_family_dropout, model_section
 from studyd.spec.limits import MAX_BASELINES, MAX_REPEATS, MAX_TOP_K
+from studyd.spec.repeats import AutoRepeats, repeats_form
 from studyd.spec.search_settings import SearchSpec
 from studyd.spec.spaces import DatasetSpec, DropoutSpace, ModelSpace, TrainingSpace
 
@@ -24,15 +33,30 @@ class StudySpec(StrictModel):
         json_schema_extra={"pattern": _NAME.pattern, "minLength": 1, "maxLength": 100}
     )
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
-    model: ModelSpace = Field(default_factory=ModelSpace)
+    model: ModelSpace | FamilySpace = Field(default_factory=ModelSpace)
     dropout: DropoutSpace = Field(default_factory=DropoutSpace)
     training: TrainingSpace = Field(default_factory=TrainingSpace)
     search: SearchSpec = Field(default_factory=SearchSpec)
     baselines: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_BASELINES)
     # Seed replicates: when the search reaches n_trials, the `top_k` best distinct canonical
-    # configs, and each variant's best, are trained again with `repeats` more seeds each.
-    repeats: int = Field(default=0, ge=0, le=MAX_REPEATS, strict=True)
+    # configs, and each variant's best, are trained again with `repeats` more seeds each; or,
+    # `{auto: true, max_seeds: N}`, round by round until the verdict is decided (`repeats`).
+    repeats: Annotated[
+        Annotated[int, Field(ge=0, le=MAX_REPEATS, strict=True), Tag("form:fixed")]
+        | Annotated[AutoRepeats, Tag("form:auto")],
+        Discriminator(repeats_form),
+    ] = 0
     top_k: int = Field(default=3, ge=1, le=MAX_TOP_K, strict=True)
+
+    @property
+    def auto_repeats(self) -> AutoRepeats | None:
+        return self.repeats if isinstance(self.repeats, AutoRepeats) else None
+
+    @property
+    def first_repeats(self) -> int:
+        """The seeds every chosen configuration gets first: all of them when `repeats` is fixed."""
+        auto = self.auto_repeats
+        return auto.first_seeds if auto is not None else int(self.repeats)  # type: ignore[arg-type]
 
     @field_validator("name")
     @classmethod
@@ -49,10 +73,17 @@ class StudySpec(StrictModel):
     def _dataset_shorthand(cls, raw: Any) -> Any:
         return {"name": raw} if isinstance(raw, str) else raw
 
+    @field_validator("model", mode="wrap")
+    @classmethod
+    def _model_family(cls, raw: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # The section's family picks its class, so errors name that class's fields alone.
+        return model_section(raw) if isinstance(raw, dict) else handler(raw)
+
     @model_validator(mode="after")
     def _check_space(self) -> StudySpec:
         from studyd.spec.parameters import check_baselines, grid_space
 
+        check_family_dropout(self.model, self.dropout)
         if len(self.baselines) > self.search.n_trials:
             raise ValueError(
                 f"baselines: {len(self.baselines)} baselines but search.n_trials is "

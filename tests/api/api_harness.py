@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import math
 import random
-import uuid
 from typing import Any, Protocol
 
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 from serve_harness import Api, in_process_api  # noqa: F401 - the API tests import them from here
+from spec_harness import spec  # noqa: F401 - the API tests import it from here
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -20,17 +20,6 @@ class HasDatabase(Protocol):
     """An app in this process or a server process: what the trial helpers below write to."""
 
     database_url: str
-
-
-def spec(name: str | None = None, **search: Any) -> dict[str, Any]:
-    """A small valid spec (nothing trains: no worker runs beside these apps)."""
-    return {
-        "name": name or f"api-{uuid.uuid4().hex[:8]}",
-        "dataset": "digits",
-        "dropout": {"variants": ["standard", "gaussian"], "placements": ["hidden"]},
-        "training": {"epochs": 2},
-        "search": {"n_trials": 12, **search},
-    }
 
 
 def submit(api: Api, **kwargs: Any) -> dict[str, Any]:

@@ -5,12 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from api_harness import in_process_api
 from fastapi.testclient import TestClient
 from replicated_studies import add_to_study, replicated_trials, spec
-
-from api.app import create_app
-from storage import migrate
-from studyd.settings import Settings
 
 # Three datasets; `standard` leads everywhere, `none` trails everywhere.
 DATASETS = {
@@ -23,9 +20,8 @@ DATASETS = {
 @pytest.fixture(scope="module")
 def api(tmp_path_factory) -> Iterator[tuple[TestClient, str]]:
     url = f"sqlite:///{tmp_path_factory.mktemp('compare') / 'studyd.db'}"
-    migrate.ensure_schema(url)
-    with TestClient(create_app(Settings(database_url=url))) as client:
-        yield client, url
+    with in_process_api(url) as app:
+        yield app.client, url
 
 
 def _study(api, dataset: str, means: dict[str, float]) -> int:

@@ -72,6 +72,7 @@ def _rename(admin_url: str, old: str, new: str) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.process
 def test_postgresql_going_away_is_503_and_the_api_recovers(postgres_admin_url, tmp_path):
     with throwaway_database(postgres_admin_url) as url:
         server = start_server(url, tmp_path)

@@ -6,12 +6,11 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from api_harness import in_process_api
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from storage import migrate, queue
+from storage import queue
 from storage.engine import make_engine
-from studyd.settings import Settings
 
 SPEC = {
     "name": "ext",
@@ -25,11 +24,10 @@ SPEC = {
 @pytest.fixture(scope="module")
 def api(tmp_path_factory) -> Iterator[tuple[TestClient, object]]:
     url = f"sqlite:///{tmp_path_factory.mktemp('extend') / 'studyd.db'}"
-    migrate.ensure_schema(url)
-    engine = make_engine(url)
-    with TestClient(create_app(Settings(database_url=url))) as client:
-        yield client, engine
-    engine.dispose()
+    with in_process_api(url) as app:
+        engine = make_engine(url)
+        yield app.client, engine
+        engine.dispose()
 
 
 def _finished(api, *, cancel: bool = False) -> int:

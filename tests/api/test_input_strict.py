@@ -39,8 +39,15 @@ def _is_int(annotation: Any) -> bool:
     if annotation is int:
         return True
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        return int in typing.get_args(annotation)
+        # `repeats` is a fixed integer or an auto form, each member annotated with its tag.
+        return int in [_bare(a) for a in typing.get_args(annotation)]
     return False
+
+
+def _bare(annotation: Any) -> Any:
+    if typing.get_origin(annotation) is typing.Annotated:
+        return typing.get_args(annotation)[0]
+    return annotation
 
 
 def integer_fields(model: type[BaseModel] = StudySpec, prefix: str = "") -> list[tuple[str, bool]]:
@@ -53,9 +60,18 @@ def integer_fields(model: type[BaseModel] = StudySpec, prefix: str = "") -> list
             found.append((path, True))
         elif _is_int(kind):
             found.append((path, False))
-        elif isinstance(kind, type) and issubclass(kind, BaseModel) and kind is not Dim:
-            found += integer_fields(kind, f"{path}.")
+        else:
+            # A section may be one of several models (`model`: the MLP's or a family's).
+            for member in _members(kind):
+                if issubclass(member, BaseModel) and member is not Dim:
+                    found += [f for f in integer_fields(member, f"{path}.") if f not in found]
     return found
+
+
+def _members(annotation: Any) -> list[type]:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return [a for a in typing.get_args(annotation) if isinstance(a, type)]
+    return [annotation] if isinstance(annotation, type) else []
 
 
 SEARCHABLE = [path for path, searchable in integer_fields() if searchable]

@@ -263,6 +263,7 @@ def test_docs_are_served_offline_and_the_schema_has_every_route(api: Api):
         "/studies/{study_id}/extend",
         "/studies/{study_id}/model",
         "/compare",
+        "/families",
         "/workers",
         "/healthz",
         "/readyz",

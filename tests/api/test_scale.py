@@ -17,6 +17,7 @@ from api.context import LruCache
 from storage import migrate, trials
 from storage.engine import make_engine, read_only
 from storage.optuna_storage import make_optuna_storage
+from storage.throwaway_database import throwaway_database
 from storage.trial_indexes import TRIAL_INDEXES
 
 
@@ -83,15 +84,16 @@ def _statements(engine: sa.Engine) -> list[str]:
     return seen
 
 
-@pytest.fixture
-def two_studies(db_url: str) -> Iterator[tuple[sa.Engine, list[str]]]:
+NAMES = ["scale-3", "scale-60"]
+
+
+def _write_two_studies(url: str) -> None:
     """A 3-trial and a 60-trial study (values 0..n-1, the last one running) on a fresh database."""
-    migrate.ensure_schema(db_url)
-    storage = make_optuna_storage(db_url)
-    names = []
+    migrate.ensure_schema(url)
+    storage = make_optuna_storage(url)
     space = {"x": optuna.distributions.FloatDistribution(0, 1)}
-    for n in (3, 60):
-        name = f"scale-{n}"
+    for name in NAMES:
+        n = int(name.rpartition("-")[2])
         study = optuna.create_study(study_name=name, storage=storage)
         for i in range(n - 1):  # each written whole: one transaction, not an ask/set/tell each
             variant = {"variant": "standard" if i % 2 else "gaussian"}
@@ -102,10 +104,29 @@ def two_studies(db_url: str) -> Iterator[tuple[sa.Engine, list[str]]]:
             )
         running = study.ask(space)
         running.set_user_attr("variant", "standard" if (n - 1) % 2 else "gaussian")
-        names.append(name)
     storage.engine.dispose()
-    engine = make_engine(db_url)
-    yield engine, names
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def two_studies_url(request, tmp_path_factory) -> Iterator[str]:
+    """The two studies, written once per backend: the tests that take them only read."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('scale') / 'studyd.db'}"
+        _write_two_studies(url)
+        yield url
+        return
+    with throwaway_database(request.getfixturevalue("postgres_admin_url")) as url:
+        _write_two_studies(url)
+        yield url
+
+
+@pytest.fixture
+def two_studies(two_studies_url: str) -> Iterator[tuple[sa.Engine, list[str]]]:
+    """A fresh engine (for statement and checkout counts) on the two studies' database."""
+    engine = make_engine(two_studies_url)
+    yield engine, NAMES
     engine.dispose()
 
 
@@ -126,10 +147,10 @@ def test_reads_run_the_same_statements_whatever_the_study_size(two_studies):
         assert counts[small, label] == counts[large, label], label
 
 
-def test_progress_counts_times_and_best_match_a_full_load(two_studies, db_url):
+def test_progress_counts_times_and_best_match_a_full_load(two_studies, two_studies_url):
     engine, names = two_studies
     cache = LruCache(4)
-    storage = make_optuna_storage(db_url)
+    storage = make_optuna_storage(two_studies_url)
     for name in names:
         every = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
         for _ in range(2):
@@ -152,7 +173,7 @@ def _reads_side_tables(statements: list[str]) -> bool:
     return any("trial_params" in s or "trial_user_attributes" in s for s in statements)
 
 
-def test_a_page_of_finished_trials_is_served_from_the_cache_as_read(two_studies, db_url):
+def test_a_page_of_finished_trials_is_served_from_the_cache_as_read(two_studies):
     engine, (small, _) = two_studies  # trials 0 and 1 complete, 2 running
     cache = LruCache(8)
     seen = _statements(engine)
@@ -179,8 +200,9 @@ def test_reads_given_one_connection_share_it_and_read_the_same(two_studies):
     assert together == apart
 
 
-def test_a_page_with_a_running_trial_shows_what_it_writes_while_it_runs(two_studies, db_url):
-    engine, (small, _) = two_studies
+def test_a_page_with_a_running_trial_shows_what_it_writes_while_it_runs(db_url):
+    _write_two_studies(db_url)  # its own: this test finishes the running trial
+    engine, small = make_engine(db_url), NAMES[0]
     cache = LruCache(8)
     storage = make_optuna_storage(db_url)
     study = optuna.load_study(study_name=small, storage=storage)
@@ -195,6 +217,7 @@ def test_a_page_with_a_running_trial_shows_what_it_writes_while_it_runs(two_stud
     after = trials.trial_page(engine, small, offset=1, limit=2, page_cache=cache).rows
     assert (after[1].state, after[1].value) == ("complete", 2.0)
     storage.engine.dispose()
+    engine.dispose()
 
 
 def _index_names(url: str) -> set[str]:

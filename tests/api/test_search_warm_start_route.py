@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import optuna
-from fastapi.testclient import TestClient
+from api_harness import in_process_api
 from optuna.trial import TrialState
 from replicated_studies import add_to_study, replicated_trials, spec
-
-from api.app import create_app
-from storage import migrate
-from studyd.settings import Settings
 
 
 def test_a_warm_started_study_holds_the_sources_search_trials(tmp_path):
     url = f"sqlite:///{tmp_path / 'studyd.db'}"
-    migrate.ensure_schema(url)
-    with TestClient(create_app(Settings(database_url=url))) as client:
+    with in_process_api(url) as app:
+        client = app.client
         source = client.post("/studies", json=spec("src", "digits", ["standard", "none"])).json()
         add_to_study(url, source["optuna_name"], replicated_trials({"standard": 0.9, "none": 0.8}))
         warm = spec("warm", "digits", ["standard", "none", "gaussian"])

@@ -39,6 +39,7 @@ def _main(monkeypatch, capsys, *argv: str) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.slow  # every claim of the quick bench trains: 17-23 s under load
 def test_quick_json_is_one_object_per_claim_with_a_unique_label_and_a_marked_verdict(
     monkeypatch, capsys
 ):
@@ -65,6 +66,7 @@ def test_quick_json_is_one_object_per_claim_with_a_unique_label_and_a_marked_ver
     assert "same test predictions 1.000" in by_label["scaling-matched"]["numbers"]
 
 
+@pytest.mark.slow  # every claim of the quick bench trains: 17-23 s under load
 def test_quick_table_says_it_tests_the_machinery_and_marks_every_verdict(monkeypatch, capsys):
     out = _main(monkeypatch, capsys)
     assert out.startswith("QUICK RUN: this checks the machinery")

@@ -1,4 +1,5 @@
-"""Helpers for the CLI tests: a real `studyd serve` process and `studyd ...` subprocesses."""
+"""Helpers for the CLI tests: a real `studyd serve` process (serve_harness) and `studyd ...`
+subprocesses."""
 
 from __future__ import annotations
 
@@ -6,18 +7,10 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from studyd.client.readiness import (  # noqa: F401 - the CLI tests import free_port from here
-    ProcessExited,
-    answers_health,
-    free_port,
-    start_process,
-    stop_process,
-)
+import serve_harness
+from serve_harness import Server, free_port  # noqa: F401 - the CLI tests import them from here
 
 TOKEN = "cli-test-token-7c1f"
 STUDYD = Path(sys.executable).with_name("studyd")
@@ -35,41 +28,19 @@ search:
 """
 
 
-@dataclass
-class Server:
-    url: str
-    database_url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
 def start_server(directory: Path, *, workers: int, token: str | None = TOKEN) -> Server:
     """`studyd serve` as its own process on a fresh SQLite file; waits for /healthz."""
-    port = free_port()
-    database_url = f"sqlite:///{directory / 'studyd.db'}"
-    env = {**os.environ, "STUDYD_DATABASE_URL": database_url}
-    env["STUDYD_DATA_DIR"] = str(directory / "data")
-    env.pop("STUDYD_API_TOKEN", None)
-    env.setdefault("OMP_NUM_THREADS", "1")  # 2 workers × 2 OpenMP threads on 2 cores thrash
-    if token:
-        env["STUDYD_API_TOKEN"] = token
-    command = [str(STUDYD), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [str(STUDYD), "serve", "--host", "127.0.0.1"]
     command += ["--workers", str(workers)] if workers else ["--no-workers"]
-    log = directory / "server.log"
-    url = f"http://127.0.0.1:{port}"
-    try:
-        process = start_process(
-            command, log, ready=lambda: answers_health(url), timeout=90, env=env
-        )
-    except ProcessExited as exc:
-        pytest.fail(f"studyd serve exited {exc.process.returncode}:\n{log.read_text()[-3000:]}")
-    except TimeoutError:
-        pytest.fail(f"studyd serve did not answer in 90 s:\n{log.read_text()[-3000:]}")
-    return Server(url, database_url, process, log)
-
-
-def stop_server(server: Server) -> None:
-    stop_process(server.process, timeout=30)
+    env = {
+        "STUDYD_DATA_DIR": str(directory / "data"),
+        # 2 workers × 2 OpenMP threads on 2 cores thrash
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+    }
+    url = f"sqlite:///{directory / 'studyd.db'}"
+    return serve_harness.start_server(
+        url, directory, token=token, env=env, command=command, timeout=90
+    )
 
 
 def studyd(

@@ -18,7 +18,6 @@ from cli_harness import (
     one_line_error,
     parsed,
     start_server,
-    stop_server,
     studyd,
 )
 
@@ -30,7 +29,7 @@ pytestmark = pytest.mark.process
 def server(tmp_path_factory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("cli-api"), workers=0)
     yield running
-    stop_server(running)
+    running.stop()
 
 
 @pytest.fixture

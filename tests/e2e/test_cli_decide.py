@@ -18,7 +18,6 @@ from cli_harness import (
     one_line_error,
     parsed,
     start_server,
-    stop_server,
     studyd,
 )
 from replicated_studies import add_to_study, replicated_trials, spec
@@ -32,6 +31,7 @@ from studyd.daemon.model_artifact import artifact_store, store_model
 from studyd.daemon.runs import trial_config
 from studyd.spec import load_spec
 
+# Every test drives `studyd` subprocesses against a `studyd serve` process.
 pytestmark = pytest.mark.process
 
 
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.process
 def server(tmp_path_factory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("cli-decide"), workers=0)
     yield running
-    stop_server(running)
+    running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_extend_gives_a_done_study_more_runs_and_a_new_test_score(tmp_path):
         bad = studyd("extend", "99999", "--trials", "1", url=server.url)
         assert bad.returncode == 5 and "99999" in one_line_error(bad)
     finally:
-        stop_server(server)
+        server.stop()
 
 
 def test_model_downloads_the_kept_model_which_scores_as_recorded(server, tmp_path):

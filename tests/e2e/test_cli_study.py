@@ -22,7 +22,6 @@ from cli_harness import (
     one_line_error,
     parsed,
     start_server,
-    stop_server,
     studyd,
 )
 
@@ -33,7 +32,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.process]
 def server(tmp_path_factory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("cli-study"), workers=2)
     yield running
-    stop_server(running)
+    running.stop()
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from cli_harness import (
     one_line_error,
     parsed,
     start_server,
-    stop_server,
     studyd,
 )
 from optuna.distributions import CategoricalDistribution, FloatDistribution
@@ -52,7 +51,7 @@ CONSTRAINT = "param_count <= 5000"
 def server(tmp_path_factory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("cli-summary"), workers=0)
     yield running
-    stop_server(running)
+    running.stop()
 
 
 def _trial(

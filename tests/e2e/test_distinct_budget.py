@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from cli_harness import parsed, start_server, stop_server, studyd
+from cli_harness import parsed, start_server, studyd
 from optuna.trial import TrialState
 from worker_harness import Cluster
 
@@ -92,4 +92,4 @@ def test_status_says_the_search_ended_early_and_links_the_dashboard(tmp_path):
         page = httpx.get(status["dashboard_url"], timeout=30, follow_redirects=True)
         assert page.status_code in (200, 401)  # the page exists (behind the server's token)
     finally:
-        stop_server(server)
+        server.stop()

@@ -58,6 +58,8 @@ def _model(variant: str = "standard", placements=("hidden",), **extra) -> ModelC
 FAST = TrainConfig(epochs=8, batch_size=64, lr=3e-3, seed=0)
 
 
+# 48 trainings of 8 epochs, ~6 s of CPU each: the full suite's, not the fast layer's.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "variant,placements", list(itertools.product(VARIANTS, PLACEMENT_SETS)), ids=str
 )

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,8 @@ from serve_harness import (  # noqa: F401 - the reliability tests import them fr
     start_server,
     stop_process,
 )
+from spec_harness import trainable_spec  # noqa: F401 - the tests import it from here
+from worker_harness import start_worker, wait_for  # noqa: F401 - the tests import them from here
 
 from storage.throwaway_database import create_database
 
@@ -44,45 +45,6 @@ def write_figure(test: str, **values: Any) -> dict[str, Any]:
     with (FIGURES / f"{module}.jsonl").open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(record, default=str) + "\n")
     return record
-
-
-# --- workers -----------------------------------------------------------------------------------
-
-
-def start_worker(
-    database_url: str,
-    log_path: Path,
-    *,
-    heartbeat: float = 0.5,
-    grace: float = 3.0,
-    reaper_period: float = 0.5,
-    poll: float = 0.1,
-    extra: list[str] | None = None,
-    env: dict[str, str] | None = None,
-) -> subprocess.Popen[bytes]:
-    """One `studyd worker --device cpu` process with short heartbeat/grace/reaper periods."""
-    args = [sys.executable, "-m", "studyd.cli.main", "worker", "--device", "cpu"]
-    args += ["--database-url", database_url, "--heartbeat", str(heartbeat)]
-    args += ["--grace", str(grace), "--reaper-period", str(reaper_period), "--poll", str(poll)]
-    args += extra or []
-    # One thread each: 8 workers share 2 cores in CI.
-    full_env = clean_env(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1") | (env or {})
-    with log_path.open("ab") as log:
-        return subprocess.Popen(args, cwd=REPO, env=full_env, stdout=log, stderr=log)
-
-
-def wait_for(
-    predicate: Callable[[], Any], timeout: float, every: float = 0.1, what: str = ""
-) -> Any:
-    """Poll `predicate` until it returns something truthy; AssertionError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(every)
 
 
 # --- studyd serve with embedded workers ------------------------------------------------------
@@ -109,18 +71,6 @@ def serve_with_workers(url: str, log_dir: Path, workers: int = 2, **env: str) ->
 def embedded_pids(server: Server) -> set[int]:
     """The pids of the workers /workers lists as alive."""
     return {w["pid"] for w in server.client.get("/workers").json() if w["state"] == "alive"}
-
-
-def spec(name: str, n_trials: int, *, variants: list[str], width: int, epochs: int = 2) -> dict:
-    """A small digits study with a fixed width (trials of about a second at 2 epochs)."""
-    return {
-        "name": name,
-        "dataset": {"name": "digits", "train_subset": 150},
-        "model": {"depth": 1, "width": width},
-        "dropout": {"variants": variants, "placements": ["hidden"]},
-        "training": {"epochs": epochs, "batch_size": 64},
-        "search": {"n_trials": n_trials, "sampler": "random", "pruner": "none"},
-    }
 
 
 # --- a private PostgreSQL cluster --------------------------------------------------------------

@@ -26,7 +26,7 @@ from reliability_harness import (
     clean_env,
     embedded_pids,
     serve_with_workers,
-    spec,
+    trainable_spec,
     wait_for,
 )
 
@@ -92,7 +92,7 @@ def test_kill_9_of_serve_leaves_no_worker_behind(tmp_path):
     server = serve_with_workers(url, tmp_path, workers=1)
     try:
         study = server.client.post(
-            "/studies", json=spec("long", 2, variants=["standard"], width=16, epochs=400)
+            "/studies", json=trainable_spec("long", 2, variants=["standard"], width=16, epochs=400)
         ).json()
         rows = wait_for(
             lambda: [w for w in list_workers(engine) if w.trial_id is not None],

@@ -25,7 +25,7 @@ from reliability_harness import (
     clean_env,
     embedded_pids,
     serve_with_workers,
-    spec,
+    trainable_spec,
     wait_for,
 )
 
@@ -56,14 +56,14 @@ def trials_of(url: str, optuna_name: str) -> list[optuna.trial.FrozenTrial]:
 
 
 def test_a_study_submitted_after_a_deleted_one_trains_its_own_spec(server, db_url, figure):
-    old = spec("old", 8, variants=["standout"], width=8)
+    old = trainable_spec("old", 8, variants=["standout"], width=8)
     first = server.client.post("/studies", json=old).json()
     assert ended(server, first["id"])["state"] == "done"
     old_trials = trials_of(db_url, first["optuna_name"])
     served_by = {t.user_attrs.get("worker_id") for t in old_trials}
     assert server.client.delete(f"/studies/{first['id']}").status_code in (200, 204)
 
-    new = spec("new", 8, variants=["standard", "gaussian"], width=12)
+    new = trainable_spec("new", 8, variants=["standard", "gaussian"], width=12)
     second = server.client.post("/studies", json=new).json()
     body = ended(server, second["id"])
     trials = trials_of(db_url, second["optuna_name"])
@@ -87,7 +87,7 @@ def test_a_study_submitted_after_a_deleted_one_trains_its_own_spec(server, db_ur
 
 
 def test_cancel_then_delete_mid_trial_costs_no_worker(server, db_url):
-    long = spec("long", 6, variants=["standard"], width=16, epochs=400)
+    long = trainable_spec("long", 6, variants=["standard"], width=16, epochs=400)
     study = server.client.post("/studies", json=long).json()
 
     def training() -> bool:
@@ -114,13 +114,15 @@ def test_cancel_then_delete_mid_trial_costs_no_worker(server, db_url):
     # One line per dropped trial: deleted under its trial, or stopped by the cancel and its
     # slot gone with the study.
     assert "cancelled or deleted under its trial" in log or "was deleted: its slot went" in log
-    short = server.client.post("/studies", json=spec("next", 4, variants=["standard"], width=8))
+    short = server.client.post(
+        "/studies", json=trainable_spec("next", 4, variants=["standard"], width=8)
+    )
     assert ended(server, short.json()["id"])["state"] == "done"
     assert embedded_pids(server) == pids
 
 
 def test_cancel_stops_a_large_networks_trial_within_5_s(server, db_url, figure):
-    big = spec("big", 2, variants=["standard"], width=1024, epochs=50)
+    big = trainable_spec("big", 2, variants=["standard"], width=1024, epochs=50)
     big["model"]["depth"] = 3
     big["dataset"] = {"name": "digits"}
     big["training"]["batch_size"] = 8

@@ -80,6 +80,15 @@ def test_a_claim_of_one_study_takes_only_its_slots(store):
     assert store.get_study(first.id).claimed == 0
 
 
+def test_a_claim_skips_the_studies_a_worker_cannot_serve(store):
+    worker = _worker(store)
+    foreign = _submit(store, 1, priority=5)  # e.g. a model family this worker lacks
+    mine = _submit(store, 1)
+    assert store.claim_trial_slot(worker, skip={foreign.id}).id == mine.id
+    assert store.claim_trial_slot(worker, skip={foreign.id}) is None
+    assert store.get_study(foreign.id).claimed == 0
+
+
 def test_finishing_the_last_slot_ends_the_study_and_clears_the_lease(store):
     worker = _worker(store)
     record = _submit(store, 1)
@@ -101,6 +110,50 @@ def test_a_held_search_waits_at_its_target_for_its_replicates(store):
     assert not store.claim_step(owed[0], _worker(store))  # one claimant
     opened = store.open_replicates(record.id, worker, 2)
     assert (opened.state, opened.target_trials) == ("running", 3)
+
+
+def _held_and_claimed(store, worker: int):
+    """A study held at its target of 1 with its `replicates` step claimed by `worker`."""
+    record = _submit(store, 1, final_step="replicates")
+    store.claim_trial_slot(worker)
+    store.finish_trial_slot(record.id, worker, hold_at=1)
+    assert store.claim_step(store.owed_steps()[0], worker)
+    return record
+
+
+def _run_slots(store, worker: int, study_id: int, n: int):
+    for _ in range(n):
+        assert store.claim_trial_slot(worker, study_id=study_id) is not None
+        after = store.finish_trial_slot(study_id, worker)
+    return after
+
+
+def test_a_round_of_replicates_extends_the_target_and_holds_the_study_for_the_next(store):
+    worker = _worker(store)
+    record = _held_and_claimed(store, worker)
+    extended = store.extend_replicates(record.id, worker, 2)
+    assert (extended.state, extended.target_trials) == ("running", 3)
+    assert store.owed_steps() == []  # not due while its replicates run
+    # Held: reaching the new target does not end it; the next round is owed instead.
+    assert _run_slots(store, worker, record.id, 2).state == "running"
+    assert store.claim_trial_slot(worker, study_id=record.id) is None  # never past the target
+    [owed] = store.owed_steps()
+    assert (owed.study_id, owed.step) == (record.id, "replicates")
+    assert store.claim_step(owed, worker)
+    closed = store.open_replicates(record.id, worker, 0)  # decided: the last round adds nothing
+    assert (closed.state, closed.target_trials) == ("done", 3)
+    assert [o.step for o in store.owed_steps()] == ["score"]
+
+
+def test_only_the_claimant_extends_a_held_study_and_only_by_a_positive_number(store):
+    worker, other = _worker(store), _worker(store)
+    record = _held_and_claimed(store, worker)
+    assert store.extend_replicates(record.id, other, 2) is None
+    with pytest.raises(ValueError):
+        store.extend_replicates(record.id, worker, 0)
+    assert store.get_study(record.id).target_trials == 1
+    store.extend_replicates(record.id, worker, 1)
+    assert store.extend_replicates(record.id, worker, 1) is None  # the claim was given back
 
 
 def test_the_score_step_is_claimed_recorded_once_and_can_be_given_back(store):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import torch
 
 from models.config import ModelConfig, TrainConfig
@@ -201,6 +202,7 @@ def test_pre_activation_under_relu_is_hidden_for_standard_and_vanilla():
         assert "pre_activation" in canonicalize_model(cfg).placements, cfg
 
 
+@pytest.mark.slow  # two full trainings (30 s on the loaded 2-core machine)
 def test_pre_activation_and_hidden_under_relu_train_bitwise_the_same_network():
     from models.data import load_dataset
     from models.training import train_model

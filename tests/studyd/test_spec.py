@@ -85,6 +85,9 @@ def test_json_text_and_dict_are_accepted():
         ("name: s\ntraining: {weight_decay: {low: 0, high: 0.1, log: true}}", "needs lo > 0"),
         ("name: s\nsearch: {n_trials: 1}\nbaselines: [{}, {}]", "raise n_trials or list fewer"),
         ("name: s\nrepeats: 50", "repeats: 50 is over the limit 20"),
+        ("name: s\nrepeats: {auto: true, max_seeds: 2}", "repeats.max_seeds: 2 is under the"),
+        ("name: s\nrepeats: {max_seeds: 9}", "repeats.auto: is required"),
+        ("name: s\nrepeats: {auto: false}", "repeats.auto: write True (got False)"),
         ("[1, 2", "the spec is not valid YAML or JSON"),
         ("- a\n- b\n", "a spec is a mapping"),
     ],
@@ -124,3 +127,13 @@ def test_spec_model_rejects_unknown_fields_in_every_section():
         with pytest.raises(SpecError, match="unknown field 'zzz'"):
             StudySpec.model_validate  # noqa: B018 - the public entry point is load_spec
             load_spec({"name": "x", section: {"zzz": 1}})
+
+
+def test_repeats_fixed_keeps_its_form_and_auto_has_its_own():
+    fixed = load_spec("name: s\nrepeats: 3")
+    assert fixed.model_dump()["repeats"] == 3 and fixed.auto_repeats is None
+    assert fixed.first_repeats == 3
+    auto = load_spec("name: s\nrepeats: {auto: true, max_seeds: 8}")
+    assert auto.model_dump()["repeats"] == {"auto": True, "max_seeds": 8, "margin": 0.01}
+    assert (auto.auto_repeats.max_seeds, auto.first_repeats) == (8, 3)
+    assert load_spec(auto.model_dump()) == auto  # a stored spec reads back the same

@@ -173,3 +173,27 @@ def test_one_function_decides_how_a_slot_ends(store, ending, trial, duplicate, e
     asked = object() if trial else None
     result = TrialResult(Claim(record, None), asked, ending, duplicate=duplicate)  # type: ignore[arg-type]
     assert decide(result) is end
+
+
+def test_the_worker_wing_reaches_storage_only_through_its_store():
+    """Every persistence call of the worker goes through `storage.worker_store` (issue 25's
+    seam): its modules import nothing else of `storage/`, but the loop's SQL store for
+    `Worker(engine, optuna_storage, options)`."""
+    import ast
+    from pathlib import Path
+
+    import studyd.daemon.worker as wing
+
+    allowed = {"storage.worker_store", "storage.sql_store"}
+    reached = {}
+    for path in [
+        *Path(wing.__file__).parent.glob("*.py"),
+        Path(wing.__file__).parents[1] / "finalize.py",
+    ]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                if name and name.startswith("storage") and name not in allowed:
+                    reached.setdefault(path.name, []).append(name)
+    assert reached == {}

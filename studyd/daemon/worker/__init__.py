@@ -7,8 +7,9 @@ a dead worker's trial is failed and its slot given back while everyone else is b
 Modules: `loop` (the claim loop and lifecycle), `heartbeat` (the heartbeat thread), `slot`
 (serving one claimed slot), `sizing` (how many trials a slot trains together), `trials` (the one
 trial path, a lone trial being a stack of one, and its error ladder), `slot_end` (how a slot
-ends, from a trial's result record), `repeats` (runs the study already has), `memory`, `state`
-and `options` (what they share). Every database call goes through one `storage.worker_store`
+ends, from a trial's result record `results.TrialResult`), `deleted` (a study deleted under its
+trials), `repeats` (runs the study already has), `memory`, `state` and `options` (what they
+share). Every database call goes through one `storage.worker_store`
 `WorkerStore`; training goes through an injected `trials.Trainer`
 (`studyd.daemon.training.TorchTrainer`).
 """

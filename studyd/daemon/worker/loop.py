@@ -144,7 +144,7 @@ class Worker:
             if opts.max_trials is not None and state.trials_run >= opts.max_trials:
                 return
             try:
-                record = state.store.claim_trial_slot(state.worker_id)
+                record = state.store.claim_trial_slot(state.worker_id, skip=state.lacking)
                 self._claim_outage.answered()
                 if record is None:
                     self.finalize()
@@ -181,8 +181,10 @@ class Worker:
     def _queue_is_empty(self) -> bool:
         # With --once, wait while another worker still holds slots: if it dies, its slots come
         # back through the reaper and must be served.
+        # Studies of a family this worker lacks are other workers' to serve.
         store = self.state.store
-        return sum(store.count_studies(s) for s in ("queued", "running")) == 0
+        open_ = sum(store.count_studies(s) for s in ("queued", "running"))
+        return open_ <= len(self.state.lacking)
 
     def _reaper_tick(self) -> None:
         self.reap()

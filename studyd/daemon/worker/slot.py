@@ -12,6 +12,7 @@ from models.data import DatasetSplits, load_dataset
 from storage.worker_store import IllegalStateChange, StudyNotFound, StudyRecord
 from studyd.daemon.search import build_pruner, build_sampler
 from studyd.daemon.training import TorchTrainer
+from studyd.daemon.worker.deleted import drop_vanished, vanished
 from studyd.daemon.worker.memory import HeapKeeper
 from studyd.daemon.worker.repeats import Repeats
 from studyd.daemon.worker.sizing import trials_per_slot
@@ -25,6 +26,7 @@ from studyd.daemon.worker.state import (
 )
 from studyd.daemon.worker.trials import Trainer, TrialPath
 from studyd.spec import SpecError, StudySpec, validate_spec
+from studyd.spec.family_space import missing_family
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,17 @@ class SlotServer:
     def serve(self, record: StudyRecord) -> bool:
         """Serve the claimed slot `record`; True when the storage failed under its trials."""
         state, own = self.state, Claim(record, None)
+        family = missing_family(record.spec)
+        if family is not None:
+            # Not this worker's study: workers with the plugin serve it; failing it would end it.
+            logger.warning(
+                "study %s needs model family %r, not installed here: left to other workers",
+                record.id,
+                family,
+            )
+            state.lacking.add(record.id)
+            self.ends.give_back(own)
+            return False
         try:
             served = self._prepare(record)
         except StudyUnusable as exc:
@@ -86,9 +99,9 @@ class SlotServer:
             return self.trials.run(claims, served, stacked=stacked)
         except Exception as exc:
             # Deleted under a running trial (cancel, then delete at once): drop it and go on.
-            if not self.ends.vanished(record, exc):
+            if not vanished(state, record, exc):
                 raise
-            self.ends.drop_vanished(claims, exc)
+            drop_vanished(state, claims, exc)
             return False
         finally:
             state.training_study = None

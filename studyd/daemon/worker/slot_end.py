@@ -19,13 +19,12 @@ from storage.worker_store import (
     DUPLICATE_ATTR,
     IllegalStateChange,
     StudyNotFound,
-    StudyRecord,
     WorkerGone,
 )
-from studyd.daemon.records import infeasible_mark
+from studyd.daemon.worker.deleted import deleted, drop_vanished, vanished
 from studyd.daemon.worker.repeats import Repeats
 from studyd.daemon.worker.results import Claim, Ending, TrialResult
-from studyd.daemon.worker.state import DB_ERRORS, ServedStudy, StudyIdentity, WorkerState
+from studyd.daemon.worker.state import DB_ERRORS, ServedStudy, WorkerState
 from studyd.spec import StudySpec
 
 logger = logging.getLogger(__name__)
@@ -40,6 +39,8 @@ class Scores(Protocol):
     def objective_values(self, spec: StudySpec, attrs: dict[str, Any]) -> list[float] | None: ...
 
     def constraint_values(self, spec: StudySpec, attrs: dict[str, Any]) -> dict[str, float]: ...
+
+    def infeasible_mark(self, violations: dict[str, float]) -> dict[str, str]: ...
 
 
 class SlotEnd(Enum):
@@ -113,7 +114,7 @@ class SlotEnds:
         for result in results:
             self._end(result, served)
         if results and results[0].ending is Ending.UNTRAINABLE:
-            self._fail_study_row(results[0].claim.record, why)
+            self.fail_study(results[0].claim, why, give_back=False)
 
     def _end(self, result: TrialResult, served: ServedStudy) -> None:
         end, trial, claim = decide(result), result.trial, result.claim
@@ -150,7 +151,9 @@ class SlotEnds:
             recorded = False
         # Optuna's samplers and best_trial(s) read these (system attrs `constraints:<name>`).
         violations = self.scores.constraint_values(spec, attrs)
-        mark = infeasible_mark(violations)  # where the dashboard's trials table shows it
+        mark = self.scores.infeasible_mark(
+            violations
+        )  # where the dashboard's trials table shows it
         if mark and not mark.items() <= attrs.items():
             attrs, recorded = attrs | mark, False
         try:
@@ -190,7 +193,7 @@ class SlotEnds:
                 hold_at=hold_at,
             )
         except WorkerGone:
-            if self._deleted(record):
+            if deleted(state, record):
                 return
             logger.warning("slot of study %s was settled by the reaper", record.id)
             state.gone.set()
@@ -248,17 +251,18 @@ class SlotEnds:
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, **kwargs: Any) -> FrozenTrial | None:
         """Tell once; None when the reaper already failed the trial (a late result is dropped)."""
-        return self.state.patiently("telling the trial", self._tell_once, study, trial, **kwargs)
+        state = self.state
 
-    def _tell_once(
-        self, study: optuna.Study, trial: optuna.Trial, **kwargs: Any
-    ) -> FrozenTrial | None:
-        if self.state.gone.is_set():
-            return None
-        told, refused = self.state.store.tell(study, trial, **kwargs)
-        if refused is not None:
-            logger.warning("trial %s could not be told (%s): result dropped", trial.number, refused)
-        return told
+        def once() -> FrozenTrial | None:
+            if state.gone.is_set():
+                return None
+            told, refused = state.store.tell(study, trial, **kwargs)
+            if refused is not None:
+                number = trial.number
+                logger.warning("trial %s could not be told (%s): result dropped", number, refused)
+            return told
+
+        return state.patiently("telling the trial", once)
 
     def fail_for_retry(self, study: optuna.Study, trial: optuna.Trial) -> None:
         """The database, not the spec, interrupted the trial: once it answers, FAIL the trial
@@ -281,7 +285,7 @@ class SlotEnds:
                 worker_id=state.lease_row(claim.lease),
             )
         except WorkerGone:
-            if not self._deleted(record):
+            if not deleted(state, record):
                 state.gone.set()
         except StudyNotFound:
             logger.warning("study %s was deleted: its slot went with it", record.id)
@@ -292,61 +296,19 @@ class SlotEnds:
             logger.error("could not give back the slot of study %s: stopping", record.id)
             state.gone.set()
 
-    def vanished(self, record: StudyRecord, exc: Exception) -> bool:
-        """True when `exc` came from `record`'s study being deleted under its trials: the errors
-        Optuna then raises (`KeyError: no trial with trial_id`, `Record does not exist.`) are
-        about our trial being gone, not about the spec or the worker. Our row goes last, so a
-        cancelled study whose Optuna study is already gone counts too."""
-        if isinstance(exc, (*DB_ERRORS, WorkerGone)):
-            return False  # the database or the reaper: handled as such
-        try:
-            now = self.state.store.get_study(record.id)
-        except StudyNotFound:
-            return True
-        except DB_ERRORS:
-            return False
-        if StudyIdentity.of(now) != StudyIdentity.of(record):
-            return True
-        return now.state == "cancelled" and isinstance(exc, (KeyError, ValueError))
-
-    def _deleted(self, record: StudyRecord) -> bool:
-        """Our lease is gone because the study was deleted (its id maybe taken by a new study),
-        not because the reaper took our row: one line, and the worker goes on."""
-        if not self.vanished(record, LookupError("lease gone")):
-            return False
-        logger.warning("study %s was deleted: its slot went with it", record.id)
-        self.state.forget(record.id)
-        return True
-
-    def drop_vanished(self, claims: list[Claim], exc: Exception) -> None:
-        """One line, and each slot given back where the study still counts it."""
-        record = claims[0].record
-        logger.warning(
-            "study %s was cancelled or deleted under its trial(s): dropped (%s: %s)",
-            record.id,
-            type(exc).__name__,
-            exc,
-        )
-        self.state.forget(record.id)
-        for claim in claims:
-            with suppress(IllegalStateChange, StudyNotFound, WorkerGone, *DB_ERRORS):
-                row = self.state.lease_row(claim.lease)
-                self.state.store.release_trial_slot(claim.record.id, worker_id=row)
-
-    def fail_study(self, claim: Claim, message: str) -> None:
-        """The study cannot run here at all: give its slot back and fail it."""
-        record = claim.record
-        if self.vanished(record, LookupError(message)):
-            # Deleted (its Optuna study first, so it looked never created): never fail a new
-            # study that took its id.
-            self.drop_vanished([claim], StudyNotFound(message))
-            return
-        self.give_back(claim)
-        self._fail_study_row(record, message)
-
-    def _fail_study_row(self, record: StudyRecord, message: str) -> None:
+    def fail_study(self, claim: Claim, message: str, *, give_back: bool = True) -> None:
+        """The study cannot run here at all: give its slot back (unless its ending did) and
+        fail it."""
+        state, record = self.state, claim.record
+        if give_back:
+            if vanished(state, record, LookupError(message)):
+                # Deleted (its Optuna study first, so it looked never created): never fail a
+                # new study that took its id.
+                drop_vanished(state, [claim], StudyNotFound(message))
+                return
+            self.give_back(claim)
         logger.error("failing study %s: %s", record.id, message)
-        self.state.forget(record.id)
+        state.forget(record.id)
         # Already ended (another worker failed it, or it was cancelled or deleted): nothing to do.
         with suppress(IllegalStateChange, StudyNotFound):
-            self.state.store.fail_study(record.id, message)
+            state.store.fail_study(record.id, message)

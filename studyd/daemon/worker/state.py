@@ -113,6 +113,8 @@ class WorkerState:
     served: dict[StudyIdentity, ServedStudy] = field(default_factory=dict)
     # Extra worker rows, one per extra slot of a stack.
     leases: list[int] = field(default_factory=list)
+    # Studies whose model family is not installed here: never claimed again by this worker.
+    lacking: set[int] = field(default_factory=set)
 
     def stopping(self) -> bool:
         return self.stop.is_set() or self.gone.is_set()

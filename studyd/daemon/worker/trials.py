@@ -18,8 +18,9 @@ from models.config import ModelConfig, TrainConfig
 from models.data import DatasetSplits
 from models.training import EpochMetrics, TrainResult
 from storage.worker_store import StudyRecord
-from studyd.daemon.config_constraints import untrained_infeasible
+from studyd.daemon.config_constraints import UntrainedInfeasible
 from studyd.daemon.training import TrialPlan
+from studyd.daemon.worker.deleted import vanished
 from studyd.daemon.worker.repeats import Repeats, is_duplicate, reused
 from studyd.daemon.worker.results import Claim, Ending, TrialResult
 from studyd.daemon.worker.slot_end import SlotEnds
@@ -36,6 +37,10 @@ class Trainer(Protocol):
     def plan(
         self, trial: optuna.Trial, spec: StudySpec, data: DatasetSplits, **where: Any
     ) -> TrialPlan: ...
+
+    def untrained_infeasible(
+        self, spec: StudySpec, model: ModelConfig
+    ) -> UntrainedInfeasible | None: ...
 
     def stack_key(self, model: ModelConfig, train: TrainConfig) -> Hashable | None: ...
 
@@ -57,6 +62,8 @@ class Trainer(Protocol):
     def objective_values(self, spec: StudySpec, attrs: dict[str, Any]) -> list[float] | None: ...
 
     def constraint_values(self, spec: StudySpec, attrs: dict[str, Any]) -> dict[str, float]: ...
+
+    def infeasible_mark(self, violations: dict[str, float]) -> dict[str, str]: ...
 
 
 @dataclass
@@ -122,7 +129,7 @@ class TrialPath:
             return Ending.STORAGE, ""
         if isinstance(exc, optuna.exceptions.UpdateFinishedTrialError):
             return Ending.REAPED, ""  # every lease row is heartbeated together: all reaped
-        if self.ends.vanished(record, exc):
+        if vanished(self.state, record, exc):
             raise exc  # the study is gone, not wrong: `SlotServer.serve` drops its trials
         why = f"{what} could not train: {type(exc).__name__}: {exc}"
         logger.error("study %s: %s", record.id, why, exc_info=exc)
@@ -188,7 +195,7 @@ class TrialPath:
                 ready.append((i, self._result(m, m.reused, duplicate=is_duplicate(m.trial))))
                 continue
             # A bound the config decides (param_count) is decided now: no epoch is trained.
-            infeasible = untrained_infeasible(served.spec, m.model)
+            infeasible = self.trainer.untrained_infeasible(served.spec, m.model)
             if infeasible is not None:
                 told = self._result(m, infeasible.attrs(), pruned=True)
                 told.untrained_infeasible = infeasible.reason

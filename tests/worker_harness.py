@@ -1,28 +1,63 @@
-"""Worker processes for the worker end-to-end tests: `studyd worker` as real OS processes."""
+"""`studyd worker` as real OS processes, for the end-to-end and reliability tests: one worker
+(`start_worker`), a database with its workers (`Cluster`), and `wait_for`."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
+from serve_harness import REPO, clean_env
 
 from storage import queue
 from storage.engine import make_engine
 from storage.migrate import ensure_schema
 from storage.optuna_storage import make_optuna_storage
-from studyd.client.readiness import wait_until_ready
 from studyd.daemon.service import submit_spec
 from studyd.spec import load_spec
 
 STUDYD = [sys.executable, "-m", "studyd.cli.main"]
-# A loaded CI machine can starve a live worker for seconds: the grace is generous except where a
-# test kills a worker and waits for the reaper.
-FAST = ["--heartbeat", "0.5", "--grace", "10", "--poll", "0.2", "--reaper-period", "0.5"]
+
+
+def start_worker(
+    database_url: str,
+    log_path: Path,
+    *,
+    heartbeat: float = 0.5,
+    grace: float = 3.0,
+    reaper_period: float = 0.5,
+    poll: float = 0.1,
+    extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """One `studyd worker --device cpu` process with short heartbeat/grace/reaper periods; its
+    output goes to `log_path`. `extra` flags come last, so they win over these."""
+    args = [*STUDYD, "worker", "--device", "cpu", "--database-url", database_url]
+    args += ["--heartbeat", str(heartbeat), "--grace", str(grace)]
+    args += ["--reaper-period", str(reaper_period), "--poll", str(poll), *(extra or [])]
+    # One thread each: 8 workers share 2 cores in CI.
+    full_env = clean_env(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1") | (env or {})
+    with log_path.open("ab") as log:
+        return subprocess.Popen(args, cwd=REPO, env=full_env, stdout=log, stderr=log)
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, what: str = "", every: float = 0.05
+) -> Any:
+    """Poll `predicate` until it returns something truthy; AssertionError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(every)
 
 
 class Cluster:
@@ -41,12 +76,12 @@ class Cluster:
         return submit_spec(self.engine, self.storage, load_spec(spec_text), **kwargs)
 
     def start_worker(self, *extra: str) -> subprocess.Popen:
+        """A worker on this database; a loaded CI machine can starve a live worker for seconds,
+        so the grace is generous except where a test passes its own (`--grace 8`)."""
         n = len(self.processes)
-        env = {**os.environ, "STUDYD_DATA_DIR": str(self.tmp / "data"), "PYTHONUNBUFFERED": "1"}
-        env.pop("STUDYD_DATABASE_URL", None)
-        log = (self.tmp / f"worker-{n}.log").open("wb")
-        command = [*STUDYD, "worker", "--database-url", self.url, "--device", "cpu", *FAST, *extra]
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        env = {"STUDYD_DATA_DIR": str(self.tmp / "data"), "PYTHONUNBUFFERED": "1"}
+        log = self.tmp / f"worker-{n}.log"
+        process = start_worker(self.url, log, grace=10, poll=0.2, extra=list(extra), env=env)
         self.processes.append(process)
         return process
 
@@ -72,13 +107,6 @@ class Cluster:
                 process.send_signal(signal.SIGKILL)
                 process.wait()
         self.engine.dispose()
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
-    try:
-        return wait_until_ready(condition, [], timeout=timeout, every=0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
 
 
 def worker_of(cluster: Cluster, pid: int) -> queue.WorkerRecord | None:
