@@ -4,6 +4,7 @@ entry per process with every trial it holds, not K "workers" with one pid."""
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 from fastapi.testclient import TestClient
 from worker_fakes import StubTrainer, options, submitted
@@ -11,6 +12,7 @@ from worker_fakes import StubTrainer, options, submitted
 from api.app import create_app
 from storage import queue
 from storage.sql_store import SqlWorkerStore
+from studyd.daemon.embedded import EmbeddedWorker, EmbeddedWorkers
 from studyd.daemon.worker import Worker
 from studyd.settings import Settings
 
@@ -61,3 +63,17 @@ def test_the_workers_route_folds_lease_rows_into_their_worker(backend, db_url, t
     assert sorted(queue.reap_stale_workers(engine, backend[1], grace_seconds=-1)) == sorted(
         [own, *leases]
     )
+
+
+def test_a_restarted_embedded_worker_shows_its_restarts_while_alive(backend, db_url, tmp_path):
+    # `studyd serve` restarted slot 0 twice; its process now (pid 4242) heartbeats a row.
+    engine, _ = backend
+    queue.register_worker(engine, host="h", device="cpu", pid=4242)
+    settings = Settings(database_url=db_url, data_dir=tmp_path)
+    supervisor = EmbeddedWorkers(count=1, settings=settings)
+    supervisor.workers = [EmbeddedWorker(0, process=SimpleNamespace(pid=4242), restarts=2)]
+    app = create_app(settings)
+    with TestClient(app) as client:
+        app.state.embedded_workers = supervisor
+        (worker,) = client.get("/workers").json()
+    assert (worker["pid"], worker["state"], worker["restarts"]) == (4242, "alive", 2)
