@@ -144,6 +144,11 @@ class EmbeddedWorkers:
             delay,
         )
 
+    def restarts_by_pid(self) -> dict[int, int]:
+        """How often each running embedded worker was restarted, by its process id."""
+        with self._lock:
+            return {w.pid: w.restarts for w in self.workers if w.pid is not None}
+
     def not_running(self) -> list[dict[str, Any]]:
         """The embedded workers that are down now (restarting or given up), for /workers."""
         with self._lock:
