@@ -88,13 +88,14 @@ def _scores(ctx: AppContext, study_id: int):
     return StudyScores(study_id, record.name, name, summary["direction"], variants)
 
 
-@router.get("/compare", response_model=StudyComparison, responses=responses(404, 422, 503))
+@router.get("/compare", response_model=StudyComparison, responses=responses(404, 409, 422, 503))
 def compare_studies(
     ctx: Annotated[AppContext, Depends(context)],
     ids: Annotated[
         str,
         Query(
-            pattern=r"^\d{1,10}(,\d{1,10}){0,99}$",
+            # 3 to 50 ids, so a schema-valid list is never refused for its length.
+            pattern=r"^\d{1,10}(,\d{1,10}){2,49}$",
             description="study ids, comma-separated (3 to 50), e.g. 1,2,3",
             examples=["1,2,3"],
         ),
@@ -103,8 +104,9 @@ def compare_studies(
 ) -> StudyComparison:
     """Which variant works across studies: per study its variants' replicate means and ranks,
     the Friedman test (Iman–Davenport F) and Nemenyi post-hoc (Demšar 2006), and an answer.
-    Studies that share fewer than two variants, or fewer than three studies, are refused (422)."""
-    from studyd.analysis.compare import ComparisonRefused, compare_studies
+    Studies without complete trials, or sharing fewer than two variants, are refused with 409
+    (their data cannot be ranked yet); a repeated id or an id over the limit with 422."""
+    from studyd.analysis.compare import ComparisonNotReady, ComparisonRefused, compare_studies
 
     numbers = [int(i) for i in ids.split(",")]
     if max(numbers) > MAX_ID or min(numbers) < 1:
@@ -112,5 +114,7 @@ def compare_studies(
     studies = [_scores(ctx, i) for i in numbers]
     try:
         return StudyComparison(**compare_studies(studies, alpha=alpha))
+    except ComparisonNotReady as exc:
+        raise HTTPException(409, detail=f"ids: {exc}") from None
     except ComparisonRefused as exc:
         raise HTTPException(422, detail=f"ids: {exc}") from None

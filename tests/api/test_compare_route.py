@@ -62,12 +62,25 @@ def test_studies_sharing_too_few_variants_are_refused_with_the_reason(api, ids):
     client, _ = api
     lone = _study(api, "digits", {"dropconnect": 0.9, "standout": 0.91})
     refused = client.get("/compare", params={"ids": f"{ids[0]},{ids[1]},{lone}"})
-    assert refused.status_code == 422
+    # The request is well formed; the studies' data is what cannot be ranked: 409, not 422.
+    assert refused.status_code == 409
     assert "share 0 variants" in refused.json()["detail"]
     two = client.get("/compare", params={"ids": f"{ids[0]},{ids[1]}"})
-    assert two.status_code == 422 and "3 to 50 studies" in two.json()["detail"]
+    assert two.status_code == 422 and two.json()["errors"][0]["loc"] == "ids"
+    again = client.get("/compare", params={"ids": f"{ids[0]},{ids[0]},{ids[1]}"})
+    assert again.status_code == 422 and "named once" in again.json()["detail"]
     assert client.get("/compare", params={"ids": "1,x"}).status_code == 422
     assert client.get("/compare", params={"ids": f"{ids[0]},{ids[1]},999"}).status_code == 404
     empty = client.post("/studies", json=spec("cmp-empty", "digits", ["standard", "none"]))
     waiting = client.get("/compare", params={"ids": f"{ids[0]},{ids[1]},{empty.json()['id']}"})
-    assert waiting.status_code == 422 and "has no complete trials" in waiting.json()["detail"]
+    assert waiting.status_code == 409 and "has no complete trials" in waiting.json()["detail"]
+
+
+def test_the_schema_documents_the_compare_refusals(api):
+    """Schemathesis' positive_data_acceptance: a schema-valid id list is never a 422 for its
+    length, and the 409 for studies not ready to rank is documented."""
+    client, _ = api
+    operation = client.get("/openapi.json").json()["paths"]["/compare"]["get"]
+    assert {"404", "409", "422"} <= set(operation["responses"])
+    ids = next(p for p in operation["parameters"] if p["name"] == "ids")
+    assert ids["schema"]["pattern"] == r"^\d{1,10}(,\d{1,10}){2,49}$"
