@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -94,8 +95,10 @@ def compare_studies(
     ids: Annotated[
         str,
         Query(
-            # 3 to 50 ids, so a schema-valid list is never refused for its length.
-            pattern=r"^\d{1,10}(,\d{1,10}){2,49}$",
+            # The schema says 3 to 50 ids, so a schema-valid list is never refused for its length;
+            # the route checks the count itself to say what to fix (pydantic's pattern message
+            # would only quote the regex).
+            json_schema_extra={"pattern": r"^\d{1,10}(,\d{1,10}){2,49}$"},
             description="study ids, comma-separated (3 to 50), e.g. 1,2,3",
             examples=["1,2,3"],
         ),
@@ -108,6 +111,8 @@ def compare_studies(
     (their data cannot be ranked yet); a repeated id or an id over the limit with 422."""
     from studyd.analysis.compare import ComparisonNotReady, ComparisonRefused, compare_studies
 
+    if not re.fullmatch(r"\d{1,10}(,\d{1,10}){0,99}", ids):
+        raise HTTPException(422, detail="ids: write 3 to 50 study ids, comma-separated, e.g. 1,2,3")
     numbers = [int(i) for i in ids.split(",")]
     if max(numbers) > MAX_ID or min(numbers) < 1:
         raise HTTPException(422, detail=f"ids: each id must be 1 to {MAX_ID}")
