@@ -108,14 +108,17 @@ def compare_studies(
     """Which variant works across studies: per study its variants' replicate means and ranks,
     the Friedman test (Iman–Davenport F) and Nemenyi post-hoc (Demšar 2006), and an answer.
     Studies without complete trials, or sharing fewer than two variants, are refused with 409
-    (their data cannot be ranked yet); a repeated id or an id over the limit with 422."""
+    (their data cannot be ranked yet); a repeated id with 422; an id no
+    study can have (0, over 2**31 - 1) with 404."""
     from studyd.analysis.compare import ComparisonNotReady, ComparisonRefused, compare_studies
 
     if not re.fullmatch(r"\d{1,10}(,\d{1,10}){0,99}", ids):
         raise HTTPException(422, detail="ids: write 3 to 50 study ids, comma-separated, e.g. 1,2,3")
     numbers = [int(i) for i in ids.split(",")]
-    if max(numbers) > MAX_ID or min(numbers) < 1:
-        raise HTTPException(422, detail=f"ids: each id must be 1 to {MAX_ID}")
+    outside = [i for i in numbers if not 1 <= i <= MAX_ID]
+    if outside:
+        # Well formed for the schema (up to 10 digits), so not a 422: no such study can exist.
+        raise HTTPException(404, detail=f"no study {outside[0]}: study ids are 1 to {MAX_ID}")
     studies = [_scores(ctx, i) for i in numbers]
     try:
         return StudyComparison(**compare_studies(studies, alpha=alpha))

@@ -73,6 +73,10 @@ def test_studies_sharing_too_few_variants_are_refused_with_the_reason(api, ids):
         response = client.get("/compare", params={"ids": bad})
         assert response.status_code == 422 and "comma-separated" in response.json()["detail"]
     assert client.get("/compare", params={"ids": f"{ids[0]},{ids[1]},999"}).status_code == 404
+    # Schema-valid ids no study can have are unknown studies, not bad input.
+    for impossible in ("0", "9999999999"):
+        unknown = client.get("/compare", params={"ids": f"{ids[0]},{ids[1]},{impossible}"})
+        assert unknown.status_code == 404 and f"no study {impossible}" in unknown.json()["detail"]
     empty = client.post("/studies", json=spec("cmp-empty", "digits", ["standard", "none"]))
     waiting = client.get("/compare", params={"ids": f"{ids[0]},{ids[1]},{empty.json()['id']}"})
     assert waiting.status_code == 409 and "has no complete trials" in waiting.json()["detail"]
