@@ -108,8 +108,8 @@ def compare_studies(
     """Which variant works across studies: per study its variants' replicate means and ranks,
     the Friedman test (Iman–Davenport F) and Nemenyi post-hoc (Demšar 2006), and an answer.
     Studies without complete trials, or sharing fewer than two variants, are refused with 409
-    (their data cannot be ranked yet); a repeated id with 422; an id no
-    study can have (0, over 2**31 - 1) with 404."""
+    (their data cannot be ranked yet); a repeated id with 422; an id no study can have (0, over
+    2**31 - 1) with 404."""
     from studyd.analysis.compare import ComparisonNotReady, ComparisonRefused, compare_studies
 
     if not re.fullmatch(r"\d{1,10}(,\d{1,10}){0,99}", ids):
