@@ -450,6 +450,10 @@ class Worker(BaseModel):
     study_id: int | None
     trial_id: int | None
     trial_number: int | None
+    trials: list[int] = Field(
+        default_factory=list,
+        description="trial numbers of study_id this process holds: one, or a stack's several",
+    )
     started_at: dt.datetime | None
     last_heartbeat: dt.datetime | None
     state: Literal["alive", "restarting", "failed"] = Field(
@@ -457,7 +461,9 @@ class Worker(BaseModel):
         description="alive (heartbeating); for a worker `studyd serve` embeds that died: "
         "restarting (after a backoff) or failed (it kept dying and is not restarted)",
     )
-    restarts: int = Field(default=0, description="times `studyd serve` restarted this worker")
+    restarts: int = Field(
+        default=0, description="times `studyd serve` restarted this embedded worker (alive or down)"
+    )
     last_exit_code: int | None = Field(default=None, description="a dead embedded worker's exit")
 
     _aware_times = field_validator("started_at", "last_heartbeat")(as_utc)

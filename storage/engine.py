@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -13,8 +14,9 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import plugins
 from sqlalchemy.engine import URL, CreateEnginePlugin, make_url
 
-# How long a SQLite writer waits for the lock before "database is locked" (seconds).
-SQLITE_BUSY_TIMEOUT_S = 60.0
+# How long a SQLite writer waits for the lock before "database is locked" (seconds); tests of a
+# locked database set STUDYD_SQLITE_BUSY_TIMEOUT lower, so a lock is an outage they can afford.
+SQLITE_BUSY_TIMEOUT_S = float(os.environ.get("STUDYD_SQLITE_BUSY_TIMEOUT", "60"))
 SQLITE_PLUGIN = "studyd_sqlite_immediate"
 # Connections kept open per SQLite engine (as many again may open under a burst).
 SQLITE_POOL_SIZE = 40

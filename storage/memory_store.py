@@ -83,6 +83,7 @@ class _Worker:
     study_id: int | None = None
     trial_id: int | None = None
     trial_number: int | None = None
+    lease_of: int | None = None  # an extra slot's row of this worker's stack
 
 
 class MemoryWorkerStore(OptunaTrialCalls):
@@ -106,10 +107,14 @@ class MemoryWorkerStore(OptunaTrialCalls):
         return row
 
     # --- the registry and its leases ---
-    def register_worker(self, *, host: str, device: str, pid: int) -> int:
+    def register_worker(
+        self, *, host: str, device: str, pid: int, lease_of: int | None = None
+    ) -> int:
         with self._lock:
             worker_id = self._next("worker")
-            self._workers[worker_id] = _Worker(worker_id, host, device, pid, time.monotonic())
+            self._workers[worker_id] = _Worker(
+                worker_id, host, device, pid, time.monotonic(), lease_of=lease_of
+            )
             return worker_id
 
     def unregister_worker(self, worker_id: int) -> None:

@@ -89,3 +89,5 @@ class Worker(Base):
     study_id: Mapped[int | None] = mapped_column(Integer, index=True)
     trial_id: Mapped[int | None] = mapped_column(Integer)
     trial_number: Mapped[int | None] = mapped_column(Integer)
+    # An extra slot of a worker's stack: the worker's own row (NULL on that row itself).
+    lease_of: Mapped[int | None] = mapped_column(Integer, index=True)

@@ -23,8 +23,12 @@ class SqlWorkerStore(OptunaTrialCalls):
     engine: Engine
     optuna_storage: BaseStorage
 
-    def register_worker(self, *, host: str, device: str, pid: int) -> int:
-        return queue.register_worker(self.engine, host=host, device=device, pid=pid)
+    def register_worker(
+        self, *, host: str, device: str, pid: int, lease_of: int | None = None
+    ) -> int:
+        return queue.register_worker(
+            self.engine, host=host, device=device, pid=pid, lease_of=lease_of
+        )
 
     def unregister_worker(self, worker_id: int) -> None:
         queue.unregister_worker(self.engine, worker_id)

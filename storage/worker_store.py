@@ -68,7 +68,9 @@ class WorkerStore(Protocol):
     optuna_storage: BaseStorage
 
     # --- the registry and its leases (`storage.queue.workers`, `slots`) ---
-    def register_worker(self, *, host: str, device: str, pid: int) -> int: ...
+    def register_worker(
+        self, *, host: str, device: str, pid: int, lease_of: int | None = None
+    ) -> int: ...
 
     def unregister_worker(self, worker_id: int) -> None: ...
 

@@ -33,8 +33,12 @@ def list_workers(
     window = alive_within if alive_within is not None else ctx.settings.heartbeat_grace
     alive = [worker_out(w) for w in queue.list_workers(ctx.engine, alive_within=window)]
     embedded = getattr(request.app.state, "embedded_workers", None)
-    down = [] if embedded is None else embedded.not_running()
-    return alive + [Worker(**_down(report)) for report in down]
+    if embedded is None:
+        return alive
+    # A restarted embedded worker is a new process with a new row: its restarts are the server's.
+    restarts = embedded.restarts_by_pid()
+    alive = [w.model_copy(update={"restarts": restarts.get(w.pid, 0)}) for w in alive]
+    return alive + [Worker(**_down(report)) for report in embedded.not_running()]
 
 
 def _down(report: dict) -> dict:

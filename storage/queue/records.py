@@ -56,6 +56,8 @@ class WorkerRecord:
     study_id: int | None
     trial_id: int | None
     trial_number: int | None
+    # Trial numbers this process holds: its own row's and its stack's leases' (`lease_of`).
+    trials: tuple[int, ...] = ()
 
 
 def study_record(row: Study) -> StudyRecord:
@@ -63,4 +65,5 @@ def study_record(row: Study) -> StudyRecord:
 
 
 def worker_record(row: Worker) -> WorkerRecord:
-    return WorkerRecord(**{f: getattr(row, f) for f in WorkerRecord.__dataclass_fields__})
+    names = [f for f in WorkerRecord.__dataclass_fields__ if f != "trials"]
+    return WorkerRecord(**{f: getattr(row, f) for f in names})

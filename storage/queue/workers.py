@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -13,10 +14,15 @@ from storage.queue.slots import settle_slot
 from storage.schema import Worker
 
 
-def register_worker(engine: Engine, *, host: str, device: str, pid: int) -> int:
+def register_worker(
+    engine: Engine, *, host: str, device: str, pid: int, lease_of: int | None = None
+) -> int:
+    """A new worker row; with `lease_of`, an extra slot's row of that worker's stack."""
     with transaction(engine) as session:
         now = utcnow(session)
-        row = Worker(host=host, device=device, pid=pid, started_at=now, last_heartbeat=now)
+        row = Worker(
+            host=host, device=device, pid=pid, started_at=now, last_heartbeat=now, lease_of=lease_of
+        )
         session.add(row)
         session.flush()
         return row.id
@@ -56,10 +62,20 @@ def unregister_worker(engine: Engine, worker_id: int) -> None:
 
 
 def list_workers(engine: Engine, alive_within: float | None = None) -> list[WorkerRecord]:
-    """Registered workers, optionally only those heard from in the last `alive_within` seconds."""
+    """Registered workers, one per process (a stack's lease rows folded into their worker's
+    `trials`), optionally only those heard from in the last `alive_within` seconds."""
     with reading(engine) as session:
         query = select(Worker).order_by(Worker.id)
         if alive_within is not None:
             cutoff = utcnow(session) - timedelta(seconds=alive_within)
             query = query.where(Worker.last_heartbeat >= cutoff)
-        return [worker_record(row) for row in session.scalars(query)]
+        rows = list(session.scalars(query))
+    held: dict[int, list[int]] = {}
+    for row in rows:
+        if row.trial_number is not None:
+            held.setdefault(row.lease_of or row.id, []).append(row.trial_number)
+    return [
+        dataclasses.replace(worker_record(row), trials=tuple(sorted(held.get(row.id, []))))
+        for row in rows
+        if row.lease_of is None
+    ]

@@ -55,7 +55,10 @@ def _worker_cells(worker: dict[str, Any], now: datetime) -> list[Text]:
     state = str(worker.get("state") or "alive")
     if state != "alive" and worker.get("restarts"):
         state = f"{state} ({worker['restarts']} restarts, exit {worker.get('last_exit_code')})"
-    trial = worker.get("trial_number")
+    elif worker.get("restarts"):
+        state = f"{state} ({worker['restarts']} restarts)"
+    held = worker.get("trials") or []
+    trial = worker.get("trial_number") if not held else ", ".join(f"#{n}" for n in held)
     cells = [
         _dash(worker.get("id")),
         Text(state, style=WORKER_STATE_STYLE.get(str(worker.get("state") or "alive"), "")),
@@ -63,7 +66,7 @@ def _worker_cells(worker: dict[str, Any], now: datetime) -> list[Text]:
         _dash(worker.get("device")),
         _dash(worker.get("pid")),
         _dash(worker.get("study_id")),
-        _dash(None if trial is None else f"#{trial}"),
+        _dash(None if trial is None else trial if isinstance(trial, str) else f"#{trial}"),
         Text(
             _ago(worker.get("last_heartbeat"), now) + " ago"
             if worker.get("last_heartbeat")

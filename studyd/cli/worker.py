@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import typer
 from pydantic import ValidationError
@@ -12,6 +14,8 @@ from studyd.settings import Settings, settings_with
 
 # A database the worker cannot open at start (a wrong URL, a refused login) is a usage error.
 EXIT_BAD_DATABASE = 2
+# Reaped, or lost the database: `studyd serve` restarts such a worker and never gives it up.
+EXIT_LOST_DATABASE = 3
 
 
 def register(app: typer.Typer) -> None:
@@ -70,6 +74,7 @@ def worker(
     from storage.optuna_storage import make_optuna_storage
     from studyd.cli.database_errors import one_line_database_errors
     from studyd.daemon.worker import Worker, WorkerOptions
+    from studyd.daemon.worker.startup import until_the_database_answers
 
     settings = load_settings(
         database_url=database_url,
@@ -89,20 +94,47 @@ def worker(
     )
     logging.getLogger("optuna").setLevel(logging.WARNING)
     options = WorkerOptions.from_settings(settings, max_trials=max_trials, once=once)
-    try:
+
+    def start() -> Worker:
         with one_line_database_errors(url, EXIT_BAD_DATABASE):
             ensure_schema(url)
             engine = make_engine(url)
         # The queue stays on the database; only Optuna's trial traffic may go through a proxy.
         with one_line_database_errors(storage or url, EXIT_BAD_DATABASE):
-            runner = Worker(engine, make_optuna_storage(storage or url), options)
+            return Worker(engine, make_optuna_storage(storage or url), options)
+
+    try:
+        if settings.worker_parent_pid is None:
+            runner = start()
+        else:
+            # Embedded: serve opened this database already, so a storage error is an outage
+            # (serve restarted us into it), not a wrong URL: wait for it rather than die at
+            # once. Anything else (a schema newer than this studyd) is still one line.
+            with one_line_database_errors(url, EXIT_BAD_DATABASE):
+                runner = until_the_database_answers(
+                    "starting", start_unwrapped(url, storage, options)
+                )
     except DeviceError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     runner.run()
     if runner.gone:
         typer.echo("error: this worker was reaped or lost the database; it stopped", err=True)
-        raise typer.Exit(3)
+        raise typer.Exit(EXIT_LOST_DATABASE)
+
+
+def start_unwrapped(url: str, storage: str | None, options: Any) -> Callable[[], Any]:
+    """The worker's start with its database errors raised as they are (to be waited out)."""
+    from storage.engine import make_engine
+    from storage.migrate import ensure_schema
+    from storage.optuna_storage import make_optuna_storage
+    from studyd.daemon.worker import Worker
+
+    def start() -> Any:
+        ensure_schema(url)
+        return Worker(make_engine(url), make_optuna_storage(storage or url), options)
+
+    return start
 
 
 def load_settings(**flags: object) -> Settings:

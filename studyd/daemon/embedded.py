@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 # on (reported in /workers and the log) rather than restarted in a loop.
 QUICK_DEATH_SECONDS = 300.0
 MAX_QUICK_DEATHS = 3
+# `studyd worker`'s exit code when it lost its database (or its row, reaped meanwhile): the
+# database's fault, not the worker's, so it never counts towards MAX_QUICK_DEATHS; the restart
+# waits for the database at start.
+EXIT_LOST_DATABASE = 3
 # Seconds before restart n (from 0): FIRST_BACKOFF × 2ⁿ, at most MAX_BACKOFF.
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
@@ -112,6 +116,9 @@ class EmbeddedWorkers:
             return
         worker.last_exit, worker.process = code, None
         lived = now - worker.started
+        if code == EXIT_LOST_DATABASE:
+            self._restart_later(worker, code, lived, FIRST_BACKOFF)
+            return
         worker.quick_deaths = worker.quick_deaths + 1 if lived < QUICK_DEATH_SECONDS else 1
         if worker.quick_deaths >= MAX_QUICK_DEATHS:
             worker.given_up = True
@@ -124,7 +131,11 @@ class EmbeddedWorkers:
             )
             return
         delay = min(FIRST_BACKOFF * 2 ** (worker.quick_deaths - 1), MAX_BACKOFF)
-        worker.restart_at = now + delay
+        self._restart_later(worker, code, lived, delay)
+
+    @staticmethod
+    def _restart_later(worker: EmbeddedWorker, code: int, lived: float, delay: float) -> None:
+        worker.restart_at = time.monotonic() + delay
         logger.warning(
             "embedded worker %s (exit %s) died after %.0f s: restarting in %.1f s",
             worker.slot,
@@ -132,6 +143,11 @@ class EmbeddedWorkers:
             lived,
             delay,
         )
+
+    def restarts_by_pid(self) -> dict[int, int]:
+        """How often each running embedded worker was restarted, by its process id."""
+        with self._lock:
+            return {w.pid: w.restarts for w in self.workers if w.pid is not None}
 
     def not_running(self) -> list[dict[str, Any]]:
         """The embedded workers that are down now (restarting or given up), for /workers."""

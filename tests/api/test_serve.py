@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import sys
 import time
-from collections import Counter
 
 import pytest
 from serve_harness import start_server
@@ -79,10 +79,15 @@ def test_serve_gives_its_workers_the_environment_s_settings_with_its_flags_on_to
         while server.client.get(f"/studies/{study_id}").json()["state"] != "done":
             assert time.monotonic() < deadline, server.log()
             time.sleep(0.5)
-        # A worker holds one row per slot of its stack (its own and K - 1 leases), kept until
-        # it stops: K = 2 shows as two rows of one pid, the environment's 3 would be three.
+        # A worker holds one row per slot of its stack (its own and K - 1 leases of it), kept
+        # until it stops: K = 2 is two rows of one pid, the environment's 3 would be three.
+        # /workers shows the process once.
         workers = server.client.get("/workers").json()
-        assert list(Counter(w["pid"] for w in workers).values()) == [2], workers
+        assert len(workers) == 1, workers
+        with sqlite3.connect(tmp_path / "studyd.db") as db:
+            rows = db.execute("SELECT pid, lease_of FROM studyd_workers").fetchall()
+        assert len(rows) == 2 and {pid for pid, _ in rows} == {workers[0]["pid"]}, rows
+        assert sorted(lease for _, lease in rows if lease is not None) == [workers[0]["id"]]
         assert {w["device"] for w in workers} == {"cpu"}
         # Heartbeats every 0.2 s (STUDYD_HEARTBEAT_INTERVAL), not every 5 s (the default).
         beats: set[str] = set()

@@ -37,7 +37,8 @@ def heartbeating(state: WorkerState, reaper_tick: Callable[[], None]) -> Iterato
 
 def _beat(state: WorkerState, reaper_tick: Callable[[], None]) -> None:
     """Heartbeat every `heartbeat` s; watch every WATCH_PERIOD s; reap every `reaper_period` s;
-    stop if our row or our parent is gone."""
+    stop if our row or our parent is gone. A database that does not answer is waited for, past
+    the grace too: the worker holds on to its trial and carries on when it answers."""
     opts = state.options
     outage = OutageLog(f"worker {state.worker_id} heartbeat")
     last_ok = last_beat = last_reap = time.monotonic()
@@ -55,24 +56,55 @@ def _beat(state: WorkerState, reaper_tick: Callable[[], None]) -> None:
             if time.monotonic() - last_beat >= opts.heartbeat:
                 for row in [state.worker_id, *state.leases]:
                     state.store.heartbeat(row)
+                if time.monotonic() - last_ok > opts.grace:
+                    # Silent past the grace (a locked SQLite file blocks rather than fails):
+                    # the others were cut off as long; give them a grace before reaping them.
+                    state.reap_after = time.monotonic() + opts.grace
                 last_ok = last_beat = time.monotonic()
             _check_cancelled(state)
-            outage.answered()
+            if state.db_down.is_set():
+                _back(state, outage)
         except WorkerGone:
             logger.error("worker %s was reaped: stopping without telling", state.worker_id)
             state.gone.set()
             return
-        except DB_ERRORS as exc:  # an outage: retry until the grace runs out
+        except DB_ERRORS as exc:  # an outage: wait for the database, however long
             outage.failed(exc)
-            if time.monotonic() - last_ok > opts.grace:
-                logger.error("heartbeats failed for %.0f s: stopping", opts.grace)
-                state.gone.set()
-                return
+            _down(state, time.monotonic() - last_ok)
+            continue
         except Exception:  # noqa: BLE001 - not the database: say so, keep the heartbeat alive
             logger.exception("worker %s: heartbeat failed", state.worker_id)
-        if time.monotonic() - last_reap >= opts.reaper_period:
+        if time.monotonic() - last_reap >= opts.reaper_period and _may_reap(state):
             last_reap = time.monotonic()
             reaper_tick()
+
+
+def _down(state: WorkerState, silent: float) -> None:
+    """One more line once the outage outlasts the grace: the other workers may reap us then."""
+    if not state.db_down.is_set():
+        state.db_down.set()
+        state.lost_line = False
+    if silent > state.options.grace and not state.lost_line:
+        state.lost_line = True
+        logger.warning(
+            "worker %s: no heartbeat for %.0f s (past the %.0f s grace): waiting for the "
+            "database; the trial in hand goes on",
+            state.worker_id,
+            silent,
+            state.options.grace,
+        )
+
+
+def _back(state: WorkerState, outage: OutageLog) -> None:
+    """The database answers again: no reaping for a grace, while the other workers, cut off
+    too, heartbeat again (their rows are as stale as ours was)."""
+    outage.answered()
+    state.db_down.clear()
+    state.reap_after = time.monotonic() + state.options.grace
+
+
+def _may_reap(state: WorkerState) -> bool:
+    return not state.db_down.is_set() and time.monotonic() >= state.reap_after
 
 
 def parent_gone(parent_pid: int | None) -> bool:

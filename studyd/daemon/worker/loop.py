@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from typing import Any
 
 import optuna
@@ -26,6 +27,7 @@ from studyd.daemon.worker.heartbeat import heartbeating
 from studyd.daemon.worker.options import WorkerOptions
 from studyd.daemon.worker.slot import SlotServer
 from studyd.daemon.worker.slot_end import Claim
+from studyd.daemon.worker.startup import until_the_database_answers
 from studyd.daemon.worker.state import DB_ERRORS, OutageLog, WorkerState
 from studyd.daemon.worker.trials import Trainer
 from studyd.spec import StudySpec
@@ -109,9 +111,17 @@ class Worker:
 
     def run(self) -> int:
         state = self.state
-        state.worker_id = state.store.register_worker(
-            host=state.host, device=state.device, pid=os.getpid()
-        )
+
+        def register() -> int:
+            return state.store.register_worker(
+                host=state.host, device=state.device, pid=os.getpid()
+            )
+
+        def defer_reaping() -> None:
+            # Started in an outage: the other workers' rows are as stale as the database is old.
+            state.reap_after = time.monotonic() + state.options.grace
+
+        state.worker_id = until_the_database_answers("registering", register, defer_reaping)
         logger.info("worker %s registered on %s (%s)", state.worker_id, state.host, state.device)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)

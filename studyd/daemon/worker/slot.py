@@ -186,12 +186,18 @@ class SlotServer:
         return claims
 
     def _lease_rows(self, n: int) -> list[int]:
-        """`n` extra worker rows (same host and pid): one lease per extra slot, so the queue's
-        one-slot leases, the heartbeat and the reaper work unchanged for a batch."""
+        """`n` lease rows of this worker (`lease_of` its row): one per extra slot, so the queue's
+        one-slot claims, the heartbeat and the reaper work unchanged for a batch, while
+        `GET /workers` shows the process once with every trial it holds."""
         state = self.state
         while len(state.leases) < n:
             state.leases.append(
-                state.store.register_worker(host=state.host, device=state.device, pid=os.getpid())
+                state.store.register_worker(
+                    host=state.host,
+                    device=state.device,
+                    pid=os.getpid(),
+                    lease_of=state.worker_id,
+                )
             )
         return state.leases[: max(n, 0)]
 

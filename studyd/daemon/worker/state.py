@@ -97,6 +97,14 @@ class WorkerState:
     stop_reason: str = "SIGTERM"
     # Our row was reaped: never tell again.
     gone: threading.Event = field(default_factory=threading.Event)
+    # The heartbeat cannot reach the database now: the whole database is down, not one write
+    # refused, so a write waits for it however long it takes (the trial goes on meanwhile).
+    db_down: threading.Event = field(default_factory=threading.Event)
+    # No reaping before this `time.monotonic()`: after an outage every row is stale, and the
+    # other workers need a grace to heartbeat again before their trials count as dead.
+    reap_after: float = 0.0
+    # Whether this outage's past-the-grace line was logged (one line per state change).
+    lost_line: bool = False
     # The study being trained was cancelled or deleted: stop its trials at the next epoch.
     training_study: StudyIdentity | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -127,17 +135,29 @@ class WorkerState:
         return self.worker_id if lease is None else lease
 
     def patiently(self, what: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """`call(*args, **kwargs)`, retried through a database outage for up to the grace
-        period."""
+        """`call(*args, **kwargs)`, retried for up to the grace period, and for as long as the
+        heartbeat finds the whole database down (a worker that cannot reach its database is not
+        broken: it waits, then carries on). A stopping worker waits no longer than the grace."""
         deadline = time.monotonic() + self.options.grace
         tries = 0
         while True:
             try:
-                return call(*args, **kwargs)
+                result = call(*args, **kwargs)
             except DB_ERRORS:
-                if self.gone.is_set() or time.monotonic() >= deadline:
+                if self._give_up(deadline):
                     raise
                 if tries == 0:  # one line, not one a second
                     logger.warning("%s failed (database unreachable?): retrying", what)
                 tries += 1
                 time.sleep(1.0)
+                continue
+            if tries:
+                logger.info("%s: the database answers again", what)
+            return result
+
+    def _give_up(self, deadline: float) -> bool:
+        if self.gone.is_set():
+            return True
+        if time.monotonic() < deadline:
+            return False
+        return self.stop.is_set() or not self.db_down.is_set()

@@ -141,7 +141,10 @@ class TrialPath:
         trial = store.ask(study)
         self.repeats.before_training(claim.record.id, study, trial)
         try:
-            store.heartbeat(
+            # Patient: an outage that starts now is waited out, not a trial failed unborn.
+            self.state.patiently(
+                "recording the trial on its lease",
+                store.heartbeat,
                 self.state.lease_row(claim.lease),
                 claim.record.id,
                 trial_id=store.trial_id(trial),
