@@ -15,6 +15,9 @@ from urllib.parse import unquote
 
 import numpy as np
 
+# models.data_roots, not models.data: the latter imports torch (~250 MiB resident, seconds to
+# load under load), which the API process never needs.
+from models.data_roots import DataError, resolve_user_path
 from studyd.spec import SpecError, StudySpec
 
 # Where the roots come from, named in every refusal so the reader knows what to change.
@@ -49,9 +52,6 @@ class _Refused(ValueError):
 
 
 def _check_inside(text: str, roots: list[Path]) -> None:
-    # Imported here: models.data imports torch (~250 MiB resident), which nothing else in the
-    # API process needs.
-    from models.data import DataError, resolve_user_path
 
     candidate = Path(text)
     missing = not any(
@@ -75,7 +75,6 @@ def _check_inside(text: str, roots: list[Path]) -> None:
 
 
 def _check_readable(text: str, roots: list[Path]) -> None:
-    from models.data import DataError, resolve_user_path
 
     try:
         real = resolve_user_path(text, roots)
@@ -97,7 +96,6 @@ def _lands_inside(candidate: Path, roots: list[Path]) -> bool:
 
 def input_features(spec: StudySpec, roots: list[Path]) -> int | None:
     """Features per example of the spec's npz:/csv: file, read from its header; None if unknown."""
-    from models.data import DataError, resolve_user_path
 
     kind, sep, raw = spec.dataset.name.partition(":")
     if not sep or kind not in ("npz", "csv"):

@@ -32,7 +32,7 @@ RETRY_AFTER_S = 5
 _ERROR_DESCRIPTIONS: dict[int, str] = {
     401: "missing or wrong bearer token (when a token is configured)",
     404: "no such study or trial",
-    409: "illegal state change",
+    409: "conflicts with the current state (an illegal state change, studies not ready to compare)",
     413: "request body over the configured limit",
     422: "invalid request: `errors` names each offending field",
     503: "the database is unreachable; retry later",

@@ -26,6 +26,7 @@ from storage.final_steps import OwedStep
 from storage.queue.reaper import REAPED_ERROR
 from storage.queue.records import IllegalStateChange, StudyNotFound, StudyRecord, WorkerGone
 from storage.queue.slots import DUPLICATE_ATTR
+from storage.study_extension import check_extra, refuse_unless_extendable
 from storage.trial_store import enqueue_retry
 from storage.worker_store import OptunaTrialCalls
 
@@ -329,6 +330,19 @@ class MemoryWorkerStore(OptunaTrialCalls):
 
     def cancel_study(self, study_id: int) -> StudyRecord:
         return self._end(study_id, "cancelled")
+
+    def extend_study(self, study_id: int, extra: int, *, replicates: bool) -> StudyRecord:
+        """done/cancelled → queued with `extra` more slots (`storage.study_extension`'s rules)."""
+        check_extra(extra)
+        with self._lock:
+            row = self._study(study_id)
+            refuse_unless_extendable(study_id, row.state, row.claimed, row.finished)
+            row.state, row.target_trials = "queued", row.finished + extra
+            row.started_at = row.finished_at = row.error = None
+            row.test_score = row.test_scored_at = row.test_score_seconds = None
+            row.final_step = "replicates" if replicates else "score"
+            row.final_step_worker = None
+            return row.record()
 
     def delete_study(self, study_id: int) -> None:
         """Drop the study row and its Optuna study (what `DELETE /studies/ID` does)."""

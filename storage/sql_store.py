@@ -10,7 +10,7 @@ from typing import Any
 from optuna.storages import BaseStorage
 from sqlalchemy import Engine
 
-from storage import final_steps, queue
+from storage import final_steps, queue, study_extension
 from storage.final_steps import OwedStep
 from storage.queue import StudyRecord
 from storage.worker_store import OptunaTrialCalls, SlotWaiting
@@ -104,3 +104,9 @@ class SqlWorkerStore(OptunaTrialCalls):
 
     def wake_workers(self) -> None:
         queue.wake_workers(self.engine)
+
+    def extend_study(self, study_id: int, extra: int, *, replicates: bool) -> StudyRecord:
+        """`storage.study_extension.extend_finished_study` (what `POST /studies/ID/extend` does)."""
+        return study_extension.extend_finished_study(
+            self.engine, study_id, extra, replicates=replicates
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -88,13 +89,16 @@ def _scores(ctx: AppContext, study_id: int):
     return StudyScores(study_id, record.name, name, summary["direction"], variants)
 
 
-@router.get("/compare", response_model=StudyComparison, responses=responses(404, 422, 503))
+@router.get("/compare", response_model=StudyComparison, responses=responses(404, 409, 422, 503))
 def compare_studies(
     ctx: Annotated[AppContext, Depends(context)],
     ids: Annotated[
         str,
         Query(
-            pattern=r"^\d{1,10}(,\d{1,10}){0,99}$",
+            # The schema says 3 to 50 ids, so a schema-valid list is never refused for its length;
+            # the route checks the count itself to say what to fix (pydantic's pattern message
+            # would only quote the regex).
+            json_schema_extra={"pattern": r"^\d{1,10}(,\d{1,10}){2,49}$"},
             description="study ids, comma-separated (3 to 50), e.g. 1,2,3",
             examples=["1,2,3"],
         ),
@@ -103,14 +107,22 @@ def compare_studies(
 ) -> StudyComparison:
     """Which variant works across studies: per study its variants' replicate means and ranks,
     the Friedman test (Iman–Davenport F) and Nemenyi post-hoc (Demšar 2006), and an answer.
-    Studies that share fewer than two variants, or fewer than three studies, are refused (422)."""
-    from studyd.analysis.compare import ComparisonRefused, compare_studies
+    Studies without complete trials, or sharing fewer than two variants, are refused with 409
+    (their data cannot be ranked yet); a repeated id with 422; an id no study can have (0, over
+    2**31 - 1) with 404."""
+    from studyd.analysis.compare import ComparisonNotReady, ComparisonRefused, compare_studies
 
+    if not re.fullmatch(r"\d{1,10}(,\d{1,10}){0,99}", ids):
+        raise HTTPException(422, detail="ids: write 3 to 50 study ids, comma-separated, e.g. 1,2,3")
     numbers = [int(i) for i in ids.split(",")]
-    if max(numbers) > MAX_ID or min(numbers) < 1:
-        raise HTTPException(422, detail=f"ids: each id must be 1 to {MAX_ID}")
+    outside = [i for i in numbers if not 1 <= i <= MAX_ID]
+    if outside:
+        # Well formed for the schema (up to 10 digits), so not a 422: no such study can exist.
+        raise HTTPException(404, detail=f"no study {outside[0]}: study ids are 1 to {MAX_ID}")
     studies = [_scores(ctx, i) for i in numbers]
     try:
         return StudyComparison(**compare_studies(studies, alpha=alpha))
+    except ComparisonNotReady as exc:
+        raise HTTPException(409, detail=f"ids: {exc}") from None
     except ComparisonRefused as exc:
         raise HTTPException(422, detail=f"ids: {exc}") from None

@@ -12,7 +12,9 @@ from api.convert import study_out
 from api.errors import responses
 from api.params import StudyId
 from api.schemas import Study
+from storage import queue
 from storage.study_extension import extend_finished_study
+from studyd.spec import validate_spec
 from studyd.spec.limits import MAX_TRIALS
 
 router = APIRouter(tags=["studies"])
@@ -37,4 +39,9 @@ def extend_study(
     """Give a done or cancelled study `trials` more distinct runs (409 in any other state): it is
     queued again, the sampler continues from its trials, and once done its verdict, summary,
     dashboard note and test score are recomputed (the test score is null until then)."""
-    return study_out(extend_finished_study(ctx.engine, study_id, extension.trials))
+    # With `repeats`, the configurations that now lead and have no replicates get them first.
+    spec = validate_spec(queue.get_study(ctx.engine, study_id).spec)
+    extended = extend_finished_study(
+        ctx.engine, study_id, extension.trials, replicates=bool(spec.repeats)
+    )
+    return study_out(extended)

@@ -42,6 +42,11 @@ class ComparisonRefused(ValueError):
     """The studies cannot be compared; the message says why and what to pick instead."""
 
 
+class ComparisonNotReady(ComparisonRefused):
+    """The request is well formed but the studies' data cannot be ranked yet (no complete
+    trials, too few shared variants): a state of the studies, not a bad request."""
+
+
 @dataclass(frozen=True)
 class VariantScore:
     """One variant in one study: what its verdict row says."""
@@ -82,14 +87,14 @@ def check_comparable(studies: Sequence[StudyScores], alpha: float) -> list[str]:
         )
     empty = [s.study_id for s in studies if not s.variants]
     if empty:
-        raise ComparisonRefused(
+        raise ComparisonNotReady(
             f"study {', '.join(map(str, empty))} has no complete trials to score: wait for it "
             "to finish or leave it out"
         )
     shared = shared_variants(studies)
     if len(shared) < MIN_VARIANTS:
         have = "; ".join(f"{s.study_id}: {', '.join(s.variants)}" for s in studies)
-        raise ComparisonRefused(
+        raise ComparisonNotReady(
             f"the studies share {len(shared)} variant{'s' * (len(shared) != 1)}"
             f"{' (' + shared[0] + ')' if shared else ''}; compare needs {MIN_VARIANTS} measured "
             f"in every study (variants by study: {have})"

@@ -182,8 +182,10 @@ class StudyFinalizer:
 def enqueue_missing_replicates(store: WorkerStore, study: optuna.Study, spec: StudySpec) -> int:
     """Enqueue each replicate (`replicate_of`, `replicate_seed`) not already in the study.
 
-    Returns how many replicates the study has in all: a claimant that died after enqueuing some
-    leaves them for the next, which must neither enqueue them twice nor forget to count them.
+    Returns how many replicates wait for a slot: the ones the target does not count yet. A
+    claimant that died after enqueuing some leaves them for the next, which must neither enqueue
+    them twice nor forget to count them; an extended study (`storage.study_extension`) whose
+    replicates ran adds only those of the configurations that now lead and have none.
     """
     if spec.repeats == 0:
         return 0
@@ -192,15 +194,20 @@ def enqueue_missing_replicates(store: WorkerStore, study: optuna.Study, spec: St
         for t in store.trials(study)
         if "replicate_of" in t.user_attrs and "retry_of" not in t.user_attrs
     }
-    total = 0
     for trial in replicate_targets(study, spec):
         for seed in replicate_seeds(spec):
-            total += 1
             if (trial.number, seed) not in present:
                 attrs = {"replicate_of": trial.number, "replicate_seed": seed}
                 store.enqueue_trial(study, trial.params, attrs)
-    logger.info("%s: %s seed replicates", study.study_name, total)
-    return total
+    waiting = waiting_replicates(store, study)
+    logger.info("%s: %s seed replicates to run", study.study_name, waiting)
+    return waiting
+
+
+def waiting_replicates(store: WorkerStore, study: optuna.Study) -> int:
+    """Replicates enqueued and not yet run. The study is held at its target while they are
+    enqueued, so no slot can have run one: these are exactly what the target must grow by."""
+    return sum("replicate_of" in t.user_attrs for t in store.trials(study, (TrialState.WAITING,)))
 
 
 def fail_orphans(store: WorkerStore, study: optuna.Study) -> None:

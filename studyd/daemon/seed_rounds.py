@@ -6,6 +6,8 @@ that adds nothing closes the replicates (`open_replicates(.., 0)`) and the score
 
 - The first round: the search's chosen configurations (`runs.replicate_targets`) on the first
   `FIRST_ROUND_SEEDS` seeds, as a fixed `repeats:` would.
+- A study extended after its rounds (`storage.study_extension`): the configurations that now lead
+  and have no settled replicate get the first round's seeds, before any further round.
 - Every later round: `analysis.auto_repeats.plan_more_seeds` over the verdict's records (the same
   trials the summary counts) names the leader and the rivals still undecided; each gets the next
   seed. None undecided, or `max_seeds` seeds offered, and the rounds end.
@@ -66,6 +68,11 @@ def _round(
     assert auto is not None
     if not any(t.state == TrialState.COMPLETE for t in replicates):
         return [(t, s) for t in replicate_targets(study, spec) for s in replicate_seeds(spec)]
+    # Settled, not merely enqueued: a claimant that died mid-round left some of it waiting.
+    replicated = {t.user_attrs[REPLICATE_ATTR] for t in replicates if t.state.is_finished()}
+    fresh = [t for t in replicate_targets(study, spec) if t.number not in replicated]
+    if fresh:  # an extension's new leaders: paired with the rivals on the first seeds
+        return [(t, s) for t in fresh for s in replicate_seeds(spec)]
     settled = [int(t.user_attrs[SEED_ATTR]) for t in replicates if t.state.is_finished()]
     seed = max(settled) + 1
     if seed > spec.training.seed + auto.max_seeds:

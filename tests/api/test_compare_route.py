@@ -62,12 +62,31 @@ def test_studies_sharing_too_few_variants_are_refused_with_the_reason(api, ids):
     client, _ = api
     lone = _study(api, "digits", {"dropconnect": 0.9, "standout": 0.91})
     refused = client.get("/compare", params={"ids": f"{ids[0]},{ids[1]},{lone}"})
-    assert refused.status_code == 422
+    # The request is well formed; the studies' data is what cannot be ranked: 409, not 422.
+    assert refused.status_code == 409
     assert "share 0 variants" in refused.json()["detail"]
     two = client.get("/compare", params={"ids": f"{ids[0]},{ids[1]}"})
     assert two.status_code == 422 and "3 to 50 studies" in two.json()["detail"]
-    assert client.get("/compare", params={"ids": "1,x"}).status_code == 422
+    again = client.get("/compare", params={"ids": f"{ids[0]},{ids[0]},{ids[1]}"})
+    assert again.status_code == 422 and "named once" in again.json()["detail"]
+    for bad in ("1,x", "1,,2", "", "1," * 120 + "1"):
+        response = client.get("/compare", params={"ids": bad})
+        assert response.status_code == 422 and "comma-separated" in response.json()["detail"]
     assert client.get("/compare", params={"ids": f"{ids[0]},{ids[1]},999"}).status_code == 404
+    # Schema-valid ids no study can have are unknown studies, not bad input.
+    for impossible in ("0", "9999999999"):
+        unknown = client.get("/compare", params={"ids": f"{ids[0]},{ids[1]},{impossible}"})
+        assert unknown.status_code == 404 and f"no study {impossible}" in unknown.json()["detail"]
     empty = client.post("/studies", json=spec("cmp-empty", "digits", ["standard", "none"]))
     waiting = client.get("/compare", params={"ids": f"{ids[0]},{ids[1]},{empty.json()['id']}"})
-    assert waiting.status_code == 422 and "has no complete trials" in waiting.json()["detail"]
+    assert waiting.status_code == 409 and "has no complete trials" in waiting.json()["detail"]
+
+
+def test_the_schema_documents_the_compare_refusals(api):
+    """Schemathesis' positive_data_acceptance: a schema-valid id list is never a 422 for its
+    length, and the 409 for studies not ready to rank is documented."""
+    client, _ = api
+    operation = client.get("/openapi.json").json()["paths"]["/compare"]["get"]
+    assert {"404", "409", "422"} <= set(operation["responses"])
+    ids = next(p for p in operation["parameters"] if p["name"] == "ids")
+    assert ids["schema"]["pattern"] == r"^\d{1,10}(,\d{1,10}){2,49}$"

@@ -144,6 +144,6 @@ def test_a_finished_studys_dashboard_page_shows_its_metric_and_verdict(guarded: 
             page.get_by_text(f"studyd study {study['id']}: the answer").first.wait_for(
                 timeout=30_000
             )
-            page.get_by_text("highest median val_acc").first.wait_for(timeout=30_000)
+            page.get_by_text("highest median so far").first.wait_for(timeout=30_000)
         finally:
             browser.close()

@@ -9,7 +9,7 @@ import pytest
 from api_harness import in_process_api
 from fastapi.testclient import TestClient
 
-from storage import queue
+from storage import final_steps, queue
 from storage.engine import make_engine
 
 SPEC = {
@@ -71,3 +71,32 @@ def test_bad_extensions_are_refused_with_the_field(api):
         assert refused.status_code == 422, body
         assert refused.json()["detail"].startswith("trials" if "more" not in body else "more")
     assert client.post("/studies/99999/extend", json={"trials": 1}).status_code == 404
+
+
+def _slots(engine, worker: int, study_id: int, n: int) -> queue.StudyRecord:
+    for _ in range(n):
+        queue.claim_trial_slot(engine, worker, study_id=study_id)
+        after = queue.finish_trial_slot(engine, study_id, worker_id=worker)
+    return after
+
+
+def _owed(engine, study_id: int) -> list[final_steps.OwedStep]:
+    """The study's owed steps (the module's other studies owe their scores)."""
+    return [o for o in final_steps.owed_steps(engine) if o.study_id == study_id]
+
+
+def test_a_study_whose_replicates_ran_owes_them_again_after_its_extension(api):
+    client, engine = api
+    study = client.post("/studies", json={**SPEC, "name": "rep", "repeats": 2}).json()
+    worker = queue.register_worker(engine, host="h", device="cpu", pid=os.getpid())
+    assert _slots(engine, worker, study["id"], 2).state == "running"  # held for its replicates
+    [owed] = _owed(engine, study["id"])
+    assert final_steps.claim_step(engine, owed, worker)
+    final_steps.open_replicates(engine, study["id"], worker, 4)
+    assert _slots(engine, worker, study["id"], 4).state == "done"
+    extended = client.post(f"/studies/{study['id']}/extend", json={"trials": 1}).json()
+    assert (extended["state"], extended["target_trials"]) == ("queued", 7)
+    # The extension's search is held at its target: the new leader's replicates come first.
+    assert _slots(engine, worker, study["id"], 1).state == "running"
+    assert [o.step for o in _owed(engine, study["id"])] == ["replicates"]
+    queue.unregister_worker(engine, worker)

@@ -250,3 +250,26 @@ def test_the_api_process_does_not_import_torch_or_scikit_learn():
     code = "import sys, api.app; print(sorted({'torch', 'sklearn'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.process
+def test_submitting_a_study_does_not_import_torch_into_the_api(tmp_path):
+    # The first POST /studies imported torch through models.data (the data-path checks): ~1 s
+    # idle and over the fuzz run's 10 s client timeout on a busy CI machine.
+    code = f"""
+import sys
+from fastapi.testclient import TestClient
+from api.app import create_app
+from storage.migrate import ensure_schema
+from studyd.settings import Settings
+url = "sqlite:///{tmp_path}/s.db"
+ensure_schema(url)  # as studyd serve does before it serves
+app = create_app(Settings(database_url=url, data_dir="{tmp_path}"))
+spec = {{"name": "t", "dropout": {{"variants": ["standard"]}}, "search": {{"n_trials": 2}}}}
+with TestClient(app) as client:
+    assert client.post("/studies", json=spec).status_code == 201
+    print("torch" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"

@@ -33,7 +33,7 @@ def test_a_done_study_runs_n_more_slots_and_owes_its_score_again(engine, worker)
     record = queue.submit_study(engine, name="x", spec={}, target_trials=2, final_step="score")
     assert _run(engine, worker, record.id, 2).state == "done"
     _scored(engine, worker, record.id)
-    extended = extend_finished_study(engine, record.id, 3)
+    extended = extend_finished_study(engine, record.id, 3, replicates=False)
     assert (extended.state, extended.target_trials, extended.finished) == ("queued", 5, 2)
     assert extended.test_score is None and extended.test_scored_at is None
     assert extended.started_at is None and extended.finished_at is None
@@ -52,7 +52,7 @@ def test_a_study_cancelled_before_its_replicates_still_owes_them(engine, worker)
     record = queue.submit_study(engine, name="r", spec={}, target_trials=4, final_step="replicates")
     _run(engine, worker, record.id, 1)
     queue.cancel_study(engine, record.id)
-    extended = extend_finished_study(engine, record.id, 2)
+    extended = extend_finished_study(engine, record.id, 2, replicates=True)
     assert (extended.state, extended.target_trials) == ("queued", 3)
     held = _run(engine, worker, record.id, 2)
     assert held.state == "running"  # held at its target until the replicates are opened
@@ -67,11 +67,11 @@ def test_only_a_done_or_cancelled_study_is_extended(engine, worker, state):
     if state == "failed":
         queue.fail_study(engine, record.id, "boom")
     with pytest.raises(queue.IllegalStateChange, match=f"is {state}|has failed"):
-        extend_finished_study(engine, record.id, 1)
+        extend_finished_study(engine, record.id, 1, replicates=False)
     with pytest.raises(ValueError, match="extra"):
-        extend_finished_study(engine, record.id, 0)
+        extend_finished_study(engine, record.id, 0, replicates=False)
     with pytest.raises(queue.StudyNotFound):
-        extend_finished_study(engine, record.id + 100, 1)
+        extend_finished_study(engine, record.id + 100, 1, replicates=False)
 
 
 def test_a_cancelled_study_with_trials_still_settling_is_refused_until_they_settle(engine, worker):
@@ -79,6 +79,6 @@ def test_a_cancelled_study_with_trials_still_settling_is_refused_until_they_sett
     assert queue.claim_trial_slot(engine, worker).id == record.id
     queue.cancel_study(engine, record.id)
     with pytest.raises(queue.IllegalStateChange, match="1 trial\\(s\\) settling"):
-        extend_finished_study(engine, record.id, 2)
+        extend_finished_study(engine, record.id, 2, replicates=False)
     queue.release_trial_slot(engine, record.id, worker_id=worker)
-    assert extend_finished_study(engine, record.id, 2).target_trials == 2
+    assert extend_finished_study(engine, record.id, 2, replicates=False).target_trials == 2

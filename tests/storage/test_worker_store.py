@@ -156,6 +156,63 @@ def test_only_the_claimant_extends_a_held_study_and_only_by_a_positive_number(st
     assert store.extend_replicates(record.id, worker, 1) is None  # the claim was given back
 
 
+def _replicated_and_scored(store, worker: int):
+    """A study done after its search (1 slot), its 2 replicates and its score."""
+    record = _held_and_claimed(store, worker)
+    store.open_replicates(record.id, worker, 2)
+    assert _run_slots(store, worker, record.id, 2).state == "done"
+    assert store.claim_step(store.owed_steps()[0], worker)
+    assert store.record_score(record.id, worker, 0.9)
+    return record
+
+
+def test_an_extended_study_with_replicates_owes_them_again_and_adds_only_the_new(store):
+    worker = _worker(store)
+    record = _replicated_and_scored(store, worker)
+    extended = store.extend_study(record.id, 2, replicates=True)
+    assert (extended.state, extended.target_trials, extended.finished) == ("queued", 5, 3)
+    assert extended.test_score is None and extended.finished_at is None
+    assert store.owed_steps() == []  # nothing owed while the extension's search runs
+    # Held at the new target, as a new study's search is: its replicates step comes first.
+    assert _run_slots(store, worker, record.id, 2).state == "running"
+    [owed] = store.owed_steps()
+    assert (owed.study_id, owed.step) == (record.id, "replicates")
+    assert store.claim_step(owed, worker)
+    opened = store.open_replicates(record.id, worker, 1)  # the new leader's only
+    assert (opened.state, opened.target_trials) == ("running", 6)
+    assert _run_slots(store, worker, record.id, 1).state == "done"
+    assert [o.step for o in store.owed_steps()] == ["score"]
+
+
+def test_an_extended_study_without_replicates_owes_only_its_score(store):
+    worker = _worker(store)
+    record = _submit(store, 1)
+    _run_slots(store, worker, record.id, 1)
+    extended = store.extend_study(record.id, 1, replicates=False)
+    assert (extended.state, extended.target_trials) == ("queued", 2)
+    assert _run_slots(store, worker, record.id, 1).state == "done"
+    assert [o.step for o in store.owed_steps()] == ["score"]
+
+
+def test_only_a_done_or_cancelled_study_with_its_slots_settled_is_extended(store):
+    worker = _worker(store)
+    record = _submit(store, 2)
+    with pytest.raises(IllegalStateChange, match="is queued"):
+        store.extend_study(record.id, 1, replicates=False)
+    store.claim_trial_slot(worker, study_id=record.id)
+    store.end_study_early(record.id)  # done with a slot still out
+    with pytest.raises(IllegalStateChange, match="1 trial\\(s\\) settling"):
+        store.extend_study(record.id, 1, replicates=False)
+    with pytest.raises(ValueError, match="extra"):
+        store.extend_study(record.id, 0, replicates=False)
+    failed = _submit(store, 1)
+    store.fail_study(failed.id, "boom")
+    with pytest.raises(IllegalStateChange, match="has failed"):
+        store.extend_study(failed.id, 1, replicates=False)
+    with pytest.raises(StudyNotFound):
+        store.extend_study(failed.id + 100, 1, replicates=False)
+
+
 def test_the_score_step_is_claimed_recorded_once_and_can_be_given_back(store):
     worker = _worker(store)
     record = _submit(store, 1)
