@@ -80,9 +80,13 @@ def test_sigkill_mid_stack_fails_every_trial_of_the_stack_and_retries_each_once(
     victim = cluster.start_worker("--grace", "8", "--batch-trials", "3")
 
     def mid_stack():
+        # One entry for the process, holding its stack's three trials (its row and two leases).
         rows = [w for w in queue.list_workers(cluster.engine) if w.pid == victim.pid]
-        trials = [cluster.storage.get_trial(w.trial_id) for w in rows if w.trial_id is not None]
-        return trials if len(trials) == 3 and all(t.intermediate_values for t in trials) else None
+        if len(rows) != 1 or len(rows[0].trials) != 3:
+            return None
+        by_number = {t.number: t for t in cluster.trials(record)}
+        trials = [by_number[n] for n in rows[0].trials]
+        return trials if all(t.intermediate_values for t in trials) else None
 
     stack = wait_for(mid_stack, 180, "the victim's stack of 3 to be mid-training")
     victim.send_signal(signal.SIGKILL)
