@@ -153,10 +153,16 @@ def test_workers_ride_out_a_postgres_restart_without_losing_a_trial(
             start_worker(url, tmp_path / f"worker-{i}.log", heartbeat=0.5, grace=25.0)
             for i in range(3)
         ]
+        # Every worker registered (on a busy machine one may still be importing torch when the
+        # first three trials finish: it would start into the outage, which is not this test's
+        # question), and three trials finished, before the outage.
         wait_for(
-            lambda: api.client.get(f"/studies/{study['id']}").json()["finished"] >= 3,
+            lambda: (
+                len(api.client.get("/workers").json()) == 3
+                and api.client.get(f"/studies/{study['id']}").json()["finished"] >= 3
+            ),
             120,
-            what="3 finished trials before the outage",
+            what="3 registered workers and 3 finished trials before the outage",
         )
         killed = 0
         if fault == "restart":
@@ -211,7 +217,12 @@ def test_workers_ride_out_a_postgres_restart_without_losing_a_trial(
     logs = "\n".join(p.read_text(errors="replace")[-2500:] for p in tmp_path.glob("worker-*.log"))
     assert not stuck, f"{stuck}\n{logs}"
     assert interrupted <= retried, (interrupted, retried)
-    assert all(alive), "a worker died in the outage instead of reconnecting"
+    dead = [
+        (i, w.returncode, (tmp_path / f"worker-{i}.log").read_text(errors="replace")[-2000:])
+        for i, w in enumerate(workers)
+        if not alive[i]
+    ]
+    assert all(alive), f"a worker died in the outage instead of reconnecting: {dead}"
 
 
 def _done(api: Server, study_id: int) -> dict | None:
