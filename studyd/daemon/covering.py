@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.samplers import BaseSampler
 from optuna.study import Study
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
+
+from studyd.daemon.wrapping_sampler import WrappingSampler
 
 VARIANT = "variant"
 
@@ -33,16 +34,8 @@ def untried_variant(study: Study, trial: FrozenTrial, choices: Sequence[Any]) ->
     return next((c for c in choices if c not in tried), None)
 
 
-class CoveringSampler(BaseSampler):
+class CoveringSampler(WrappingSampler):
     """`base`, but a trial's `variant` is an untried requested variant while one is left."""
-
-    def __init__(self, base: BaseSampler) -> None:
-        self.base = base
-
-    def infer_relative_search_space(
-        self, study: Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        return self.base.infer_relative_search_space(study, trial)
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -67,18 +60,3 @@ class CoveringSampler(BaseSampler):
             if missing is not None:
                 return missing
         return self.base.sample_independent(study, trial, param_name, param_distribution)
-
-    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        self.base.before_trial(study, trial)
-
-    def after_trial(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        state: TrialState,
-        values: Sequence[float] | None,
-    ) -> None:
-        self.base.after_trial(study, trial, state, values)
-
-    def reseed_rng(self) -> None:
-        self.base.reseed_rng()

@@ -19,12 +19,14 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from studyd.daemon.wrapping_sampler import WrappingSampler
 
-class ExploringSampler(BaseSampler):
+
+class ExploringSampler(WrappingSampler):
     """`base` for every trial except those marked with `explore`, which are drawn at random."""
 
     def __init__(self, base: BaseSampler, seed: int | None) -> None:
-        self.base = base
+        super().__init__(base)
         self.seed = seed
         # Marked trials by number, each with its own random stream (one draw per parameter).
         self.marked: dict[int, RandomSampler] = {}
@@ -61,9 +63,6 @@ class ExploringSampler(BaseSampler):
             )
         return self.base.sample_independent(study, trial, param_name, param_distribution)
 
-    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        self.base.before_trial(study, trial)
-
     def after_trial(
         self,
         study: Study,
@@ -72,7 +71,4 @@ class ExploringSampler(BaseSampler):
         values: Sequence[float] | None,
     ) -> None:
         self.marked.pop(trial.number, None)
-        self.base.after_trial(study, trial, state, values)
-
-    def reseed_rng(self) -> None:
-        self.base.reseed_rng()
+        super().after_trial(study, trial, state, values)
