@@ -23,15 +23,28 @@ VARIANT = "variant"
 
 
 def untried_variant(study: Study, trial: FrozenTrial, choices: Sequence[Any]) -> Any | None:
-    """The first of `choices` that no other trial of the study has (asked, running, finished,
-    or enqueued as a baseline); None when every one has a trial."""
+    """The untried variant `trial` takes: of `choices` that no other trial of the study has
+    (asked, running, finished, or enqueued as a baseline), in order, the one after those that
+    earlier trials still being asked will take; None when every one has a trial.
+
+    Workers ask concurrently: a trial created before this one whose variant is not written yet
+    is mid-ask and takes the first untried variant itself, so this one takes the next, and two
+    workers starting together do not train the same untried variant twice.
+    """
     tried = set()
+    asking = 0
     for other in study.get_trials(deepcopy=False):
         if other.number == trial.number:
             continue
-        tried.add(other.params.get(VARIANT))
-        tried.add((other.system_attrs.get("fixed_params") or {}).get(VARIANT))
-    return next((c for c in choices if c not in tried), None)
+        fixed = (other.system_attrs.get("fixed_params") or {}).get(VARIANT)
+        variant = other.params.get(VARIANT, fixed)
+        if variant is None and other.number < trial.number and not other.state.is_finished():
+            asking += 1
+        tried.add(variant)
+    untried = [c for c in choices if c not in tried]
+    if not untried:
+        return None
+    return untried[min(asking, len(untried) - 1)]
 
 
 class CoveringSampler(WrappingSampler):

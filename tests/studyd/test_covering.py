@@ -48,3 +48,23 @@ def test_once_every_variant_has_a_trial_the_sampler_decides():
     current = study.ask()  # takes the first enqueued trial; the second still waits
     assert untried_variant(study, current, choices) is None
     assert untried_variant(study, current, [*choices, "gaussian"]) == "gaussian"
+
+
+def test_trials_asked_together_take_different_untried_variants():
+    """Two workers create their trials before either writes its variant: the later trial takes
+    the variant after the one the earlier will take (it took the same one, a duplicate run)."""
+    spec = load_spec(SPEC % "tpe")
+    study = optuna.create_study(direction="maximize", sampler=build_sampler(spec))
+    first, second = study.ask(), study.ask()  # both created, neither has sampled yet
+    second_cfg, _ = suggest_config(second, spec, (64, 10))
+    first_cfg, _ = suggest_config(first, spec, (64, 10))
+    assert (first_cfg.variant, second_cfg.variant) == ("none", "standard")
+    third = study.ask()
+    assert suggest_config(third, spec, (64, 10))[0].variant == "gaussian"
+
+
+def test_a_finished_trial_without_a_variant_holds_no_variant_back():
+    study = optuna.create_study()
+    choices = ["none", "standard"]
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    assert untried_variant(study, study.ask(), choices) == "none"
