@@ -64,9 +64,11 @@ class Budget:
     device: str
     # Settings chosen on validation use these seeds, never a comparison's (0, 1, …).
     selection_seeds: tuple[int, ...] = (1000, 1001)
-    lr_grid: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2)
+    # 1e-1 added after both rules chose the top of {1e-3 … 3e-2} (2026-12-07): a grid brackets.
+    lr_grid: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
     # Inside the range Liang et al. (2021) tune α over (0.1…5; studyd's default search space).
-    alpha_grid: tuple[float, ...] = (0.3, 1.0, 3.0)
+    # 0.1 added after α = 0.3, the old bottom, was chosen (2026-12-07).
+    alpha_grid: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0)
 
     def describe(self) -> str:
         return (
