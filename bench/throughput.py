@@ -65,7 +65,7 @@ import numpy as np
 import optuna
 import torch
 import torch.nn.functional as F
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -368,6 +368,8 @@ def compare_ways(
         "c": ("bare", run_bare, (spec, data, device)),
     }
     ways = args.ways
+    if len(spec.dropout.variants) > 1:
+        ways = ways.replace("c", "")  # the bare loop trains standard dropout only
     if args.worker_batch > 1:
         runs["k"] = (
             f"studyd K={args.worker_batch}",
@@ -385,7 +387,9 @@ def compare_ways(
         target = next(iter(done.values())).best - TOLERANCE
         hit = run.to_target(target)
         to_target = f"{hit[0]:6.1f} s ({hit[1]} ep)" if hit else "not reached"
-        extra = f", wall incl. start-up + test run {wall:.1f} s" if way in "b1k" else ""
+        extra = f", whole study {wall:.1f} s"
+        if way in "b1k":
+            extra += " incl. start-up + test run"
         print(
             f"  ({way}) {label:12s} {run.wall / n:6.3f} s/trial"
             f" {run.seconds_per_epoch:6.4f} s/epoch"
@@ -393,6 +397,8 @@ def compare_ways(
             f"  to target {to_target}{extra}  [{load_note}]",
             flush=True,
         )
+        if len(spec.dropout.variants) > 1:
+            print(f"      per variant, trained/pruned (epochs): {variant_counts(trials)}")
     if "a" in done:
         target = done["a"].best - TOLERANCE
         print(f"  target: (a)'s best {done['a'].best:.3f} − {TOLERANCE}")
@@ -405,6 +411,17 @@ def compare_ways(
             ratio = done[way].seconds_per_epoch / done["c"].seconds_per_epoch
             print(f"  per epoch ({way})/(c) = {ratio:.2f}x")
     return done
+
+
+def variant_counts(trials: list[FrozenTrial]) -> str:
+    """Each variant's fully trained and pruned trials and the epochs they trained."""
+    counts: dict[str, list[int]] = {}
+    for t in trials:
+        row = counts.setdefault(t.params.get("variant", "?"), [0, 0, 0])
+        row[0] += t.state == TrialState.COMPLETE
+        row[1] += t.state == TrialState.PRUNED
+        row[2] += len(t.intermediate_values)
+    return "  ".join(f"{v} {c}/{p} ({e})" for v, (c, p, e) in sorted(counts.items()))
 
 
 def over_seeds(runs: list[dict[str, StudyRun]]) -> None:
