@@ -546,7 +546,7 @@ def best_difference(runs: list[dict[str, StudyRun]], way: str, first: str) -> st
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="*", default=["mnist1d", "digits"])
-    parser.add_argument("--spaces", nargs="*", default=list(SPACES))
+    parser.add_argument("--spaces", nargs="*", default=["fixed", "searched"], choices=list(SPACES))
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--synthetic-trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=30)
