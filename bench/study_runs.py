@@ -17,6 +17,8 @@ class StudyRun:
     epochs: int
     wall: float  # first trial's start to last trial's end
     curve: list[tuple[float, int, float]]  # (seconds, epochs so far, best so far) per trial end
+    # Submission to done (the whole study a user waits for), when the bench timed it.
+    whole: float | None = None
 
     def to_target(self, target: float) -> tuple[float, int] | None:
         """(seconds, epochs) when the best first reaches `target`; None when it never does."""
