@@ -23,16 +23,13 @@ from torch import Tensor, nn
 
 from models.config import ModelConfig, TrainConfig
 from models.data import DatasetSplits
+from models.devices import DeviceError, resolve_device  # noqa: F401 - re-exported
 from models.mlp import count_parameters
 from models.module import DropoutClassifier
 
 EVAL_CHUNK = 8192
 # Seed of the fixed sample of training rows that train metrics are measured on (eval mode).
 GAP_SAMPLE_SEED = 0
-
-
-class DeviceError(ValueError):
-    """A device string that names no usable device."""
 
 
 @dataclass(frozen=True)
@@ -68,26 +65,6 @@ class TrainResult:
     @property
     def final(self) -> EpochMetrics:
         return self.history[-1]
-
-
-def resolve_device(spec: str | torch.device = "auto") -> torch.device:
-    """`auto` (CUDA if present, else CPU), `cpu`, `cuda` or `cuda:N`, checked to exist."""
-    text = str(spec).strip().lower()
-    if text == "auto":
-        return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise DeviceError(f"unknown device {spec!r}: use auto, cpu or cuda:N") from None
-    if device.type == "cpu":
-        return torch.device("cpu")
-    if device.type == "cuda":
-        count = torch.cuda.device_count()
-        index = device.index or 0
-        if index >= count:
-            raise DeviceError(f"device {spec!r} is not available ({count} CUDA device(s) visible)")
-        return torch.device("cuda", index)
-    raise DeviceError(f"unsupported device {spec!r}: use auto, cpu or cuda:N")
 
 
 @torch.no_grad()

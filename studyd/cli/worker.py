@@ -68,13 +68,7 @@ def worker(
     ),
 ) -> None:
     """Claim trial slots, train, report every epoch, tell Optuna; SIGTERM stops within one epoch."""
-    from models.training import DeviceError
-    from storage.engine import make_engine
-    from storage.migrate import ensure_schema
-    from storage.optuna_storage import make_optuna_storage
-    from studyd.cli.database_errors import one_line_database_errors
-    from studyd.daemon.worker import Worker, WorkerOptions
-    from studyd.daemon.worker.startup import until_the_database_answers
+    from models.devices import DeviceError, resolve_device
 
     settings = load_settings(
         database_url=database_url,
@@ -86,6 +80,18 @@ def worker(
         heartbeat_grace=grace,
         reaper_period=reaper_period,
     )
+    try:  # before Lightning's imports: a device that does not exist is refused in a second
+        resolve_device(settings.worker_device)
+    except DeviceError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    from storage.engine import make_engine
+    from storage.migrate import ensure_schema
+    from storage.optuna_storage import make_optuna_storage
+    from studyd.cli.database_errors import one_line_database_errors
+    from studyd.daemon.worker import Worker, WorkerOptions
+    from studyd.daemon.worker.startup import until_the_database_answers
+
     url = settings.database_url
     logging.basicConfig(
         level=logging.INFO,

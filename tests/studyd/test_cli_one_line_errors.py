@@ -62,3 +62,23 @@ def test_a_report_directory_that_cannot_be_made_is_a_usage_error():
     code, lines = studyd("report", "1", "--out", "/dev/null/x", "--url", NOWHERE)
     assert code == USAGE, lines
     assert lines == ["error: cannot write the report to /dev/null/x: Not a directory"], lines
+
+
+@pytest.mark.process
+def test_a_device_that_does_not_exist_is_refused_before_lightning_is_imported(tmp_path):
+    """serve restarts a dying worker up to 3 times: each start of a worker that cannot train
+    imported Lightning first (seconds of CPU), to be refused by a one-line device check."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'studyd.db'}"
+    command = [sys.executable, "-X", "importtime", "-m", "studyd.cli.main", "worker", "--once"]
+    done = subprocess.run(
+        [*command, "--device", "cuda:99", "--database-url", url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+    assert done.returncode == USAGE, done.stderr[-2000:]
+    assert len(errors) == 1 and errors[0].startswith("error: device 'cuda:99' is not available")
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert "torch" in imported and "lightning" not in imported
