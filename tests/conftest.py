@@ -83,12 +83,26 @@ def postgres_url(postgres_admin_url) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request, tmp_path) -> Iterator[str]:
-    """A fresh, empty database on each backend."""
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def _database(request: pytest.FixtureRequest, directory: Path) -> Iterator[str]:
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'studyd.db'}"
+        yield f"sqlite:///{directory / 'studyd.db'}"
     else:
         admin = request.getfixturevalue("postgres_admin_url")
         with throwaway_database(admin) as url:
             yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path) -> Iterator[str]:
+    """A fresh, empty database on each backend."""
+    yield from _database(request, tmp_path)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_db_url(request, tmp_path_factory) -> Iterator[str]:
+    """One database on each backend for a module's tests (a server they share: each process
+    start costs seconds of imports)."""
+    yield from _database(request, tmp_path_factory.mktemp("module-db"))

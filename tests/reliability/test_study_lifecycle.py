@@ -36,11 +36,18 @@ from storage.queue import list_workers
 pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 
-@pytest.fixture
-def server(db_url, tmp_path) -> Iterator[Server]:
-    srv = serve_with_workers(db_url, tmp_path)
+@pytest.fixture(scope="module")
+def server(module_db_url, tmp_path_factory) -> Iterator[Server]:
+    """One serve with its 2 workers per backend for the module: each test ends or deletes its
+    studies, so the next finds both workers idle (a serve per test cost 3 process starts)."""
+    srv = serve_with_workers(module_db_url, tmp_path_factory.mktemp("serve"))
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def db_url(server: Server) -> str:
+    return server.database_url
 
 
 def ended(server: Server, study_id: int, timeout: float = 180) -> dict:
