@@ -64,8 +64,9 @@ class Budget:
     device: str
     # Settings chosen on validation use these seeds, never a comparison's (0, 1, …).
     selection_seeds: tuple[int, ...] = (1000, 1001)
-    # 1e-1 added after both rules chose the top of {1e-3 … 3e-2} (2026-12-07): a grid brackets.
-    lr_grid: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+    # 1e-1 and 3e-1 added after both rules chose 3e-2, the old top, and then vanilla chose 1e-1
+    # (2026-12-07): a grid must bracket what it picks.
+    lr_grid: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
     # Inside the range Liang et al. (2021) tune α over (0.1…5; studyd's default search space).
     # 0.1 added after α = 0.3, the old bottom, was chosen (2026-12-07).
     alpha_grid: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0)
