@@ -32,9 +32,6 @@ if TYPE_CHECKING:
 # TPE and GP draw at random until this many trials have finished (Optuna's default, set here so
 # that the worker can size its stacks to it: `startup_counts`).
 SAMPLER_STARTUP_TRIALS = 10
-# Optuna's median pruner waits for this many finished trials; studyd's stratified one shares
-# them among the variants (`pruner_startup`).
-PRUNER_STARTUP_TRIALS = 5
 
 # Parameters whose values change what `models.batched.batch_key` groups trials by.
 ARCHITECTURE_PARAMS = (
@@ -254,25 +251,10 @@ def startup_counts(spec: StudySpec) -> tuple[int, ...]:
     such a count are all judged and drawn as if the study had none of each other's results."""
     counts = []
     if spec.search.pruner.name in ("median", "percentile"):
-        counts.append(pruner_startup(spec))
+        counts.append(spec.search.pruner.startup_trials)
     if spec.search.sampler in ("tpe", "gp"):
         counts.append(SAMPLER_STARTUP_TRIALS)
     return tuple(sorted(c for c in counts if c > 0))
-
-
-def pruner_startup(spec: StudySpec) -> int:
-    """Finished trials (of a trial's own variant, when stratified) before the median or
-    percentile pruner judges: the spec's `startup_trials`, else Optuna's 5 shared among the
-    variants, at least 1 each. With one variant a lone start-up trial let the pruner stop every
-    later trial below that one trial's curve (bench.throughput, 10 seeds: 75-85 % pruned against
-    48-68 % for Optuna's defaults, and a lower best on 7 of 20 seeds); with the shoot-out's seven
-    or eight variants it stays 1 each, as bench/fair_pruning.py measured."""
-    p = spec.search.pruner
-    if p.startup_trials is not None:
-        return p.startup_trials
-    if not p.by_variant:
-        return PRUNER_STARTUP_TRIALS
-    return max(1, math.ceil(PRUNER_STARTUP_TRIALS / len(spec.dropout.variants)))
 
 
 def build_pruner(spec: StudySpec) -> BasePruner:
@@ -284,12 +266,11 @@ def build_pruner(spec: StudySpec) -> BasePruner:
     max_epochs = int(max(spec.training.epochs.values()))
     warmup = p.warmup_epochs if p.warmup_epochs is not None else scaled_warmup(max_epochs)
     if p.name in ("median", "percentile"):
-        startup = pruner_startup(spec)
         inner: BasePruner = (
-            pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
+            pruners.MedianPruner(n_startup_trials=p.startup_trials, n_warmup_steps=warmup)
             if p.name == "median"
             else pruners.PercentilePruner(
-                p.percentile, n_startup_trials=startup, n_warmup_steps=warmup
+                p.percentile, n_startup_trials=p.startup_trials, n_warmup_steps=warmup
             )
         )
         return StratifiedPruner(inner) if p.by_variant else inner

@@ -81,13 +81,12 @@ class PrunerSpec(StrictModel):
 
     The median and percentile pruners judge a trial against finished trials of its own variant
     (`by_variant`; dropout slows early training by design), once `startup_trials` of that
-    variant have finished (default: Optuna's 5 shared by the variants, at least 1 each:
-    studyd.daemon.search.pruner_startup) and after `warmup_epochs` (default: 15 % of the
-    epochs, studyd.daemon.fair_pruning; bench/fair_pruning.py measured it).
+    variant have finished and after `warmup_epochs` (default: 15 % of the epochs,
+    studyd.daemon.fair_pruning; bench/fair_pruning.py measured it).
     """
 
     name: PrunerName = "median"
-    startup_trials: int | None = Field(default=None, ge=0, le=MAX_TRIALS, strict=True)
+    startup_trials: int = Field(default=1, ge=0, le=MAX_TRIALS, strict=True)
     warmup_epochs: int | None = Field(default=None, ge=0, le=MAX_EPOCHS, strict=True)
     percentile: float = Field(default=25.0, gt=0.0, lt=100.0)
     by_variant: bool = True

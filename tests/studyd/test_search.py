@@ -162,29 +162,10 @@ def test_pruner_from_spec(pruner, cls):
     assert isinstance(built, StratifiedPruner) == (pruner in ("median", "percentile"))
 
 
-def _startup(yaml: str) -> int:
-    built = build_pruner(load_spec(f"name: p\ntraining: {{epochs: 40}}\n{yaml}"))
-    return getattr(built, "inner", built)._n_startup_trials
-
-
-def test_the_default_pruner_waits_15_percent_of_the_epochs_and_optuna_s_5_trials_shared():
+def test_the_default_pruner_waits_15_percent_of_the_epochs_and_one_trial_per_variant():
     built = build_pruner(load_spec("name: p\ntraining: {epochs: 40}"))
-    assert isinstance(built, StratifiedPruner) and built.inner._n_warmup_steps == 6
-    # Optuna's 5 start-up trials shared among the variants, at least 1 each: one variant waits
-    # for 5 of its own (a lone start-up trial pruned 75-85 % of a one-variant study).
-    assert _startup("dropout: {variants: [standard]}") == 5
-    assert _startup("dropout: {variants: [none, standard]}") == 3
-    assert _startup("dropout: {variants: [none, standard, gaussian, rdrop, standout]}") == 1
-    assert (
-        _startup(
-            "dropout: {variants: [standard]}\nsearch: {pruner: {name: median, by_variant: false}}"
-        )
-        == 5
-    )
-    told = (
-        "dropout: {variants: [standard]}\nsearch: {pruner: {name: percentile, startup_trials: 2}}"
-    )
-    assert _startup(told) == 2
+    assert isinstance(built, StratifiedPruner)
+    assert (built.inner._n_warmup_steps, built.inner._n_startup_trials) == (6, 1)
     told = "search: {pruner: {name: median, warmup_epochs: 2, by_variant: false}}"
     plain = build_pruner(load_spec(f"name: p\ntraining: {{epochs: 40}}\n{told}"))
     assert type(plain) is optuna.pruners.MedianPruner and plain._n_warmup_steps == 2

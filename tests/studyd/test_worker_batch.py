@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -209,9 +207,8 @@ def test_startup_counts_are_the_pruners_and_the_samplers():
         spec = load_spec(f"name: s\nmodel: {{depth: 1, width: 8}}\nsearch: {search}")
         return studyd.daemon.search.startup_counts(spec)
 
-    # The default median pruner waits for Optuna's 5 finished trials shared among the variants.
-    variants = len(load_spec("name: s").dropout.variants)
-    assert counts("{}") == (math.ceil(5 / variants), studyd.daemon.search.SAMPLER_STARTUP_TRIALS)
+    # The default median pruner waits for one finished trial of each variant (fair_pruning).
+    assert counts("{}") == (1, studyd.daemon.search.SAMPLER_STARTUP_TRIALS) == (1, 10)
     assert counts("{sampler: gp, pruner: {name: percentile, startup_trials: 12}}") == (10, 12)
     assert counts("{sampler: random, pruner: hyperband}") == ()
     assert counts("{sampler: qmc, pruner: {name: median, startup_trials: 0}}") == ()
