@@ -43,8 +43,8 @@ from storage.queue.reaper import REAPED_ERROR
 
 pytestmark = [pytest.mark.slow, pytest.mark.process]
 
-# The issue's own timeline, 150 s down against the default 30 s grace (about 6 minutes a
-# backend): STUDYD_TEST_GRACE_S=30 STUDYD_TEST_OUTAGE_S=150 pytest tests/reliability/test_long_outage.py
+# The issue's own timeline, 150 s down against the default 30 s grace (about 3 minutes a
+# backend): STUDYD_TEST_GRACE_S=30 STUDYD_TEST_OUTAGE_S=150 pytest this file.
 GRACE_S = float(os.environ.get("STUDYD_TEST_GRACE_S", "3"))
 OUTAGE_S = float(os.environ.get("STUDYD_TEST_OUTAGE_S", str(5 * GRACE_S)))
 N_TRIALS = 6
