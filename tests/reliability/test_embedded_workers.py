@@ -66,8 +66,13 @@ def test_serve_restarts_a_killed_worker_and_gives_up_on_one_that_keeps_dying(tmp
     finally:
         server.stop()
 
-    # A worker that cannot start (no such device) dies at once, every time.
-    bad = serve_with_workers(url, tmp_path, workers=1, STUDYD_WORKER_DEVICE="cuda:99")
+    # A worker that cannot start (no such device) dies at once, every time. A database of its
+    # own: the SIGKILLed worker's row above is listed (as alive) until a reaper removes it, a
+    # grace after its last heartbeat, and a refused device now dies within that grace.
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    bad_url = f"sqlite:///{bad_dir / 'studyd.db'}"
+    bad = serve_with_workers(bad_url, bad_dir, workers=1, STUDYD_WORKER_DEVICE="cuda:99")
     try:
 
         def given_up() -> dict | None:
