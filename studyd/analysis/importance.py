@@ -24,7 +24,6 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
 Record = Mapping[str, Any]
 
@@ -81,6 +80,10 @@ def param_importances(
             for p, v in trials
         ]
     )
+    # Imported here: optuna.importance brings scikit-learn and pandas (0.3 s), which every
+    # process that imports the analysis (a worker at start) would pay before any study is done.
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
     evaluator = FanovaImportanceEvaluator(seed=seed)
     scores = get_param_importances(study, evaluator=evaluator, params=sorted(dists))
     out["params"] = {name: float(score) for name, score in scores.items()}
