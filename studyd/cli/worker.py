@@ -109,20 +109,14 @@ def worker(
         with one_line_database_errors(storage or url, EXIT_BAD_DATABASE):
             return Worker(engine, make_optuna_storage(storage or url), options)
 
-    try:
-        if settings.worker_parent_pid is None:
-            runner = start()
-        else:
-            # Embedded: serve opened this database already, so a storage error is an outage
-            # (serve restarted us into it), not a wrong URL: wait for it rather than die at
-            # once. Anything else (a schema newer than this studyd) is still one line.
-            with one_line_database_errors(url, EXIT_BAD_DATABASE):
-                runner = until_the_database_answers(
-                    "starting", start_unwrapped(url, storage, options)
-                )
-    except DeviceError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    if settings.worker_parent_pid is None:
+        runner = start()
+    else:
+        # Embedded: serve opened this database already, so a storage error is an outage
+        # (serve restarted us into it), not a wrong URL: wait for it rather than die at
+        # once. Anything else (a schema newer than this studyd) is still one line.
+        with one_line_database_errors(url, EXIT_BAD_DATABASE):
+            runner = until_the_database_answers("starting", start_unwrapped(url, storage, options))
     runner.run()
     if runner.gone:
         typer.echo("error: this worker was reaped or lost the database; it stopped", err=True)
