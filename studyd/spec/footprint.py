@@ -73,7 +73,15 @@ ACTIVATION_COPIES: dict[str, float] = {
     "weights": 2.5,  # DropConnect: its masks are counted apart
 }
 RDROP_ACTIVATION_COPIES = 8.0  # two dropout passes, each kept for backward
-MULTISAMPLE_COPIES_PER_PASS = 2.5  # K passes through the network, each kept for backward
+# K passes through the network, each kept for backward: per pass, by the size of one K-fold
+# activation (K × batch × width floats). glibc mmaps blocks over its dynamic threshold's ceiling
+# (32 MiB on 64-bit) and unmaps them when freed; smaller ones stay on its heap, where freed blocks
+# are reused in pieces and the peak runs higher. With 2.5 for both, 3 × 512, batch 1024, K = 8
+# (17 MB blocks) was estimated at 0.87-0.98 of its measured 205-262 MB; 2 × 2048, batch 512, K = 8
+# (34 MB blocks) at 1.68 of its 235 MB.
+MULTISAMPLE_COPIES_PER_PASS = 2.5
+MULTISAMPLE_HEAP_COPIES_PER_PASS = 4.0
+GLIBC_MMAP_CEILING = 32 * 1024 * 1024
 DROPCONNECT_HIDDEN_COPIES = 3.0  # mask, masked weights and their gradient, per mask element
 DROPCONNECT_HEAD_COPIES = 2.0  # the head has no activation to keep
 EVAL_COPIES = 2.0  # two activations alive at once in an evaluation chunk
@@ -225,7 +233,13 @@ def _activation_copies(net: Network) -> float:
     acts_on = dropout_variant(net.variant).acts_on
     copies = ACTIVATION_COPIES.get(acts_on, ACTIVATION_COPIES["activations"])
     if net.variant == "multisample":
-        copies += MULTISAMPLE_COPIES_PER_PASS * net.multisample_k
+        block = BYTES_PER_FLOAT * net.multisample_k * net.batch_size * net.width
+        per_pass = (
+            MULTISAMPLE_COPIES_PER_PASS
+            if block >= GLIBC_MMAP_CEILING
+            else MULTISAMPLE_HEAP_COPIES_PER_PASS
+        )
+        copies += per_pass * net.multisample_k
     return copies
 
 
