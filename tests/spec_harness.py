@@ -39,3 +39,18 @@ def trainable_spec(
     body["training"]["batch_size"] = 64
     body["search"] |= {"sampler": "random", "pruner": "none"}
     return body
+
+
+# Three distinct runs: `none`; standard p = 0.3 and p = 0.5, where `pre_activation` under ReLU
+# is the same network as `hidden` (studyd.analysis.canonical) and p = 0 is `none`.
+THREE_RUNS = """
+name: three-runs
+dataset: digits
+model: {depth: 1, width: 8}
+dropout:
+  variants: [none, standard]
+  placements: [hidden, pre_activation]
+  rate: {choices: [0.0, 0.3, 0.5]}
+training: {epochs: 2, lr: 0.01}
+search: {n_trials: 12, sampler: random, pruner: none, seed: 1}
+"""

@@ -1,6 +1,7 @@
-"""`studyd workers`, `compare` and `extend` as a user runs them: `studyd ...` subprocesses against
+"""`studyd workers`, `compare` and `model` as a user runs them: `studyd ...` subprocesses against
 a real `studyd serve` on SQLite without workers (the rows a worker writes are written here the
-worker's way, through `storage.queue` and Optuna)."""
+worker's way, through `storage.queue` and Optuna). `extend`, which needs workers that train:
+tests/e2e/test_cli_study.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import httpx
 import optuna
 import pytest
 from cli_harness import (
-    TINY_SPEC,
     TOKEN,
     Server,
     one_line_error,
@@ -120,36 +120,6 @@ def test_compare_ranks_variants_across_four_datasets_and_draws_the_diagram(serve
     too_few = studyd("report", ids[0], "--out", str(tmp_path / "r2"), *others[:2], url=server.url)
     assert too_few.returncode == 7 and "3 to 50 studies" in one_line_error(too_few)
     assert one_line_error(studyd("compare", ids[0], ids[1], "99999", url=server.url))
-
-
-@pytest.mark.slow
-def test_extend_gives_a_done_study_more_runs_and_a_new_test_score(tmp_path):
-    """done → queued → running → done with N more trials; the test score is owed again and
-    comes back once the extension is done (one embedded worker trains every trial)."""
-    server = start_server(tmp_path, workers=1)
-    try:
-        spec_file = tmp_path / "tiny.yaml"
-        spec_file.write_text(TINY_SPEC)
-        first = parsed(studyd("submit", str(spec_file), "--watch", "--json", url=server.url,
-                              timeout=300))  # fmt: skip
-        sid = str(first["id"])
-        assert first["state"] == "done" and first["test_score"] is not None
-        summary = parsed(studyd("summary", sid, "--json", url=server.url))
-        queued = parsed(studyd("extend", sid, "--trials", "2", "--json", url=server.url))
-        assert (queued["state"], queued["target_trials"]) == ("queued", first["finished"] + 2)
-        assert queued["test_score"] is None
-        done = parsed(studyd("watch", sid, "--json", url=server.url, timeout=300))
-        assert (done["state"], done["finished"]) == ("done", first["finished"] + 2)
-        assert done["test_score"] is not None
-        assert done["timings"]["test_scored_at"] > first["timings"]["test_scored_at"]
-        after = parsed(studyd("summary", sid, "--json", url=server.url))
-        assert after["n_complete"] >= summary["n_complete"] + 2
-        running = one_line_error(studyd("extend", sid, "--trials", "0", url=server.url))
-        assert "--trials" in running
-        bad = studyd("extend", "99999", "--trials", "1", url=server.url)
-        assert bad.returncode == 5 and "99999" in one_line_error(bad)
-    finally:
-        server.stop()
 
 
 def test_model_downloads_the_kept_model_which_scores_as_recorded(server, tmp_path):

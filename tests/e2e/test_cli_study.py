@@ -27,6 +27,7 @@ from cli_harness import (
     start_server,
     studyd,
 )
+from spec_harness import THREE_RUNS
 
 pytestmark = [pytest.mark.slow, pytest.mark.process]
 
@@ -254,3 +255,54 @@ def test_auto_repeats_add_seeds_until_decided_or_the_cap_and_the_summary_says_wh
     assert shown.returncode == 0, shown.stderr
     if undecided:
         assert "more seeds" in " ".join(shown.stdout.split())
+
+
+def test_extend_gives_a_done_study_more_runs_and_a_new_test_score(server, tmp_path):
+    """done → queued → running → done with N more trials; the test score is owed again and
+    comes back once the extension is done (the module server's workers train every trial)."""
+    spec_file = tmp_path / "tiny.yaml"
+    spec_file.write_text(TINY_SPEC)
+    first = parsed(studyd("submit", str(spec_file), "--watch", "--json", url=server.url,
+                          timeout=300))  # fmt: skip
+    sid = str(first["id"])
+    assert first["state"] == "done" and first["test_score"] is not None
+    summary = parsed(studyd("summary", sid, "--json", url=server.url))
+    queued = parsed(studyd("extend", sid, "--trials", "2", "--json", url=server.url))
+    assert (queued["state"], queued["target_trials"]) == ("queued", first["finished"] + 2)
+    assert queued["test_score"] is None
+    done = parsed(studyd("watch", sid, "--json", url=server.url, timeout=300))
+    assert (done["state"], done["finished"]) == ("done", first["finished"] + 2)
+    assert done["test_score"] is not None
+    assert done["timings"]["test_scored_at"] > first["timings"]["test_scored_at"]
+    after = parsed(studyd("summary", sid, "--json", url=server.url))
+    assert after["n_complete"] >= summary["n_complete"] + 2
+    running = one_line_error(studyd("extend", sid, "--trials", "0", url=server.url))
+    assert "--trials" in running
+    bad = studyd("extend", "99999", "--trials", "1", url=server.url)
+    assert bad.returncode == 5 and "99999" in one_line_error(bad)
+
+
+def test_status_says_the_search_ended_early_and_links_the_dashboard(server, tmp_path):
+    spec = tmp_path / "three.yaml"
+    spec.write_text(THREE_RUNS)
+    submitted = studyd(
+        "submit",
+        str(spec),
+        "--watch",
+        "--json",
+        "--interval",
+        "0.5",
+        url=server.url,
+        timeout=300,
+    )
+    study = parsed(submitted)
+    assert study["state"] == "done" and study["finished"] == 3
+    status = parsed(studyd("status", str(study["id"]), "--json", url=server.url))
+    assert status["search_ended"].startswith("search space exhausted")
+    assert status["dashboard_url"].startswith(server.url + "/dashboard/studies/")
+    human = studyd("status", str(study["id"]), url=server.url).stdout
+    assert "search ended" in human and status["dashboard_url"] in human
+    summary = parsed(studyd("summary", str(study["id"]), "--json", url=server.url))
+    assert summary["search_ended"] == status["search_ended"]
+    page = httpx.get(status["dashboard_url"], timeout=30, follow_redirects=True)
+    assert page.status_code in (200, 401)  # the page exists (behind the server's token)
