@@ -17,8 +17,11 @@ class StudyRun:
     epochs: int
     wall: float  # first trial's start to last trial's end
     curve: list[tuple[float, int, float]]  # (seconds, epochs so far, best so far) per trial end
-    # Submission to done (the whole study a user waits for), when the bench timed it.
+    # The whole study as the bench timed it: until the way's run returned (for studyd, the
+    # test score trained after `done` included) ...
     whole: float | None = None
+    # ... and submission to `done` (the hand-written study has no test run: its whole).
+    to_done: float | None = None
 
     def to_target(self, target: float) -> tuple[float, int] | None:
         """(seconds, epochs) when the best first reaches `target`; None when it never does."""
